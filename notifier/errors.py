@@ -1,0 +1,62 @@
+"""One root exception and a small tree under it, so callers catch by meaning, not by message text."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DeliveryFailed",
+    "InteractionExpired",
+    "InvalidWorkflowId",
+    "NotifierError",
+    "PluginError",
+    "SessionClosed",
+    "StoreError",
+]
+
+
+class NotifierError(Exception):
+    """Root of every error this package raises on purpose."""
+
+
+class ConfigError(NotifierError):
+    """A configuration value is missing or wrong.
+
+    `field` is the dotted path of the offending key (``notifiers[2].on``) so the message can be
+    shown to an operator as one line that points at the line to fix.
+    """
+
+    def __init__(self, field: str, message: str, *, source: str | None = None) -> None:
+        self.field = field
+        self.message = message
+        self.source = source
+        where = f"{source}: " if source else ""
+        location = f"{field}: " if field else ""
+        super().__init__(f"{where}{location}{message}")
+
+
+class InvalidWorkflowId(NotifierError, ValueError):
+    """A workflow id is not one this store could have issued; it never reaches the filesystem."""
+
+
+class StoreError(NotifierError):
+    """The result store could not do what was asked (disk full, permission denied, corrupt file)."""
+
+
+class InteractionExpired(NotifierError):
+    """The interaction token is dead (or about to be): no call may be made with it any more."""
+
+
+class SessionClosed(NotifierError):
+    """The HTTP session an object was bound to is closed; a fresh one is needed."""
+
+
+class DeliveryFailed(NotifierError):
+    """Every rung of the delivery ladder failed; the result is safe in the store."""
+
+
+class PluginError(NotifierError):
+    """A notifier plugin could not be loaded or configured."""
+
+    def __init__(self, plugin: str, message: str) -> None:
+        self.plugin = plugin
+        super().__init__(f"plugin {plugin!r}: {message}")

@@ -1,0 +1,94 @@
+"""Logging set-up with loguru, and the redactor that keeps configured secrets out of every line.
+
+Every handler gets `Redactor.patch` as its patcher, so a secret is masked whether it arrives in the
+message, an exception's text or a bound extra; the same redactor serves error messages shown to
+users (`redactor.redact(text)`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Record
+
+__all__ = ["Redactor", "redactor", "setup_logging"]
+
+MASK = "***"
+
+
+class Redactor:
+    """Replaces known secret strings (and Discord bot tokens by shape) with a mask."""
+
+    # A Discord bot token: base64 id . 6 chars . 27+ chars. Masked even when nobody registered it.
+    _BOT_TOKEN = re.compile(r"[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}")
+    # A webhook URL carries its token in the path.
+    _WEBHOOK = re.compile(r"(/webhooks/\d+/)[A-Za-z0-9_.-]{8,}")
+
+    def __init__(self) -> None:
+        self._secrets: list[str] = []
+
+    def add(self, secrets: Iterable[str]) -> None:
+        known = set(self._secrets)
+        for secret in secrets:
+            if secret and len(secret) >= 4 and secret not in known:
+                self._secrets.append(secret)
+                known.add(secret)
+        self._secrets.sort(key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        text = self._BOT_TOKEN.sub(MASK, text)
+        return self._WEBHOOK.sub(rf"\g<1>{MASK}", text)
+
+    def patch(self, record: Record) -> None:
+        record["message"] = self.redact(record["message"])
+        exception = record["exception"]
+        if exception is not None and exception.value is not None:
+            exception.value.args = tuple(
+                self.redact(a) if isinstance(a, str) else a for a in exception.value.args
+            )
+        for key, value in list(record["extra"].items()):
+            if isinstance(value, str):
+                record["extra"][key] = self.redact(value)
+
+
+redactor = Redactor()
+
+
+class _InterceptHandler(logging.Handler):
+    """Routes stdlib logging (nextcord, aiohttp, apprise) into loguru, so one redactor sees all."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        logger.opt(depth=6, exception=record.exc_info).log(level, record.getMessage())
+
+
+def setup_logging(
+    level: str = "INFO", *, file: Path | None = None, serialize: bool = False, sink: Any = None
+) -> None:
+    """Configure loguru once for the process: stderr (or `sink`) and an optional file."""
+    logger.remove()
+    logger.configure(patcher=redactor.patch)
+    fmt = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {name}: {message}"
+    logger.add(sink or sys.stderr, level=level, format=fmt, serialize=serialize, backtrace=False)
+    if file is not None:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        logger.add(
+            file, level=level, format=fmt, serialize=serialize, enqueue=True, rotation="50 MB"
+        )
+    logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
+    for noisy in ("nextcord.gateway", "nextcord.http", "nextcord.client", "nextcord.state"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

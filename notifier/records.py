@@ -1,0 +1,98 @@
+"""The index row of one workflow: what the store keeps about it besides the result itself."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from .errors import InvalidWorkflowId
+
+__all__ = [
+    "DeliveryState",
+    "WorkflowRecord",
+    "WorkflowStatus",
+    "new_workflow_id",
+    "validate_workflow_id",
+]
+
+# 32 lowercase hex digits: a uuid4 without dashes. Nothing else may name a file in the store.
+_WORKFLOW_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def new_workflow_id() -> str:
+    """A 128-bit random id (uuid4), as 32 hex digits: safe as a file name, unguessable."""
+    return uuid.uuid4().hex
+
+
+def validate_workflow_id(value: object) -> str:
+    """Return `value` as a workflow id, or raise InvalidWorkflowId before it nears the filesystem.
+
+    Accepts the dashed uuid form a user may paste and normalises it; refuses anything else, so no
+    path separator, glob character or dot-dot can ever reach a path.
+    """
+    if not isinstance(value, str):
+        raise InvalidWorkflowId("a workflow id must be text")
+    if len(value) > 64:
+        raise InvalidWorkflowId("a workflow id is 32 hexadecimal characters; this is far longer")
+    candidate = value.strip().lower().replace("-", "")
+    if not _WORKFLOW_ID.fullmatch(candidate):
+        raise InvalidWorkflowId(
+            "a workflow id is 32 hexadecimal characters (as shown when the workflow started)"
+        )
+    return candidate
+
+
+class WorkflowStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    UNDELIVERABLE = "undeliverable"
+
+
+@dataclass(slots=True)
+class WorkflowRecord:
+    """Everything the index knows about one workflow. Times are Unix seconds."""
+
+    workflow_id: str
+    command: str
+    user_id: int
+    options: dict[str, str] = field(default_factory=dict)
+    user_name: str = ""
+    guild_id: int | None = None
+    channel_id: int | None = None
+    ephemeral: bool = False
+    status: WorkflowStatus = WorkflowStatus.RUNNING
+    stage: str = ""
+    progress: float = 0.0
+    created_at: float = 0.0
+    finished_at: float | None = None
+    size_bytes: int | None = None
+    delivery_state: DeliveryState = DeliveryState.PENDING
+    delivered_via: str | None = None
+    delivered_at: float | None = None
+    error: str = ""
+    path: str | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return max(0.0, self.finished_at - self.created_at)
+
+    @property
+    def url(self) -> str:
+        return self.options.get("url", "")
+
+    @property
+    def depth(self) -> str:
+        return self.options.get("depth", "")
