@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "DeliveryFailed",
+    "DiscordCallFailed",
     "InteractionExpired",
     "InvalidWorkflowId",
     "NotifierError",
@@ -42,12 +43,28 @@ class StoreError(NotifierError):
     """The result store could not do what was asked (disk full, permission denied, corrupt file)."""
 
 
-class InteractionExpired(NotifierError):
+class DiscordCallFailed(NotifierError):
+    """A Discord call failed in a way the delivery ladder acts on.
+
+    `kind` is the classification (see `notifier.session.FailureKind`); `status` and `code` are
+    Discord's HTTP status and JSON error code when there was a response.
+    """
+
+    def __init__(
+        self, kind: str, message: str, *, status: int | None = None, code: int | None = None
+    ) -> None:
+        self.kind = kind
+        self.status = status
+        self.code = code
+        super().__init__(message)
+
+
+class InteractionExpired(DiscordCallFailed):
     """The interaction token is dead (or about to be): no call may be made with it any more."""
 
 
-class SessionClosed(NotifierError):
-    """The HTTP session an object was bound to is closed; a fresh one is needed."""
+class SessionClosed(DiscordCallFailed):
+    """The client's HTTP session is closed; calls wait for a fresh one or move to the next rung."""
 
 
 class DeliveryFailed(NotifierError):
