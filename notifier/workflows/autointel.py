@@ -1,0 +1,482 @@
+"""`/autointel url depth`: fetch a web page, crawl its site breadth-first and report what it says.
+
+A real crawl that may run for many minutes (`page_delay` between pages, up to 40 pages), which is
+why it is the example workflow: the result has to survive the interaction token expiring.
+
+Every request goes through the SSRF guard twice: each URL, including every redirect hop (followed
+by hand, at most MAX_REDIRECTS), is checked with `NetGuard.check` before it is requested, and the
+session's connector judges the addresses it actually connects to. Pages are read as a stream and
+abandoned past `max_page_bytes`; only text/html and application/xhtml+xml are analysed. A failing
+sub-page is recorded in the result's `errors`; a failing start page fails the run with
+WorkflowFailed. Cancellation is never caught.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import re
+from collections import Counter, deque
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import hdrs
+from yarl import URL
+
+from ..config import AutointelSettings
+from ..netguard import AddressRefused, NetGuard, Resolver, URLRefused, parse_http_url
+from . import InvalidWorkflowOptions, ReportProgress, WorkflowFailed, WorkflowSpec
+from .analysis import (
+    Heading,
+    PageAnalysis,
+    analyse_html,
+    keyword_counts,
+    reading_time_min,
+    same_origin,
+    top_keywords,
+)
+
+__all__ = [
+    "DEFAULT_DEPTH",
+    "DEPTHS",
+    "MAX_REDIRECTS",
+    "NAME",
+    "STAGES",
+    "Autointel",
+    "build_autointel",
+]
+
+NAME: Final = "autointel"
+DEPTHS: Final = ("quick", "standard", "deep", "comprehensive")
+DEFAULT_DEPTH: Final = "standard"
+#: The stages reported, in order; "crawling" and "analysing" repeat once per sub-page.
+STAGES: Final = ("fetching", "analysing", "crawling", "summarising")
+MAX_REDIRECTS: Final = 5
+TOP_KEYWORDS: Final = 10
+
+_DEFAULT_PAGES: Final = {"quick": 1, "standard": 5, "deep": 15, "comprehensive": 40}
+_OPTIONS: Final = frozenset({"url", "depth"})
+_HTML_TYPES: Final = frozenset({"text/html", "application/xhtml+xml"})
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
+_ACCEPT: Final = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"
+_CHUNK_BYTES: Final = 64 * 1024
+# Links to these are never worth a page of the crawl budget: they are not HTML.
+_NOT_PAGE_SUFFIXES = (
+    ".7z .avi .css .csv .dmg .doc .docx .exe .gif .gz .ico .iso .jpeg .jpg .js .json .mov .mp3"
+    " .mp4 .ogg .pdf .png .ppt .pptx .rar .rss .svg .tar .tgz .ttf .txt .wav .webm .webp .woff"
+    " .woff2 .xls .xlsx .xml .zip"
+)
+_NOT_PAGES: Final = frozenset(_NOT_PAGE_SUFFIXES.split())
+_MAX_QUEUE: Final = 1000
+_PAGES_SHARE: Final = 0.95  # of the progress bar; summarising takes the rest
+_META_CHARSET = re.compile(
+    rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.I
+)
+
+
+class _PageFailed(Exception):
+    """One page could not be analysed. `status` is "error" or "skipped" (not HTML, off-site)."""
+
+    def __init__(self, message: str, *, status: str = "error", http_status: int | None = None):
+        self.message = message
+        self.status = status
+        self.http_status = http_status
+        super().__init__(message)
+
+
+class _AlreadyAnalysed(Exception):
+    """A sub-page redirects to a page this run has analysed: not fetched again, not counted."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        super().__init__(str(url))
+
+
+@dataclass(frozen=True, slots=True)
+class _Page:
+    url: URL  # after redirects
+    http_status: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Analysed:
+    url: URL
+    analysis: PageAnalysis
+
+
+def _decode(body: bytes, charset: str | None) -> str:
+    """Bytes to text the way a browser would try: BOM, then the header charset, then a <meta>
+    charset, then UTF-8; undecodable bytes become U+FFFD rather than failing the page."""
+    if body.startswith(codecs.BOM_UTF8):
+        return body[len(codecs.BOM_UTF8) :].decode("utf-8", "replace")
+    sniffed = _META_CHARSET.search(body[:4096])
+    candidates = [charset, sniffed.group(1).decode("ascii") if sniffed else None]
+    for candidate in candidates:
+        if not candidate:
+            continue
+        try:
+            return body.decode(candidate, "replace")
+        except (LookupError, ValueError):
+            continue
+    return body.decode("utf-8", "replace")
+
+
+def _looks_like_page(url: URL) -> bool:
+    name = url.path.rsplit("/", 1)[-1].lower()
+    dot = name.rfind(".")
+    return dot < 0 or name[dot:] not in _NOT_PAGES
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}" if count == 1 else f"{count:,} {word}s"
+
+
+class Autointel:
+    """The autointel workflow bound to its settings and network guard. Holds no connections: each
+    `run` opens (and closes) its own aiohttp session, so runs are independent and may overlap."""
+
+    def __init__(self, settings: AutointelSettings, *, guard: NetGuard) -> None:
+        self._settings = settings
+        self._guard = guard
+
+    # -- options -------------------------------------------------------------------------------
+
+    def parse_options(self, options: Mapping[str, str]) -> tuple[URL, str]:
+        """Syntax-only check of the options (no I/O): the start URL and the canonical depth.
+
+        The depth is matched case-insensitively; a missing depth means DEFAULT_DEPTH. Unknown
+        option names are refused so that a wiring mistake is loud, not silently ignored.
+        """
+        for key in options:
+            if key not in _OPTIONS:
+                raise InvalidWorkflowOptions(
+                    str(key)[:40], "unknown option (autointel takes url and depth)"
+                )
+        if "url" not in options:
+            raise InvalidWorkflowOptions("url", "a URL is required")
+        try:
+            url = parse_http_url(options["url"])
+        except URLRefused as exc:
+            raise InvalidWorkflowOptions("url", exc.reason) from None
+        depth = options.get("depth", DEFAULT_DEPTH)
+        key = depth.strip().lower() if isinstance(depth, str) else ""
+        if key not in DEPTHS:
+            shown = repr(depth)[:40] if isinstance(depth, str) else "not text"
+            raise InvalidWorkflowOptions(
+                "depth", f"must be one of {', '.join(DEPTHS)} (got {shown})"
+            )
+        return url, key
+
+    async def validate(self, options: Mapping[str, str]) -> dict[str, str]:
+        """Check the options before anything starts, including the SSRF check of the URL (which
+        may resolve the host, hence async). Returns the normalised options to store and run."""
+        url, depth = self.parse_options(options)
+        try:
+            checked = await self._guard.check(url)
+        except URLRefused as exc:
+            raise InvalidWorkflowOptions("url", exc.reason) from None
+        return {"url": str(checked), "depth": depth}
+
+    def pages_for(self, depth: str) -> int:
+        """Page budget for `depth` (start page included); settings may leave a depth out."""
+        return max(1, self._settings.pages.get(depth, _DEFAULT_PAGES[depth]))
+
+    # -- run -----------------------------------------------------------------------------------
+
+    async def run(self, options: Mapping[str, str], report: ReportProgress) -> dict[str, Any]:
+        """Analyse the start page and up to `pages_for(depth) - 1` same-origin pages.
+
+        Raises WorkflowFailed when the start page cannot be analysed, InvalidWorkflowOptions if
+        the options were never validated and are wrong.
+        """
+        start_url, depth = self.parse_options(options)
+        max_pages = self.pages_for(depth)
+        share = _PAGES_SHARE / max_pages
+
+        def progress(index: int, fraction: float) -> float:
+            return min(_PAGES_SHARE, (index + fraction) * share)
+
+        settings = self._settings
+        timeout = aiohttp.ClientTimeout(
+            total=settings.connect_timeout + settings.read_timeout,
+            sock_connect=settings.connect_timeout,
+            sock_read=settings.read_timeout,
+        )
+        headers = {hdrs.USER_AGENT: settings.user_agent, hdrs.ACCEPT: _ACCEPT}
+        pages: list[dict[str, Any]] = []
+        errors: list[dict[str, str]] = []
+        analysed: list[_Analysed] = []
+
+        async with aiohttp.ClientSession(
+            connector=self._guard.connector(),
+            timeout=timeout,
+            headers=headers,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=False,
+        ) as session:
+            report(stage="fetching", progress=0.0, detail=f"fetching {start_url}")
+            try:
+                start = await self._fetch(session, start_url, site=None)
+            except _PageFailed as exc:
+                raise WorkflowFailed(f"could not analyse {start_url}: {exc.message}") from None
+            report(stage="analysing", progress=progress(0, 0.5), detail=f"analysing {start.url}")
+            first = await asyncio.to_thread(analyse_html, start.text, start.url)
+            analysed.append(_Analysed(start.url, first))
+            pages.append(self._page_entry(start.url, "ok", start.http_status, first))
+
+            site = start.url
+            seen: set[URL] = {start_url, start.url}
+            done: set[URL] = {start.url}
+            queue: deque[URL] = deque()
+
+            def enqueue(analysis: PageAnalysis) -> None:
+                for link in analysis.links:
+                    if len(queue) >= _MAX_QUEUE:
+                        return
+                    if link not in seen and same_origin(link, site) and _looks_like_page(link):
+                        seen.add(link)
+                        queue.append(link)
+
+            enqueue(first)
+            attempted = 1
+            while queue and attempted < max_pages:
+                if settings.page_delay > 0:
+                    await asyncio.sleep(settings.page_delay)
+                url = queue.popleft()
+                index = attempted
+                attempted += 1
+                report(
+                    stage="crawling",
+                    progress=progress(index, 0.0),
+                    detail=f"page {attempted} of up to {max_pages}: {url}",
+                )
+                try:
+                    page = await self._fetch(session, url, site=site, analysed=done)
+                except _PageFailed as exc:
+                    errors.append({"url": str(url), "error": exc.message})
+                    pages.append(self._page_entry(url, exc.status, exc.http_status, None))
+                    continue
+                except _AlreadyAnalysed as exc:
+                    pages.append(self._page_entry(exc.url, "duplicate", None, None))
+                    continue
+                done.add(page.url)
+                seen.add(page.url)
+                report(
+                    stage="analysing", progress=progress(index, 0.5), detail=f"analysing {page.url}"
+                )
+                analysis = await asyncio.to_thread(analyse_html, page.text, page.url)
+                analysed.append(_Analysed(page.url, analysis))
+                pages.append(self._page_entry(page.url, "ok", page.http_status, analysis))
+                enqueue(analysis)
+
+        report(
+            stage="summarising",
+            progress=_PAGES_SHARE,
+            detail=f"summarising {_plural(len(analysed), 'page')}",
+        )
+        result = self._result(start_url, start.url, depth, analysed, pages, errors)
+        report(stage="summarising", progress=1.0, detail="done")
+        return result
+
+    # -- fetching ------------------------------------------------------------------------------
+
+    async def _fetch(
+        self,
+        session: aiohttp.ClientSession,
+        url: URL,
+        *,
+        site: URL | None,
+        analysed: Collection[URL] = (),
+    ) -> _Page:
+        """GET `url`, following up to MAX_REDIRECTS redirects by hand so that every hop passes
+        the guard before it is requested. With `site`, a redirect off that origin skips the page
+        (the crawl stays on the site; the start page may move, e.g. http -> https); a redirect
+        to a URL in `analysed` raises _AlreadyAnalysed instead of fetching it again."""
+        current = url
+        for hop in range(MAX_REDIRECTS + 1):
+            try:
+                checked = await self._guard.check(current)
+            except URLRefused as exc:
+                raise _PageFailed(exc.reason) from None
+            try:
+                async with session.get(checked, allow_redirects=False) as response:
+                    if response.status not in _REDIRECTS:
+                        return await self._read(response, checked)
+                    location = response.headers.get(hdrs.LOCATION)
+                    if not location:
+                        raise _PageFailed(
+                            f"the server answered HTTP {response.status} without a Location",
+                            http_status=response.status,
+                        )
+                    if hop == MAX_REDIRECTS:
+                        raise _PageFailed(f"more than {MAX_REDIRECTS} redirects")
+                    try:
+                        current = checked.join(URL(location)).with_fragment(None)
+                    except (ValueError, TypeError):
+                        raise _PageFailed("redirected to an invalid URL") from None
+                    if site is not None and not same_origin(current, site):
+                        raise _PageFailed(
+                            f"redirects off the site (to {current.host})", status="skipped"
+                        )
+                    if current in analysed:
+                        raise _AlreadyAnalysed(current)
+            except URLRefused as exc:  # from the connector's resolver
+                raise _PageFailed(exc.reason) from None
+            except aiohttp.ClientConnectorError as exc:
+                if isinstance(exc.os_error, AddressRefused):
+                    raise _PageFailed(exc.os_error.reason) from None
+                reason = exc.os_error.strerror or "connection failed"
+                raise _PageFailed(f"could not connect to {checked.host} ({reason})") from None
+            except TimeoutError:  # before ClientError: aiohttp's timeouts are both
+                raise _PageFailed("the server took too long to answer") from None
+            except aiohttp.ClientError as exc:
+                raise _PageFailed(f"the connection failed ({type(exc).__name__})") from None
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
+
+    async def _read(self, response: aiohttp.ClientResponse, url: URL) -> _Page:
+        """The body of an HTML page, read as a stream and abandoned past max_page_bytes (leaving
+        the `async with` closes the connection instead of draining the rest)."""
+        status = response.status
+        if not 200 <= status < 300:
+            raise _PageFailed(f"the server answered HTTP {status}", http_status=status)
+        content_type = response.content_type
+        if content_type not in _HTML_TYPES:
+            raise _PageFailed(
+                f"not an HTML page (content type {content_type[:60]})",
+                status="skipped",
+                http_status=status,
+            )
+        cap_bytes = self._settings.max_page_bytes
+        too_large = _PageFailed(f"the page is larger than {cap_bytes:,} bytes", http_status=status)
+        if response.content_length is not None and response.content_length > cap_bytes:
+            raise too_large
+        body = bytearray()
+        async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+            body += chunk
+            if len(body) > cap_bytes:
+                raise too_large
+        return _Page(url=url, http_status=status, text=_decode(bytes(body), response.charset))
+
+    # -- result --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _page_entry(
+        url: URL, status: str, http_status: int | None, analysis: PageAnalysis | None
+    ) -> dict[str, Any]:
+        return {
+            "url": str(url),
+            "title": analysis.title if analysis else "",
+            "word_count": analysis.word_count if analysis else 0,
+            "status": status,
+            "http_status": http_status,
+        }
+
+    def _result(
+        self,
+        start_url: URL,
+        final_url: URL,
+        depth: str,
+        analysed: list[_Analysed],
+        pages: list[dict[str, Any]],
+        errors: list[dict[str, str]],
+    ) -> dict[str, Any]:
+        first = analysed[0].analysis
+        counts: Counter[str] = Counter()
+        internal: set[URL] = set()
+        external: set[URL] = set()
+        word_count = 0
+        for item in analysed:
+            word_count += item.analysis.word_count
+            counts.update(keyword_counts(item.analysis.words))
+            for link in item.analysis.links:
+                (internal if same_origin(link, final_url) else external).add(link)
+        keywords = top_keywords(counts, TOP_KEYWORDS)
+        minutes = reading_time_min(word_count)
+        result: dict[str, Any] = {
+            "url": str(start_url),
+            "final_url": str(final_url),
+            "title": first.title,
+            "summary": "",
+            "depth": depth,
+            "pages_analysed": len(analysed),
+            "word_count": word_count,
+            "reading_time_min": minutes,
+            "top_keywords": [[word, count] for word, count in keywords],
+            "headings": [{"level": h.level, "text": h.text} for h in first.headings],
+            "links": {"internal": len(internal), "external": len(external)},
+            "pages": pages,
+            "errors": errors,
+        }
+        result["summary"] = _summary(
+            final_url, depth, first, len(analysed), word_count, minutes, keywords,
+            len(internal), len(external), len(errors),
+        )  # fmt: skip
+        return result
+
+
+def _summary(
+    final_url: URL,
+    depth: str,
+    first: PageAnalysis,
+    page_count: int,
+    word_count: int,
+    minutes: float,
+    keywords: list[tuple[str, int]],
+    internal: int,
+    external: int,
+    error_count: int,
+) -> str:
+    """One readable paragraph; every sentence is built from counted facts, nothing invented."""
+    name = f"“{first.title}” ({final_url})" if first.title else str(final_url)
+    sentences = [
+        f"{name} was analysed at {depth} depth: {_plural(page_count, 'page')}, "
+        f"{_plural(word_count, 'word')} of visible text, about {minutes:g} min of reading."
+    ]
+    if first.description:
+        sentences.append(f"It describes itself as “{first.description}”.")
+    if keywords:
+        terms = [f"{word} ({count})" for word, count in keywords[:5]]
+        listed = terms[0] if len(terms) == 1 else ", ".join(terms[:-1]) + f" and {terms[-1]}"
+        sentences.append(f"The most frequent terms are {listed}.")
+    headings: tuple[Heading, ...] = first.headings
+    if headings:
+        sentences.append(
+            f"The start page has {_plural(len(headings), 'heading')}, "
+            f"the first being “{headings[0].text}”."
+        )
+    sentences.append(
+        f"The analysed pages link to {internal:,} distinct page"
+        f"{'' if internal == 1 else 's'} on the site and {external:,} elsewhere."
+    )
+    if error_count:
+        sentences.append(f"{_plural(error_count, 'page')} could not be analysed (see errors).")
+    return " ".join(sentences)
+
+
+def build_autointel(
+    settings: AutointelSettings,
+    *,
+    resolver: Resolver | None = None,
+    guard: NetGuard | None = None,
+) -> WorkflowSpec:
+    """The autointel WorkflowSpec. The guard defaults to one built from
+    `settings.allow_private_networks` and `resolver` (None: the system resolver); pass `guard`
+    instead to set more (tests use its `exempt_endpoints`)."""
+    if guard is not None and resolver is not None:
+        raise TypeError("pass either resolver or guard, not both")
+    if guard is None:
+        guard = NetGuard(
+            allow_private=settings.allow_private_networks,
+            resolver=resolver,
+            resolve_timeout_s=settings.connect_timeout,
+        )
+    workflow = Autointel(settings, guard=guard)
+    return WorkflowSpec(
+        name=NAME,
+        description="Analyse a web page and crawl its site: title, headings, keywords, links.",
+        validate=workflow.validate,
+        run=workflow.run,
+    )
