@@ -1,0 +1,786 @@
+"""The notifier fanout: one notice in, one durable outbox row per matching notifier, sent concurrently.
+
+`emit` only decides who gets a notice and writes the rows (see `notifier.outbox` for why that makes
+notices survive crashes); sending happens in one background task per row, each bounded by
+`fanout.timeout`, so a slow or broken notifier never delays the workflow, the Discord delivery or
+the other notifiers. Failed attempts come back through the retry loop at their `next_attempt_at`.
+
+Decisions worth knowing:
+
+- What counts as transient (retried with backoff up to `max_attempts`): connection errors, timeouts,
+  HTTP 408/425/429/5xx, an Apprise FAILURE, a DM error other than a 4xx or "cannot DM this user",
+  and any exception a plugin raises that is not a `PermanentSendError` (logged as a plugin bug).
+- A timeout means "outcome unknown"; it is retried (at-least-once) with the same idempotency key.
+  An executor (Apprise) send that is still running is not repeated: the retry waits for it.
+- `progress` notices go only to notifiers that list `progress` in `on:`, and at most one per
+  (notifier, workflow) per `progress_interval_s` (30 s): a newer one replaces a held one (latest
+  wins) and is queued when the interval ends. Held progress lives in memory only (it is superseded
+  within seconds anyway) and is dropped when the workflow completes, fails or is interrupted.
+- `reload` builds and validates the whole new set before touching the running one; any error
+  raises and the running set keeps going. Pending rows of notifiers that the new config removes
+  or disables are marked failed with a message saying so (visible in `outbox list --status
+  failed`; `outbox retry` requeues them once the notifier is back); rows of a notifier that only
+  changed are sent with its new settings.
+- Metrics: NOTIFICATIONS_SENT counts each attempt once, as `sent`, `skipped`, `retried`
+  (transient failure, rescheduled), `timeout` (timed out, rescheduled) or `failed` (the row is now
+  dead); NOTIFICATION_LATENCY is queue-to-sent time; OUTBOX_PENDING is kept by the outbox.
+- Every log line and stored error passes through `redactor.redact`; configured secrets (and the
+  secrets of services read from Apprise config files) are added to the redactor at load time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from loguru import logger
+from pydantic import BaseModel, ValidationError
+
+from .config import NotifierEntry, Settings, secret_values
+from .errors import ConfigError, StoreError
+from .events import Event, Notice
+from .logs import redactor
+from .metrics import NOTIFICATION_LATENCY, NOTIFICATIONS_SENT
+from .outbox import NewNotice, Outbox, OutboxRow, backoff_delay_s, outbox_path
+from .plugins import (
+    MessageTemplate,
+    PermanentSendError,
+    Plugin,
+    PluginClass,
+    PluginContext,
+    PluginLoadError,
+    PluginRegistry,
+    RenderedNotice,
+    SendError,
+    SendStatus,
+    TargetResult,
+    TargetStatus,
+    TemplateFieldError,
+    discover_plugins,
+    notice_field_names,
+    template_field_names,
+)
+from .senders import mask_url
+
+__all__ = [
+    "CLOSE_DRAIN_S",
+    "POLL_INTERVAL_S",
+    "PROGRESS_INTERVAL_S",
+    "Fanout",
+    "Notifier",
+    "build_notifiers",
+]
+
+# At most one progress notice per (notifier, workflow) in this many seconds.
+PROGRESS_INTERVAL_S: Final = 30.0
+# The retry loop looks at the outbox at least this often (to see rows requeued by the CLI).
+POLL_INTERVAL_S: Final = 5.0
+# `close()` waits this long for in-flight sends before cancelling them (they stay pending).
+CLOSE_DRAIN_S: Final = 5.0
+# Sends in progress at once across all notifiers (a restart with a big backlog must not open
+# thousands of sockets at once).
+MAX_CONCURRENT_SENDS: Final = 256
+# Due rows picked up per pass of the retry loop.
+RETRY_BATCH: Final = 200
+_TERMINAL_EVENTS: Final = frozenset({Event.COMPLETED, Event.FAILED, Event.INTERRUPTED})
+_NOT_CONFIGURED: Final = (
+    "notifier {notifier!r} is not configured any more (removed or disabled by a reload, or its "
+    "plugin failed to load); restore it, then run `outbox retry {id}`"
+)
+
+
+def _log(level: str, text: str) -> None:
+    """Every fanout log line goes through here: redacted, never formatted again by loguru."""
+    logger.opt(depth=1).log(level, redactor.redact(text))
+
+
+def _describe(exc: BaseException) -> str:
+    """Exception type, message and innermost frame, without a traceback (whose variable dump
+    could hold a URL with a password in it)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return redactor.redact(f"{type(exc).__name__}: {exc}{where}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Building notifiers from config
+
+
+@dataclass(frozen=True, slots=True)
+class Notifier:
+    """One configured notifier: its config entry, its loaded plugin and its checked templates."""
+
+    index: int
+    entry: NotifierEntry
+    plugin: Plugin[Any]
+    templates: Mapping[Event, MessageTemplate]
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def plugin_name(self) -> str:
+        return self.entry.plugin
+
+    def matches(self, notice: Notice) -> bool:
+        """Its `on:` holds the event and the notice passes its filter (empty filter lists pass)."""
+        if notice.event not in self.entry.on:
+            return False
+        rule = self.entry.filter
+        if rule.guild_ids and notice.guild_id not in rule.guild_ids:
+            return False
+        if rule.commands and notice.command.lstrip("/") not in {
+            c.lstrip("/") for c in rule.commands
+        }:
+            return False
+        return not (rule.user_ids and notice.user_id not in rule.user_ids)
+
+    def render(
+        self,
+        notice: Notice,
+        *,
+        idempotency_key: str,
+        attempt: int,
+        timeout_s: float,
+        settled_targets: frozenset[str],
+    ) -> RenderedNotice:
+        return RenderedNotice.render(
+            self.templates[notice.event],
+            self.plugin.template_fields(notice),
+            idempotency_key=idempotency_key,
+            attempt=attempt,
+            timeout_s=timeout_s,
+            settled_targets=settled_targets,
+        )
+
+
+def _show(value: object) -> str:
+    """A bad option value for an error message: URLs masked, long values cut, secrets redacted."""
+    if isinstance(value, str) and "://" in value:
+        return mask_url(value)
+    text = repr(value)
+    text = text if len(text) <= 80 else text[:77] + "..."
+    return redactor.redact(text)
+
+
+def _loc(parts: Sequence[int | str]) -> str:
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def _validate_options(path: str, cls: PluginClass, options: Mapping[str, Any]) -> BaseModel:
+    try:
+        return cls.Options.model_validate(dict(options))
+    except ValidationError as exc:
+        detail = exc.errors(include_url=False)[0]
+        where = f"{path}.options{_loc(tuple(detail['loc']))}"
+        kind = detail["type"]
+        if kind == "extra_forbidden":
+            message = f"unknown option for plugin {cls.name!r}"
+        elif kind == "missing":
+            message = "required option is missing"
+        else:
+            message = str(detail["msg"]).removeprefix("Value error, ")
+            bad = detail.get("input")
+            if "input" in detail and not isinstance(bad, dict) and _show(bad) not in message:
+                message += f" (got {_show(bad)})"
+        raise ConfigError(where, redactor.redact(message)) from None
+
+
+def _compile_templates(
+    path: str, entry: NotifierEntry, cls: PluginClass
+) -> dict[Event, MessageTemplate]:
+    """Each event's title and body (the entry's, else the plugin's default), checked now so an
+    unknown `{field}` is a config error at load time, not a KeyError at send time."""
+    allowed = notice_field_names() | cls.extra_fields
+    trial = dict.fromkeys(allowed, "")
+    compiled: dict[Event, MessageTemplate] = {}
+    for event in dict.fromkeys([*entry.on, *entry.templates]):
+        if event not in cls.events:
+            raise ConfigError(
+                f"{path}.templates.{event.value}",
+                f"plugin {cls.name!r} never receives {event.value!r}",
+            )
+        default = cls.templates[event]
+        override = entry.templates.get(event)
+        title = override.title if override and override.title is not None else default.title
+        body = override.body if override and override.body is not None else default.body
+        for part, text in (("title", title), ("body", body)):
+            where = f"{path}.templates.{event.value}.{part}"
+            try:
+                unknown = template_field_names(text) - allowed
+                if not unknown:
+                    text.format_map(trial)  # catches format specs a string cannot take
+            except (TemplateFieldError, ValueError) as exc:
+                raise ConfigError(where, f"invalid template: {exc}") from None
+            if unknown:
+                names = ", ".join(f"{{{n}}}" for n in sorted(unknown))
+                known = ", ".join(sorted(allowed))
+                raise ConfigError(where, f"unknown template field {names} (known: {known})")
+        compiled[event] = MessageTemplate(title=title, body=body)
+    return compiled
+
+
+def _build_one(
+    index: int, entry: NotifierEntry, registry: PluginRegistry, context: PluginContext
+) -> Notifier:
+    path = f"notifiers[{index}]"
+    cls = registry.get(entry.plugin)
+    if cls is None:
+        available = ", ".join(registry.names) or "none"
+        raise ConfigError(
+            f"{path}.plugin", f"unknown plugin {entry.plugin!r} (available: {available})"
+        )
+    refused = [e.value for e in entry.on if e not in cls.events]
+    if refused:
+        accepts = ", ".join(sorted(e.value for e in cls.events))
+        raise ConfigError(
+            f"{path}.on",
+            f"plugin {cls.name!r} does not accept {', '.join(refused)} (accepts: {accepts})",
+        )
+    templates = _compile_templates(path, entry, cls)
+    options = _validate_options(path, cls, entry.options)
+    try:
+        plugin = cls(options, context)
+    except ConfigError as exc:
+        where = f"{path}.options.{exc.field}" if exc.field else f"{path}.options"
+        raise ConfigError(where, redactor.redact(exc.message)) from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}.options", redactor.redact(str(exc))) from None
+    except Exception as exc:  # noqa: BLE001 - a plugin's own bug becomes one config error
+        raise ConfigError(
+            f"{path}.plugin", f"plugin {cls.name!r} failed to start: {_describe(exc)}"
+        ) from None
+    redactor.add(plugin.secrets())
+    return Notifier(index=index, entry=entry, plugin=plugin, templates=templates)
+
+
+async def _close_plugins(notifiers: Iterable[Notifier]) -> None:
+    for notifier in notifiers:
+        try:
+            await notifier.plugin.close()
+        except Exception as exc:  # noqa: BLE001 - closing one must not stop closing the others
+            _log("WARNING", f"notifier {notifier.name!r}: close failed: {_describe(exc)}")
+
+
+async def build_notifiers(
+    settings: Settings,
+    registry: PluginRegistry,
+    context: PluginContext,
+    *,
+    strict: bool,
+    skipped: list[ConfigError] | None = None,
+) -> dict[str, Notifier]:
+    """Every enabled `notifiers[i]` entry, validated and loaded. Disabled entries are not loaded.
+
+    `strict`: the first invalid entry raises ConfigError (after closing what was already loaded).
+    Not strict: an invalid entry is logged with its field path, appended to `skipped`, and left
+    out, so one bad notifier does not keep the bot (and its other notifiers) from starting.
+    """
+    redactor.add(secret_values(settings))
+    built: dict[str, Notifier] = {}
+    try:
+        for index, entry in enumerate(settings.notifiers):
+            if not entry.enabled:
+                continue
+            try:
+                built[entry.name] = _build_one(index, entry, registry, context)
+            except ConfigError as exc:
+                if strict:
+                    raise
+                _log("ERROR", f"{exc}; notifier {entry.name!r} is left out")
+                if skipped is not None:
+                    skipped.append(exc)
+    except BaseException:
+        await _close_plugins(built.values())
+        raise
+    return built
+
+
+# ---------------------------------------------------------------------------------------------
+# The fanout
+
+
+@dataclass(slots=True)
+class _ProgressSlot:
+    last_queued_at: float  # monotonic
+    held: Notice | None = None
+    flush: asyncio.Task[None] | None = None
+
+
+def _merge_targets(
+    stored: Mapping[str, Mapping[str, Any]], results: Iterable[TargetResult]
+) -> dict[str, dict[str, Any]]:
+    merged = {k: dict(v) for k, v in stored.items()}
+    for result in results:
+        before = merged.get(result.target_id, {})
+        item = result.to_json()
+        item["attempts"] = int(before.get("attempts", 0)) + result.attempts
+        item["settled"] = result.settled
+        merged[result.target_id] = item
+    return merged
+
+
+class Fanout:
+    """Fans each notice out to the configured notifiers through the durable outbox.
+
+    Build it with `await Fanout.open(settings, context)`, feed it with `emit`, stop it with
+    `close()`. Only one Fanout may send from a given outbox file at a time.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        context: PluginContext,
+        registry: PluginRegistry,
+        notifiers: dict[str, Notifier],
+        outbox: Outbox,
+        *,
+        progress_interval_s: float = PROGRESS_INTERVAL_S,
+        poll_interval_s: float = POLL_INTERVAL_S,
+        config_errors: Sequence[ConfigError] = (),
+    ) -> None:
+        """Use `Fanout.open`; this only assembles parts that are already open."""
+        self._settings = settings
+        self._context = context
+        self._registry = registry
+        self._notifiers = notifiers
+        self._outbox = outbox
+        self._progress_interval_s = progress_interval_s
+        self._poll_interval_s = poll_interval_s
+        self._config_errors = tuple(config_errors)
+        self._tasks: set[asyncio.Task[None]] = set()  # one per row being sent
+        self._timers: set[asyncio.Task[None]] = set()  # held-progress flushes
+        self._retiring: set[asyncio.Task[None]] = set()  # closing plugins replaced by reload
+        self._inflight: set[int] = set()  # outbox ids being sent
+        self._progress: dict[tuple[str, str], _ProgressSlot] = {}
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_SENDS)
+        self._worker: asyncio.Task[None] | None = None
+        self._rng = random.Random()
+        self._closed = False
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        context: PluginContext,
+        *,
+        progress_interval_s: float = PROGRESS_INTERVAL_S,
+        poll_interval_s: float = POLL_INTERVAL_S,
+    ) -> Fanout:
+        """Discover plugins, build the notifiers, open the outbox, send what a previous process
+        left pending (all of it, now: a restart is a natural retry point) and start the retry loop.
+
+        Raises PluginError (a broken plugin file, only with `fanout.strict`), ConfigError (an
+        invalid notifier entry, only with `fanout.strict`; otherwise it is logged, left out and
+        listed in `config_errors`) or StoreError (the outbox cannot be opened).
+        """
+        registry = discover_plugins(settings.fanout.plugin_dirs, strict=settings.fanout.strict)
+        skipped: list[ConfigError] = []
+        notifiers = await build_notifiers(
+            settings, registry, context, strict=settings.fanout.strict, skipped=skipped
+        )
+        try:
+            outbox = await Outbox.open(outbox_path(settings))
+        except BaseException:
+            await _close_plugins(notifiers.values())
+            raise
+        fanout = cls(
+            settings,
+            context,
+            registry,
+            notifiers,
+            outbox,
+            progress_interval_s=progress_interval_s,
+            poll_interval_s=poll_interval_s,
+            config_errors=skipped,
+        )
+        try:
+            await fanout._resume()
+        except BaseException:
+            await fanout.close(drain_timeout_s=0)
+            raise
+        fanout._worker = asyncio.create_task(fanout._retry_loop(), name="notifier-outbox-retry")
+        _log(
+            "INFO",
+            f"notifier fanout started: {len(notifiers)} notifier(s) "
+            f"({', '.join(notifiers) or 'none'}), outbox {outbox.path}",
+        )
+        return fanout
+
+    async def close(self, *, drain_timeout_s: float = CLOSE_DRAIN_S) -> None:
+        """Stop taking notices, wait up to `drain_timeout_s` for sends in flight, cancel the rest
+        (their rows stay pending and go out at the next start), close plugins and the outbox."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in [self._worker, *self._timers]:
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(
+            *(t for t in [self._worker, *self._timers] if t is not None), return_exceptions=True
+        )
+        self._progress.clear()
+        await self.drain(drain_timeout_s)
+        leftover = list(self._tasks)
+        for task in leftover:
+            task.cancel()
+        await asyncio.gather(*leftover, return_exceptions=True)
+        await asyncio.gather(*list(self._retiring), return_exceptions=True)
+        if leftover:
+            _log(
+                "WARNING",
+                f"notifier fanout closed with {len(leftover)} send(s) unfinished; they stay "
+                "pending in the outbox and are sent at the next start",
+            )
+        await _close_plugins(self._notifiers.values())
+        await self._outbox.close()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait until no send is in flight, or `timeout_s` passed (rows in backoff are not in
+        flight: they are not waited for)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._tasks:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await asyncio.wait(set(self._tasks), timeout=remaining)
+
+    # -- what callers see -------------------------------------------------------------------
+
+    @property
+    def notifier_names(self) -> list[str]:
+        return list(self._notifiers)
+
+    @property
+    def plugin_errors(self) -> tuple[PluginLoadError, ...]:
+        """Plugin sources that failed to load (non-strict mode starts without them)."""
+        return self._registry.errors
+
+    @property
+    def config_errors(self) -> tuple[ConfigError, ...]:
+        """Notifier entries left out at start (non-strict mode), each naming its field path."""
+        return self._config_errors
+
+    @property
+    def outbox(self) -> Outbox:
+        return self._outbox
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def emit(self, notice: Notice) -> None:
+        """Queue `notice` for every enabled notifier whose `on:` and filter match, and return as
+        soon as the rows are durable. Sending happens in background tasks: this never waits on a
+        sink and never raises for a plugin's problem. Raises StoreError only if the outbox cannot
+        be written (then nothing was queued)."""
+        if self._closed:
+            _log(
+                "ERROR",
+                f"notice {notice.event.value} of workflow {notice.workflow_id} arrived after the "
+                "fanout was closed; it was not queued",
+            )
+            return
+        notifiers = [n for n in self._notifiers.values() if n.matches(notice)]
+        if notice.event is Event.PROGRESS:
+            notifiers = self._throttle_progress(notice, notifiers)
+        elif notice.event in _TERMINAL_EVENTS:
+            self._forget_progress(notice.workflow_id)
+        if notifiers:
+            await self._queue(notice, notifiers)
+
+    async def reload(self, settings: Settings) -> None:
+        """Swap in the notifiers of `settings`, or raise (ConfigError, PluginError) and keep the
+        running ones. In-flight sends finish with the old plugin instances, which are closed after.
+
+        Every notifier entry must be valid here, whatever `fanout.strict` says: an operator who
+        reloads gets the error back and loses nothing, since the running set stays.
+
+        `fanout.outbox_path` and the executor size need a restart; timeouts, attempts, backoff,
+        plugin_dirs and notifiers take effect now."""
+        if self._closed:
+            raise RuntimeError("the fanout is closed")
+        registry = discover_plugins(settings.fanout.plugin_dirs, strict=settings.fanout.strict)
+        new = await build_notifiers(settings, registry, self._context, strict=True)
+        self._config_errors = ()
+        if outbox_path(settings).resolve() != self._outbox.path.resolve():
+            _log("WARNING", "fanout.outbox_path changed; the new path is used after a restart")
+        old, self._notifiers = self._notifiers, new
+        self._settings, self._registry = settings, registry
+        for key in [k for k in self._progress if k[0] not in new]:
+            self._drop_slot(key)
+        failed = await self._outbox.fail_pending_except(
+            new.keys(), error=_NOT_CONFIGURED, now_s=time.time(), exclude=set(self._inflight)
+        )
+        retire = asyncio.create_task(self._retire(old.values(), set(self._tasks)))
+        self._retiring.add(retire)
+        retire.add_done_callback(self._retiring.discard)
+        _log(
+            "INFO",
+            f"notifiers reloaded: {', '.join(new) or 'none'}"
+            + (
+                f"; {len(failed)} pending notice(s) of removed notifiers marked failed"
+                if failed
+                else ""
+            ),
+        )
+        self._wake.set()
+
+    # -- queueing ---------------------------------------------------------------------------
+
+    async def _queue(self, notice: Notice, notifiers: Sequence[Notifier]) -> None:
+        rows = await self._outbox.enqueue(
+            [NewNotice(n.name, n.plugin_name, notice) for n in notifiers], now_s=time.time()
+        )
+        for row in rows:
+            self._dispatch(row)
+
+    def _throttle_progress(self, notice: Notice, notifiers: Sequence[Notifier]) -> list[Notifier]:
+        now = time.monotonic()
+        send_now: list[Notifier] = []
+        for notifier in notifiers:
+            key = (notifier.name, notice.workflow_id)
+            slot = self._progress.get(key)
+            if slot is None or now - slot.last_queued_at >= self._progress_interval_s:
+                if slot is not None:
+                    self._drop_slot(key)
+                self._progress[key] = _ProgressSlot(last_queued_at=now)
+                send_now.append(notifier)
+                continue
+            slot.held = notice  # latest wins
+            if slot.flush is None:
+                delay_s = slot.last_queued_at + self._progress_interval_s - now
+                slot.flush = asyncio.create_task(self._flush_progress(key, delay_s))
+                self._timers.add(slot.flush)
+                slot.flush.add_done_callback(self._timers.discard)
+        return send_now
+
+    async def _flush_progress(self, key: tuple[str, str], delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        slot = self._progress.get(key)
+        notifier = self._notifiers.get(key[0])
+        if slot is None or slot.held is None or notifier is None or self._closed:
+            return
+        notice, slot.held, slot.flush = slot.held, None, None
+        slot.last_queued_at = time.monotonic()
+        try:
+            await self._queue(notice, [notifier])
+        except StoreError as exc:
+            _log("ERROR", f"progress notice for {notifier.name!r} not queued: {exc}")
+
+    def _drop_slot(self, key: tuple[str, str]) -> None:
+        slot = self._progress.pop(key, None)
+        if slot is not None and slot.flush is not None:
+            slot.flush.cancel()
+
+    def _forget_progress(self, workflow_id: str) -> None:
+        for key in [k for k in self._progress if k[1] == workflow_id]:
+            self._drop_slot(key)
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def _dispatch(self, row: OutboxRow) -> None:
+        if row.id in self._inflight or self._closed:
+            return
+        self._inflight.add(row.id)
+        task = asyncio.create_task(self._deliver(row), name=f"notifier-send-{row.id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, row: OutboxRow) -> None:
+        try:
+            notifier = self._notifiers.get(row.notifier)
+            if notifier is None:
+                message = _NOT_CONFIGURED.format(notifier=row.notifier, id=row.id)
+                await self._outbox.mark_failed(
+                    row.id, attempts=row.attempts, error=message, now_s=time.time()
+                )
+                NOTIFICATIONS_SENT.labels(row.plugin, "failed").inc()
+                _log("ERROR", f"notice {row.id}: {message}")
+                return
+            async with self._slots:
+                await self._attempt(row, notifier)
+        except StoreError as exc:
+            _log("ERROR", f"notice {row.id}: outbox update failed ({exc}); it stays pending")
+        except Exception as exc:  # noqa: BLE001 - a send task must never die silently
+            _log("ERROR", f"notice {row.id}: unexpected error in the fanout: {_describe(exc)}")
+        finally:
+            self._inflight.discard(row.id)
+
+    async def _attempt(self, row: OutboxRow, notifier: Notifier) -> None:
+        timeout_s = self._settings.fanout.timeout
+        attempt = row.attempts + 1
+        label = notifier.plugin_name
+        try:
+            message = notifier.render(
+                row.notice,
+                idempotency_key=row.idempotency_key,
+                attempt=attempt,
+                timeout_s=timeout_s,
+                settled_targets=row.settled_targets,
+            )
+            outcome = await asyncio.wait_for(notifier.plugin.send(row.notice, message), timeout_s)
+        except SendError as exc:
+            await self._attempt_failed(
+                row,
+                notifier,
+                attempt,
+                exc.message,
+                transient=not isinstance(exc, PermanentSendError),
+                timed_out=any(t.status is TargetStatus.TIMEOUT for t in exc.targets),
+                retry_after_s=exc.retry_after_s,
+                targets=_merge_targets(row.targets, exc.targets),
+            )
+            return
+        except TimeoutError:
+            error = (
+                f"timed out after {timeout_s:g}s (fanout.timeout); the outcome is unknown "
+                "(the sink may have it), so it is retried with the same idempotency key"
+            )
+            await self._attempt_failed(
+                row, notifier, attempt, error, transient=True, timed_out=True, targets=row.targets
+            )
+            return
+        except Exception as exc:  # noqa: BLE001 - a plugin bug is a transient failure, logged
+            error = f"plugin {label!r} raised {_describe(exc)}"
+            await self._attempt_failed(
+                row, notifier, attempt, error, transient=True, targets=row.targets
+            )
+            return
+
+        targets = _merge_targets(row.targets, outcome.targets)
+        now = time.time()
+        if outcome.status is SendStatus.SKIPPED:
+            await self._outbox.mark_skipped(
+                row.id, attempts=attempt, reason=outcome.detail, targets=targets, now_s=now
+            )
+            NOTIFICATIONS_SENT.labels(label, "skipped").inc()
+            _log("DEBUG", f"notice {row.id} to {notifier.name!r} skipped: {outcome.detail}")
+            return
+        dead = [t for t in targets.values() if t.get("status") == "failed" and t.get("settled")]
+        if dead:
+            shown = "; ".join(f"{t.get('target')}: {' | '.join(t.get('errors', []))}" for t in dead)
+            some_sent = any(t.get("status") == "sent" for t in targets.values())
+            prefix = "delivered to the other targets; " if some_sent else ""
+            await self._attempt_failed(
+                row,
+                notifier,
+                attempt,
+                f"{prefix}failed for good: {shown}",
+                transient=False,
+                targets=targets,
+            )
+            return
+        await self._outbox.mark_sent(
+            row.id, attempts=attempt, targets=targets, now_s=now, note=outcome.detail or None
+        )
+        NOTIFICATIONS_SENT.labels(label, "sent").inc()
+        NOTIFICATION_LATENCY.labels(label).observe(max(0.0, now - row.created_at))
+        _log(
+            "DEBUG",
+            f"notice {row.id} ({row.event.value} of workflow {row.workflow_id}) sent to "
+            f"{notifier.name!r} (attempt {attempt})",
+        )
+
+    async def _attempt_failed(
+        self,
+        row: OutboxRow,
+        notifier: Notifier,
+        attempt: int,
+        error: str,
+        *,
+        transient: bool,
+        targets: Mapping[str, Mapping[str, Any]],
+        timed_out: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
+        fanout = self._settings.fanout
+        label = notifier.plugin_name
+        what = f"notice {row.id} ({row.event.value} of workflow {row.workflow_id}) to {notifier.name!r}"
+        now = time.time()
+        if transient and attempt < fanout.max_attempts:
+            delay_s = backoff_delay_s(
+                attempt, initial_s=fanout.backoff_initial, max_s=fanout.backoff_max, rng=self._rng
+            )
+            if retry_after_s is not None:
+                delay_s = max(delay_s, retry_after_s)
+            await self._outbox.mark_retry(
+                row.id,
+                attempts=attempt,
+                error=error,
+                next_attempt_at=now + delay_s,
+                targets=targets,
+                now_s=now,
+            )
+            NOTIFICATIONS_SENT.labels(label, "timeout" if timed_out else "retried").inc()
+            _log(
+                "WARNING",
+                f"{what}: attempt {attempt}/{fanout.max_attempts} failed: {error}; "
+                f"retrying in {delay_s:.1f}s",
+            )
+            self._wake.set()
+            return
+        final = error if not transient else f"{error} (gave up after {attempt} attempts)"
+        await self._outbox.mark_failed(
+            row.id, attempts=attempt, error=final, targets=targets, now_s=now
+        )
+        NOTIFICATIONS_SENT.labels(label, "failed").inc()
+        _log("ERROR", f"{what} failed: {final}")
+
+    # -- background -------------------------------------------------------------------------
+
+    async def _resume(self) -> None:
+        now = time.time()
+        failed = await self._outbox.fail_pending_except(
+            self._notifiers.keys(), error=_NOT_CONFIGURED, now_s=now
+        )
+        if failed:
+            _log(
+                "WARNING",
+                f"{len(failed)} pending notice(s) belong to notifiers that are not configured; "
+                f"marked failed (ids {', '.join(map(str, failed[:20]))})",
+            )
+        pending = await self._outbox.pending()
+        if pending:
+            _log("INFO", f"sending {len(pending)} notice(s) left pending by a previous run")
+        for row in pending:
+            self._dispatch(row)
+
+    async def _retry_loop(self) -> None:
+        while not self._closed:
+            self._wake.clear()
+            next_due: float | None = None
+            try:
+                for row in await self._outbox.due(
+                    now_s=time.time(), limit=RETRY_BATCH, exclude=set(self._inflight)
+                ):
+                    self._dispatch(row)
+                next_due = await self._outbox.next_due_at(exclude=set(self._inflight))
+                await self._outbox.refresh_gauge()
+            except StoreError as exc:
+                _log("ERROR", f"outbox retry loop: {exc}")
+            wait_s = self._poll_interval_s
+            if next_due is not None:
+                wait_s = min(self._poll_interval_s, max(0.0, next_due - time.time()))
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait_s)
+
+    async def _retire(self, notifiers: Iterable[Notifier], tasks: set[asyncio.Task[None]]) -> None:
+        if tasks:
+            await asyncio.wait(tasks)
+        await _close_plugins(notifiers)

@@ -1,0 +1,63 @@
+"""A Discord channel webhook, `discord://webhook_id/webhook_token` (Apprise's URL syntax).
+
+Sent natively by default: an aiohttp POST of content + one embed to
+`{discord_api_base}/webhooks/{id}/{token}?wait=true` (429 with `retry_after` is retried no sooner
+than Discord asks, other 4xx are permanent). With `via: apprise` it goes through Apprise's own
+NotifyDiscord in the executor, pointed at the same API base, with embeds (Apprise's markdown mode).
+
+```yaml
+- name: ops-channel
+  plugin: discord_webhook
+  on: [completed, failed]
+  options:
+    url: "discord://${WEBHOOK_ID}/${WEBHOOK_TOKEN}"
+    via: native        # or apprise
+    embed: true
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from notifier.events import Event, Notice
+from notifier.plugins import Plugin, PluginContext, RenderedNotice, SendOutcome
+from notifier.senders import DiscordWebhookTarget, outcome_from_results, send_all
+
+__all__ = ["DiscordWebhookOptions", "DiscordWebhookPlugin"]
+
+
+class DiscordWebhookOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    via: Literal["native", "apprise"] = "native"
+    embed: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url_parses(cls, value: str) -> str:
+        DiscordWebhookTarget.parse(value)
+        return value.strip()
+
+
+class DiscordWebhookPlugin(Plugin[DiscordWebhookOptions]):
+    name: ClassVar[str] = "discord_webhook"
+    events: ClassVar[frozenset[Event]] = frozenset(Event)
+    Options: ClassVar[type[BaseModel]] = DiscordWebhookOptions
+
+    def __init__(self, options: DiscordWebhookOptions, context: PluginContext) -> None:
+        super().__init__(options, context)
+        self._target = DiscordWebhookTarget.parse(
+            options.url, embed=options.embed, via_apprise=options.via == "apprise"
+        )
+
+    def secrets(self) -> Iterable[str]:
+        return self._target.secrets()
+
+    async def send(self, notice: Notice, message: RenderedNotice) -> SendOutcome:
+        results = await send_all([self._target], self.context, notice, message)
+        return outcome_from_results(results)

@@ -1,0 +1,105 @@
+"""reload: an invalid new config is rejected and the running notifiers keep working; a valid one
+swaps, and pending notices of removed notifiers are marked failed with a clear error."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from notifier.errors import ConfigError
+from notifier.events import Event
+from notifier.outbox import OutboxStatus
+from notifier.plugins import PluginContext
+
+from .support import HttpSink, eventually, make_notice, make_settings, open_fanout, rows_of, settled
+
+
+def hook(name: str, sink: HttpSink, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "plugin": "apprise",
+        "on": ["completed"],
+        "options": {"urls": [sink.json_url(f"/{name}")]},
+        **extra,
+    }
+
+
+async def test_invalid_reload_keeps_the_running_set_and_a_valid_one_swaps(
+    tmp_path: Path, context: PluginContext, sinks: Callable[..., Awaitable[HttpSink]]
+) -> None:
+    old_sink, new_sink = await sinks(), await sinks()
+    running = make_settings(tmp_path, [hook("old", old_sink)])
+    invalid = make_settings(
+        tmp_path,
+        [
+            hook("new", new_sink),
+            hook("typo", new_sink, templates={"completed": {"body": "{sumary}"}}),
+        ],
+    )
+    valid = make_settings(tmp_path, [hook("new", new_sink)])
+
+    async with open_fanout(running, context) as fanout:
+        with pytest.raises(ConfigError) as caught:
+            await fanout.reload(invalid)
+        assert caught.value.field == "notifiers[1].templates.completed.body"
+        assert fanout.notifier_names == ["old"]
+
+        await fanout.emit(make_notice(Event.COMPLETED))
+        await settled(fanout, 1)
+        assert [r.path for r in old_sink.received] == ["/old"]
+
+        await fanout.reload(valid)
+        assert fanout.notifier_names == ["new"]
+        await fanout.emit(make_notice(Event.COMPLETED))
+        await settled(fanout, 2)
+
+    assert [r.path for r in old_sink.received] == ["/old"]
+    assert [r.path for r in new_sink.received] == ["/new"]
+
+
+async def test_reload_is_strict_even_when_the_start_was_not(
+    tmp_path: Path, context: PluginContext, sinks: Callable[..., Awaitable[HttpSink]]
+) -> None:
+    sink = await sinks()
+    settings = make_settings(tmp_path, [hook("ok", sink)])
+    bad = make_settings(tmp_path, [hook("ok", sink), {**hook("x", sink), "plugin": "nope"}])
+    async with open_fanout(settings, context) as fanout:
+        with pytest.raises(ConfigError) as caught:
+            await fanout.reload(bad)
+        assert caught.value.field == "notifiers[1].plugin"
+        assert fanout.notifier_names == ["ok"]
+
+
+async def test_pending_notices_of_a_removed_notifier_are_marked_failed(
+    tmp_path: Path, context: PluginContext, sinks: Callable[..., Awaitable[HttpSink]]
+) -> None:
+    down = await sinks()
+    down.statuses.extend([(503, {"message": "down"})] * 3)
+    keep = await sinks()
+    before = make_settings(
+        tmp_path,
+        [hook("flaky", down), hook("keep", keep)],
+        backoff_initial=60.0,
+        backoff_max=60.0,
+        max_attempts=5,
+    )
+    after = make_settings(tmp_path, [hook("keep", keep)])
+    async with open_fanout(before, context) as fanout:
+        await fanout.emit(make_notice(Event.COMPLETED))
+
+        async def flaky_in_backoff() -> bool:
+            rows = await rows_of(fanout, "flaky")
+            return bool(rows) and rows[0].attempts == 1
+
+        await eventually(flaky_in_backoff, what="the flaky notifier is waiting to retry")
+        await fanout.reload(after)
+        (flaky,) = await rows_of(fanout, "flaky")
+        await eventually(lambda: len(keep.received) == 1, what="keep got its notice")
+
+    assert flaky.status is OutboxStatus.FAILED
+    assert flaky.last_error is not None
+    assert "'flaky' is not configured any more" in flaky.last_error
+    assert f"outbox retry {flaky.id}" in flaky.last_error
