@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -24,6 +25,7 @@ import pytest
 from .config import EmulatorConfig
 
 if TYPE_CHECKING:
+    from ..app import NotifierBot
     from .emulator import DiscordEmulator
 
 MARKER = "discord_emulator"
@@ -33,6 +35,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(**fields): EmulatorConfig overrides for the discord_emulator fixture",
+    )
+    config.addinivalue_line(
+        "markers", "notifier_config(overrides): config.yaml-shaped overrides for the bot fixture"
     )
 
 
@@ -72,3 +77,26 @@ async def discord_emulator(
     async with DiscordEmulator(discord_emulator_config) as emulator:
         with patch_route_base(emulator):
             yield emulator
+
+
+@pytest.fixture
+def emulator(discord_emulator: DiscordEmulator) -> DiscordEmulator:
+    """Short name for ``discord_emulator``."""
+    return discord_emulator
+
+
+@_async_fixture
+async def bot(
+    request: pytest.FixtureRequest, discord_emulator: DiscordEmulator, tmp_path: Path
+) -> AsyncIterator[NotifierBot]:
+    """The project's real bot, connected to the emulator, storing under ``tmp_path``.
+
+    ``@pytest.mark.notifier_config({...})`` deep-merges config.yaml-shaped overrides.
+    """
+    from .project_bot import bot_settings, running_bot
+
+    marker = request.node.get_closest_marker("notifier_config")
+    overrides = marker.args[0] if marker is not None and marker.args else {}
+    settings = bot_settings(discord_emulator, tmp_path / "data", overrides)
+    async with running_bot(discord_emulator, settings) as running:
+        yield running

@@ -1,0 +1,232 @@
+"""The bot: wiring config, store, fanout, runner and commands into one nextcord client.
+
+One place starts everything (`NotifierBot.open`) and one place drains it (`NotifierBot.close`):
+running workflows are interrupted and their users told, then the fanout drains, then the store
+closes, then the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import nextcord
+from loguru import logger
+from nextcord.ext import commands
+
+from . import discord_codes as codes
+from .config import Settings, load_config, secret_values
+from .discord_io import DiscordIO, OutgoingMessage
+from .errors import ConfigError
+from .fanout import Fanout
+from .logs import redactor
+from .metrics import serve_metrics
+from .plugins import PluginContext
+from .runner import Runner
+from .session import call_discord
+from .store import ResultStore
+from .workflows import WorkflowSpec
+from .workflows.autointel import build_autointel
+
+__all__ = ["NotifierBot", "TrackedInteraction"]
+
+
+class TrackedInteraction(nextcord.Interaction):
+    """An interaction that keeps what nextcord drops: the per-file attachment size limit."""
+
+    __slots__ = ("attachment_size_limit",)
+
+    def __init__(self, *, data: Any, state: Any) -> None:
+        super().__init__(data=data, state=state)
+        limit = data.get("attachment_size_limit")
+        self.attachment_size_limit: int = (
+            int(limit) if limit else codes.ATTACHMENT_SIZE_DEFAULT_BYTES
+        )
+
+
+class NotifierBot(commands.Bot):
+    """A nextcord bot whose workflows never lose their results."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_path: Path | None = None,
+        guild_ready_timeout_s: float = 2.0,
+    ) -> None:
+        intents = nextcord.Intents.none()
+        intents.guilds = True
+        guild_ids = list(settings.discord.guild_ids) or None
+        super().__init__(
+            intents=intents,
+            default_guild_ids=guild_ids,
+            guild_ready_timeout=guild_ready_timeout_s,
+        )
+        self.settings = settings
+        self.config_path = config_path
+        self.io = DiscordIO(self)
+        self.workflows: dict[str, WorkflowSpec] = {}
+        self._store: ResultStore | None = None
+        self._fanout: Fanout | None = None
+        self._runner: Runner | None = None
+        self._http_session: aiohttp.ClientSession | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reload_lock = asyncio.Lock()
+        self._opened = False
+        self.commands_registered = asyncio.Event()
+        redactor.add(secret_values(settings))
+
+    # -- services ------------------------------------------------------------------------------
+
+    @property
+    def store(self) -> ResultStore:
+        if self._store is None:
+            raise RuntimeError("NotifierBot.open() has not run")
+        return self._store
+
+    @property
+    def fanout(self) -> Fanout:
+        if self._fanout is None:
+            raise RuntimeError("NotifierBot.open() has not run")
+        return self._fanout
+
+    @property
+    def runner(self) -> Runner:
+        if self._runner is None:
+            raise RuntimeError("NotifierBot.open() has not run")
+        return self._runner
+
+    def get_interaction(self, data: Any, *, cls: type[Any] = TrackedInteraction) -> Any:
+        return super().get_interaction(data, cls=cls)
+
+    async def open(self) -> None:
+        """Open the store, the fanout and the runner, and add the commands. Call before start."""
+        if self._opened:
+            return
+        settings = self.settings
+        nextcord.http.Route.BASE = settings.discord.api_base
+        if settings.metrics.listen:
+            serve_metrics(settings.metrics.listen)
+            logger.info("metrics served on http://{}/metrics", settings.metrics.listen)
+        self._store = await ResultStore.open(
+            settings.storage, on_storage_error=self._on_storage_error
+        )
+        self._http_session = aiohttp.ClientSession()
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=settings.fanout.executor_workers, thread_name_prefix="apprise"
+        )
+        context = PluginContext(
+            http=self._http_session,
+            executor=self._executor,
+            send_dm=self.send_dm,
+            discord_api_base=settings.discord.api_base,
+        )
+        self._fanout = await Fanout.open(settings, context)
+        self._runner = Runner(
+            settings=settings, store=self._store, io=self.io, notify=self._fanout.emit
+        )
+        autointel = build_autointel(settings.autointel)
+        self.workflows[autointel.name] = autointel
+        from .cogs import add_cogs  # the cogs import this module's types
+
+        add_cogs(self)
+        self._opened = True
+
+    async def _on_storage_error(self, workflow_id: str, exc: BaseException) -> None:
+        if self._fanout is None or self._store is None:
+            return
+        record = await self._store.get(workflow_id)
+        if record is None:
+            return
+        from .events import Event, Notice
+
+        await self._fanout.emit(
+            Notice(
+                event=Event.STORAGE_ERROR,
+                workflow_id=workflow_id,
+                user_id=record.user_id,
+                user_name=record.user_name,
+                command=record.command,
+                guild_id=record.guild_id,
+                channel_id=record.channel_id,
+                options=dict(record.options),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        )
+
+    async def send_dm(
+        self,
+        user_id: int,
+        content: str,
+        embed: dict[str, Any] | None,
+        *,
+        nonce: str | None = None,
+    ) -> None:
+        """DM a user (the `dm` notifier plugin's transport). The fanout's nonce is the same on
+        every retry of one notice, so `enforce_nonce` keeps a retry from posting twice."""
+        channel_id = await call_discord(lambda: self.io.dm_channel(user_id), stage="notifier")
+        message = OutgoingMessage(content=content, embeds=[embed] if embed else ())
+        nonce = nonce or f"n{user_id}{int(time.time() * 1000)}"[-25:]
+        await call_discord(
+            lambda: self.io.channel_send(channel_id, message, nonce=nonce), stage="notifier"
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def on_ready(self) -> None:
+        logger.info(
+            "ready as {} ({} guild(s), {} command(s))",
+            self.user,
+            len(self.guilds),
+            len(self.get_all_application_commands()),
+        )
+        if self._runner is not None:
+            recovered = await self._runner.recover_interrupted()
+            delivered = await self._runner.deliver_pending()
+            if recovered or delivered:
+                logger.info(
+                    "recovery: {} interrupted workflow(s) marked, {} stored result(s) delivered",
+                    recovered,
+                    delivered,
+                )
+
+    async def on_connect(self) -> None:
+        await super().on_connect()
+        self.commands_registered.set()
+        logger.info("application commands registered")
+
+    async def on_resumed(self) -> None:
+        if self._runner is not None:
+            await self._runner.deliver_pending()
+
+    async def reload_config(self) -> Settings:
+        """Re-read config.yaml and apply its notifiers; an invalid file changes nothing."""
+        if self.config_path is None:
+            raise ConfigError("", "the bot was not started from a config file")
+        async with self._reload_lock:
+            path = self.config_path
+            new = await asyncio.to_thread(load_config, path)
+            await self.fanout.reload(new)
+            redactor.add(secret_values(new))
+            logger.info("configuration reloaded from {}", path)
+            return new
+
+    async def close(self) -> None:
+        try:
+            if self._runner is not None:
+                await self._runner.shutdown()
+            if self._fanout is not None:
+                await self._fanout.drain(timeout_s=self.settings.runner.shutdown_grace)
+                await self._fanout.close()
+            if self._store is not None:
+                await self._store.close()
+        finally:
+            if self._http_session is not None:
+                await self._http_session.close()
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+            await super().close()

@@ -1,0 +1,42 @@
+"""`/notifier reload`: apply an edited config.yaml without a restart (admins only)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import nextcord
+from nextcord.ext import commands
+
+from ..access import is_admin
+from ..errors import ConfigError
+from .replies import defer, reply_ephemeral
+
+if TYPE_CHECKING:
+    from ..app import NotifierBot
+
+__all__ = ["AdminCog"]
+
+
+class AdminCog(commands.Cog):
+    def __init__(self, bot: NotifierBot) -> None:
+        self.bot = bot
+
+    @nextcord.slash_command(name="notifier", description="Operate the notifier")
+    async def notifier(self, interaction: nextcord.Interaction) -> None:
+        """Parent of the subcommands; Discord never invokes it directly."""
+
+    @notifier.subcommand(name="reload", description="Re-read config.yaml and apply its notifiers")
+    async def reload(self, interaction: nextcord.Interaction) -> None:
+        if not is_admin(interaction, self.bot.settings.discord.admin_role_ids):
+            await reply_ephemeral(interaction, "❌ Only server admins may reload the notifier.")
+            return
+        await defer(interaction, ephemeral=True)
+        try:
+            settings = await self.bot.reload_config()
+        except ConfigError as exc:
+            await reply_ephemeral(
+                interaction, f"❌ The new configuration was rejected; the old one stays.\n`{exc}`"
+            )
+            return
+        names = ", ".join(entry.name for entry in settings.notifiers) or "none"
+        await reply_ephemeral(interaction, f"✅ Reloaded. Notifiers: {names}")

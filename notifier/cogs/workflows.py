@@ -1,0 +1,211 @@
+"""`/autointel` (the example workflow) and `/workflow status|cancel`."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import nextcord
+from loguru import logger
+from nextcord.ext import commands
+
+from ..access import NOT_FOUND_TEXT, can_access
+from ..discord_io import OutgoingMessage
+from ..errors import DiscordCallFailed, InvalidWorkflowId, NotifierError
+from ..messages import progress_message, timeout_warning_message
+from ..progress import ProgressState
+from ..records import WorkflowRecord, validate_workflow_id
+from ..runner import RunnerBusy, WorkflowRequest
+from ..session import InteractionLease, call_discord
+from ..workflows import InvalidWorkflowOptions
+from ..workflows.autointel import DEPTHS
+from .replies import attachment_limit, defer, reply_ephemeral
+
+if TYPE_CHECKING:
+    from ..app import NotifierBot
+
+__all__ = ["WorkflowsCog"]
+
+
+class WorkflowsCog(commands.Cog):
+    def __init__(self, bot: NotifierBot) -> None:
+        self.bot = bot
+
+    @nextcord.slash_command(name="autointel", description="Analyse a web site (can take a while)")
+    async def autointel(
+        self,
+        interaction: nextcord.Interaction,
+        url: str = nextcord.SlashOption(description="The page to analyse (http or https)"),
+        depth: str = nextcord.SlashOption(
+            description="How many pages of the site to analyse",
+            choices=list(DEPTHS),
+            default="standard",
+        ),
+        private: bool = nextcord.SlashOption(
+            description="Only you see the progress and the result", default=False
+        ),
+    ) -> None:
+        await self.start_workflow(interaction, "autointel", {"url": url, "depth": depth}, private)
+
+    async def start_workflow(
+        self,
+        interaction: nextcord.Interaction,
+        command: str,
+        options: dict[str, str],
+        private: bool,
+    ) -> None:
+        """Defer within 3 s, validate, store as running, start in the background."""
+        bot = self.bot
+        if not await defer(interaction, ephemeral=private):
+            return
+        assert interaction.user is not None
+        token = interaction.token
+        lease = InteractionLease(
+            created_at=interaction.created_at.timestamp(),
+            ttl_s=bot.settings.discord.interaction_ttl,
+            safety_margin_s=bot.settings.discord.safety_margin,
+        )
+        spec = bot.workflows[command]
+        try:
+            bot.runner.check_capacity(interaction.user.id)
+            clean = await spec.validate(options)
+        except (InvalidWorkflowOptions, RunnerBusy) as exc:
+            await self._refuse(interaction, str(exc), private=private, lease=lease)
+            return
+        request = WorkflowRequest(
+            command=command,
+            options=clean,
+            user_id=interaction.user.id,
+            user_name=str(interaction.user),
+            guild_id=interaction.guild_id,
+            channel_id=interaction.channel_id,
+            ephemeral=private,
+            token=token,
+            interaction_created_at=interaction.created_at.timestamp(),
+            attachment_limit_bytes=attachment_limit(interaction),
+        )
+        estimate_s = await bot.runner.estimate_s(command, clean.get("depth", ""))
+        try:
+            record = await bot.runner.start(request, spec.run, estimate_s=estimate_s)
+        except RunnerBusy as exc:
+            await self._refuse(interaction, str(exc), private=private, lease=lease)
+            return
+        first = progress_message(record, ProgressState("starting", 0.0, "", time.time()))
+        try:
+            await call_discord(
+                lambda: bot.io.edit_original(token, first), stage="start", lease=lease
+            )
+        except DiscordCallFailed as exc:
+            logger.warning("workflow {}: first status edit failed: {}", record.workflow_id, exc)
+        threshold_s = bot.settings.warnings.threshold
+        if estimate_s is not None and estimate_s > threshold_s:
+            warning = timeout_warning_message(
+                record,
+                estimate_s=estimate_s,
+                ttl_s=bot.settings.discord.interaction_ttl,
+                ephemeral=private,
+            )
+            try:
+                await call_discord(
+                    lambda: bot.io.followup(token, warning), stage="start", lease=lease
+                )
+            except DiscordCallFailed as exc:
+                logger.warning("workflow {}: timeout warning failed: {}", record.workflow_id, exc)
+
+    async def _refuse(
+        self,
+        interaction: nextcord.Interaction,
+        text: str,
+        *,
+        private: bool,
+        lease: InteractionLease,
+    ) -> None:
+        """A refusal is ephemeral: a public "thinking" message is removed, the reason sent privately."""
+        bot = self.bot
+        message_text = f"❌ {text}"
+        try:
+            if private:
+                await call_discord(
+                    lambda: bot.io.edit_original(
+                        interaction.token, OutgoingMessage(content=message_text)
+                    ),
+                    stage="start",
+                    lease=lease,
+                )
+                return
+            await call_discord(
+                lambda: bot.io.delete_original(interaction.token), stage="start", lease=lease
+            )
+        except DiscordCallFailed as exc:
+            logger.warning("refusal cleanup failed: {}", exc)
+        await reply_ephemeral(interaction, message_text)
+
+    # -- /workflow status|cancel ---------------------------------------------------------------
+
+    @nextcord.slash_command(name="workflow", description="Look after your running workflows")
+    async def workflow(self, interaction: nextcord.Interaction) -> None:
+        """Parent of the subcommands; Discord never invokes it directly."""
+
+    @workflow.subcommand(name="status", description="Stage, progress and elapsed time")
+    async def workflow_status(
+        self,
+        interaction: nextcord.Interaction,
+        workflow_id: str = nextcord.SlashOption(description="The id shown when it started"),
+    ) -> None:
+        record = await self._lookup(interaction, workflow_id)
+        if record is None:
+            return
+        live = self.bot.runner.live_state(record.workflow_id)
+        if live is not None:
+            record, state = live
+        else:
+            state = ProgressState(record.stage, record.progress, "", time.time())
+        message = progress_message(record, state or ProgressState("starting", 0.0))
+        embed = dict(message.embeds[0])
+        embed["title"] = f"/{record.command}: {record.status.value}"
+        if record.delivered_via:
+            embed["footer"] = {"text": f"delivered via {record.delivered_via}"}
+        await interaction.response.send_message(
+            embed=nextcord.Embed.from_dict(embed), ephemeral=True
+        )
+
+    @workflow.subcommand(name="cancel", description="Stop a running workflow")
+    async def workflow_cancel(
+        self,
+        interaction: nextcord.Interaction,
+        workflow_id: str = nextcord.SlashOption(description="The id shown when it started"),
+    ) -> None:
+        record = await self._lookup(interaction, workflow_id)
+        if record is None:
+            return
+        if not self.bot.runner.is_running(record.workflow_id):
+            await reply_ephemeral(
+                interaction, f"Workflow `{record.workflow_id}` is not running ({record.status})."
+            )
+            return
+        await defer(interaction, ephemeral=True)
+        cancelled = await self.bot.runner.cancel(record.workflow_id, reason="cancelled")
+        text = (
+            f"Cancelled workflow `{record.workflow_id}`."
+            if cancelled
+            else f"Workflow `{record.workflow_id}` had already finished."
+        )
+        await reply_ephemeral(interaction, text)
+
+    async def _lookup(
+        self, interaction: nextcord.Interaction, workflow_id: str
+    ) -> WorkflowRecord | None:
+        try:
+            clean = validate_workflow_id(workflow_id)
+        except InvalidWorkflowId as exc:
+            await reply_ephemeral(interaction, f"❌ {exc}")
+            return None
+        try:
+            record = await self.bot.store.get(clean)
+        except NotifierError as exc:
+            logger.error("lookup of {} failed: {}", clean, exc)
+            record = None
+        if not can_access(record, interaction, self.bot.settings.discord.admin_role_ids):
+            await reply_ephemeral(interaction, NOT_FOUND_TEXT)
+            return None
+        return record

@@ -1,0 +1,447 @@
+"""Background workflows: start, track, report, persist, deliver, cancel, shut down.
+
+The runner is the only place that knows the order of things: the workflow is stored as running
+before it starts; its result is written to the store (write-ahead) before any delivery is tried;
+delivery goes down the ladder; the fanout hears about every step. The workflow body itself only
+reports progress and returns a dict; it never sees Discord.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from loguru import logger
+
+from .config import Settings
+from .delivery import Delivery, DeliveryTarget, Rung
+from .discord_io import DiscordIO, OutgoingMessage
+from .errors import NotifierError
+from .events import Event, Notice
+from .messages import error_message, handoff_message, interrupted_message, progress_message
+from .metrics import WORKFLOW_DURATION, WORKFLOWS_RUNNING
+from .progress import ProgressState, ProgressThrottle
+from .records import WorkflowRecord, WorkflowStatus, new_workflow_id
+from .render import render_result
+from .session import InteractionLease
+from .store import ResultStore
+
+__all__ = ["Runner", "RunnerBusy", "WorkflowBody", "WorkflowRequest"]
+
+Report = Callable[..., None]
+WorkflowBody = Callable[[Mapping[str, str], Report], Awaitable[dict[str, Any]]]
+Notify = Callable[[Notice], Awaitable[None]]
+
+
+_STOPPED = "the bot stopped while this workflow ran"
+
+
+class RunnerBusy(NotifierError):
+    """A concurrency limit is reached; the message says which, for the user."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRequest:
+    """What the runner needs from a slash command, as plain values (no nextcord objects)."""
+
+    command: str
+    options: dict[str, str]
+    user_id: int
+    user_name: str
+    guild_id: int | None
+    channel_id: int | None
+    ephemeral: bool
+    token: str | None
+    interaction_created_at: float
+    attachment_limit_bytes: int
+
+
+@dataclass(slots=True)
+class _Running:
+    record: WorkflowRecord
+    task: asyncio.Task[None]
+    delivery: Delivery
+    throttle: ProgressThrottle
+    started_monotonic: float
+    cancel_reason: str | None = None
+    state: ProgressState | None = None
+    helpers: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class Runner:
+    """Runs workflows as background tasks and sees each one through to a delivered result."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: ResultStore,
+        io: DiscordIO,
+        notify: Notify,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._io = io
+        self._notify = notify
+        self._running: dict[str, _Running] = {}
+        self._closing = False
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def running_for(self, user_id: int) -> int:
+        return sum(1 for r in self._running.values() if r.record.user_id == user_id)
+
+    def is_running(self, workflow_id: str) -> bool:
+        return workflow_id in self._running
+
+    def live_state(self, workflow_id: str) -> tuple[WorkflowRecord, ProgressState | None] | None:
+        """A running workflow's record and its latest progress (fresher than the store's)."""
+        running = self._running.get(workflow_id)
+        if running is None:
+            return None
+        return running.record, running.throttle.latest or running.state
+
+    async def estimate_s(self, command: str, depth: str) -> float | None:
+        """Median of the last finished runs of (command, depth), else the configured default."""
+        warnings = self._settings.warnings
+        history = await self._store.durations(command, depth, warnings.history)
+        if history:
+            return float(statistics.median(history))
+        return warnings.default_estimates.get(command, {}).get(depth)
+
+    # -- start ---------------------------------------------------------------------------------
+
+    def check_capacity(self, user_id: int) -> None:
+        limits = self._settings.runner
+        if self._closing:
+            raise RunnerBusy("The bot is shutting down; please try again in a minute.")
+        if len(self._running) >= limits.max_concurrent:
+            raise RunnerBusy(
+                f"{limits.max_concurrent} workflows are already running; please try again later."
+            )
+        if self.running_for(user_id) >= limits.max_per_user:
+            raise RunnerBusy(
+                f"You already have {limits.max_per_user} workflows running; wait for one to "
+                "finish or cancel one with `/workflow cancel`."
+            )
+
+    async def start(
+        self,
+        request: WorkflowRequest,
+        body: WorkflowBody,
+        *,
+        estimate_s: float | None = None,
+        workflow_id: str | None = None,
+    ) -> WorkflowRecord:
+        """Store the workflow as running and start it in the background. Returns at once."""
+        self.check_capacity(request.user_id)
+        record = WorkflowRecord(
+            workflow_id=workflow_id or new_workflow_id(),
+            command=request.command,
+            user_id=request.user_id,
+            user_name=request.user_name,
+            options=dict(request.options),
+            guild_id=request.guild_id,
+            channel_id=request.channel_id,
+            ephemeral=request.ephemeral,
+            created_at=time.time(),
+        )
+        await self._store.create(record)
+        discord = self._settings.discord
+        lease = None
+        if request.token is not None:
+            lease = InteractionLease(
+                created_at=request.interaction_created_at,
+                ttl_s=discord.interaction_ttl,
+                safety_margin_s=discord.safety_margin,
+                handoff_before_s=discord.handoff_before,
+            )
+        target = DeliveryTarget(
+            workflow_id=record.workflow_id,
+            user_id=request.user_id,
+            channel_id=request.channel_id,
+            ephemeral=request.ephemeral,
+            token=request.token,
+            attachment_limit_bytes=request.attachment_limit_bytes,
+        )
+
+        async def on_ladder_event(event: Event, detail: str) -> None:
+            await self._emit(self._notice(record, event, rung=detail, error=detail))
+
+        delivery = Delivery(self._io, target, lease, on_event=on_ladder_event)
+
+        async def show(state: ProgressState) -> None:
+            await delivery.show_progress(
+                progress_message(record, state), self._handoff_builder(record)
+            )
+            await self._store.update_progress(
+                record.workflow_id, stage=state.stage, progress=state.progress
+            )
+            await self._emit(
+                self._notice(record, Event.PROGRESS, stage=state.stage, progress=state.progress)
+            )
+
+        throttle = ProgressThrottle(show, min_interval_s=self._settings.progress.min_interval)
+        task = asyncio.create_task(self._run(record, body), name=f"workflow-{record.workflow_id}")
+        running = _Running(
+            record=record,
+            task=task,
+            delivery=delivery,
+            throttle=throttle,
+            started_monotonic=time.monotonic(),
+        )
+        running.helpers.append(
+            asyncio.create_task(delivery.watch_handoff(self._handoff_builder(record)))
+        )
+        self._running[record.workflow_id] = running
+        WORKFLOWS_RUNNING.set(len(self._running))
+        await self._emit(self._notice(record, Event.STARTED, estimate_s=estimate_s))
+        logger.info(
+            "workflow {} started: /{} by user {} (estimate {})",
+            record.workflow_id,
+            record.command,
+            record.user_id,
+            "-" if estimate_s is None else f"{estimate_s:.0f}s",
+        )
+        return record
+
+    def _handoff_builder(self, record: WorkflowRecord) -> Callable[[Rung], OutgoingMessage]:
+        def build(rung: Rung) -> OutgoingMessage:
+            return handoff_message(record, rung=rung.value, channel_id=record.channel_id)
+
+        return build
+
+    # -- the workflow's life -------------------------------------------------------------------
+
+    async def _run(self, record: WorkflowRecord, body: WorkflowBody) -> None:
+        running = self._running[record.workflow_id]
+
+        def report(*, stage: str, progress: float, detail: str = "") -> None:
+            state = ProgressState(stage, max(0.0, min(1.0, progress)), detail, time.time())
+            running.state = state
+            running.throttle.report(state)
+
+        status = WorkflowStatus.COMPLETED
+        result: dict[str, Any] | None = None
+        error = ""
+        try:
+            result = await body(dict(record.options), report)
+        except asyncio.CancelledError:
+            if running.cancel_reason is None:
+                raise
+            status = (
+                WorkflowStatus.INTERRUPTED
+                if running.cancel_reason == "shutdown"
+                else WorkflowStatus.CANCELLED
+            )
+            error = running.cancel_reason
+        except NotifierError as exc:
+            status, error = WorkflowStatus.FAILED, str(exc)
+        except Exception as exc:  # noqa: BLE001 - the workflow's own bug; logged, reported, stored
+            logger.opt(exception=exc).error("workflow {} crashed", record.workflow_id)
+            status, error = WorkflowStatus.FAILED, f"internal error ({type(exc).__name__})"
+        try:
+            await self._finish(running, status, result, error)
+        finally:
+            for helper in running.helpers:
+                helper.cancel()
+            self._running.pop(record.workflow_id, None)
+            WORKFLOWS_RUNNING.set(len(self._running))
+
+    async def _finish(
+        self,
+        running: _Running,
+        status: WorkflowStatus,
+        result: dict[str, Any] | None,
+        error: str,
+    ) -> None:
+        record = running.record
+        duration_s = time.monotonic() - running.started_monotonic
+        state = running.throttle.latest or running.state
+        document: dict[str, Any] | None = result
+        if status is not WorkflowStatus.COMPLETED:
+            document = {
+                "error": error,
+                "last_stage": state.stage if state else "",
+                **(result or {}),
+            }
+            if state is not None:
+                document["last_progress"] = state.progress
+        # Write-ahead: the result is durable before any delivery is tried.
+        stored = await self._store.finish(
+            record.workflow_id,
+            status=status,
+            result=document,
+            error=error,
+            reason=status.value,
+        )
+        WORKFLOW_DURATION.labels(command=record.command).observe(duration_s)
+        if status is WorkflowStatus.COMPLETED:
+            await running.throttle.finish(ProgressState("done", 1.0, "", time.time()))
+        else:
+            await running.throttle.close()
+        event = {
+            WorkflowStatus.COMPLETED: Event.COMPLETED,
+            WorkflowStatus.INTERRUPTED: Event.INTERRUPTED,
+        }.get(status, Event.FAILED)
+        await self._emit(
+            self._notice(
+                stored,
+                event,
+                duration_s=duration_s,
+                summary=_summary(document),
+                error=error,
+                stage=state.stage if state else "",
+                progress=state.progress if state else None,
+            )
+        )
+        if status is WorkflowStatus.CANCELLED:
+            message = error_message(stored, "Cancelled on request.")
+            rung = await running.delivery.deliver(message, stage="error")
+        elif status is WorkflowStatus.INTERRUPTED:
+            rung = await running.delivery.deliver(interrupted_message(stored, state), stage="error")
+        else:
+            rung = await self._deliver_result(running.delivery, stored, document or {})
+        await self._record_delivery(stored, rung)
+
+    async def _deliver_result(
+        self, delivery: Delivery, record: WorkflowRecord, document: dict[str, Any]
+    ) -> Rung:
+        if record.status is WorkflowStatus.FAILED:
+            return await delivery.deliver(
+                error_message(record, record.error or "The workflow failed."),
+                stage="error",
+                handoff_notice=self._handoff_builder(record),
+            )
+        rendered = render_result(
+            record, document, attachment_limit_bytes=delivery.target.attachment_limit_bytes
+        )
+        summary = render_result(record, document, attachment_limit_bytes=0)
+        message = OutgoingMessage(
+            content=rendered.content or None, embeds=rendered.embeds, files=rendered.files
+        )
+        fallback = OutgoingMessage(content=summary.content or None, embeds=summary.embeds)
+        return await delivery.deliver(
+            message, fallback=fallback, handoff_notice=self._handoff_builder(record)
+        )
+
+    async def _record_delivery(self, record: WorkflowRecord, rung: Rung) -> None:
+        if rung is Rung.NONE:
+            await self._store.mark_undeliverable(record.workflow_id, "every rung failed")
+            await self._emit(self._notice(record, Event.PERSISTED, rung=rung.value))
+        else:
+            await self._store.mark_delivered(record.workflow_id, rung.value)
+
+    # -- control -------------------------------------------------------------------------------
+
+    async def cancel(self, workflow_id: str, *, reason: str = "cancelled") -> bool:
+        running = self._running.get(workflow_id)
+        if running is None or running.task.done():
+            return False
+        running.cancel_reason = reason
+        running.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running.task
+        return True
+
+    async def shutdown(self) -> None:
+        """Mark running workflows interrupted (their users are told) and stop them."""
+        self._closing = True
+        ids = list(self._running)
+        if ids:
+            logger.info("shutting down: interrupting {} running workflow(s)", len(ids))
+        grace = self._settings.runner.shutdown_grace
+        try:
+            async with asyncio.timeout(grace + 30.0):
+                await asyncio.gather(
+                    *(self.cancel(wid, reason="shutdown") for wid in ids), return_exceptions=True
+                )
+        except TimeoutError:
+            logger.error("workflows did not stop in time; their rows stay 'running' for recovery")
+
+    async def deliver_pending(self) -> int:
+        """Deliver results that were stored but never reached their user (e.g. before a restart)."""
+        delivered = 0
+        for record in await self._store.pending_delivery():
+            if record.workflow_id in self._running:
+                continue
+            target = DeliveryTarget(
+                workflow_id=record.workflow_id,
+                user_id=record.user_id,
+                channel_id=record.channel_id,
+                ephemeral=record.ephemeral,
+            )
+            delivery = Delivery(self._io, target, None)
+            try:
+                document = await self._store.read_result(record.workflow_id)
+            except NotifierError as exc:
+                logger.error("workflow {}: stored result unreadable: {}", record.workflow_id, exc)
+                continue
+            if record.status is WorkflowStatus.INTERRUPTED:
+                rung = await delivery.deliver(interrupted_message(record, None), stage="error")
+            else:
+                rung = await self._deliver_result(delivery, record, document.get("result") or {})
+            if rung is not Rung.NONE:
+                await self._store.mark_delivered(record.workflow_id, rung.value)
+                delivered += 1
+        return delivered
+
+    async def recover_interrupted(self) -> int:
+        """Rows left 'running' by a process that died: mark them interrupted (delivery follows)."""
+        count = 0
+        for record in await self._store.running():
+            if record.workflow_id in self._running:
+                continue
+            await self._store.finish(
+                record.workflow_id,
+                status=WorkflowStatus.INTERRUPTED,
+                result={
+                    "error": _STOPPED,
+                    "last_stage": record.stage,
+                    "last_progress": record.progress,
+                },
+                error=_STOPPED,
+                reason="interrupted",
+            )
+            await self._emit(self._notice(record, Event.INTERRUPTED, stage=record.stage))
+            count += 1
+        return count
+
+    # -- fanout --------------------------------------------------------------------------------
+
+    def _notice(self, record: WorkflowRecord, event: Event, **fields: Any) -> Notice:
+        return Notice(
+            event=event,
+            workflow_id=record.workflow_id,
+            user_id=record.user_id,
+            user_name=record.user_name,
+            command=record.command,
+            guild_id=record.guild_id,
+            channel_id=record.channel_id,
+            options=dict(record.options),
+            **fields,
+        )
+
+    async def _emit(self, notice: Notice) -> None:
+        try:
+            await self._notify(notice)
+        except Exception as exc:  # noqa: BLE001 - the fanout must never take a workflow down
+            logger.opt(exception=exc).error(
+                "fanout refused {} for workflow {}", notice.event.value, notice.workflow_id
+            )
+
+
+def _summary(document: Mapping[str, Any] | None) -> str:
+    if not document:
+        return ""
+    summary = document.get("summary")
+    if isinstance(summary, str):
+        return summary[:500]
+    counts = Counter(type(v).__name__ for v in document.values())
+    return ", ".join(f"{n} {kind}" for kind, n in counts.items())

@@ -1,0 +1,89 @@
+"""A small web site on 127.0.0.1 for `/autointel` to analyse, slow on purpose when asked.
+
+The demo and the bot tests use it so a workflow can outlast a short interaction TTL without any
+traffic leaving the machine. Every request is recorded in `hits`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import Self
+
+from aiohttp import web
+
+__all__ = ["DemoSite"]
+
+_WORDS = (
+    "resilient delivery keeps every workflow result safe while discord tokens expire and "
+    "sessions close the bot hands off progress to a channel message or a direct message"
+).split()
+
+
+def _page(index: int, pages: int) -> str:
+    links = " ".join(f'<a href="/page/{i}">Page {i}</a>' for i in range(1, pages) if i != index)
+    words = " ".join(_WORDS[(index + i) % len(_WORDS)] for i in range(120 + 15 * index))
+    title = "Resilience Handbook" if index == 0 else f"Handbook chapter {index}"
+    return (
+        f"<!doctype html><html><head><title>{title}</title></head><body>"
+        f"<h1>{title}</h1><h2>Section {index}.1</h2><p>{words}</p>"
+        f'<nav>{links} <a href="https://example.org/elsewhere">Elsewhere</a></nav>'
+        "</body></html>"
+    )
+
+
+class DemoSite:
+    """`pages` linked HTML pages; each answer waits `delay_s` seconds first."""
+
+    def __init__(self, *, pages: int = 6, delay_s: float = 0.0) -> None:
+        self.pages = pages
+        self.delay_s = delay_s
+        self.hits: list[str] = []
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.hits.append(request.path)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if request.path == "/":
+            index = 0
+        elif request.path.startswith("/page/") and request.path[6:].isdigit():
+            index = int(request.path[6:])
+            if not 0 < index < self.pages:
+                raise web.HTTPNotFound()
+        else:
+            raise web.HTTPNotFound()
+        return web.Response(text=_page(index, self.pages), content_type="text/html")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server  # aiohttp exposes the bound port only through the server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
