@@ -24,10 +24,10 @@ from .discord_io import DiscordIO, OutgoingMessage
 from .errors import ConfigError
 from .fanout import Fanout
 from .logs import redactor
-from .metrics import serve_metrics
+from .metrics import DISCORD_SESSION_CLOSED, serve_metrics
 from .plugins import PluginContext
 from .runner import Runner
-from .session import call_discord
+from .session import SESSION_CLOSED_TEXT, call_discord
 from .store import ResultStore
 from .workflows import WorkflowSpec
 from .workflows.autointel import build_autointel
@@ -176,6 +176,28 @@ class NotifierBot(commands.Bot):
         )
 
     # -- lifecycle -----------------------------------------------------------------------------
+
+    async def connect(self, *, reconnect: bool = True) -> None:
+        """nextcord's connect loop, restarted when the HTTP session closed under it.
+
+        nextcord reconnects the gateway on network errors, but a closed aiohttp session makes its
+        `ws_connect` raise `RuntimeError: Session is closed`, which ends the loop for good. Here the
+        session is recreated and the connection started again (a new IDENTIFY; `on_ready` then
+        delivers whatever was stored meanwhile).
+        """
+        delay_s = 1.0
+        while True:
+            try:
+                await super().connect(reconnect=reconnect)
+                return
+            except RuntimeError as exc:
+                if SESSION_CLOSED_TEXT not in str(exc) or not reconnect or self.is_closed():
+                    raise
+            DISCORD_SESSION_CLOSED.labels(stage="gateway").inc()
+            logger.warning("HTTP session closed under the gateway: recreating it and reconnecting")
+            await self.http.recreate()
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 60.0)
 
     async def on_ready(self) -> None:
         logger.info(

@@ -184,7 +184,7 @@ class Delivery:
             return False
         next_rung = self.next_rung_after_handoff()
         if lease.usable and Rung.INTERACTION not in self._failed:
-            message = notice(next_rung)
+            message = replace(notice(next_rung), ephemeral=self.target.ephemeral)
             try:
                 await self._call(
                     lambda: self._io.followup(self.target.token or "", message),
@@ -267,6 +267,26 @@ class Delivery:
             lambda: self._io.dm_channel(self.target.user_id), stage=stage, token=False
         )
 
+    async def whisper(self, message: OutgoingMessage, *, stage: str) -> bool:
+        """A followup for the asker's eyes only (e.g. the timeout warning), while the token works.
+
+        Not worth a rung of its own: if the interaction is gone, the message is skipped.
+        """
+        async with self._lock:
+            if not self.interaction_usable or Rung.INTERACTION in self._failed:
+                return False
+            private = replace(message, ephemeral=True)
+            try:
+                await self._call(
+                    lambda: self._io.followup(self.target.token or "", private),
+                    stage=stage,
+                    token=True,
+                )
+            except DiscordCallFailed as exc:
+                await self._on_failure(Rung.INTERACTION, exc, stage)
+                return False
+            return True
+
     # -- progress ------------------------------------------------------------------------------
 
     async def show_progress(
@@ -336,9 +356,7 @@ class Delivery:
             tried: set[Rung] = set()
             while (rung := choose_rung(self.state(frozenset(tried)))) is not Rung.NONE:
                 tried.add(rung)
-                body = message
-                if rung is not Rung.INTERACTION:
-                    body = replace(message, mention_user_id=self.target.user_id)
+                body = self._addressed(rung, message)
                 try:
                     await self._send_with_fallback(rung, body, fallback, stage)
                 except DiscordCallFailed as exc:
@@ -374,7 +392,13 @@ class Delivery:
                 stage,
                 exc.code,
             )
-            body = fallback
-            if rung is not Rung.INTERACTION:
-                body = replace(fallback, mention_user_id=self.target.user_id)
-            await self._send_on(rung, body, stage)
+            await self._send_on(rung, self._addressed(rung, fallback), stage)
+
+    def _addressed(self, rung: Rung, message: OutgoingMessage) -> OutgoingMessage:
+        """In a channel, a result names (and pings) the person who asked; the interaction and a
+        DM are already theirs."""
+        if rung is not Rung.CHANNEL:
+            return message
+        mention = f"<@{self.target.user_id}>"
+        content = f"{mention} {message.content or ''}".strip()
+        return replace(message, content=content, mention_user_id=self.target.user_id)

@@ -24,7 +24,13 @@ from .delivery import Delivery, DeliveryTarget, Rung
 from .discord_io import DiscordIO, OutgoingMessage
 from .errors import NotifierError
 from .events import Event, Notice
-from .messages import error_message, handoff_message, interrupted_message, progress_message
+from .messages import (
+    error_message,
+    handoff_message,
+    interrupted_message,
+    progress_message,
+    timeout_warning_message,
+)
 from .metrics import WORKFLOW_DURATION, WORKFLOWS_RUNNING
 from .progress import ProgressState, ProgressThrottle
 from .records import WorkflowRecord, WorkflowStatus, new_workflow_id
@@ -71,7 +77,7 @@ class _Running:
     started_monotonic: float
     cancel_reason: str | None = None
     state: ProgressState | None = None
-    helpers: list[asyncio.Task[None]] = field(default_factory=list)
+    helpers: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
 class Runner:
@@ -201,6 +207,18 @@ class Runner:
         )
         self._running[record.workflow_id] = running
         WORKFLOWS_RUNNING.set(len(self._running))
+        # The first status shows the workflow id at once; later edits are throttled.
+        throttle.report(ProgressState("starting", 0.0, "", time.time()))
+        if estimate_s is not None and estimate_s > self._settings.warnings.threshold:
+            warning = timeout_warning_message(
+                record,
+                estimate_s=estimate_s,
+                ttl_s=discord.interaction_ttl,
+                ephemeral=request.ephemeral,
+            )
+            running.helpers.append(
+                asyncio.create_task(delivery.whisper(warning, stage="start"), name="warning")
+            )
         await self._emit(self._notice(record, Event.STARTED, estimate_s=estimate_s))
         logger.info(
             "workflow {} started: /{} by user {} (estimate {})",

@@ -12,7 +12,7 @@ from nextcord.ext import commands
 from ..access import NOT_FOUND_TEXT, can_access
 from ..discord_io import OutgoingMessage
 from ..errors import DiscordCallFailed, InvalidWorkflowId, NotifierError
-from ..messages import progress_message, timeout_warning_message
+from ..messages import progress_message
 from ..progress import ProgressState
 from ..records import WorkflowRecord, validate_workflow_id
 from ..runner import RunnerBusy, WorkflowRequest
@@ -90,27 +90,7 @@ class WorkflowsCog(commands.Cog):
         except RunnerBusy as exc:
             await self._refuse(interaction, str(exc), private=private, lease=lease)
             return
-        first = progress_message(record, ProgressState("starting", 0.0, "", time.time()))
-        try:
-            await call_discord(
-                lambda: bot.io.edit_original(token, first), stage="start", lease=lease
-            )
-        except DiscordCallFailed as exc:
-            logger.warning("workflow {}: first status edit failed: {}", record.workflow_id, exc)
-        threshold_s = bot.settings.warnings.threshold
-        if estimate_s is not None and estimate_s > threshold_s:
-            warning = timeout_warning_message(
-                record,
-                estimate_s=estimate_s,
-                ttl_s=bot.settings.discord.interaction_ttl,
-                ephemeral=private,
-            )
-            try:
-                await call_discord(
-                    lambda: bot.io.followup(token, warning), stage="start", lease=lease
-                )
-            except DiscordCallFailed as exc:
-                logger.warning("workflow {}: timeout warning failed: {}", record.workflow_id, exc)
+        logger.debug("workflow {} accepted from the slash command", record.workflow_id)
 
     async def _refuse(
         self,

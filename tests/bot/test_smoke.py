@@ -22,9 +22,11 @@ async def test_autointel_quick_delivers_the_result(
     await handle.wait_for_response()
     assert handle.deferred
     result = await handle.wait_for_message(
-        lambda m: any("Resilience Handbook" in str(e) for e in m.embeds) and m.followup_index > 0
-        if hasattr(m, "followup_index")
-        else any("Resilience Handbook" in str(e) for e in m.embeds),
+        lambda m: (
+            any("Resilience Handbook" in str(e) for e in m.embeds) and m.followup_index > 0
+            if hasattr(m, "followup_index")
+            else any("Resilience Handbook" in str(e) for e in m.embeds)
+        ),
         timeout_s=20,
     )
     assert result is not None
