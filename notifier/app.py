@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from nextcord.ext import commands
 from . import discord_codes as codes
 from .config import Settings, load_config, secret_values
 from .discord_io import DiscordIO, OutgoingMessage
-from .errors import ConfigError
+from .errors import ConfigError, NotifierError
 from .fanout import Fanout
 from .logs import redactor
 from .metrics import DISCORD_SESSION_CLOSED, serve_metrics
@@ -77,7 +78,7 @@ class NotifierBot(commands.Bot):
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._reload_lock = asyncio.Lock()
         self._opened = False
-        self.commands_registered = asyncio.Event()
+        self._recovery: asyncio.Task[None] | None = None
         redactor.add(secret_values(settings))
 
     # -- services ------------------------------------------------------------------------------
@@ -206,24 +207,33 @@ class NotifierBot(commands.Bot):
             len(self.guilds),
             len(self.get_all_application_commands()),
         )
-        if self._runner is not None:
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.create_task(self._recover(), name="recovery")
+
+    async def _recover(self) -> None:
+        """Mark workflows a dead process left running, deliver results stored but not delivered."""
+        if self._runner is None:
+            return
+        try:
             recovered = await self._runner.recover_interrupted()
             delivered = await self._runner.deliver_pending()
-            if recovered or delivered:
-                logger.info(
-                    "recovery: {} interrupted workflow(s) marked, {} stored result(s) delivered",
-                    recovered,
-                    delivered,
-                )
+        except NotifierError as exc:
+            logger.error("recovery after (re)connect failed, will retry on the next one: {}", exc)
+            return
+        if recovered or delivered:
+            logger.info(
+                "recovery: {} interrupted workflow(s) marked, {} stored result(s) delivered",
+                recovered,
+                delivered,
+            )
 
     async def on_connect(self) -> None:
         await super().on_connect()
-        self.commands_registered.set()
         logger.info("application commands registered")
 
     async def on_resumed(self) -> None:
-        if self._runner is not None:
-            await self._runner.deliver_pending()
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.create_task(self._recover(), name="recovery")
 
     async def reload_config(self) -> Settings:
         """Re-read config.yaml and apply its notifiers; an invalid file changes nothing."""
@@ -239,6 +249,10 @@ class NotifierBot(commands.Bot):
 
     async def close(self) -> None:
         try:
+            if self._recovery is not None and not self._recovery.done():
+                self._recovery.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._recovery
             if self._runner is not None:
                 await self._runner.shutdown()
             if self._fanout is not None:

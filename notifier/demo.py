@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import tempfile
 from pathlib import Path
 
 from loguru import logger
@@ -29,9 +30,12 @@ async def run_demo(settings: Settings, config_path: Path | None, *, keep_running
             discord = settings.discord.model_copy(
                 update={"token": SecretStr(emulator.bot_token), "api_base": emulator.api_base}
             )
-            demo_settings = settings.model_copy(update={"discord": discord})
+            data_dir = Path(tempfile.mkdtemp(prefix="notifier-demo-"))
+            storage = settings.storage.model_copy(update={"path": data_dir})
+            demo_settings = settings.model_copy(update={"discord": discord, "storage": storage})
             logger.info("no Discord token configured: running against the embedded emulator")
             logger.info("emulator listening on {}", emulator.api_base)
+            logger.info("demo results are stored under {}", data_dir)
             async with running_bot(emulator, demo_settings, config_path=config_path) as bot:
                 names = sorted(c.name for c in emulator.commands)
                 logger.info("bot ready as {}; commands registered: {}", bot.user, ", ".join(names))

@@ -92,3 +92,5 @@ def setup_logging(
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
     for noisy in ("nextcord.gateway", "nextcord.http", "nextcord.client", "nextcord.state"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # This bot has no voice features; nextcord's note about PyNaCl is noise for its operators.
+    logging.getLogger("nextcord.client").addFilter(lambda r: "PyNaCl" not in r.getMessage())
