@@ -15,7 +15,7 @@ from ..access import NOT_FOUND_TEXT, can_access
 from ..errors import InvalidWorkflowId, NotifierError
 from ..metrics import ORPHANED_RESULTS_RETRIEVED
 from ..records import WorkflowRecord, WorkflowStatus, validate_workflow_id
-from ..render import render_record_list, render_result
+from ..render import RenderedResult, export_command, render_record_list, render_result
 from ..store import ResultQuery
 from .replies import attachment_limit, defer, reply_ephemeral
 
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 __all__ = ["ResultsCog", "parse_since"]
 
 PAGE_SIZE = 10
+_NEWER = "results:newer"
+_OLDER = "results:older"
 _SINCE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
 _UNIT_S = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -35,7 +37,8 @@ def parse_since(text: str, *, now: float | None = None) -> float:
     if not match:
         raise ValueError(f"since: {text!r} is not a duration like 30m, 12h, 7d or 2w")
     amount, unit = float(match.group(1)), match.group(2)
-    return (now or time.time()) - amount * _UNIT_S[unit]
+    # A huge amount (float("9" * 400) is inf) means "since ever", not a non-finite time.
+    return max(0.0, (now or time.time()) - amount * _UNIT_S[unit])
 
 
 class ResultsView(nextcord.ui.View):
@@ -48,6 +51,12 @@ class ResultsView(nextcord.ui.View):
         self.query = query
         self.total = total
         self.page = 0
+        # nextcord files a view sent as an interaction response under its custom ids alone (no
+        # message id), so fixed ids would hand every press to the newest list of anyone: each
+        # list gets ids of its own.
+        for item in self.children:
+            if isinstance(item, nextcord.ui.Button) and item.custom_id in (_NEWER, _OLDER):
+                item.custom_id = f"{item.custom_id}:{self.id}"
         self._sync_buttons()
 
     @property
@@ -56,10 +65,10 @@ class ResultsView(nextcord.ui.View):
 
     def _sync_buttons(self) -> None:
         for item in self.children:
-            if isinstance(item, nextcord.ui.Button):
-                if item.custom_id == "results:newer":
+            if isinstance(item, nextcord.ui.Button) and item.custom_id:
+                if item.custom_id.startswith(_NEWER):
                     item.disabled = self.page <= 0
-                elif item.custom_id == "results:older":
+                elif item.custom_id.startswith(_OLDER):
                     item.disabled = self.page >= self.pages - 1
 
     async def interaction_check(self, interaction: nextcord.Interaction) -> bool:
@@ -73,16 +82,12 @@ class ResultsView(nextcord.ui.View):
         embed = await self.cog.page_embed(self.query, self.page, self.total)
         await interaction.response.edit_message(embed=embed, view=self)
 
-    @nextcord.ui.button(
-        label="◀ Newer", style=nextcord.ButtonStyle.secondary, custom_id="results:newer"
-    )
+    @nextcord.ui.button(label="◀ Newer", style=nextcord.ButtonStyle.secondary, custom_id=_NEWER)
     async def previous(self, button: nextcord.ui.Button, interaction: nextcord.Interaction) -> None:
         self.page = max(0, self.page - 1)
         await self._show(interaction)
 
-    @nextcord.ui.button(
-        label="Older ▶", style=nextcord.ButtonStyle.secondary, custom_id="results:older"
-    )
+    @nextcord.ui.button(label="Older ▶", style=nextcord.ButtonStyle.secondary, custom_id=_OLDER)
     async def next(self, button: nextcord.ui.Button, interaction: nextcord.Interaction) -> None:
         self.page = min(self.pages - 1, self.page + 1)
         await self._show(interaction)
@@ -121,31 +126,82 @@ class ResultsCog(commands.Cog):
                 f"{record.progress:.0%}); try `/workflow status`.",
             )
             return
-        await defer(interaction, ephemeral=record.ephemeral)
+        if record.status is WorkflowStatus.LOST:
+            ORPHANED_RESULTS_RETRIEVED.labels(success="false").inc()
+            await reply_ephemeral(
+                interaction,
+                f"⚠️ The result of workflow `{record.workflow_id}` was lost (its stored file "
+                "went missing or was corrupt); an operator can inspect it with "
+                f"`python -m notifier results show {record.workflow_id}`.",
+            )
+            return
+        if not await defer(interaction, ephemeral=record.ephemeral):
+            ORPHANED_RESULTS_RETRIEVED.labels(success="false").inc()
+            return
         try:
             document = await self.bot.store.read_result(record.workflow_id)
         except NotifierError as exc:
             logger.error("result {} unreadable: {}", record.workflow_id, exc)
             ORPHANED_RESULTS_RETRIEVED.labels(success="false").inc()
-            await reply_ephemeral(
+            await self._fail_privately(
                 interaction,
+                record,
                 "❌ The stored result could not be read; an operator can inspect it with "
                 f"`python -m notifier results show {record.workflow_id}`.",
             )
             return
+        payload = _payload(document)
         rendered = render_result(
-            record,
-            _payload(document),
-            attachment_limit_bytes=attachment_limit(interaction),
+            record, payload, attachment_limit_bytes=attachment_limit(interaction)
         )
+        sent = await self._send(interaction, record, rendered)
+        if not sent and rendered.files:
+            # Discord refused the upload after all (a smaller limit than announced, the request
+            # too large): the summary, with the operator's export command, still gets through.
+            summary = render_result(record, payload, attachment_limit_bytes=0)
+            sent = await self._send(interaction, record, summary)
+        ORPHANED_RESULTS_RETRIEVED.labels(success="true" if sent else "false").inc()
+        if not sent:
+            await self._fail_privately(
+                interaction,
+                record,
+                "❌ The result could not be sent here; it is stored, and an operator can export "
+                f"it with `{export_command(record.workflow_id)}`.",
+            )
+
+    async def _send(
+        self, interaction: nextcord.Interaction, record: WorkflowRecord, rendered: RenderedResult
+    ) -> bool:
         files = [nextcord.File(io.BytesIO(f.data), filename=f.filename) for f in rendered.files]
-        await interaction.followup.send(
-            content=rendered.content,
-            embeds=[nextcord.Embed.from_dict(e) for e in rendered.embeds],
-            files=files,
-            ephemeral=record.ephemeral,
-        )
-        ORPHANED_RESULTS_RETRIEVED.labels(success="true").inc()
+        try:
+            await interaction.followup.send(
+                content=rendered.content,
+                embeds=[nextcord.Embed.from_dict(e) for e in rendered.embeds],
+                files=files,
+                ephemeral=record.ephemeral,
+            )
+        except nextcord.HTTPException as exc:
+            logger.warning(
+                "result {} not sent as {}: {} (code {})",
+                record.workflow_id,
+                rendered.mode,
+                exc.status,
+                exc.code,
+            )
+            return False
+        return True
+
+    async def _fail_privately(
+        self, interaction: nextcord.Interaction, record: WorkflowRecord, text: str
+    ) -> None:
+        """An error after a public defer: the public "thinking" message goes (the first followup
+        would fill it, publicly), and the error is sent to the caller alone."""
+        if not record.ephemeral:
+            try:
+                await interaction.delete_original_message()
+            except nextcord.HTTPException as exc:
+                logger.warning("public placeholder not removed: {} (code {})", exc.status, exc.code)
+        await reply_ephemeral(interaction, text)
 
     @retrieve_results.on_autocomplete("workflow_id")
     async def _complete_id(self, interaction: nextcord.Interaction, workflow_id: str) -> None:
@@ -212,7 +268,8 @@ class ResultsCog(commands.Cog):
         from dataclasses import replace
 
         records = await self.bot.store.search(replace(query, offset=page * PAGE_SIZE))
-        return nextcord.Embed.from_dict(render_record_list(records, page, total, PAGE_SIZE))
+        # `page` counts from 0 here, from 1 in what the user reads.
+        return nextcord.Embed.from_dict(render_record_list(records, page + 1, total, PAGE_SIZE))
 
 
 def _payload(document: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,378 @@
+"""The operator's command line: ``python -m notifier [--config FILE] <group> <command> ...``.
+
+Works without Discord: it opens the result store directly (``maintain=False``, so it is safe beside
+a running bot: no reconciliation, no retention as a side effect of looking).
+
+Command groups register themselves: a group is a function that adds one subparser to the top-level
+``subparsers`` and sets ``handler`` (an async function ``(args, settings) -> exit code``) on each of
+its commands. `COMMAND_GROUPS` lists them; to add one (say ``outbox``), write ``register_outbox``
+like `register_results` and append it there.
+
+Errors are one line on stderr, never a traceback: exit 2 for usage (bad id, bad duration, bad
+config), 1 for "not found" or a store that cannot answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import re
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, NoReturn, cast
+
+from .config import Settings, StorageSettings, load_config
+from .errors import ConfigError, InvalidWorkflowId, StoreError
+from .metrics import ORPHANED_RESULTS_RETRIEVED
+from .records import WorkflowRecord, WorkflowStatus, validate_workflow_id
+from .render import export_json, export_markdown, render_result, rendered_as_text
+from .store import ResultQuery, ResultStore
+
+if TYPE_CHECKING:
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+__all__ = [
+    "COMMAND_GROUPS",
+    "EXIT_NOT_FOUND",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "CommandError",
+    "Handler",
+    "build_parser",
+    "main",
+    "open_store",
+    "parse_duration_s",
+    "parse_moment",
+    "register_results",
+]
+
+EXIT_OK: Final = 0
+EXIT_NOT_FOUND: Final = 1
+EXIT_USAGE: Final = 2
+
+DEFAULT_CONFIG: Final = Path("config.yaml")
+
+Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+
+_UNITS_S: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, "w": 604_800.0}
+_DURATION: Final = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
+_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_URL_COLUMN_MAX: Final = 48
+
+
+class CommandError(Exception):
+    """A command cannot do what was asked; the message is the one line the operator sees."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_NOT_FOUND) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, as for every other error; `--help` still shows the full usage.
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# -- parsing values -----------------------------------------------------------------------------
+
+
+def parse_duration_s(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w``, or combined (``1d12h``) -> seconds."""
+    cleaned = text.strip().lower()
+    if not _DURATION.fullmatch(cleaned):
+        raise CommandError(
+            f"{text!r} is not a duration (use e.g. 30d, 12h, 90m, 45s, 2w)", EXIT_USAGE
+        )
+    return sum(float(n) * _UNITS_S[unit] for n, unit in _DURATION_PART.findall(cleaned))
+
+
+def parse_moment(text: str, *, now: float) -> float:
+    """A point in time: a duration ago (``7d``) or an ISO date/time (naive means UTC)."""
+    cleaned = text.strip()
+    if _DURATION.fullmatch(cleaned.lower()):
+        return now - parse_duration_s(cleaned)
+    try:
+        moment = datetime.fromisoformat(cleaned)
+    except ValueError:
+        raise CommandError(
+            f"{text!r} is neither a duration (7d, 12h) nor an ISO date (2026-01-31T12:00)",
+            EXIT_USAGE,
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _workflow_id(text: str) -> str:
+    try:
+        return validate_workflow_id(text)
+    except InvalidWorkflowId as exc:
+        raise CommandError(f"invalid workflow id: {exc}", EXIT_USAGE) from None
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None or not math.isfinite(timestamp):
+        return "-"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- the store ----------------------------------------------------------------------------------
+
+
+async def open_store(storage: StorageSettings) -> ResultStore:
+    """Open an existing store for an operator command (never creates one at a mistyped path)."""
+    if not await asyncio.to_thread(storage.path.is_dir):
+        raise CommandError(f"no result store at {storage.path} (storage.path)", EXIT_NOT_FOUND)
+    return await ResultStore.open(storage, maintain=False)
+
+
+async def _existing_record(store: ResultStore, workflow_id: str) -> WorkflowRecord:
+    record = await store.get(workflow_id)
+    if record is None:
+        ORPHANED_RESULTS_RETRIEVED.labels(success="false").inc()
+        raise CommandError(f"no workflow {workflow_id}", EXIT_NOT_FOUND)
+    return record
+
+
+async def _document(store: ResultStore, record: WorkflowRecord) -> dict[str, object]:
+    try:
+        document = await store.read_result(record.workflow_id)
+    except StoreError as exc:
+        ORPHANED_RESULTS_RETRIEVED.labels(success="false").inc()
+        raise CommandError(str(exc), EXIT_NOT_FOUND) from None
+    ORPHANED_RESULTS_RETRIEVED.labels(success="true").inc()
+    return document
+
+
+# -- results ------------------------------------------------------------------------------------
+
+
+async def _results_list(args: argparse.Namespace, settings: Settings) -> int:
+    now = datetime.now(UTC).timestamp()
+    query = ResultQuery(
+        user_id=args.user,
+        url_contains=args.url,
+        status=WorkflowStatus(args.status) if args.status else None,
+        since=parse_moment(args.since, now=now) if args.since else None,
+        until=parse_moment(args.until, now=now) if args.until else None,
+        command=args.command,
+        limit=args.limit,
+        offset=args.offset,
+    )
+    async with await open_store(settings.storage) as store:
+        records = await store.search(query)
+        total = await store.count(query)
+    if not records:
+        print("no results match" if total == 0 else f"no results on this page ({total} in all)")
+        return EXIT_OK
+    header = ("id", "status", "command", "user", "url", "created (UTC)", "delivery")
+    rows = [
+        (
+            r.workflow_id,
+            r.status.value,
+            r.command,
+            str(r.user_id),
+            _clip(" ".join(r.url.split()), _URL_COLUMN_MAX) or "-",
+            _when(r.created_at),
+            r.delivery_state.value,
+        )
+        for r in records
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+    first = query.offset + 1
+    print(f"\n{first}-{query.offset + len(records)} of {total}")
+    return EXIT_OK
+
+
+def _metadata_lines(record: WorkflowRecord) -> list[str]:
+    delivery = record.delivery_state.value
+    if record.delivered_via:
+        delivery += f" ({record.delivered_via}, {_when(record.delivered_at)} UTC)"
+    rows = [
+        ("workflow", record.workflow_id),
+        ("status", record.status.value),
+        ("command", record.command),
+        ("options", " ".join(f"{k}={v}" for k, v in sorted(record.options.items())) or "-"),
+        ("user", f"{record.user_id} {record.user_name}".strip()),
+        ("guild", str(record.guild_id) if record.guild_id is not None else "-"),
+        ("channel", str(record.channel_id) if record.channel_id is not None else "-"),
+        ("created", f"{_when(record.created_at)} UTC"),
+        ("finished", f"{_when(record.finished_at)} UTC" if record.finished_at else "-"),
+        ("stage", f"{record.stage or '-'} ({record.progress:.0%})"),
+        ("delivery", delivery),
+        ("size", f"{record.size_bytes} bytes" if record.size_bytes is not None else "-"),
+        ("error", record.error or "-"),
+    ]
+    return [f"{name:<9} {value}" for name, value in rows]
+
+
+async def _results_show(args: argparse.Namespace, settings: Settings) -> int:
+    workflow_id = _workflow_id(args.workflow_id)
+    async with await open_store(settings.storage) as store:
+        record = await _existing_record(store, workflow_id)
+        print("\n".join(_metadata_lines(record)))
+        if record.status in (WorkflowStatus.RUNNING, WorkflowStatus.LOST):
+            print(f"\nno stored result (status {record.status.value})")
+            return EXIT_OK if record.status is WorkflowStatus.RUNNING else EXIT_NOT_FOUND
+        document = await _document(store, record)
+    print()
+    print(rendered_as_text(render_result(record, document)))
+    return EXIT_OK
+
+
+async def _results_export(args: argparse.Namespace, settings: Settings) -> int:
+    workflow_id = _workflow_id(args.workflow_id)
+    async with await open_store(settings.storage) as store:
+        record = await _existing_record(store, workflow_id)
+        document = await _document(store, record)
+    text = (
+        export_markdown(record, document) if args.format == "md" else export_json(record, document)
+    )
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    output = Path(args.output)
+    try:
+        await asyncio.to_thread(output.write_text, text, encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"cannot write {output}: {exc.strerror}", EXIT_NOT_FOUND) from None
+    print(f"wrote {output} ({len(text.encode('utf-8'))} bytes)", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _results_purge(args: argparse.Namespace, settings: Settings) -> int:
+    older_than_s = parse_duration_s(args.older_than)
+    async with await open_store(settings.storage) as store:
+        count = await store.purge(
+            older_than_s=older_than_s,
+            include_undelivered=args.include_undelivered,
+            dry_run=args.dry_run,
+        )
+    cutoff = _when(datetime.now(UTC).timestamp() - older_than_s)
+    verb = "would purge" if args.dry_run else "purged"
+    noun = "result" if count == 1 else "results"
+    print(f"{verb} {count} {noun} finished before {cutoff} UTC")
+    return EXIT_OK
+
+
+def register_results(subparsers: SubParsers) -> None:
+    """The ``results`` group: list, show, export, purge."""
+    group = subparsers.add_parser("results", help="stored workflow results")
+    commands = group.add_subparsers(title="commands", metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="search results, newest first")
+    listing.add_argument("--user", type=int, metavar="ID", help="Discord user id")
+    listing.add_argument("--url", metavar="SUBSTR", help="URL contains (plain text)")
+    listing.add_argument("--status", choices=[s.value for s in WorkflowStatus])
+    listing.add_argument("--command", metavar="NAME", help="workflow command, e.g. autointel")
+    listing.add_argument("--since", metavar="WHEN", help="started at or after: 7d, 12h or ISO")
+    listing.add_argument("--until", metavar="WHEN", help="started before: 7d, 12h or ISO")
+    listing.add_argument("--limit", type=int, default=25, metavar="N")
+    listing.add_argument("--offset", type=int, default=0, metavar="N")
+    listing.set_defaults(handler=_results_list)
+
+    show = commands.add_parser("show", help="metadata and the rendered result")
+    show.add_argument("workflow_id", metavar="ID")
+    show.set_defaults(handler=_results_show)
+
+    export = commands.add_parser("export", help="the full result, to stdout or a file")
+    export.add_argument("workflow_id", metavar="ID")
+    export.add_argument("--format", choices=("json", "md"), default="json")
+    export.add_argument("--output", metavar="PATH", help="write here instead of stdout")
+    export.set_defaults(handler=_results_export)
+
+    purge = commands.add_parser("purge", help="delete results that finished long ago")
+    purge.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 30d")
+    purge.add_argument("--dry-run", action="store_true", help="count, delete nothing")
+    purge.add_argument(
+        "--include-undelivered",
+        action="store_true",
+        help="also results never delivered (kept by default)",
+    )
+    purge.set_defaults(handler=_results_purge)
+
+
+def register_outbox(subparsers: SubParsers) -> None:
+    """`outbox list|retry`: the notifier outbox (see notifier/outbox_cli.py)."""
+    from . import outbox_cli
+
+    outbox_cli.register(subparsers)
+    subparsers.choices["outbox"].set_defaults(handler=outbox_cli.run)
+
+
+GroupRegistrar = Callable[["SubParsers"], None]
+
+COMMAND_GROUPS: list[GroupRegistrar] = [register_results, register_outbox]
+
+
+# -- entry point --------------------------------------------------------------------------------
+
+
+def build_parser(groups: Sequence[GroupRegistrar] = COMMAND_GROUPS) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m notifier",
+        description="Operator commands for the notifier bot; no Discord connection needed.",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help=f"configuration file (default: {DEFAULT_CONFIG}, or built-in defaults if absent)",
+    )
+    # Typed as plain ArgumentParser subparsers so group modules need not know `_Parser`.
+    subparsers = cast("SubParsers", parser.add_subparsers(title="groups", metavar="GROUP"))
+    for register in groups:
+        register(subparsers)
+    return parser
+
+
+def _settings(config: str | None) -> Settings:
+    if config is not None:
+        return load_config(config)
+    if DEFAULT_CONFIG.is_file():
+        return load_config(DEFAULT_CONFIG)
+    return Settings()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the process exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2, already printed)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    from .logs import setup_logging
+
+    setup_logging("WARNING")
+    try:
+        settings = _settings(args.config)
+        return asyncio.run(handler(args, settings))
+    except ConfigError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CommandError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (InvalidWorkflowId, ValueError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,60 @@
+"""The result store: no finished workflow's result is ever lost.
+
+Theory of operation
+===================
+
+Layout under ``storage.path`` (directories 0700, files 0600)::
+
+    results/<id>.json      one document per finished workflow: the truth
+    quarantine/            corrupt documents and partial temps, moved aside, never deleted
+    index.sqlite3          the index (WAL): running workflows, delivery state, search
+
+Write-ahead
+-----------
+The runner calls `ResultStore.create` before a workflow starts (a row with status running) and
+`ResultStore.finish` before any delivery is tried. When `finish` returns, the result is on disk, or,
+if the disk refused it, held in memory, readable through `get`/`read_result`, retried in the
+background with exponential backoff (``write_retry_initial`` .. ``write_retry_max``), counted in
+``store_write_failures{error}`` and reported through the ``on_storage_error`` hook. Delivery may then
+fail in any way it likes: the result is already safe. `close` gives pending writes a last try.
+
+Atomic writes
+-------------
+A document is written to ``results/.<id>.<random>.tmp``, flushed and fsynced, renamed over
+``results/<id>.json`` and the directory fsynced. A reader sees no file or the whole file. A result is
+written once: the same outcome again is a no-op, a different one is refused (StoreError), checked
+under a per-id lock. Only then is the index row updated; if that fails the file is still the truth.
+Ids pass `validate_workflow_id` (32 lowercase hex) before they reach any path; paths are built from
+the validated id only, never taken from the index or a glob.
+
+Crashes and reconciliation (`ResultStore.reconcile`, run by `open`)
+-------------------------------------------------------------------
+- crash while writing the temp: the temp is partial -> moved to quarantine/.
+- crash after the temp was complete, before the rename: the temp is checked (valid JSON, right
+  schema, id matches its name) and renamed into place: the result is recovered, not dropped.
+  A temp byte-identical to an existing result is removed (provably a redundant copy); a temp that
+  differs from an existing result is quarantined (a result is never overwritten).
+- crash after the rename, before the index update: the file has no (finished) row -> re-indexed
+  from the document, which carries its own row (delivery state starts pending: delivering twice
+  beats never).
+- a row that promises a document (completed, failed, interrupted, cancelled) with no file -> marked
+  ``lost`` and counted in ``workflow_results_lost``. A corrupt file is quarantined (and its row marked
+  lost). Rows left ``running`` are the runner's to mark interrupted; reconcile leaves them alone.
+
+Retention (`ResultStore.purge`, on open and every ``retention_interval`` seconds)
+----------------------------------------------------------------------------------
+Results that finished more than ``retention_days`` ago go, file and row, in this order: mark the
+rows ``purging`` (committed; hidden from every query), delete the files (directory fsynced), delete
+the rows. A crash after the mark leaves rows that reconcile finishes deleting, instead of
+re-indexing a file that was meant to go or reporting a deleted file as lost. Running workflows are
+never purged; results not yet delivered are kept until they are (delivered or undeliverable),
+unless the operator asks (``include_undelivered``).
+"""
+
+from __future__ import annotations
+
+from .maintenance import ReconcileReport
+from .query import ResultQuery
+from .result_store import ResultStore, StorageErrorHook
+
+__all__ = ["ReconcileReport", "ResultQuery", "ResultStore", "StorageErrorHook"]

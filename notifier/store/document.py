@@ -1,0 +1,201 @@
+"""The result document: the one JSON file per finished workflow, which is the truth of the store.
+
+A document carries its own index row (the ``workflow`` section), so an index that was lost or never
+written can be rebuilt from the files alone. It never carries delivery state: that changes after
+the write, and documents are written once and never rewritten.
+
+Pure functions only (no I/O), so encoding and validation are testable as tables and can run in a
+worker thread without touching the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Final
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
+
+from ..errors import StoreError
+from ..records import WorkflowRecord, WorkflowStatus
+
+__all__ = [
+    "DOCUMENT_FORMAT",
+    "FINISHED_STATUSES",
+    "DocumentError",
+    "build_document",
+    "decode_document",
+    "encode_document",
+    "is_stored_document",
+    "record_from_document",
+    "same_outcome",
+]
+
+# Bumped only for incompatible changes; readers refuse formats they do not know rather than guess.
+DOCUMENT_FORMAT: Final = "notifier.result/1"
+
+# Statuses a document may carry. RUNNING has no result yet; LOST is the index's word for a
+# document that is gone, so no document can say it.
+FINISHED_STATUSES: Final = frozenset(
+    {
+        WorkflowStatus.COMPLETED,
+        WorkflowStatus.FAILED,
+        WorkflowStatus.INTERRUPTED,
+        WorkflowStatus.CANCELLED,
+    }
+)
+
+
+class DocumentError(StoreError):
+    """A result file is not a document this store wrote: invalid JSON, wrong schema or wrong id."""
+
+
+class _WorkflowSection(BaseModel):
+    """The index row as the document keeps it. Unknown keys are ignored so that an older reader
+    can still re-index files written by a newer version of the section."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    command: StrictStr
+    user_id: StrictInt
+    user_name: StrictStr = ""
+    options: dict[StrictStr, StrictStr] = {}
+    guild_id: StrictInt | None = None
+    channel_id: StrictInt | None = None
+    ephemeral: StrictBool = False
+    status: WorkflowStatus
+    stage: StrictStr = ""
+    progress: StrictFloat | StrictInt = 0.0
+    created_at: StrictFloat | StrictInt
+    finished_at: StrictFloat | StrictInt
+    error: StrictStr = ""
+
+
+def build_document(record: WorkflowRecord, result: dict[str, Any] | None) -> dict[str, Any]:
+    """The document for a finished record. `record.finished_at` must be set."""
+    return {
+        "format": DOCUMENT_FORMAT,
+        "workflow_id": record.workflow_id,
+        "workflow": {
+            "command": record.command,
+            "user_id": record.user_id,
+            "user_name": record.user_name,
+            "options": dict(record.options),
+            "guild_id": record.guild_id,
+            "channel_id": record.channel_id,
+            "ephemeral": record.ephemeral,
+            "status": record.status.value,
+            "stage": record.stage,
+            "progress": record.progress,
+            "created_at": record.created_at,
+            "finished_at": record.finished_at,
+            "error": record.error,
+        },
+        "result": result,
+    }
+
+
+def _fallback(value: object) -> object:
+    # A workflow that returns a datetime or a Decimal must not lose its result over it: such
+    # values are kept as their text, which is what a reader would be shown anyway.
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+def encode_document(document: dict[str, Any]) -> bytes:
+    """UTF-8 JSON, indented so an operator can read the file. Raises StoreError if the result can
+    not be JSON at all (nesting deeper than the encoder's recursion limit)."""
+    try:
+        text = json.dumps(document, ensure_ascii=False, indent=2, default=_fallback)
+        try:
+            return (text + "\n").encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (valid in a JSON escape, not in UTF-8): keep it, escaped.
+            text = json.dumps(document, ensure_ascii=True, indent=2, default=_fallback)
+            return (text + "\n").encode("ascii")
+    except (RecursionError, ValueError, TypeError) as exc:
+        raise StoreError(f"the result cannot be encoded as JSON: {exc}") from exc
+
+
+def decode_document(data: bytes, expected_id: str) -> dict[str, Any]:
+    """Parse and check a result file. Raises DocumentError with a reason an operator can act on."""
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DocumentError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise DocumentError(f"not valid JSON ({exc})") from None
+    if not isinstance(document, dict):
+        raise DocumentError(f"not a result document (top level is {type(document).__name__})")
+    if document.get("format") != DOCUMENT_FORMAT:
+        raise DocumentError(f"unknown format {document.get('format')!r}")
+    if document.get("workflow_id") != expected_id:
+        raise DocumentError(
+            f"workflow_id {document.get('workflow_id')!r} does not match the file name"
+        )
+    if not isinstance(document.get("result"), dict | None):
+        raise DocumentError("result must be an object or null")
+    try:
+        section = _WorkflowSection.model_validate(document.get("workflow"))
+    except ValidationError as exc:
+        detail = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in detail["loc"]) or "workflow"
+        raise DocumentError(f"workflow.{where}: {detail['msg']}") from None
+    if section.status not in FINISHED_STATUSES:
+        raise DocumentError(f"status {section.status.value!r} is not a finished status")
+    if not (math.isfinite(section.created_at) and math.isfinite(section.finished_at)):
+        raise DocumentError("created_at and finished_at must be finite")
+    return document
+
+
+def record_from_document(document: dict[str, Any]) -> WorkflowRecord:
+    """The index row a checked document stands for (delivery state pending: documents never say)."""
+    section = _WorkflowSection.model_validate(document["workflow"])
+    return WorkflowRecord(
+        workflow_id=str(document["workflow_id"]),
+        command=section.command,
+        user_id=section.user_id,
+        options=dict(section.options),
+        user_name=section.user_name,
+        guild_id=section.guild_id,
+        channel_id=section.channel_id,
+        ephemeral=section.ephemeral,
+        status=section.status,
+        stage=section.stage,
+        progress=float(section.progress),
+        created_at=float(section.created_at),
+        finished_at=float(section.finished_at),
+        error=section.error,
+    )
+
+
+def is_stored_document(value: object) -> bool:
+    """True for a document as `decode_document` returns it, False for a bare result dict."""
+    return (
+        isinstance(value, dict)
+        and value.get("format") == DOCUMENT_FORMAT
+        and "result" in value
+        and "workflow" in value
+    )
+
+
+def same_outcome(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two documents hold the same result, ignoring when each was written.
+
+    Used to make a repeated `finish` idempotent: the same status, error and result is the same
+    outcome even if the second call came a second later.
+    """
+    return bool(
+        a["workflow"]["status"] == b["workflow"]["status"]
+        and a["workflow"].get("error", "") == b["workflow"].get("error", "")
+        and a["result"] == b["result"]
+    )

@@ -1,0 +1,556 @@
+"""The SQLite index of workflows: what is running, what finished, what was delivered, and search.
+
+The index is a cache of the result files plus the state that changes after a result is written
+(progress while running, delivery afterwards). Reconciliation can rebuild the finished rows from the
+files, so the files are written first and the index second.
+
+Settings and why:
+
+- WAL: readers (the CLI, autocomplete) never block the writer, and a commit is one append.
+- ``synchronous=FULL``: each commit is fsynced. NORMAL could roll back the last commits on power
+  loss; for delivery state that means a duplicate delivery, and for a purge's "purging" mark it
+  means a row whose file is gone without the mark that explains it, i.e. a false "lost". Writes are
+  few (a handful per workflow, progress throttled to one per ``progress.min_interval``), so the
+  fsync is cheap here.
+- ``busy_timeout``: the CLI may write (purge) while the bot runs; waits happen in aiosqlite's
+  thread, not on the event loop.
+- ``id INTEGER PRIMARY KEY``: a stable rowid, which the external-content FTS table relies on (a
+  plain rowid may be renumbered by VACUUM).
+
+Indexes are chosen for one million rows: id lookup (unique), a user's results newest first
+(``user_id, created_at``), everyone's results by time (``created_at``), by status (``status,
+created_at``), retention (``finished_at``), undelivered results (partial), and duration history
+(partial on completed rows). A URL substring uses an FTS5 trigram table when SQLite has one (three
+characters or more); shorter needles, or no FTS5, fall back to ``LIKE`` with ``%`` and ``_``
+escaped, which scans.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+from loguru import logger
+
+from ..errors import StoreError
+from ..records import DeliveryState, WorkflowRecord, WorkflowStatus
+from .query import ResultQuery
+
+__all__ = ["SCHEMA_VERSION", "ResultIndex", "RowState", "WorkflowExists"]
+
+SCHEMA_VERSION: Final = 1
+BUSY_TIMEOUT_MS: Final = 10_000
+_CHUNK: Final = 500  # ids per IN (...) list: far below SQLite's variable limit
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS workflows (
+    id               INTEGER PRIMARY KEY,
+    workflow_id      TEXT    NOT NULL UNIQUE CHECK (length(workflow_id) = 32),
+    command          TEXT    NOT NULL,
+    user_id          INTEGER NOT NULL,
+    user_name        TEXT    NOT NULL DEFAULT '',
+    guild_id         INTEGER,
+    channel_id       INTEGER,
+    ephemeral        INTEGER NOT NULL DEFAULT 0,
+    options          TEXT    NOT NULL DEFAULT '{}',
+    url              TEXT    NOT NULL DEFAULT '',
+    depth            TEXT    NOT NULL DEFAULT '',
+    status           TEXT    NOT NULL,
+    stage            TEXT    NOT NULL DEFAULT '',
+    progress         REAL    NOT NULL DEFAULT 0,
+    created_at       REAL    NOT NULL,
+    finished_at      REAL,
+    size_bytes       INTEGER,
+    delivery_state   TEXT    NOT NULL DEFAULT 'pending',
+    delivered_via    TEXT,
+    delivered_at     REAL,
+    error            TEXT    NOT NULL DEFAULT '',
+    path             TEXT,
+    purge_started_at REAL
+);
+CREATE INDEX IF NOT EXISTS workflows_user_created ON workflows (user_id, created_at);
+CREATE INDEX IF NOT EXISTS workflows_created ON workflows (created_at);
+CREATE INDEX IF NOT EXISTS workflows_status_created ON workflows (status, created_at);
+CREATE INDEX IF NOT EXISTS workflows_command_created ON workflows (command, created_at);
+CREATE INDEX IF NOT EXISTS workflows_finished ON workflows (finished_at)
+    WHERE finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS workflows_undelivered ON workflows (finished_at)
+    WHERE delivery_state = 'pending' AND finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS workflows_durations ON workflows (command, depth, finished_at)
+    WHERE status = 'completed';
+CREATE INDEX IF NOT EXISTS workflows_purging ON workflows (purge_started_at)
+    WHERE purge_started_at IS NOT NULL;
+"""
+
+_FTS_SCHEMA = """
+CREATE VIRTUAL TABLE workflow_urls USING fts5(
+    url, content='workflows', content_rowid='id', tokenize='trigram'
+);
+CREATE TRIGGER workflow_urls_insert AFTER INSERT ON workflows BEGIN
+    INSERT INTO workflow_urls (rowid, url) VALUES (new.id, new.url);
+END;
+CREATE TRIGGER workflow_urls_delete AFTER DELETE ON workflows BEGIN
+    INSERT INTO workflow_urls (workflow_urls, rowid, url) VALUES ('delete', old.id, old.url);
+END;
+CREATE TRIGGER workflow_urls_update AFTER UPDATE OF url ON workflows BEGIN
+    INSERT INTO workflow_urls (workflow_urls, rowid, url) VALUES ('delete', old.id, old.url);
+    INSERT INTO workflow_urls (rowid, url) VALUES (new.id, new.url);
+END;
+"""
+
+_COLUMNS: Final = (
+    "workflow_id",
+    "command",
+    "user_id",
+    "user_name",
+    "guild_id",
+    "channel_id",
+    "ephemeral",
+    "options",
+    "url",
+    "depth",
+    "status",
+    "stage",
+    "progress",
+    "created_at",
+    "finished_at",
+    "size_bytes",
+    "delivery_state",
+    "delivered_via",
+    "delivered_at",
+    "error",
+    "path",
+)
+_SELECT: Final = "SELECT " + ", ".join(_COLUMNS) + " FROM workflows"
+_INSERT: Final = (
+    f"INSERT INTO workflows ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+# On re-finishing or re-indexing an existing row, everything but the delivery bookkeeping comes
+# from the new record: delivery happened (or not) after the result was written and stays true.
+_NOT_UPDATED: Final = frozenset({"workflow_id", "delivery_state", "delivered_via", "delivered_at"})
+_UPSERT: Final = (
+    _INSERT
+    + " ON CONFLICT (workflow_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in _NOT_UPDATED)
+    + ", purge_started_at = NULL"
+)
+_LIVE: Final = "purge_started_at IS NULL"
+_HAS_DOCUMENT: Final = "status NOT IN ('running', 'lost')"
+
+
+class WorkflowExists(StoreError):
+    """`create` was given an id the index already holds."""
+
+
+@dataclass(frozen=True, slots=True)
+class RowState:
+    """The part of a row reconciliation compares with the files."""
+
+    status: WorkflowStatus
+    path: str | None
+    size_bytes: int | None
+
+
+def _row_values(record: WorkflowRecord) -> tuple[Any, ...]:
+    return (
+        record.workflow_id,
+        record.command,
+        record.user_id,
+        record.user_name,
+        record.guild_id,
+        record.channel_id,
+        int(record.ephemeral),
+        json.dumps(record.options, ensure_ascii=False, sort_keys=True),
+        record.url,
+        record.depth,
+        record.status.value,
+        record.stage,
+        record.progress,
+        record.created_at,
+        record.finished_at,
+        record.size_bytes,
+        record.delivery_state.value,
+        record.delivered_via,
+        record.delivered_at,
+        record.error,
+        record.path,
+    )
+
+
+def _options(text: str) -> dict[str, str]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def _record(row: Sequence[Any]) -> WorkflowRecord:
+    return WorkflowRecord(
+        workflow_id=row[0],
+        command=row[1],
+        user_id=row[2],
+        user_name=row[3],
+        guild_id=row[4],
+        channel_id=row[5],
+        ephemeral=bool(row[6]),
+        options=_options(row[7]),
+        status=WorkflowStatus(row[10]),
+        stage=row[11],
+        progress=row[12],
+        created_at=row[13],
+        finished_at=row[14],
+        size_bytes=row[15],
+        delivery_state=DeliveryState(row[16]),
+        delivered_via=row[17],
+        delivered_at=row[18],
+        error=row[19],
+        path=row[20],
+    )
+
+
+def _escape_like(needle: str) -> str:
+    return needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _marks(items: Sequence[str]) -> str:
+    return ", ".join("?" * len(items))
+
+
+@contextlib.contextmanager
+def _sqlite_errors(action: str) -> Iterator[None]:
+    """Callers catch StoreError by meaning; sqlite3's exception types stay inside this module."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"index: cannot {action}: {exc}") from exc
+
+
+class ResultIndex:
+    """One aiosqlite connection (its own thread) and every statement the store runs on it."""
+
+    def __init__(self, db: aiosqlite.Connection, *, fts: bool) -> None:
+        self._db = db
+        self._fts = fts
+        # Statements of one transaction must not interleave with another coroutine's on the
+        # shared connection, so every write holds this lock.
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> ResultIndex:
+        with _sqlite_errors(f"open {path}"):
+            db = await aiosqlite.connect(path, isolation_level=None)
+            try:
+                fts = await cls._prepare(db)
+            except BaseException:
+                await db.close()
+                raise
+        return cls(db, fts=fts)
+
+    @staticmethod
+    async def _prepare(db: aiosqlite.Connection) -> bool:
+        await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        async with db.execute("PRAGMA journal_mode = WAL") as cursor:
+            row = await cursor.fetchone()
+        if row is None or str(row[0]).lower() != "wal":
+            logger.warning("index: WAL mode unavailable here (journal_mode={})", row)
+        await db.execute("PRAGMA synchronous = FULL")
+        async with db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"index schema version {version} is newer than this program's {SCHEMA_VERSION}"
+            )
+        await db.executescript(_SCHEMA)
+        await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        async with db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'workflow_urls'"
+        ) as cursor:
+            if await cursor.fetchone() is not None:
+                return True
+        try:
+            await db.executescript("BEGIN;" + _FTS_SCHEMA + "COMMIT;")
+        except sqlite3.OperationalError as exc:
+            with contextlib.suppress(sqlite3.Error):
+                await db.execute("ROLLBACK")
+            logger.info("index: no FTS5 trigram tokenizer ({}); URL search will scan", exc)
+            return False
+        # Rows written before FTS existed (an index created by an SQLite without it).
+        await db.execute("INSERT INTO workflow_urls (workflow_urls) VALUES ('rebuild')")
+        return True
+
+    async def close(self) -> None:
+        with _sqlite_errors("close"):
+            await self._db.close()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        async with self._write_lock:
+            cursor = await self._db.execute(sql, params)
+            count = cursor.rowcount
+            await cursor.close()
+            return count
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._db.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
+    # -- rows ----------------------------------------------------------------------------------
+
+    async def insert(self, record: WorkflowRecord) -> None:
+        """Add a new row; StoreError if the id exists (ids are random: a repeat is a bug)."""
+        try:
+            await self._write(_INSERT, _row_values(record))
+        except sqlite3.IntegrityError:
+            raise WorkflowExists(f"workflow {record.workflow_id} already exists") from None
+        except sqlite3.Error as exc:
+            raise StoreError(f"index: cannot add workflow: {exc}") from exc
+
+    async def insert_many(self, records: Iterable[WorkflowRecord]) -> None:
+        """Add many rows in one transaction (imports, tests): one fsync instead of thousands."""
+        with _sqlite_errors("add workflows"):
+            async with self._transaction() as db:
+                await db.executemany(_INSERT, (_row_values(r) for r in records))
+
+    async def upsert_finished(self, record: WorkflowRecord) -> None:
+        """Write a finished (or re-indexed) row, keeping any delivery state already recorded."""
+        with _sqlite_errors("record the result"):
+            await self._write(_UPSERT, _row_values(record))
+
+    async def update_progress(self, workflow_id: str, stage: str, progress: float) -> None:
+        with _sqlite_errors("record progress"):
+            await self._write(
+                "UPDATE workflows SET stage = ?, progress = ? "
+                "WHERE workflow_id = ? AND status = 'running'",
+                (stage, progress, workflow_id),
+            )
+
+    async def set_delivery(
+        self, workflow_id: str, state: DeliveryState, via: str | None, at: float
+    ) -> bool:
+        with _sqlite_errors("record delivery"):
+            changed = await self._write(
+                "UPDATE workflows SET delivery_state = ?, delivered_via = ?, delivered_at = ? "
+                f"WHERE workflow_id = ? AND {_LIVE}",
+                (state.value, via, at, workflow_id),
+            )
+        return changed > 0
+
+    async def get(self, workflow_id: str) -> WorkflowRecord | None:
+        with _sqlite_errors("read a workflow"):
+            rows = await self._fetch(f"{_SELECT} WHERE workflow_id = ? AND {_LIVE}", (workflow_id,))
+        return _record(rows[0]) if rows else None
+
+    # -- search --------------------------------------------------------------------------------
+
+    def _where(self, query: ResultQuery) -> tuple[str, list[Any]]:
+        clauses = [_LIVE]
+        params: list[Any] = []
+        if query.user_id is not None:
+            clauses.append("user_id = ?")
+            params.append(query.user_id)
+        if query.status is not None:
+            clauses.append("status = ?")
+            params.append(query.status.value)
+        if query.command is not None:
+            clauses.append("command = ?")
+            params.append(query.command)
+        if query.since is not None:
+            clauses.append("created_at >= ?")
+            params.append(query.since)
+        if query.until is not None:
+            clauses.append("created_at < ?")
+            params.append(query.until)
+        needle = query.url_contains
+        if needle:
+            if self._fts and len(needle) >= 3:
+                # A quoted FTS5 string is a phrase of trigrams: exactly a substring match, and no
+                # character but the doubled quote is special inside it.
+                clauses.append(
+                    "id IN (SELECT rowid FROM workflow_urls WHERE workflow_urls MATCH ?)"
+                )
+                params.append('"' + needle.replace('"', '""') + '"')
+            else:
+                clauses.append("url LIKE ? ESCAPE '\\'")
+                params.append(f"%{_escape_like(needle)}%")
+        return " AND ".join(clauses), params
+
+    async def search(self, query: ResultQuery) -> list[WorkflowRecord]:
+        where, params = self._where(query)
+        with _sqlite_errors("search"):
+            rows = await self._fetch(
+                f"{_SELECT} WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                [*params, query.limit, query.offset],
+            )
+        return [_record(row) for row in rows]
+
+    async def count(self, query: ResultQuery) -> int:
+        where, params = self._where(query)
+        with _sqlite_errors("count"):
+            rows = await self._fetch(f"SELECT count(*) FROM workflows WHERE {where}", params)
+        return int(rows[0][0])
+
+    async def recent(self, user_id: int, prefix: str, limit: int) -> list[WorkflowRecord]:
+        """A user's workflows whose id starts with `prefix` (hex only: no LIKE wildcards)."""
+        with _sqlite_errors("list recent workflows"):
+            rows = await self._fetch(
+                f"{_SELECT} WHERE user_id = ? AND workflow_id LIKE ? AND {_LIVE} "
+                "ORDER BY created_at DESC, id DESC LIMIT ?",
+                (user_id, prefix + "%", limit),
+            )
+        return [_record(row) for row in rows]
+
+    async def pending_delivery(self) -> list[WorkflowRecord]:
+        with _sqlite_errors("list undelivered results"):
+            rows = await self._fetch(
+                f"{_SELECT} WHERE delivery_state = 'pending' AND finished_at IS NOT NULL "
+                f"AND {_HAS_DOCUMENT} AND {_LIVE} ORDER BY finished_at, id"
+            )
+        return [_record(row) for row in rows]
+
+    async def running(self) -> list[WorkflowRecord]:
+        with _sqlite_errors("list running workflows"):
+            rows = await self._fetch(
+                f"{_SELECT} WHERE status = 'running' AND {_LIVE} ORDER BY created_at, id"
+            )
+        return [_record(row) for row in rows]
+
+    async def durations(self, command: str, depth: str, limit: int) -> list[float]:
+        with _sqlite_errors("read durations"):
+            rows = await self._fetch(
+                "SELECT finished_at - created_at FROM workflows "
+                "WHERE status = 'completed' AND command = ? AND depth = ? "
+                "AND finished_at IS NOT NULL ORDER BY finished_at DESC LIMIT ?",
+                (command, depth, limit),
+            )
+        return [max(0.0, float(row[0])) for row in rows]
+
+    # -- reconciliation ------------------------------------------------------------------------
+
+    async def states(self, workflow_ids: Sequence[str]) -> dict[str, RowState]:
+        found: dict[str, RowState] = {}
+        with _sqlite_errors("read workflow states"):
+            for chunk in _chunks(workflow_ids):
+                rows = await self._fetch(
+                    "SELECT workflow_id, status, path, size_bytes FROM workflows "
+                    f"WHERE workflow_id IN ({_marks(chunk)}) AND {_LIVE}",
+                    chunk,
+                )
+                for wid, status, path, size in rows:
+                    found[wid] = RowState(WorkflowStatus(status), path, size)
+        return found
+
+    async def ids_with_documents(self, after: str, limit: int) -> list[str]:
+        """Ids of rows that say a document exists, in id order after `after` (keyset paging)."""
+        with _sqlite_errors("list finished workflows"):
+            rows = await self._fetch(
+                f"SELECT workflow_id FROM workflows WHERE workflow_id > ? AND {_HAS_DOCUMENT} "
+                f"AND {_LIVE} ORDER BY workflow_id LIMIT ?",
+                (after, limit),
+            )
+        return [row[0] for row in rows]
+
+    async def mark_lost(self, workflow_ids: Sequence[str], error: str) -> int:
+        changed = 0
+        with _sqlite_errors("mark results lost"):
+            async with self._transaction() as db:
+                for chunk in _chunks(workflow_ids):
+                    cursor = await db.execute(
+                        f"UPDATE workflows SET status = 'lost', error = ? "
+                        f"WHERE workflow_id IN ({_marks(chunk)}) AND {_HAS_DOCUMENT}",
+                        [error, *chunk],
+                    )
+                    changed += cursor.rowcount
+                    await cursor.close()
+        return changed
+
+    # -- retention -----------------------------------------------------------------------------
+
+    def _expired_where(
+        self, cutoff: float, include_undelivered: bool, exclude: Sequence[str]
+    ) -> tuple[str, list[Any]]:
+        clauses = [
+            "finished_at IS NOT NULL",
+            "finished_at < ?",
+            "status != 'running'",
+            _LIVE,
+        ]
+        params: list[Any] = [cutoff]
+        if not include_undelivered:
+            # A lost row has nothing left to deliver, so it ages out like a delivered one.
+            clauses.append("(delivery_state != 'pending' OR status = 'lost')")
+        if exclude:
+            clauses.append(f"workflow_id NOT IN ({_marks(exclude)})")
+            params.extend(exclude)
+        return " AND ".join(clauses), params
+
+    async def expired(
+        self, cutoff: float, *, include_undelivered: bool, exclude: Sequence[str], limit: int
+    ) -> list[str]:
+        where, params = self._expired_where(cutoff, include_undelivered, exclude)
+        with _sqlite_errors("list expired results"):
+            rows = await self._fetch(
+                f"SELECT workflow_id FROM workflows WHERE {where} ORDER BY finished_at LIMIT ?",
+                [*params, limit],
+            )
+        return [row[0] for row in rows]
+
+    async def count_expired(
+        self, cutoff: float, *, include_undelivered: bool, exclude: Sequence[str]
+    ) -> int:
+        where, params = self._expired_where(cutoff, include_undelivered, exclude)
+        with _sqlite_errors("count expired results"):
+            rows = await self._fetch(f"SELECT count(*) FROM workflows WHERE {where}", params)
+        return int(rows[0][0])
+
+    async def mark_purging(self, workflow_ids: Sequence[str], at: float) -> None:
+        """Step 1 of a purge, committed before any file is deleted (see the store's docstring)."""
+        with _sqlite_errors("mark results for purging"):
+            async with self._transaction() as db:
+                for chunk in _chunks(workflow_ids):
+                    await db.execute(
+                        f"UPDATE workflows SET purge_started_at = ? "
+                        f"WHERE workflow_id IN ({_marks(chunk)})",
+                        [at, *chunk],
+                    )
+
+    async def purging(self) -> list[str]:
+        with _sqlite_errors("list half-done purges"):
+            rows = await self._fetch(
+                "SELECT workflow_id FROM workflows WHERE purge_started_at IS NOT NULL"
+            )
+        return [row[0] for row in rows]
+
+    async def delete(self, workflow_ids: Sequence[str]) -> None:
+        with _sqlite_errors("delete purged rows"):
+            async with self._transaction() as db:
+                for chunk in _chunks(workflow_ids):
+                    await db.execute(
+                        f"DELETE FROM workflows WHERE workflow_id IN ({_marks(chunk)})", chunk
+                    )

@@ -1,0 +1,678 @@
+"""`ResultStore`: the write-ahead result store. Its theory of operation is in `notifier.store`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import errno
+import json
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Self
+
+from loguru import logger
+
+from ..config import StorageSettings
+from ..errors import StoreError
+from ..metrics import STORE_WRITE_FAILURES, WORKFLOW_RESULTS_PERSISTED
+from ..records import DeliveryState, WorkflowRecord, WorkflowStatus, validate_workflow_id
+from . import files
+from .document import (
+    FINISHED_STATUSES,
+    DocumentError,
+    build_document,
+    decode_document,
+    encode_document,
+    record_from_document,
+    same_outcome,
+)
+from .index import ResultIndex, WorkflowExists
+from .locks import KeyedLocks
+from .maintenance import Maintenance, ReconcileReport
+from .query import MAX_PAGE_SIZE, ResultQuery
+
+__all__ = ["INDEX_NAME", "ResultStore", "StorageErrorHook"]
+
+INDEX_NAME: Final = "index.sqlite3"
+
+_SECONDS_PER_DAY: Final = 86_400.0
+_HEX: Final = frozenset("0123456789abcdef")
+
+StorageErrorHook = Callable[[str, BaseException], Awaitable[None]]
+
+
+@dataclass(slots=True, eq=False)
+class _PendingWrite:
+    """A finished result the disk has not taken yet: the only copy, so it is served from here."""
+
+    record: WorkflowRecord
+    document: dict[str, Any]
+    data: bytes
+    reason: str
+    failures: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Existing:
+    """An outcome already stored for an id: in memory (`pending` set) or on disk."""
+
+    document: dict[str, Any]
+    size_bytes: int
+    pending: WorkflowRecord | None
+
+
+def _copy(record: WorkflowRecord) -> WorkflowRecord:
+    # Records are mutable dataclasses; callers get their own copy so they cannot change ours.
+    return dataclasses.replace(record, options=dict(record.options))
+
+
+def _errno_name(exc: OSError) -> str:
+    return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+
+
+def _encode_and_reload(document: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    # The in-memory copy must equal what a later read of the file returns (tuples become lists,
+    # unknown types become text), so it is the encoded bytes read back, not the caller's dict.
+    data = encode_document(document)
+    reloaded: dict[str, Any] = json.loads(data)
+    return data, reloaded
+
+
+class ResultStore:
+    """Workflow results on the local disk, one JSON file each, with an SQLite index beside them.
+
+    Open with `await ResultStore.open(settings)`; close with `await store.close()` (or use
+    ``async with``). Every method validates the workflow id before anything else.
+    """
+
+    def __init__(
+        self,
+        settings: StorageSettings,
+        index: ResultIndex,
+        *,
+        on_storage_error: StorageErrorHook | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self._settings = settings
+        self._results_dir = settings.path / files.RESULTS_DIR
+        self._index = index
+        self._on_storage_error = on_storage_error
+        self._clock = clock
+        self._live: dict[str, WorkflowRecord] = {}
+        self._pending: dict[str, _PendingWrite] = {}
+        self._locks = KeyedLocks()
+        self._maintenance = Maintenance(
+            index=index, root=settings.path, locks=self._locks, in_flight=self._pending
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = asyncio.Event()
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        settings: StorageSettings,
+        *,
+        on_storage_error: StorageErrorHook | None = None,
+        clock: Callable[[], float] = time.time,
+        maintain: bool = True,
+    ) -> ResultStore:
+        """Prepare the directories and the index, then (if `maintain`) reconcile, purge expired
+        results and start the periodic retention task.
+
+        Pass ``maintain=False`` from tools that open the store beside a running bot (the CLI):
+        reconciling there would treat the bot's in-flight writes as crash debris, and opening a
+        store to list it must not delete anything. Reads and an explicit `purge` still work.
+        """
+        root = settings.path
+        try:
+            for directory in (root, root / files.RESULTS_DIR, root / files.QUARANTINE_DIR):
+                await files.ensure_private_dir(directory)
+            await files.ensure_private_file(root / INDEX_NAME)
+        except OSError as exc:
+            raise StoreError(f"cannot prepare the store at {root}: {exc.strerror}") from exc
+        index = await ResultIndex.open(root / INDEX_NAME)
+        store = cls(settings, index, on_storage_error=on_storage_error, clock=clock)
+        try:
+            await store._tighten_index_files()
+            if maintain:
+                report = await store.reconcile()
+                if not report.clean:
+                    logger.warning("store: reconciliation at start-up: {}", report)
+                await store.purge()
+                store._spawn(store._retention_loop(), name="store-retention")
+        except BaseException:
+            await store.close()
+            raise
+        logger.info("store: opened {} (maintenance {})", root, "on" if maintain else "off")
+        return store
+
+    async def _tighten_index_files(self) -> None:
+        names = (INDEX_NAME, f"{INDEX_NAME}-wal", f"{INDEX_NAME}-shm")
+        paths = [self._settings.path / name for name in names]
+
+        def tighten() -> None:
+            for path in paths:
+                with contextlib.suppress(FileNotFoundError):
+                    path.chmod(files.FILE_MODE)
+
+        try:
+            await asyncio.to_thread(tighten)
+        except OSError as exc:
+            raise StoreError(f"cannot make the index private: {exc.strerror}") from exc
+
+    async def close(self) -> None:
+        """Stop the retention task, give every pending write one last try, close the index.
+
+        A result whose write still fails here exists only in this process's memory; that is
+        logged as CRITICAL with its id, because it is lost when the process exits.
+        """
+        if self._closed:
+            return
+        self._closing.set()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self._closed = True
+        for workflow_id in self._pending:
+            logger.critical(
+                "store: workflow {}: result never reached the disk and is lost with this process",
+                workflow_id,
+            )
+        await self._index.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def pending_writes(self) -> tuple[str, ...]:
+        """Ids of finished results held only in memory while their write is retried."""
+        return tuple(self._pending)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the result store is closed")
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], *, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            # The awaiting caller (if still there) gets the exception too; this covers a caller
+            # that was cancelled while its finish() went on under the shield.
+            logger.debug("store: task {} ended with {!r}", task.get_name(), exc)
+
+    def _result_path(self, workflow_id: str) -> Path:
+        return self._results_dir / files.result_name(workflow_id)
+
+    # -- running workflows ---------------------------------------------------------------------
+
+    async def create(self, record: WorkflowRecord) -> None:
+        """Index a workflow as running, before it starts (the write-ahead's first half).
+
+        The record is also kept in memory until `finish`, so that even if the index cannot be
+        written (StoreError here) a later `finish` still persists the result.
+        """
+        workflow_id = validate_workflow_id(record.workflow_id)
+        self._check_open()
+        row = dataclasses.replace(
+            record,
+            workflow_id=workflow_id,
+            options=dict(record.options),
+            status=WorkflowStatus.RUNNING,
+            created_at=record.created_at or self._clock(),
+            finished_at=None,
+            size_bytes=None,
+            path=None,
+            delivery_state=DeliveryState.PENDING,
+            delivered_via=None,
+            delivered_at=None,
+        )
+        if workflow_id in self._live or workflow_id in self._pending:
+            raise WorkflowExists(f"workflow {workflow_id} already exists")
+        try:
+            await self._index.insert(row)
+        except WorkflowExists:
+            raise
+        except StoreError as exc:
+            self._live[workflow_id] = row
+            logger.error("store: workflow {}: not indexed as running: {}", workflow_id, exc)
+            raise
+        self._live[workflow_id] = row
+
+    async def update_progress(self, workflow_id: str, *, stage: str, progress: float) -> None:
+        """Record how far a running workflow got (shown if the bot restarts mid-way).
+
+        Never raises for an index failure: progress is advisory and must not fail a workflow.
+        """
+        workflow_id = validate_workflow_id(workflow_id)
+        self._check_open()
+        fraction = float(progress)
+        fraction = 0.0 if fraction != fraction else min(1.0, max(0.0, fraction))  # NaN -> 0
+        if (live := self._live.get(workflow_id)) is not None:
+            live.stage, live.progress = stage, fraction
+        try:
+            await self._index.update_progress(workflow_id, stage, fraction)
+        except StoreError as exc:
+            logger.warning("store: workflow {}: progress not recorded: {}", workflow_id, exc)
+
+    # -- finishing (the write-ahead's second half) --------------------------------------------
+
+    async def finish(
+        self,
+        workflow_id: str,
+        *,
+        status: WorkflowStatus,
+        result: dict[str, Any] | None,
+        error: str = "",
+        reason: str = "completed",
+    ) -> WorkflowRecord:
+        """Persist a workflow's outcome; call before any delivery is tried.
+
+        Also the way to mark a workflow interrupted (``status=INTERRUPTED``; the last stage and
+        progress are kept). Idempotent for the same outcome; StoreError for a different one, for
+        an unknown workflow, or for a result that is not JSON-encodable. A disk error does not
+        raise: the result is served from memory, retried in the background, counted, logged and
+        reported through `on_storage_error` (see `pending_writes`). The write runs shielded, so a
+        cancelled caller does not cancel it.
+        """
+        workflow_id = validate_workflow_id(workflow_id)
+        if status not in FINISHED_STATUSES:
+            raise ValueError(f"finish() takes a finished status, not {status!r}")
+        self._check_open()
+        task = self._spawn(
+            self._finish(workflow_id, status, result, error, reason),
+            name=f"store-finish-{workflow_id}",
+        )
+        record: WorkflowRecord = await asyncio.shield(task)
+        return record
+
+    async def _finish(
+        self,
+        workflow_id: str,
+        status: WorkflowStatus,
+        result: dict[str, Any] | None,
+        error: str,
+        reason: str,
+    ) -> WorkflowRecord:
+        failure: OSError | None = None
+        async with self._locks.hold(workflow_id):
+            existing = await self._existing(workflow_id)
+            base = self._live.get(workflow_id)
+            if base is None:
+                with contextlib.suppress(StoreError):
+                    base = await self._index.get(workflow_id)
+            if base is None and existing is not None:
+                base = existing.pending or record_from_document(existing.document)
+            if base is None:
+                raise StoreError(f"unknown workflow {workflow_id}: it was never created")
+            finished = dataclasses.replace(
+                base,
+                options=dict(base.options),
+                status=status,
+                error=error,
+                finished_at=self._clock(),
+                progress=1.0 if status is WorkflowStatus.COMPLETED else base.progress,
+                path=None,
+                size_bytes=None,
+            )
+            data, document = await asyncio.to_thread(
+                _encode_and_reload, build_document(finished, result)
+            )
+            if existing is not None:
+                if same_outcome(existing.document, document):
+                    return await self._already_finished(workflow_id, existing)
+                raise StoreError(
+                    f"workflow {workflow_id} already has a different result; "
+                    "a stored result is never overwritten"
+                )
+            pending = _PendingWrite(finished, document, data, reason)
+            self._pending[workflow_id] = pending
+            self._live.pop(workflow_id, None)
+            try:
+                await files.write_atomic(self._results_dir, workflow_id, data)
+            except OSError as exc:
+                failure = exc
+                await self._write_failed(pending, exc)
+            else:
+                await self._written(pending)
+            record = _copy(pending.record)
+        if failure is not None:
+            # Outside the lock: the hook may call back into the store for this workflow.
+            await self._tell_storage_error(workflow_id, failure)
+        return record
+
+    async def _existing(self, workflow_id: str) -> _Existing | None:
+        """The outcome already stored for this id (memory first, then disk), or None.
+
+        A corrupt file under the id is quarantined (kept, not overwritten) and counts as none.
+        """
+        if (pending := self._pending.get(workflow_id)) is not None:
+            return _Existing(pending.document, len(pending.data), pending.record)
+        path = self._result_path(workflow_id)
+        try:
+            data = await files.read_bytes(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            # Without reading it we cannot promise not to overwrite it: refuse.
+            raise StoreError(
+                f"workflow {workflow_id}: cannot read the stored result: {exc.strerror}"
+            ) from exc
+        try:
+            document = await asyncio.to_thread(decode_document, data, workflow_id)
+        except DocumentError as exc:
+            await self._maintenance.quarantine(path, str(exc))
+            return None
+        return _Existing(document, len(data), None)
+
+    async def _already_finished(self, workflow_id: str, existing: _Existing) -> WorkflowRecord:
+        if existing.pending is not None:
+            return _copy(existing.pending)
+        row = None
+        with contextlib.suppress(StoreError):
+            row = await self._index.get(workflow_id)
+        if row is not None and row.path is not None and row.status in FINISHED_STATUSES:
+            return row
+        # The file is there but the index missed it (an earlier index failure): repair now.
+        repaired = record_from_document(existing.document)
+        repaired.path = files.relative_path(workflow_id)
+        repaired.size_bytes = existing.size_bytes
+        if row is not None:
+            repaired.delivery_state = row.delivery_state
+            repaired.delivered_via = row.delivered_via
+            repaired.delivered_at = row.delivered_at
+        try:
+            await self._index.upsert_finished(repaired)
+        except StoreError as exc:
+            logger.error("store: workflow {}: index not repaired: {}", workflow_id, exc)
+        return repaired
+
+    async def _written(self, pending: _PendingWrite) -> None:
+        record = pending.record
+        record.path = files.relative_path(record.workflow_id)
+        record.size_bytes = len(pending.data)
+        try:
+            await self._index.upsert_finished(record)
+        except StoreError as exc:
+            # The file is the truth; reconciliation re-indexes it at the next start.
+            STORE_WRITE_FAILURES.labels(error="index").inc()
+            logger.error(
+                "store: workflow {}: result on disk but not indexed: {}", record.workflow_id, exc
+            )
+        if self._pending.get(record.workflow_id) is pending:
+            del self._pending[record.workflow_id]
+        WORKFLOW_RESULTS_PERSISTED.labels(reason=pending.reason).inc()
+        logger.info(
+            "store: workflow {} {} result persisted ({} bytes{})",
+            record.workflow_id,
+            record.status.value,
+            record.size_bytes,
+            f", after {pending.failures} failed attempt(s)" if pending.failures else "",
+        )
+
+    async def _write_failed(self, pending: _PendingWrite, exc: OSError) -> None:
+        workflow_id = pending.record.workflow_id
+        pending.failures += 1
+        name = _errno_name(exc)
+        STORE_WRITE_FAILURES.labels(error=name).inc()
+        logger.error(
+            "store: workflow {}: result not written ({}: {}); kept in memory, retrying",
+            workflow_id,
+            name,
+            exc.strerror or exc,
+        )
+        try:  # so get(), search() and pending_delivery() show it finished meanwhile
+            await self._index.upsert_finished(pending.record)
+        except StoreError as index_exc:
+            logger.error("store: workflow {}: not indexed either: {}", workflow_id, index_exc)
+        self._spawn(self._retry(pending), name=f"store-retry-{workflow_id}")
+
+    async def _tell_storage_error(self, workflow_id: str, exc: OSError) -> None:
+        if self._on_storage_error is None:
+            return
+        try:
+            await self._on_storage_error(workflow_id, exc)
+        except Exception:  # noqa: BLE001 - the hook's bug must not undo the write-ahead
+            logger.exception("store: workflow {}: on_storage_error hook failed", workflow_id)
+
+    async def _retry(self, pending: _PendingWrite) -> None:
+        """Retry a failed write with exponential backoff until it lands or the store closes
+        (closing triggers one last attempt at once)."""
+        workflow_id = pending.record.workflow_id
+        delay_s = self._settings.write_retry_initial
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), timeout=delay_s)
+            async with self._locks.hold(workflow_id):
+                if self._pending.get(workflow_id) is not pending:
+                    return
+                try:
+                    await files.ensure_private_dir(self._results_dir)
+                    await files.write_atomic(self._results_dir, workflow_id, pending.data)
+                except OSError as exc:
+                    pending.failures += 1
+                    name = _errno_name(exc)
+                    STORE_WRITE_FAILURES.labels(error=name).inc()
+                    if self._closing.is_set():
+                        logger.critical(
+                            "store: workflow {}: last write attempt at shutdown failed ({}: {})",
+                            workflow_id,
+                            name,
+                            exc.strerror or exc,
+                        )
+                        return
+                    logger.warning(
+                        "store: workflow {}: write attempt {} failed ({}); next in {:.1f}s",
+                        workflow_id,
+                        pending.failures,
+                        name,
+                        min(delay_s * 2, self._settings.write_retry_max),
+                    )
+                else:
+                    await self._written(pending)
+                    return
+            delay_s = min(delay_s * 2, self._settings.write_retry_max)
+
+    # -- delivery bookkeeping ------------------------------------------------------------------
+
+    async def mark_delivered(self, workflow_id: str, via: str) -> None:
+        """Record that the user got the result, and how (the ladder's rung)."""
+        await self._set_delivery(workflow_id, DeliveryState.DELIVERED, via)
+
+    async def mark_undeliverable(self, workflow_id: str, reason: str) -> None:
+        """Record that every way to deliver failed. The reason is kept in `delivered_via`. The
+        result stays retrievable (and, from then on, subject to retention)."""
+        logger.warning("store: workflow {}: undeliverable: {}", workflow_id, reason)
+        await self._set_delivery(workflow_id, DeliveryState.UNDELIVERABLE, reason)
+
+    async def _set_delivery(self, workflow_id: str, state: DeliveryState, via: str) -> None:
+        # An index failure here is logged, not raised: it costs at most a second delivery after a
+        # restart, never a result, and must not turn a delivered result into a failed workflow.
+        workflow_id = validate_workflow_id(workflow_id)
+        self._check_open()
+        at = self._clock()
+        pending = self._pending.get(workflow_id)
+        if pending is not None:
+            pending.record.delivery_state = state
+            pending.record.delivered_via = via
+            pending.record.delivered_at = at
+        try:
+            found = await self._index.set_delivery(workflow_id, state, via, at)
+        except StoreError as exc:
+            logger.error("store: workflow {}: delivery state not recorded: {}", workflow_id, exc)
+            return
+        if not found and pending is None:
+            raise StoreError(f"unknown workflow {workflow_id}")
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def get(self, workflow_id: str) -> WorkflowRecord | None:
+        """The workflow's record, or None if this store never heard of it."""
+        workflow_id = validate_workflow_id(workflow_id)
+        self._check_open()
+        if (pending := self._pending.get(workflow_id)) is not None:
+            return _copy(pending.record)
+        live = self._live.get(workflow_id)
+        try:
+            row = await self._index.get(workflow_id)
+        except StoreError:
+            if live is None:
+                raise
+            row = None
+        if row is None and live is not None:
+            return _copy(live)
+        return row
+
+    async def read_result(self, workflow_id: str) -> dict[str, Any]:
+        """The stored document: ``{"format", "workflow_id", "workflow": {...}, "result": ...}``.
+
+        Served from memory while its write is pending. StoreError if there is no result (unknown,
+        still running, lost) or the file is unreadable or corrupt (the message says which).
+        """
+        workflow_id = validate_workflow_id(workflow_id)
+        self._check_open()
+        if (pending := self._pending.get(workflow_id)) is not None:
+            document: dict[str, Any] = await asyncio.to_thread(json.loads, pending.data)
+            return document
+        try:
+            data = await files.read_bytes(self._result_path(workflow_id))
+        except FileNotFoundError:
+            record = await self.get(workflow_id)
+            if record is None:
+                raise StoreError(f"no workflow {workflow_id}") from None
+            raise StoreError(
+                f"workflow {workflow_id} has no stored result (status {record.status.value})"
+            ) from None
+        except OSError as exc:
+            raise StoreError(f"workflow {workflow_id}: cannot read result: {exc.strerror}") from exc
+        try:
+            return await asyncio.to_thread(decode_document, data, workflow_id)
+        except DocumentError as exc:
+            logger.error("store: workflow {}: stored result is corrupt: {}", workflow_id, exc)
+            raise StoreError(f"workflow {workflow_id}: stored result is corrupt: {exc}") from exc
+
+    async def search(self, query: ResultQuery) -> list[WorkflowRecord]:
+        """Index rows matching `query`, newest first, one page (`limit`, `offset`)."""
+        self._check_open()
+        return await self._index.search(query)
+
+    async def count(self, query: ResultQuery) -> int:
+        """How many rows match `query` in all (its `limit` and `offset` are ignored)."""
+        self._check_open()
+        return await self._index.count(query)
+
+    async def recent_ids(
+        self, user_id: int, prefix: str = "", limit: int = 25
+    ) -> list[WorkflowRecord]:
+        """A user's workflows whose id starts with `prefix`, newest first (for autocomplete).
+        A prefix that no id could start with gives an empty list, not an error: it is typing."""
+        self._check_open()
+        cleaned = prefix.strip().lower().replace("-", "")
+        if len(cleaned) > 32 or not set(cleaned) <= _HEX:
+            return []
+        return await self._index.recent(user_id, cleaned, max(1, min(limit, MAX_PAGE_SIZE)))
+
+    async def pending_delivery(self) -> list[WorkflowRecord]:
+        """Finished results with a document that no user has received yet, oldest first."""
+        self._check_open()
+        rows = await self._index.pending_delivery()
+        seen = {row.workflow_id for row in rows}
+        extra = [
+            _copy(p.record)
+            for wid, p in self._pending.items()
+            if wid not in seen and p.record.delivery_state is DeliveryState.PENDING
+        ]
+        return sorted(rows + extra, key=lambda r: r.finished_at or 0.0)
+
+    async def running(self) -> list[WorkflowRecord]:
+        """Rows still marked running: after a restart, workflows a dead process left behind."""
+        self._check_open()
+        rows = await self._index.running()
+        seen = {row.workflow_id for row in rows}
+        extra = [_copy(r) for wid, r in self._live.items() if wid not in seen]
+        return sorted(rows + extra, key=lambda r: r.created_at)
+
+    async def durations(self, command: str, depth: str, limit: int) -> list[float]:
+        """Durations in seconds of the latest completed runs of `command` at `depth`, newest
+        first (the runner's estimate for a new run)."""
+        self._check_open()
+        return await self._index.durations(command, depth, max(0, limit))
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    async def reconcile(self) -> ReconcileReport:
+        """Make the index agree with the files, the files being the truth. Never deletes data.
+
+        Order: finish half-done purges; settle stray temps (promote a complete one whose result
+        is missing, remove one byte-identical to its result, quarantine the rest); re-index
+        result files the index does not know; mark lost the rows that promise a result no file
+        holds. Rows left running are not touched (the runner marks them interrupted). Ids with a
+        write in flight in this process are skipped.
+        """
+        self._check_open()
+        return await self._maintenance.reconcile()
+
+    async def purge(
+        self,
+        *,
+        older_than_s: float | None = None,
+        before: float | None = None,
+        include_undelivered: bool = False,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete finished results (file and row) that finished before the cutoff; return how
+        many (or, with `dry_run`, how many would go).
+
+        The cutoff is `before` (Unix seconds), or now minus `older_than_s`, or now minus
+        ``retention_days``. Running workflows are never purged. Results not delivered yet are
+        kept (and counted in a warning) unless `include_undelivered`: the runner delivers them
+        at the next start, and retention must not be what loses a result nobody has seen.
+
+        Order, so a crash at any point leaves something reconciliation finishes: mark the rows
+        'purging' (committed, and hidden from every query), delete the files, delete the rows.
+        """
+        if older_than_s is not None and before is not None:
+            raise ValueError("give older_than_s or before, not both")
+        if older_than_s is not None and older_than_s < 0:
+            raise ValueError("older_than_s must not be negative")
+        self._check_open()
+        now = self._clock()
+        if before is not None:
+            cutoff = before
+        elif older_than_s is not None:
+            cutoff = now - older_than_s
+        else:
+            cutoff = now - self._settings.retention_days * _SECONDS_PER_DAY
+        return await self._maintenance.purge(
+            cutoff, now=now, include_undelivered=include_undelivered, dry_run=dry_run
+        )
+
+    async def _retention_loop(self) -> None:
+        interval_s = self._settings.retention_interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), timeout=interval_s)
+            if self._closing.is_set():
+                return
+            try:
+                await self.purge()
+            except Exception:  # noqa: BLE001 - logged; one bad pass must not end retention
+                logger.exception("store: periodic retention failed; trying again next interval")

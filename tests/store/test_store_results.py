@@ -1,0 +1,332 @@
+"""The store's everyday life: create, progress, finish (write-ahead), read, deliver, never overwrite."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from notifier.config import StorageSettings
+from notifier.errors import StoreError
+from notifier.records import DeliveryState, WorkflowStatus
+from notifier.store import ResultStore
+
+from .support import EXAMPLE_RESULT, FakeClock, finished, make_record, metric, result_files
+
+
+async def test_finish_writes_the_document_then_indexes_it(
+    store: ResultStore, storage: StorageSettings, clock: FakeClock
+) -> None:
+    before = metric("workflow_results_persisted_total", reason="completed")
+    record = make_record(user_id=42, url="https://example.com/")
+    await store.create(record)
+    clock.advance(83)
+
+    stored = await store.finish(
+        record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
+    )
+
+    path = storage.path / "results" / f"{record.workflow_id}.json"
+    on_disk = json.loads(path.read_bytes())
+    assert on_disk["result"] == EXAMPLE_RESULT
+    assert on_disk["workflow"]["user_id"] == 42
+    assert on_disk["workflow"]["status"] == "completed"
+    assert stored.status is WorkflowStatus.COMPLETED
+    assert stored.size_bytes == path.stat().st_size
+    assert stored.path == f"results/{record.workflow_id}.json"
+    assert stored.duration_s == pytest.approx(83)
+    assert await store.get(record.workflow_id) == stored
+    assert await store.read_result(record.workflow_id) == on_disk
+    assert metric("workflow_results_persisted_total", reason="completed") == before + 1
+
+
+async def test_the_same_result_again_is_a_no_op(
+    store: ResultStore, storage: StorageSettings
+) -> None:
+    first = await finished(store)
+    path = storage.path / "results" / f"{first.workflow_id}.json"
+    bytes_before = path.read_bytes()
+    persisted = metric("workflow_results_persisted_total", reason="completed")
+
+    again = await store.finish(
+        first.workflow_id, status=WorkflowStatus.COMPLETED, result=dict(EXAMPLE_RESULT)
+    )
+
+    assert again == first
+    assert path.read_bytes() == bytes_before
+    assert metric("workflow_results_persisted_total", reason="completed") == persisted
+
+
+@pytest.mark.parametrize(
+    ("status", "result", "error"),
+    [
+        (WorkflowStatus.COMPLETED, {**EXAMPLE_RESULT, "word_count": 1}, ""),
+        (WorkflowStatus.FAILED, EXAMPLE_RESULT, "boom"),
+        (WorkflowStatus.COMPLETED, EXAMPLE_RESULT, "an error text"),
+        (WorkflowStatus.COMPLETED, None, ""),
+    ],
+    ids=["other-result", "other-status", "other-error", "no-result"],
+)
+async def test_a_different_result_is_refused_and_the_first_stays(
+    store: ResultStore,
+    storage: StorageSettings,
+    status: WorkflowStatus,
+    result: dict[str, object] | None,
+    error: str,
+) -> None:
+    first = await finished(store)
+    path = storage.path / "results" / f"{first.workflow_id}.json"
+    bytes_before = path.read_bytes()
+
+    with pytest.raises(StoreError, match="never overwritten"):
+        await store.finish(first.workflow_id, status=status, result=result, error=error)
+
+    assert path.read_bytes() == bytes_before
+    assert (await store.read_result(first.workflow_id))["result"] == EXAMPLE_RESULT
+
+
+async def test_never_overwritten_across_a_restart(storage: StorageSettings) -> None:
+    async with await ResultStore.open(storage) as store:
+        first = await finished(store)
+    async with await ResultStore.open(storage) as store:
+        with pytest.raises(StoreError, match="never overwritten"):
+            await store.finish(first.workflow_id, status=WorkflowStatus.COMPLETED, result={"x": 1})
+        same = await store.finish(
+            first.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
+        )
+        assert same.workflow_id == first.workflow_id
+        assert (await store.read_result(first.workflow_id))["result"] == EXAMPLE_RESULT
+
+
+async def test_finish_for_a_workflow_never_created_is_refused(store: ResultStore) -> None:
+    with pytest.raises(StoreError, match="never created"):
+        await store.finish("0" * 32, status=WorkflowStatus.COMPLETED, result={})
+
+
+@pytest.mark.parametrize("status", [WorkflowStatus.RUNNING, WorkflowStatus.LOST])
+async def test_finish_takes_only_a_finished_status(
+    store: ResultStore, status: WorkflowStatus
+) -> None:
+    record = make_record()
+    await store.create(record)
+    with pytest.raises(ValueError, match="finished status"):
+        await store.finish(record.workflow_id, status=status, result={})
+
+
+async def test_creating_the_same_id_twice_is_refused(store: ResultStore) -> None:
+    record = make_record()
+    await store.create(record)
+    with pytest.raises(StoreError, match="already exists"):
+        await store.create(record)
+
+
+async def test_progress_is_visible_while_running_and_kept_when_interrupted(
+    store: ResultStore,
+) -> None:
+    record = make_record()
+    await store.create(record)
+    await store.update_progress(record.workflow_id, stage="fetching pages", progress=0.4)
+
+    [running] = await store.running()
+    assert (running.workflow_id, running.stage, running.progress) == (
+        record.workflow_id,
+        "fetching pages",
+        0.4,
+    )
+
+    stored = await store.finish(
+        record.workflow_id,
+        status=WorkflowStatus.INTERRUPTED,
+        result=None,
+        error="the bot stopped",
+        reason="interrupted",
+    )
+    assert (stored.status, stored.stage, stored.progress) == (
+        WorkflowStatus.INTERRUPTED,
+        "fetching pages",
+        0.4,
+    )
+    assert await store.running() == []
+    assert [r.workflow_id for r in await store.pending_delivery()] == [record.workflow_id]
+    document = await store.read_result(record.workflow_id)
+    assert document["result"] is None
+    assert document["workflow"]["error"] == "the bot stopped"
+
+
+async def test_rows_left_running_survive_a_restart_untouched(storage: StorageSettings) -> None:
+    record = make_record()
+    async with await ResultStore.open(storage) as store:
+        await store.create(record)
+        await store.update_progress(record.workflow_id, stage="analysing", progress=0.7)
+    async with await ResultStore.open(storage) as store:
+        [row] = await store.running()
+    assert (row.workflow_id, row.status, row.stage) == (
+        record.workflow_id,
+        WorkflowStatus.RUNNING,
+        "analysing",
+    )
+
+
+async def test_delivery_state_is_recorded(store: ResultStore, clock: FakeClock) -> None:
+    delivered = await finished(store)
+    refused = await finished(store)
+    waiting = await finished(store)
+    clock.advance(5)
+
+    await store.mark_delivered(delivered.workflow_id, "followup")
+    await store.mark_undeliverable(refused.workflow_id, "every rung failed")
+
+    got = await store.get(delivered.workflow_id)
+    assert got is not None
+    assert (got.delivery_state, got.delivered_via, got.delivered_at) == (
+        DeliveryState.DELIVERED,
+        "followup",
+        clock.now,
+    )
+    got = await store.get(refused.workflow_id)
+    assert got is not None
+    assert (got.delivery_state, got.delivered_via) == (
+        DeliveryState.UNDELIVERABLE,
+        "every rung failed",
+    )
+    assert [r.workflow_id for r in await store.pending_delivery()] == [waiting.workflow_id]
+
+
+async def test_delivery_of_an_unknown_workflow_is_an_error(store: ResultStore) -> None:
+    with pytest.raises(StoreError, match="unknown workflow"):
+        await store.mark_delivered("f" * 32, "dm")
+
+
+async def test_durations_are_completed_runs_of_that_depth_newest_first(
+    store: ResultStore, clock: FakeClock
+) -> None:
+    async def run(depth: str, seconds: float, status: WorkflowStatus) -> None:
+        record = make_record(depth=depth)
+        await store.create(record)
+        clock.advance(seconds)
+        await store.finish(record.workflow_id, status=status, result={}, error="")
+        clock.advance(1)
+
+    await run("deep", 100, WorkflowStatus.COMPLETED)
+    await run("deep", 200, WorkflowStatus.COMPLETED)
+    await run("quick", 5, WorkflowStatus.COMPLETED)
+    await run("deep", 999, WorkflowStatus.FAILED)
+    await run("deep", 300, WorkflowStatus.COMPLETED)
+
+    assert await store.durations("autointel", "deep", 10) == pytest.approx([300, 200, 100])
+    assert await store.durations("autointel", "deep", 2) == pytest.approx([300, 200])
+    assert await store.durations("other", "deep", 10) == []
+
+
+async def test_recent_ids_complete_a_users_own_ids_by_prefix(
+    store: ResultStore, clock: FakeClock
+) -> None:
+    mine = []
+    for workflow_id in ("ab" + "1" * 30, "ab" + "2" * 30, "cd" + "3" * 30):
+        record = make_record(workflow_id=workflow_id, user_id=5)
+        await store.create(record)
+        mine.append(workflow_id)
+        clock.advance(1)
+    await store.create(make_record(workflow_id="ab" + "9" * 30, user_id=6))
+
+    assert [r.workflow_id for r in await store.recent_ids(5)] == mine[::-1]
+    assert [r.workflow_id for r in await store.recent_ids(5, "AB")] == [mine[1], mine[0]]
+    assert [r.workflow_id for r in await store.recent_ids(5, "ab2")] == [mine[1]]
+    assert await store.recent_ids(5, "ab", limit=1) == [await store.get(mine[1])]
+    assert await store.recent_ids(5, "%") == []
+    assert await store.recent_ids(5, "zz") == []
+
+
+async def test_values_json_cannot_hold_are_kept_as_text(store: ResultStore) -> None:
+    when = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    stored = await finished(store, result={"when": when, "pair": (1, 2), "tags": {"a"}})
+
+    document = await store.read_result(stored.workflow_id)
+
+    assert document["result"] == {"when": str(when), "pair": [1, 2], "tags": ["a"]}
+
+
+async def test_unicode_and_lone_surrogates_are_stored_exactly(store: ResultStore) -> None:
+    result = {"title": "Ünïcødé 漢字 🚀", "odd": "half a pair: \ud83d", "ключ": "значение"}
+    stored = await finished(store, result=result)
+
+    assert (await store.read_result(stored.workflow_id))["result"] == result
+
+
+async def test_a_result_json_cannot_encode_is_refused_before_any_write(
+    store: ResultStore, storage: StorageSettings
+) -> None:
+    record = make_record()
+    await store.create(record)
+    deep: dict[str, object] = {}
+    node = deep
+    for _ in range(100_000):
+        node["x"] = {}
+        node = node["x"]  # type: ignore[assignment]
+
+    with pytest.raises(StoreError, match="cannot be encoded"):
+        await store.finish(record.workflow_id, status=WorkflowStatus.COMPLETED, result=deep)
+    assert result_files(storage.path) == []
+
+
+async def test_reading_a_result_that_does_not_exist_says_why(store: ResultStore) -> None:
+    record = make_record()
+    await store.create(record)
+    with pytest.raises(StoreError, match="status running"):
+        await store.read_result(record.workflow_id)
+    with pytest.raises(StoreError, match="no workflow"):
+        await store.read_result("e" * 32)
+    assert await store.get("e" * 32) is None
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_write(
+    storage: StorageSettings,
+) -> None:
+    store = await ResultStore.open(storage)
+    record = make_record()
+    await store.create(record)
+    caller = asyncio.create_task(
+        store.finish(record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT)
+    )
+    await asyncio.sleep(0)  # the write has started
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await store.close()  # waits for the shielded write
+
+    async with await ResultStore.open(storage) as reopened:
+        assert (await reopened.read_result(record.workflow_id))["result"] == EXAMPLE_RESULT
+
+
+async def test_directories_are_0700_and_files_0600(
+    store: ResultStore, storage: StorageSettings
+) -> None:
+    stored = await finished(store)
+    (storage.path / "results" / f"{'0' * 32}.json").write_text("not json")
+    await store.reconcile()  # quarantines it
+
+    def mode(path: Path) -> int:
+        return stat.S_IMODE(path.stat().st_mode)
+
+    for directory in (storage.path, storage.path / "results", storage.path / "quarantine"):
+        assert mode(directory) == 0o700, directory
+    private = [
+        storage.path / "index.sqlite3",
+        storage.path / "results" / f"{stored.workflow_id}.json",
+        *(storage.path / "quarantine").iterdir(),
+    ]
+    private += [p for p in storage.path.glob("index.sqlite3-*")]
+    assert len(private) >= 3
+    for file in private:
+        assert mode(file) == 0o600, file
+
+
+async def test_a_closed_store_refuses_work(storage: StorageSettings) -> None:
+    store = await ResultStore.open(storage)
+    await store.close()
+    with pytest.raises(StoreError, match="closed"):
+        await store.get("a" * 32)
