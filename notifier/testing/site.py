@@ -14,10 +14,35 @@ from aiohttp import web
 
 __all__ = ["DemoSite"]
 
-_WORDS = (
-    "resilient delivery keeps every workflow result safe while discord tokens expire and "
-    "sessions close the bot hands off progress to a channel message or a direct message"
-).split()
+_WORDS = [
+    "resilient",
+    "delivery",
+    "keeps",
+    "every",
+    "workflow",
+    "result",
+    "safe",
+    "while",
+    "discord",
+    "tokens",
+    "expire",
+    "and",
+    "sessions",
+    "close",
+    "the",
+    "bot",
+    "hands",
+    "off",
+    "progress",
+    "to",
+    "a",
+    "channel",
+    "message",
+    "or",
+    "a",
+    "direct",
+    "message",
+]
 
 
 def _page(index: int, pages: int) -> str:
