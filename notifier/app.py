@@ -138,26 +138,9 @@ class NotifierBot(commands.Bot):
         self._opened = True
 
     async def _on_storage_error(self, workflow_id: str, exc: BaseException) -> None:
-        if self._fanout is None or self._store is None:
-            return
-        record = await self._store.get(workflow_id)
-        if record is None:
-            return
-        from .events import Event, Notice
-
-        await self._fanout.emit(
-            Notice(
-                event=Event.STORAGE_ERROR,
-                workflow_id=workflow_id,
-                user_id=record.user_id,
-                user_name=record.user_name,
-                command=record.command,
-                guild_id=record.guild_id,
-                channel_id=record.channel_id,
-                options=dict(record.options),
-                error=f"{type(exc).__name__}: {exc}",
-            )
-        )
+        """The store could not write a result (it is kept in memory and retried): tell operators."""
+        if self._runner is not None:
+            await self._runner.report_storage_error(workflow_id, exc)
 
     async def send_dm(
         self,

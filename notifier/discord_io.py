@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import nextcord
@@ -153,11 +153,9 @@ class DiscordIO:
     async def channel_send(self, channel_id: int, message: OutgoingMessage, *, nonce: str) -> int:
         """Post with `nonce` + `enforce_nonce`, so a retried send can not post twice."""
         route = Route("POST", "/channels/{channel_id}/messages", channel_id=channel_id)
-        keyed = OutgoingMessage(
-            content=message.content,
-            embeds=message.embeds,
-            files=message.files,
-            mention_user_id=message.mention_user_id,
+        keyed = replace(
+            message,
+            ephemeral=False,
             extra={**message.extra, "nonce": nonce[:25], "enforce_nonce": True},
         )
         data = await self._request(route, keyed, auth=True)
@@ -172,13 +170,7 @@ class DiscordIO:
             channel_id=channel_id,
             message_id=message_id,
         )
-        plain = OutgoingMessage(
-            content=message.content,
-            embeds=message.embeds,
-            files=message.files,
-            mention_user_id=message.mention_user_id,
-        )
-        await self._request(route, plain, auth=True, for_edit=True)
+        await self._request(route, replace(message, ephemeral=False), auth=True, for_edit=True)
 
     async def dm_channel(self, user_id: int) -> int:
         """The DM channel with a user, opened once and remembered."""

@@ -433,6 +433,16 @@ class Runner:
 
     # -- fanout --------------------------------------------------------------------------------
 
+    async def report_storage_error(self, workflow_id: str, exc: BaseException) -> None:
+        """The store's write failed and is being retried: operators hear it through the fanout."""
+        running = self._running.get(workflow_id)
+        record = running.record if running is not None else await self._store.get(workflow_id)
+        if record is None:
+            return
+        await self._emit(
+            self._notice(record, Event.STORAGE_ERROR, error=f"{type(exc).__name__}: {exc}")
+        )
+
     def _notice(self, record: WorkflowRecord, event: Event, **fields: Any) -> Notice:
         return Notice(
             event=event,
