@@ -210,6 +210,22 @@ class NotifierBot(commands.Bot):
                 delivered,
             )
 
+    async def on_application_command_error(
+        self, interaction: nextcord.Interaction, exception: Exception
+    ) -> None:
+        """A command's own bug: logged once with its traceback, and the caller gets a private,
+        honest answer instead of a spinner (never a second error)."""
+        original = getattr(exception, "original", exception)
+        command = getattr(interaction.application_command, "qualified_name", "?")
+        logger.opt(exception=original).error("command /{} failed", command)
+        from .cogs.replies import reply_ephemeral
+
+        await reply_ephemeral(
+            interaction,
+            "❌ Something went wrong on our side; it has been logged. Any workflow result is "
+            "safe in the store (`/retrieve_results`).",
+        )
+
     async def on_connect(self) -> None:
         await super().on_connect()
         logger.info("application commands registered")
