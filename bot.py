@@ -1,9 +1,11 @@
 """Run the notifier bot.
 
-    python bot.py [--config config.yaml]
+    python bot.py [--config config.yaml] [--demo] [--keep-running] [--verbose] [--demo-ttl S]
 
 With a Discord token configured (`discord.token`, usually `${DISCORD_TOKEN}`) it connects to Discord.
-Without one it starts the embedded Discord emulator on 127.0.0.1 and runs against that: the demo.
+Without one (or with --demo) it runs the demo: the embedded Discord emulator, a slow local web site,
+an SMTP sink and a webhook sink on 127.0.0.1, and a user whose `/autointel` outlives its interaction
+token; the timeline goes to stdout (see notifier/demo.py).
 A bad config file prints one line naming the field and exits with status 2.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import signal
 import sys
 from pathlib import Path
@@ -18,10 +21,12 @@ from pathlib import Path
 from loguru import logger
 
 from notifier.config import Settings, load_config
+from notifier.demo_plan import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S
 from notifier.errors import ConfigError
 from notifier.logs import setup_logging
 
 EXIT_CONFIG = 2
+_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,22 +37,58 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--demo",
         action="store_true",
-        help="run against the embedded Discord emulator even if a token is configured",
+        help="run the demo (embedded Discord emulator, scripted users) even with a token",
     )
     parser.add_argument(
         "--keep-running",
         action="store_true",
-        help="in demo mode, stay up after start-up instead of exiting",
+        help="demo: stay up after the story (until Ctrl-C) to look around",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="demo: show the bot's log (stderr) at the configured level, not only warnings",
+    )
+    parser.add_argument(
+        "--demo-ttl",
+        type=_demo_ttl,
+        default=DEFAULT_TTL_S,
+        metavar="SECONDS",
+        help=(
+            f"demo: interaction-token lifetime (default {DEFAULT_TTL_S:g}; Discord's is 900); "
+            "the hand-off, the slow site and so the whole story scale with it"
+        ),
     )
     return parser.parse_args(argv)
 
 
-async def run(settings: Settings, config_path: Path, *, demo: bool, keep_running: bool) -> int:
+def _demo_ttl(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not MIN_TTL_S <= value <= MAX_TTL_S:
+        raise argparse.ArgumentTypeError(f"must be between {MIN_TTL_S:g} and {MAX_TTL_S:g} seconds")
+    return value
+
+
+def is_demo(settings: Settings, args: argparse.Namespace) -> bool:
+    return bool(args.demo) or settings.discord.token is None
+
+
+async def run(
+    settings: Settings,
+    config_path: Path,
+    *,
+    demo: bool,
+    keep_running: bool,
+    demo_ttl_s: float = DEFAULT_TTL_S,
+) -> int:
     from notifier.app import NotifierBot
     from notifier.demo import run_demo
 
     if demo or settings.discord.token is None:
-        return await run_demo(settings, config_path, keep_running=keep_running)
+        return await run_demo(settings, config_path, keep_running=keep_running, ttl_s=demo_ttl_s)
 
     bot = NotifierBot(settings, config_path=config_path)
     loop = asyncio.get_running_loop()
@@ -88,12 +129,22 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging(
-        settings.logging.level, file=settings.logging.file, serialize=settings.logging.json_format
-    )
+    level = settings.logging.level
+    demo = is_demo(settings, args)
+    if demo and not args.verbose and _LEVELS.index(level) < _LEVELS.index("WARNING"):
+        level = "WARNING"  # the demo's timeline is on stdout; the log only speaks up for problems
+    if demo and isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
+    setup_logging(level, file=settings.logging.file, serialize=settings.logging.json_format)
     try:
         return asyncio.run(
-            run(settings, args.config, demo=args.demo, keep_running=args.keep_running)
+            run(
+                settings,
+                args.config,
+                demo=demo,
+                keep_running=args.keep_running,
+                demo_ttl_s=args.demo_ttl,
+            )
         )
     except KeyboardInterrupt:
         return 130

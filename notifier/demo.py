@@ -1,49 +1,261 @@
-"""The demo: `bot.py` with no Discord token runs the real bot against the embedded emulator.
+"""The demo: `bot.py` with no Discord token plays the whole resilience story on this machine.
 
-Everything is on 127.0.0.1: the emulator (Discord's REST API and gateway), the bot, and the bot's
-store under a temporary folder unless `storage.path` is set explicitly.
+Everything listens on 127.0.0.1 only:
+
+- the embedded Discord emulator (REST + gateway) with a short interaction-token lifetime (20 s
+  instead of Discord's 15 minutes; `bot.py --demo-ttl`), and the real bot connected to it;
+- a small web site for `/autointel` that answers each page slowly, so a `depth:deep` analysis
+  (15 pages) takes about one and a half token lifetimes;
+- an SMTP sink for the `email` notifier and the emulator's own incoming webhook in `#ops` for the
+  `discord_webhook` and `timeout_warning` notifiers, configured in memory;
+- the bot's store in a new temporary folder (never the configured `storage.path`).
+
+Then alice runs `/autointel url depth:deep` and `notifier.demo_story` prints the timeline of what
+happens (deferred, warning, progress, hand-off, expiry, persisted, delivered, e-mail, webhook,
+`/retrieve_results` by the owner and by someone else) and a summary. The demo uses config.yaml's
+runner, progress, logging and fanout retry settings; the Discord connection, storage, notifiers,
+autointel and warning settings are its own. `--keep-running` leaves it all up until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
 import signal
+import socket
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any, Final, TextIO
 
-from loguru import logger
-from pydantic import SecretStr
+import yaml
 
-from .config import Settings
+from .config import AutointelSettings, Settings, WarningSettings
+from .demo_plan import DEFAULT_TTL_S, SITE_PAGES, DemoPlan
+from .demo_smtp import SmtpSink
+from .demo_story import Story, StoryStalled, Timeline, summary_lines
 from .testing import DiscordEmulator, EmulatorConfig
 from .testing.nextcord_support import patch_route_base
 from .testing.project_bot import running_bot
+from .testing.site import DemoSite
 
-__all__ = ["run_demo"]
+__all__ = ["demo_settings", "run_demo"]
+
+MAIL_FROM: Final = "notifier@example.com"
+MAIL_TO: Final = "ops@example.com"
 
 
-async def run_demo(settings: Settings, config_path: Path | None, *, keep_running: bool) -> int:
-    """Start the emulator and the bot; log readiness; stay up if asked to."""
-    config = EmulatorConfig(interaction_ttl_s=settings.discord.interaction_ttl)
-    async with DiscordEmulator(config) as emulator:
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def demo_settings(
+    base: Settings,
+    *,
+    emulator: DiscordEmulator,
+    plan: DemoPlan,
+    data_dir: Path,
+    smtp: SmtpSink,
+    webhook: tuple[int, str],
+    metrics_port: int | None = None,
+) -> Settings:
+    """The bot's settings for the demo: `base`'s runner, progress, logging and fanout retries;
+    everything the story depends on is the demo's own."""
+    kept = base.model_dump(mode="json", include={"runner", "progress", "logging", "fanout"})
+    hook_url = f"discord://{webhook[0]}/{webhook[1]}"
+    pages = dict(AutointelSettings().pages, deep=SITE_PAGES)
+    raw: dict[str, Any] = {
+        **kept,
+        "discord": {
+            "token": emulator.bot_token,
+            "api_base": emulator.api_base,
+            "interaction_ttl": plan.ttl_s,
+            "handoff_before": plan.handoff_before_s,
+            "safety_margin": plan.safety_margin_s,
+        },
+        "storage": {"path": str(data_dir)},
+        "autointel": {"allow_private_networks": True, "pages": pages, "page_delay": 0},
+        "warnings": WarningSettings().model_dump(mode="json"),
+        "metrics": {"listen": f"127.0.0.1:{metrics_port}" if metrics_port else None},
+        "notifiers": [
+            {
+                "name": "ops-email",
+                "plugin": "email",
+                "on": ["completed"],
+                "options": {"urls": [smtp.mailto_url(sender=MAIL_FROM, to=MAIL_TO)]},
+                "templates": {
+                    "completed": {
+                        "title": "{command} finished for {user} in {duration}",
+                        "body": "{summary}\n\nWorkflow {workflow_id}: {retrieval_command}",
+                    }
+                },
+            },
+            {
+                "name": "ops-webhook",
+                "plugin": "discord_webhook",
+                "on": ["handoff", "completed"],
+                "options": {"url": hook_url},
+            },
+            {
+                "name": "long-run-warning",
+                "plugin": "timeout_warning",
+                "on": ["started"],
+                "options": {"threshold_s": 600, "urls": [hook_url]},
+            },
+        ],
+    }
+    raw["fanout"] = {**raw.get("fanout", {}), "outbox_path": None}
+    return Settings.model_validate(raw)
+
+
+def _write_config(settings: Settings, path: Path) -> None:
+    """The demo's settings as a config file, for the CLI and `/notifier reload`."""
+    data = settings.model_dump(mode="json")
+    token = settings.discord.token
+    data["discord"]["token"] = token.get_secret_value() if token is not None else None
+    path.write_text(
+        "# Written by the notifier demo; the emulator and sinks behind it are gone after it ends.\n"
+        + yaml.safe_dump(data, sort_keys=False),
+        encoding="utf-8",
+    )
+    path.chmod(0o600)
+
+
+def _python() -> str:
+    """How to run this interpreter from the project folder, for the printed commands."""
+    executable = Path(sys.executable)
+    try:
+        return str(executable.relative_to(Path.cwd()))
+    except ValueError:
+        return str(executable)
+
+
+async def run_demo(
+    settings: Settings,
+    config_path: Path | None,
+    *,
+    keep_running: bool,
+    ttl_s: float = DEFAULT_TTL_S,
+    out: TextIO | None = None,
+) -> int:
+    """Play the story; 0 when every step happened, 1 when one did not (the timeline says which).
+
+    `config_path` is the file `settings` came from (only named in the header).
+    """
+    out = out or sys.stdout
+    plan = DemoPlan(ttl_s)
+    timeline = Timeline(out)
+    root = Path(tempfile.mkdtemp(prefix="notifier-demo-"))
+    data_dir = root / "data"
+    demo_config = root / "config.yaml"
+    why = "no Discord token configured" if settings.discord.token is None else "--demo"
+    emulator_config = EmulatorConfig(interaction_ttl_s=plan.ttl_s)
+    async with (
+        DiscordEmulator(emulator_config) as emulator,
+        DemoSite(pages=SITE_PAGES, delay_s=plan.site_delay_s) as site,
+        SmtpSink() as smtp,
+    ):
         with patch_route_base(emulator):
-            discord = settings.discord.model_copy(
-                update={"token": SecretStr(emulator.bot_token), "api_base": emulator.api_base}
+            ops = emulator.add_channel("ops", topic="where operators hear about workflows")
+            webhook = emulator.create_incoming_webhook(ops.id, name="notifier")
+            metrics_port = _free_port()
+            bot_settings = demo_settings(
+                settings,
+                emulator=emulator,
+                plan=plan,
+                data_dir=data_dir,
+                smtp=smtp,
+                webhook=webhook,
+                metrics_port=metrics_port,
             )
-            data_dir = Path(tempfile.mkdtemp(prefix="notifier-demo-"))
-            storage = settings.storage.model_copy(update={"path": data_dir})
-            demo_settings = settings.model_copy(update={"discord": discord, "storage": storage})
-            logger.info("no Discord token configured: running against the embedded emulator")
-            logger.info("emulator listening on {}", emulator.api_base)
-            logger.info("demo results are stored under {}", data_dir)
-            async with running_bot(emulator, demo_settings, config_path=config_path) as bot:
-                names = sorted(c.name for c in emulator.commands)
-                logger.info("bot ready as {}; commands registered: {}", bot.user, ", ".join(names))
+            _write_config(bot_settings, demo_config)
+            _header(timeline, why, config_path, emulator, plan, site, smtp, bot_settings)
+            async with running_bot(emulator, bot_settings, config_path=demo_config) as bot:
+                names = ", ".join(f"/{c.name}" for c in sorted(emulator.commands, key=_name))
+                timeline.line(f"bot ready as {bot.user}; slash commands {names}")
+                timeline.line()
+                story = Story(
+                    emulator=emulator,
+                    bot=bot,
+                    site_url=site.url,
+                    smtp=smtp,
+                    ops_channel_id=ops.id,
+                    ops_webhook_id=webhook[0],
+                    store_path=data_dir,
+                    timeline=timeline,
+                    step_limit_s=plan.step_limit_s,
+                )
+                try:
+                    facts = await story.play(url_label=site.url)
+                except StoryStalled as exc:
+                    timeline.say(f"STOPPED: {exc}")
+                    timeline.line(f"(the bot's log: run again with --verbose; store: {data_dir})")
+                    return 1
+                timeline.line()
+                for line in summary_lines(facts, ttl_s=plan.ttl_s, requests=emulator.requests):
+                    timeline.line(line)
+                cli = f"{_python()} -m notifier --config {shlex.quote(str(demo_config))}"
+                timeline.line(f"  The store stays for you to look at: {cli} results list")
+                ok = facts.owner_served and facts.others_refused and facts.calls_after_expiry == 0
                 if keep_running:
-                    logger.info("--keep-running: press Ctrl-C to stop")
+                    _explore(timeline, emulator, site, metrics_port, cli)
                     await _wait_for_signal()
-    logger.info("demo finished")
-    return 0
+                    timeline.line("stopping: the bot closes, then the emulator and the sinks")
+    return 0 if ok else 1
+
+
+def _name(command: Any) -> str:
+    return str(command.name)
+
+
+def _header(
+    timeline: Timeline,
+    why: str,
+    config_path: Path | None,
+    emulator: DiscordEmulator,
+    plan: DemoPlan,
+    site: DemoSite,
+    smtp: SmtpSink,
+    settings: Settings,
+) -> None:
+    notifiers = "; ".join(
+        f"{n.name} ({n.plugin} on {', '.join(e.value for e in n.on)})" for n in settings.notifiers
+    )
+    config = f" (settings from {config_path})" if config_path is not None else ""
+    timeline.line(f"notifier demo{config}: {why}, so everything runs here, on 127.0.0.1.")
+    timeline.line(
+        f"  Discord emulator  {emulator.api_base}  "
+        f"interaction tokens live {plan.ttl_s:g} s here (15 min on Discord)"
+    )
+    timeline.line(
+        f"  web site          {site.url}  {SITE_PAGES} pages, each answered after "
+        f"{plan.site_delay_s:g} s"
+    )
+    timeline.line(f"  SMTP sink         127.0.0.1:{smtp.port}  webhook sink: #ops")
+    timeline.line(f"  notifiers         {notifiers}")
+    timeline.line(f"  result store      {settings.storage.path}")
+
+
+def _explore(
+    timeline: Timeline, emulator: DiscordEmulator, site: DemoSite, metrics_port: int, cli: str
+) -> None:
+    general = emulator.channel_id
+    lines = [
+        "",
+        "--keep-running: everything stays up until Ctrl-C. To look around:",
+        f"  the bot's metrics        curl -s http://127.0.0.1:{metrics_port}/metrics",
+        f"  the stored results       {cli} results list",
+        f"  the notifier outbox      {cli} outbox list",
+        f"  messages in #general     curl -s -H 'Authorization: Bot {emulator.bot_token}' "
+        f"{emulator.api_base}/channels/{general}/messages",
+        f"  the slow web site        {site.url}",
+        f"  the bot's process        kill -TERM {os.getpid()}  (or Ctrl-C)",
+    ]
+    for line in lines:
+        timeline.line(line)
 
 
 async def _wait_for_signal() -> None:
@@ -51,4 +263,8 @@ async def _wait_for_signal() -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    try:
+        await stop.wait()
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,180 @@
+"""Helpers for the README tests: polling, free ports, a recording HTTP sink, the bot as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from .readme import ROOT
+
+STEP_LIMIT_S = 30.0
+
+
+async def eventually(check: Callable[[], Any], *, what: str, limit_s: float = STEP_LIMIT_S) -> None:
+    """Poll `check` (sync or async) until it is true. The limit only keeps a broken test from
+    hanging; nothing here asserts how fast anything is."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        await asyncio.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def script_env(**extra: str) -> dict[str, str]:
+    """The environment for `scripts/...`: this one without Discord settings, reusing the venv that
+    runs the tests (so the scripts' venv check finds it installed instead of building one)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISCORD_TOKEN", "DISCORD_API_BASE")}
+    if "NOTIFIER_VENV" not in env and sys.prefix != sys.base_prefix:
+        env["NOTIFIER_VENV"] = sys.prefix
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+# ---------------------------------------------------------------------------------------------
+# A recording HTTP sink
+
+
+@dataclass
+class HttpSink:
+    """An aiohttp server on 127.0.0.1 that records each request and answers `statuses` first
+    (one per request), then 200."""
+
+    statuses: list[int] = field(default_factory=list)
+    received: list[tuple[str, str, bytes]] = field(default_factory=list)
+    port: int = 0
+    _runner: web.AppRunner | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.received.append((request.method, request.path, await request.read()))
+        status = self.statuses.pop(0) if self.statuses else 200
+        return web.json_response({"ok": status < 400}, status=status)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        self.port = free_port()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def http_sink() -> AsyncIterator[HttpSink]:
+    sink = HttpSink()
+    await sink.start()
+    try:
+        yield sink
+    finally:
+        await sink.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The bot (or any script) as a real process, its output read as it comes
+
+
+@dataclass
+class Process:
+    process: asyncio.subprocess.Process
+    stdout: list[str] = field(default_factory=list)
+    stderr: list[str] = field(default_factory=list)
+    readers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def output(self) -> str:
+        return "".join(self.stdout) + "\n--- stderr ---\n" + "".join(self.stderr)
+
+    def send(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    async def wait_for(
+        self, predicate: Callable[[], bool | Awaitable[bool]], what: str, limit_s: float = 60.0
+    ) -> None:
+        """Poll `predicate`; fail with the process's output if it exits or the limit passes."""
+
+        async def check() -> bool:
+            value = predicate()
+            if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
+                value = await value
+            if not value and self.process.returncode is not None:
+                raise AssertionError(
+                    f"the process exited ({self.process.returncode}) while waiting for {what}:\n"
+                    + self.output()
+                )
+            return bool(value)
+
+        try:
+            await eventually(check, what=what, limit_s=limit_s)
+        except AssertionError as exc:
+            if "never happened" in str(exc):
+                raise AssertionError(f"{exc}\n{self.output()}") from None
+            raise
+
+    def stderr_has(self, text: str) -> bool:
+        return any(text in line for line in self.stderr)
+
+    async def finish(self, limit_s: float = 60.0) -> int:
+        code = await asyncio.wait_for(self.process.wait(), limit_s)
+        await asyncio.gather(*self.readers)
+        return code
+
+
+async def _pump(stream: asyncio.StreamReader | None, into: list[str]) -> None:
+    if stream is None:
+        return
+    while line := await stream.readline():
+        into.append(line.decode("utf-8", "replace"))
+
+
+@contextlib.asynccontextmanager
+async def process(*argv: str, env: dict[str, str], cwd: Path = ROOT) -> AsyncIterator[Process]:
+    """Start `argv`; kill it (by its own pid) if the test leaves it running."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=cwd,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    running = Process(proc)
+    running.readers = [
+        asyncio.create_task(_pump(proc.stdout, running.stdout)),
+        asyncio.create_task(_pump(proc.stderr, running.stderr)),
+    ]
+    try:
+        yield running
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+        await proc.wait()
+        await asyncio.gather(*running.readers, return_exceptions=True)

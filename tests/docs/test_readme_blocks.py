@@ -1,0 +1,140 @@
+"""Every fenced block and command in README.md is exercised by a test, and the small ones are
+exercised here: the set-up scripts and the systemd unit.
+
+The inventory below names the test of each block; a new block in the README without an entry
+(or an entry whose block is gone) fails `test_every_readme_block_has_a_test`.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+from notifier.config import Settings
+
+from .readme import ROOT, block, blocks, section
+from .support import script_env
+
+# (language, start of the first line) -> where it is exercised
+INVENTORY: dict[tuple[str, str], str] = {
+    ("sh", "scripts/run-bot"): "here (run-tests, run-bot --help) and tests/demo/test_demo.py",
+    ("text", "alice runs /autointel"): "tests/demo/test_demo.py (the sample is a real run)",
+    ("sh", "DISCORD_TOKEN="): "tests/docs/test_readme_bot.py",
+    ("", "/autointel ──► defer"): "a diagram; the ladder itself: tests/bot/test_ladder.py",
+    ("python", "# plugins/ntfy_topic.py"): "tests/docs/test_readme_plugin.py",
+    ("yaml", "notifiers:"): "tests/docs/test_readme_plugin.py",
+    ("python", "from notifier.workflows import"): "tests/docs/test_readme_workflow.py",
+    ("python", "import nextcord"): "tests/docs/test_readme_workflow.py",
+    ("ini", "[Unit]"): "here (test_the_systemd_unit_runs_bot_py_and_reloads_with_hup)",
+}
+
+
+def test_every_readme_block_has_a_test() -> None:
+    found = blocks()
+    unclaimed = [
+        (b.lang, b.first_line, b.line)
+        for b in found
+        if not any(b.lang == lang and b.first_line.startswith(s) for lang, s in INVENTORY)
+    ]
+    assert unclaimed == [], "README blocks no test exercises: add a test and an INVENTORY entry"
+    for lang, start in INVENTORY:
+        matching = [b for b in found if b.lang == lang and b.first_line.startswith(start)]
+        assert len(matching) == 1, f"INVENTORY entry {(lang, start)} matches {len(matching)}"
+
+
+def setup_commands() -> list[str]:
+    lines = block("sh", "scripts/run-bot").text.splitlines()
+    return [line.split("#", 1)[0].strip() for line in lines if line.strip()]
+
+
+def test_the_two_set_up_commands_are_the_scripts() -> None:
+    assert setup_commands() == ["scripts/run-bot", "scripts/run-tests"]
+    for command in setup_commands():
+        script = ROOT / command
+        assert script.is_file() and os.access(script, os.X_OK), command
+        text = script.read_text(encoding="utf-8")
+        assert text.startswith("#!/usr/bin/env bash\n")
+        assert 'source "$(dirname "$0")/venv.sh"' in text and "\nensure_venv\n" in text
+        subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def test_run_tests_runs_pytest_and_ci_runs_it() -> None:
+    """Not run for real here (it would run this test again): its last line hands its arguments
+    to pytest, and `--collect-only` through it lists this very test without running it."""
+    text = (ROOT / "scripts" / "run-tests").read_text(encoding="utf-8")
+    assert text.rstrip().splitlines()[-1] == 'exec "$venv_dir/bin/python" -m pytest "$@"'
+    here = "tests/docs/test_readme_blocks.py"
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "run-tests"), "--collect-only", "-q", here],
+        cwd=ROOT,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{here}::test_run_tests_runs_pytest_and_ci_runs_it" in done.stdout
+    # README: `scripts/run-tests -m "not demo_story"` leaves out the demo's end-to-end runs.
+    text = " ".join(section("Set up (two commands)").split())
+    (skip,) = re.findall(r"`(scripts/run-tests -m [^`]+)`", text)
+    argv = [*shlex.split(skip), "--collect-only", "-q", "tests/demo"]
+    done = subprocess.run(
+        [str(ROOT / argv[0]), *argv[1:]],
+        cwd=ROOT,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "tests/demo/test_demo_parts.py::" in done.stdout
+    assert "tests/demo/test_demo.py::" not in done.stdout
+    assert "2 deselected" in done.stdout
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert ci.rstrip().splitlines()[-1] == "scripts/run-tests"
+
+
+def test_run_bot_takes_the_options_the_readme_names() -> None:
+    text = section("Set up (two commands)")
+    paragraph = text[text.index("`scripts/run-bot` passes") :].split("\n\n")[0]
+    named = set(re.findall(r"`(--[a-z-]+)", paragraph))
+    assert named == {"--config", "--demo", "--keep-running", "--verbose", "--demo-ttl"}
+    done = subprocess.run(
+        [str(ROOT / "scripts" / "run-bot"), "--help"],
+        cwd=ROOT,
+        env=script_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    offered = set(re.findall(r"(--[a-z-]+)", done.stdout))
+    assert named <= offered
+
+
+def test_the_systemd_unit_runs_bot_py_and_reloads_with_hup() -> None:
+    unit = configparser.ConfigParser(interpolation=None, strict=True)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read_string(block("ini", "[Unit]").text)
+    service = unit["Service"]
+    workdir = Path(service["WorkingDirectory"])
+    argv = shlex.split(service["ExecStart"])
+    assert argv[0] == str(workdir / ".venv" / "bin" / "python")  # the venv the scripts make
+    assert argv[1:] == ["bot.py", "--config", "config.yaml"]
+    assert (ROOT / argv[1]).is_file() and (ROOT / argv[3]).is_file()
+    assert shlex.split(service["ExecReload"]) == ["/bin/kill", "-HUP", "$MAINPID"]
+    assert service["KillSignal"] == "SIGTERM"
+    assert service["Environment"].startswith("DISCORD_TOKEN=")
+    assert service["Restart"] == "on-failure"  # bot.py exits 0 on SIGTERM: no restart then
+    # systemd waits longer than the bot's own drain (workflows' grace, then the fanout's).
+    grace = Settings().runner.shutdown_grace
+    assert float(service["TimeoutStopSec"]) >= 2 * grace + 30
+    assert unit["Install"]["WantedBy"] == "multi-user.target"
+    assert "network-online.target" in unit["Unit"]["After"]
+    # bot.py really handles the two signals the unit sends (run: tests/docs/test_readme_bot.py).
+    bot = (ROOT / "bot.py").read_text(encoding="utf-8")
+    assert "signal.SIGHUP" in bot and "signal.SIGTERM" in bot
