@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -51,6 +52,16 @@ __all__ = [
 DEFAULT_API_BASE = "https://discord.com/api/v10"
 
 
+def _no_nul(path: Path) -> Path:
+    # The OS refuses such a name only when it is used (ValueError, not OSError): refuse it here.
+    if "\x00" in str(path):
+        raise ValueError("a path must not contain a NUL character")
+    return path
+
+
+ConfigPath = Annotated[Path, AfterValidator(_no_nul)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -72,7 +83,7 @@ class DiscordSettings(_Section):
     @field_validator("api_base")
     @classmethod
     def _api_base_is_http(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
+        if not re.fullmatch(r"https?://[^/\s]+\S*", value):
             raise ValueError(f"must be an http(s) URL, got {value!r}")
         return value.rstrip("/")
 
@@ -87,7 +98,7 @@ class DiscordSettings(_Section):
 
 
 class StorageSettings(_Section):
-    path: Path = Path("data")
+    path: ConfigPath = Path("data")
     retention_days: float = Field(default=30.0, gt=0)
     retention_interval: float = Field(default=3600.0, gt=0)
     write_retry_initial: float = Field(default=0.5, gt=0)
@@ -147,19 +158,19 @@ class MetricsSettings(_Section):
 
 class LoggingSettings(_Section):
     level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
-    file: Path | None = None
+    file: ConfigPath | None = None
     json_format: bool = False
 
 
 class FanoutSettings(_Section):
     strict: bool = False
-    plugin_dirs: tuple[Path, ...] = (Path("plugins"),)
+    plugin_dirs: tuple[ConfigPath, ...] = (Path("plugins"),)
     timeout: float = Field(default=15.0, gt=0)
     executor_workers: int = Field(default=8, ge=1)
     max_attempts: int = Field(default=6, ge=1)
     backoff_initial: float = Field(default=2.0, gt=0)
     backoff_max: float = Field(default=300.0, gt=0)
-    outbox_path: Path | None = None
+    outbox_path: ConfigPath | None = None
 
 
 class NotifierFilter(_Section):
@@ -272,17 +283,42 @@ def _substitute(value: str, env: Mapping[str, str], path: str) -> str:
     return _VAR.sub(replace, value)
 
 
+# A config file holds a few hundred values; more means YAML aliases multiplying each other.
+_MAX_VALUES = 100_000
+
+
 def _expand(node: Any, env: Mapping[str, str], path: str) -> Any:
-    if isinstance(node, str):
-        return _substitute(node, env, path)
-    if isinstance(node, list):
-        return [_expand(item, env, f"{path}[{i}]") for i, item in enumerate(node)]
-    if isinstance(node, dict):
-        return {
-            key: _expand(item, env, f"{path}.{key}" if path else str(key))
-            for key, item in node.items()
-        }
-    return node
+    """A copy of the parsed document with `${VAR}` substituted in every string.
+
+    YAML aliases may make the document a graph: one that contains itself (``a: &a [*a]``) is
+    refused, and so is one whose aliases expand past `_MAX_VALUES` values (a "billion laughs").
+    """
+    inside: set[int] = set()  # containers on the path from the root to `node`
+    count = 0
+
+    def expand(node: Any, path: str) -> Any:
+        nonlocal count
+        count += 1
+        if count > _MAX_VALUES:
+            raise ConfigError("", f"more than {_MAX_VALUES:,} values (YAML aliases multiplying?)")
+        if isinstance(node, str):
+            return _substitute(node, env, path)
+        if not isinstance(node, list | dict):
+            return node
+        if id(node) in inside:
+            raise ConfigError(path, "a YAML alias refers to a value that contains it")
+        inside.add(id(node))
+        try:
+            if isinstance(node, list):
+                return [expand(item, f"{path}[{i}]") for i, item in enumerate(node)]
+            return {
+                key: expand(item, f"{path}.{key}" if path else str(key))
+                for key, item in node.items()
+            }
+        finally:
+            inside.discard(id(node))
+
+    return expand(node, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -334,6 +370,17 @@ def parse_config(
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError("", f"{where}not valid YAML ({problem})", source=source) from None
+    except RecursionError:
+        raise ConfigError("", "not valid YAML (nested too deeply)", source=source) from None
+    except Exception as exc:  # noqa: BLE001 - pyyaml's constructors are not error-safe
+        # They raise plain Python errors for a scalar the resolver (or an explicit tag) matched
+        # but that does not convert: an integer past Python's 4300-digit limit, the date
+        # 2001-13-45, the hex `0x_` (ValueError), `!!int ''` (IndexError), `!!bool maybe`
+        # (KeyError), `!!timestamp x` (AttributeError). Each is a document that is not valid.
+        reason = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+        raise ConfigError(
+            "", f"not valid YAML (a value cannot be read: {reason})", source=source
+        ) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -366,6 +413,8 @@ def parse_config(
         raise ConfigError(first.field, first.message, source=source) from None
     except (TypeError, ValueError) as exc:
         raise ConfigError("", str(exc), source=source) from None
+    except RecursionError:
+        raise ConfigError("", "the document is nested too deeply", source=source) from None
 
 
 def load_config(path: Path | str, *, env: Mapping[str, str] | None = None) -> Settings:

@@ -32,7 +32,18 @@ class ConfigError(NotifierError):
         self.source = source
         where = f"{source}: " if source else ""
         location = f"{field}: " if field else ""
-        super().__init__(f"{where}{location}{message}")
+        super().__init__(_one_line(f"{where}{location}{message}"))
+
+
+def _one_line(text: str) -> str:
+    """`text` with every line break and other unprintable character escaped (a YAML key may hold
+    a newline, a value U+2028), so the message stays the one line it promises to be."""
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() else char.encode("unicode_escape").decode("ascii")
+        for char in text
+    )
 
 
 class InvalidWorkflowId(NotifierError, ValueError):

@@ -83,11 +83,28 @@ def setup_logging(
     logger.remove()
     logger.configure(patcher=redactor.patch)
     fmt = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {name}: {message}"
-    logger.add(sink or sys.stderr, level=level, format=fmt, serialize=serialize, backtrace=False)
+    # diagnose=False: loguru would print every variable of every frame of a logged traceback, and
+    # those hold what the redactor never sees (the request headers with `Bot <token>`, a notifier's
+    # options with their passwords). The frames' source lines are still shown.
+    logger.add(
+        sink or sys.stderr,
+        level=level,
+        format=fmt,
+        serialize=serialize,
+        backtrace=False,
+        diagnose=False,
+    )
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
         logger.add(
-            file, level=level, format=fmt, serialize=serialize, enqueue=True, rotation="50 MB"
+            file,
+            level=level,
+            format=fmt,
+            serialize=serialize,
+            enqueue=True,
+            rotation="50 MB",
+            backtrace=False,
+            diagnose=False,
         )
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
     for noisy in ("nextcord.gateway", "nextcord.http", "nextcord.client", "nextcord.state"):

@@ -47,6 +47,7 @@ no configured secret reaches the file even if a plugin puts one in an exception 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import random
@@ -241,10 +242,15 @@ def _clean_targets(targets: Mapping[str, Mapping[str, Any]]) -> str:
 def _prepare_file(path: Path) -> None:
     """Create the folder (0700) and an empty database file (0600) if missing: notices name users
     and carry summaries, so owner-only like the result store. SQLite gives its -wal and -shm
-    files the database file's permissions."""
+    files the database file's permissions. An existing file (restored from a copy, made by an
+    older version) is made 0600 as well, like the store's index; an existing folder is left as it
+    is (it may be shared)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if not path.exists():
         path.touch(mode=0o600)
+    for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            file.chmod(0o600)
 
 
 class Outbox:

@@ -218,6 +218,16 @@ def _record(row: Sequence[Any]) -> WorkflowRecord:
     )
 
 
+def _storable(text: str) -> bool:
+    """False for text SQLite cannot take (a lone surrogate is not UTF-8), so nothing stored
+    equals or contains it: a filter on it matches nothing instead of raising."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _escape_like(needle: str) -> str:
     return needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -379,8 +389,11 @@ class ResultIndex:
             clauses.append("status = ?")
             params.append(query.status.value)
         if query.command is not None:
-            clauses.append("command = ?")
-            params.append(query.command)
+            if _storable(query.command):
+                clauses.append("command = ?")
+                params.append(query.command)
+            else:
+                clauses.append("0")
         if query.since is not None:
             clauses.append("created_at >= ?")
             params.append(query.since)
@@ -389,7 +402,11 @@ class ResultIndex:
             params.append(query.until)
         needle = query.url_contains
         if needle:
-            if self._fts and len(needle) >= 3:
+            if not _storable(needle) or "\x00" in needle:
+                # No stored URL contains it: URLs with control characters are refused, and FTS5
+                # and LIKE both stop reading at a NUL (LIKE would then match every URL).
+                clauses.append("0")
+            elif self._fts and len(needle) >= 3:
                 # A quoted FTS5 string is a phrase of trigrams: exactly a substring match, and no
                 # character but the doubled quote is special inside it.
                 clauses.append(

@@ -1,0 +1,361 @@
+"""kill -9 of bot.py at chosen points, then a restart: nothing a user was owed is lost or doubled.
+
+Each test runs the real `bot.py` as a subprocess against the emulator, waits until the process is
+exactly at the point under test (observed from outside: a progress message, a request held by
+the emulator, rows in the bot's SQLite files), sends SIGKILL, checks what is on disk, restarts it
+and checks what users and notifiers received. The restarted process is stopped with SIGTERM and
+must exit 0 with no traceback (and no bot token) in its output.
+
+1. Mid-workflow: two crawls of a slow local site (a public one by alice, a private one by bob) are
+   killed while crawling. After the restart both rows are `interrupted`, alice is told in the
+   channel, bob by DM (his workflow was private: nothing about it in the channel), each once.
+2. After persist, before delivery: the result is in the store, but the followup carrying it is
+   held unanswered by the emulator (`inject_fault(..., "hang")`) when the process dies. The path
+   is then cleared; the restart delivers the stored result once, in the channel (the interaction
+   token died with the process). A third start delivers nothing again.
+3. After notices are queued: every notice is owed to a sink that holds requests unanswered and to
+   users' DMs that hang; killed with all of them in flight. After the restart each notice is sent
+   exactly once: the sink sees each idempotency key answered once, each DM is posted once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from notifier.config import StorageSettings
+from notifier.records import WorkflowRecord, WorkflowStatus, new_workflow_id
+from notifier.store import ResultStore
+from notifier.testing import DiscordEmulator
+from notifier.testing.site import DemoSite
+
+from .support import (
+    bot_process,
+    every_message,
+    outbox_rows,
+    result_file,
+    text_of,
+    until,
+    workflow_rows,
+    write_config,
+)
+
+TITLE = "Resilience Handbook"  # the DemoSite start page's title: it is in every result
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Mid-workflow
+
+
+async def test_a_kill_mid_workflow_is_reported_as_interrupted_after_the_restart(
+    emulator: DiscordEmulator, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    config = write_config(tmp_path, emulator, {"autointel": {"page_delay": 0.2}})
+    alice, bob = emulator.users["alice"].id, emulator.users["bob"].id
+    async with DemoSite(pages=12, delay_s=0.3) as site:
+        async with bot_process(emulator, config) as first:
+            public = await emulator.trigger_command(
+                "autointel", {"url": site.url, "depth": "deep"}, user="alice"
+            )
+            private = await emulator.trigger_command(
+                "autointel", {"url": site.url, "depth": "deep", "private": True}, user="bob"
+            )
+            for handle in (public, private):
+                await handle.wait_for_message(lambda m: "crawling" in text_of(m), timeout_s=60)
+            await first.kill_9()
+        crawled = len(site.hits)
+
+        rows = await workflow_rows(data)
+        assert sorted(r.status for r in rows.values()) == ["running", "running"]
+        by_user = {r.user_id: r.workflow_id for r in rows.values()}
+        assert set(by_user) == {alice, bob}
+
+        async with bot_process(emulator, config) as second:
+
+            async def both_told() -> bool:
+                current = await workflow_rows(data)
+                return all(r.delivery_state == "delivered" for r in current.values())
+
+            await until(both_told, "both interruptions delivered", second)
+            await second.stop()
+        assert len(site.hits) == crawled  # nothing resumed the crawls behind anyone's back
+
+    rows = await workflow_rows(data)
+    assert {r.status for r in rows.values()} == {"interrupted"}
+    assert rows[by_user[alice]].delivered_via == "channel"
+    assert rows[by_user[bob]].delivered_via == "dm"
+
+    def told(messages: list[Any], workflow_id: str) -> list[Any]:
+        return [
+            m
+            for m in messages
+            if "was interrupted" in text_of(m) and workflow_id in text_of(m) and not m.deleted
+        ]
+
+    in_channel = told(emulator.channel_messages(), by_user[alice])
+    assert len(in_channel) == 1, [text_of(m) for m in in_channel]
+    assert f"<@{alice}>" in in_channel[0].content
+    assert len(told(emulator.dm_messages("bob"), by_user[bob])) == 1
+    # Bob's workflow was private: nobody else in the channel ever sees a word of it.
+    public = [m for m in emulator.channel_messages() if not m.ephemeral]
+    assert not [m for m in public if by_user[bob] in text_of(m)]
+    for workflow_id in by_user.values():
+        document = json.loads(result_file(data, workflow_id).read_text())
+        assert document["workflow"]["status"] == "interrupted"
+        assert document["result"]["last_stage"] in {"crawling", "analysing"}
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. After persist, before delivery
+
+
+async def _stored_undelivered(data: Path, emulator: DiscordEmulator, title: str) -> str:
+    """A result a dead process persisted and never delivered (as the runner leaves it)."""
+    store = await ResultStore.open(StorageSettings(path=data), maintain=False)
+    try:
+        workflow_id = new_workflow_id()
+        await store.create(
+            WorkflowRecord(
+                workflow_id=workflow_id,
+                command="autointel",
+                user_id=emulator.users["carol"].id,
+                user_name="carol",
+                options={"url": "http://example.test/", "depth": "quick"},
+                guild_id=emulator.guild_id,
+                channel_id=emulator.channel_id,
+                created_at=time.time() - 5,
+            )
+        )
+        await store.finish(
+            workflow_id, status=WorkflowStatus.COMPLETED, result={"title": title, "summary": "."}
+        )
+        return workflow_id
+    finally:
+        await store.close()
+
+
+async def test_a_result_persisted_but_not_delivered_before_a_kill_is_delivered_once(
+    emulator: DiscordEmulator, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    config = write_config(tmp_path, emulator)
+    alice = emulator.users["alice"].id
+    # Every followup (the result's carrier on the interaction rung) is held, never answered.
+    held = emulator.inject_fault("POST", "/webhooks/*", "hang", count=None)
+    async with DemoSite(pages=3) as site, bot_process(emulator, config) as first:
+        handle = await emulator.trigger_command(
+            "autointel", {"url": site.url, "depth": "quick"}, user="alice"
+        )
+
+        async def persisted_and_held() -> bool:
+            rows = await workflow_rows(data)
+            return (
+                len(rows) == 1
+                and next(iter(rows.values())).status == "completed"
+                and held.hits >= 1
+            )
+
+        await until(persisted_and_held, "the result persisted, its delivery held", first)
+        await first.kill_9()
+
+    (row,) = (await workflow_rows(data)).values()
+    workflow_id = row.workflow_id
+    assert (row.status, row.delivery_state) == ("completed", "pending")
+    assert TITLE in result_file(data, workflow_id).read_text()
+    assert not [m for m in every_message(emulator) if TITLE in text_of(m)]  # nobody has it yet
+    assert [m.id for m in handle.messages]  # only the "thinking"/progress message
+
+    emulator.clear_faults()  # the path is clear again
+    async with bot_process(emulator, config) as second:
+
+        async def delivered() -> bool:
+            rows = await workflow_rows(data)
+            return rows[workflow_id].delivery_state == "delivered"
+
+        await until(delivered, "the stored result delivered", second)
+        await second.stop()
+
+    # A third start must not deliver it again. It is known to have run its recovery when a
+    # second stored-but-undelivered result (made now) has been delivered.
+    marker = await _stored_undelivered(data, emulator, "Recovery ran")
+    async with bot_process(emulator, config) as third:
+
+        async def marker_delivered() -> bool:
+            rows = await workflow_rows(data)
+            return rows[marker].delivery_state == "delivered"
+
+        await until(marker_delivered, "the third start's recovery", third)
+        await third.stop()
+
+    results = [m for m in every_message(emulator) if TITLE in text_of(m) and not m.deleted]
+    assert len(results) == 1, [text_of(m)[:200] for m in results]
+    (message,) = results
+    assert workflow_id in text_of(message)
+    assert f"<@{alice}>" in message.content
+    assert message.channel_id == emulator.channel_id and not message.ephemeral
+    rows = await workflow_rows(data)
+    assert (rows[workflow_id].delivery_state, rows[workflow_id].delivered_via) == (
+        "delivered",
+        "channel",
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. After notices are queued
+
+
+@dataclass
+class HoldingSink:
+    """A json:// sink on 127.0.0.1: while `holding`, requests get no answer (the client dies
+    first); afterwards every request is answered 200 at once."""
+
+    holding: bool = True
+    held: int = 0
+    arrivals: list[tuple[str | None, str]] = field(default_factory=list)  # (key, title)
+    answered: list[tuple[str | None, str]] = field(default_factory=list)
+    port: int = 0
+    _release: asyncio.Event = field(default_factory=asyncio.Event)
+    _runner: web.AppRunner | None = None
+
+    def json_url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/notices"
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body: Any = json.loads(await request.read() or b"{}")
+        entry = (request.headers.get("Idempotency-Key"), str(body.get("title", "")))
+        self.arrivals.append(entry)
+        if self.holding:
+            self.held += 1
+            try:
+                await self._release.wait()
+            finally:
+                self.held -= 1
+            return web.json_response({"ok": False}, status=503)
+        self.answered.append(entry)
+        return web.json_response({"ok": True})
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def close(self) -> None:
+        self._release.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def holding_sink() -> AsyncIterator[HoldingSink]:
+    sink = HoldingSink()
+    await sink.start()
+    try:
+        yield sink
+    finally:
+        await sink.close()
+
+
+async def test_notices_queued_before_a_kill_are_each_sent_once_after_the_restart(
+    emulator: DiscordEmulator, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    async with holding_sink() as sink, DemoSite(pages=3) as site:
+        config = write_config(
+            tmp_path,
+            emulator,
+            {
+                # A long attempt timeout: the held notices stay in their first attempt until the kill.
+                "fanout": {"timeout": 600.0},
+                "notifiers": [
+                    {
+                        "name": "ops",
+                        "plugin": "apprise",
+                        "on": ["started", "completed", "failed"],
+                        "options": {"urls": [sink.json_url()]},
+                    },
+                    {
+                        "name": "requester",
+                        "plugin": "dm",
+                        "on": ["completed", "failed"],
+                        "options": {"to_requester": True},
+                    },
+                ],
+            },
+        )
+        # DMs (bot-token channel posts) hang; results still go by interaction followup.
+        dms = emulator.inject_fault("POST", "/channels/*/messages", "hang", count=None)
+        async with bot_process(emulator, config) as first:
+            ok = await emulator.trigger_command(
+                "autointel", {"url": site.url, "depth": "quick"}, user="alice"
+            )
+            broken = await emulator.trigger_command(
+                "autointel", {"url": site.url + "missing", "depth": "quick"}, user="bob"
+            )
+            await ok.wait_for_message(lambda m: TITLE in text_of(m), timeout_s=60)
+            await broken.wait_for_message(lambda m: "failed" in text_of(m), timeout_s=60)
+
+            async def all_in_flight() -> bool:
+                return sink.held == 4 and dms.hits == 2
+
+            await until(all_in_flight, "4 notices held by the sink, 2 DMs hanging", first)
+            owed = await outbox_rows(data)
+            assert Counter((r.notifier, r.event, r.status) for r in owed) == {
+                ("ops", "started", "pending"): 2,
+                ("ops", "completed", "pending"): 1,
+                ("ops", "failed", "pending"): 1,
+                ("requester", "completed", "pending"): 1,
+                ("requester", "failed", "pending"): 1,
+            }
+            await first.kill_9()
+
+        held_keys = {key for key, _ in sink.arrivals}
+        assert None not in held_keys and len(held_keys) == 4
+        assert sink.answered == []
+        assert not emulator.dm_messages("alice") and not emulator.dm_messages("bob")
+        assert sorted(r.status for r in await outbox_rows(data)) == ["pending"] * 6
+
+        # The sink and Discord recover; the restarted bot sends what the dead one owed.
+        sink.holding = False
+        emulator.clear_faults()
+        async with bot_process(emulator, config) as second:
+
+            async def all_sent() -> bool:
+                rows = await outbox_rows(data)
+                return len(rows) == 6 and all(r.status == "sent" for r in rows)
+
+            await until(all_sent, "every owed notice sent", second)
+            await second.stop()
+
+    answered_keys = Counter(key for key, _ in sink.answered)
+    assert set(answered_keys) == held_keys  # the keys the first process used, and no other
+    assert all(n == 1 for n in answered_keys.values()), answered_keys
+    assert sorted(title for _, title in sink.answered) == [
+        "Completed: autointel",
+        "Failed: autointel",
+        "Started: autointel",
+        "Started: autointel",
+    ]
+    ids = {r.user_id: r.workflow_id for r in (await workflow_rows(data)).values()}
+    for user in ("alice", "bob"):
+        notices = [
+            m for m in emulator.dm_messages(user) if ids[emulator.users[user].id] in text_of(m)
+        ]
+        assert len(notices) == 1, (user, [text_of(m)[:120] for m in notices])
+    final = await outbox_rows(data)
+    assert {r.key for r in final if r.notifier == "ops"} == held_keys

@@ -1,0 +1,130 @@
+"""The security suite's fixtures: production logging captured, and a secret scan after every test.
+
+`production_logs` (autouse) configures logging exactly as bot.py does (`setup_logging`: the loguru
+format, the redactor as patcher, stdlib logging of nextcord/aiohttp/Apprise routed into loguru),
+with the sink being a list instead of stderr, and puts the previous configuration back afterwards.
+Every line a test makes is therefore the line an operator's log would hold, tracebacks included.
+
+`secrets` (autouse) is the suite-wide scan: a test registers what must never be seen
+(`secrets.add(...)`, plus every test's emulator bot token automatically) and extra places to look
+(`secrets.look_in(name, text)`); after the test, every captured log line and every version of
+every message the emulator holds (content, embeds, attachments) is searched for each secret.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from loguru import logger
+
+from notifier.logs import setup_logging
+from notifier.testing import DiscordEmulator
+from notifier.testing.model import Message
+
+
+@dataclass
+class CapturedLogs:
+    lines: list[str] = field(default_factory=list)
+
+    def write(self, message: str) -> None:
+        self.lines.append(str(message))
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+
+@pytest.fixture(autouse=True)
+def production_logs() -> Iterator[CapturedLogs]:
+    captured = CapturedLogs()
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    saved_patcher = logger._core.patcher  # type: ignore[attr-defined]
+    setup_logging("DEBUG", sink=captured.write)
+    # A second, plain copy on stderr: pytest shows it when a test fails.
+    logger.add(sys.stderr, level="INFO", format="{time:HH:mm:ss.SSS} {level} {name}: {message}")
+    try:
+        yield captured
+    finally:
+        logger.remove()
+        logger.configure(patcher=saved_patcher)
+        logger.add(sys.stderr, level="DEBUG")
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved_handlers:
+            root.addHandler(handler)
+        root.setLevel(saved_level)
+
+
+def every_message(emulator: DiscordEmulator) -> list[Message]:
+    """Every message the emulator holds: channels, DMs, webhooks and interaction responses."""
+    seen: dict[int, Message] = {}
+    for channel in emulator.channels.values():
+        for message in emulator.channel_messages(channel):
+            seen[message.id] = message
+    for user in emulator.users:
+        for message in emulator.dm_messages(user):
+            seen[message.id] = message
+    for handle in emulator.interactions:
+        for message in handle.messages:
+            seen[message.id] = message
+    return list(seen.values())
+
+
+def message_texts(message: Message) -> Iterable[str]:
+    """Every version of a message as text: content, embeds, attachments (bytes as UTF-8)."""
+    yield message.content
+    yield json.dumps(message.embeds, ensure_ascii=False)
+    for version in message.history:
+        yield version.content
+        yield json.dumps(version.embeds, ensure_ascii=False)
+    for attachment in message.attachments:
+        yield attachment.filename
+        yield attachment.content.decode("utf-8", "replace")
+
+
+@dataclass
+class SecretScan:
+    secrets: set[str] = field(default_factory=set)
+    places: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, *values: str) -> None:
+        self.secrets.update(v for v in values if v)
+
+    def look_in(self, name: str, text: str) -> None:
+        self.places.append((name, text))
+
+    def leaks(
+        self, logs: CapturedLogs, emulator: DiscordEmulator | None
+    ) -> list[tuple[str, str, str]]:
+        """(secret, where, excerpt) for every sighting."""
+        places = [("log", line) for line in logs.lines] + list(self.places)
+        if emulator is not None:
+            for message in every_message(emulator):
+                places += [(f"discord message {message.id}", t) for t in message_texts(message)]
+            for request in emulator.requests:  # error bodies the emulator answered users with
+                places.append((f"emulator answer {request.path}", json.dumps(request.response)))
+        found = []
+        for secret in sorted(self.secrets):
+            for where, text in places:
+                at = text.find(secret)
+                if at >= 0:
+                    found.append((secret[:6] + "…", where, text[max(0, at - 80) : at + 40]))
+        return found
+
+
+@pytest.fixture(autouse=True)
+def secrets(request: pytest.FixtureRequest, production_logs: CapturedLogs) -> Iterator[SecretScan]:
+    scan = SecretScan()
+    emulator: DiscordEmulator | None = None
+    if "discord_emulator" in request.fixturenames:
+        # Set up here, so it is torn down after this scan (and the bot, set up later, before it).
+        emulator = request.getfixturevalue("discord_emulator")
+        scan.add(emulator.bot_token)
+    yield scan
+    leaks = scan.leaks(production_logs, emulator)
+    assert leaks == [], f"secrets seen: {leaks[:5]}"
