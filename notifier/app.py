@@ -37,9 +37,23 @@ __all__ = ["NotifierBot", "TrackedInteraction"]
 
 
 class TrackedInteraction(nextcord.Interaction):
-    """An interaction that keeps what nextcord drops: the per-file attachment size limit."""
+    """An interaction that keeps what nextcord drops: the per-file attachment size limit.
+
+    It also rides the client's current HTTP session. nextcord pins an Interaction to the session
+    it was created with, so once that session is closed (and `HTTPClient.recreate()` makes a new
+    one) its initial response fails with "Session is closed" although the token is fine.
+    """
 
     __slots__ = ("attachment_size_limit",)
+
+    @property
+    def _session(self) -> aiohttp.ClientSession:
+        session: aiohttp.ClientSession = self._state.http._HTTPClient__session  # type: ignore[attr-defined]
+        return session
+
+    @_session.setter
+    def _session(self, value: aiohttp.ClientSession) -> None:
+        """nextcord's __init__ stores the session of the moment; the getter reads the live one."""
 
     def __init__(self, *, data: Any, state: Any) -> None:
         super().__init__(data=data, state=state)

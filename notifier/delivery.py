@@ -192,12 +192,9 @@ class Delivery:
                     token=True,
                 )
             except DiscordCallFailed as exc:
-                logger.warning(
-                    "workflow {}: hand-off message failed ({}); continuing on {}",
-                    self.target.workflow_id,
-                    exc.kind,
-                    next_rung,
-                )
+                # Like any other call: a dead token found here is a lost session (operators
+                # hear of it); the rest continues on `next_rung` all the same.
+                await self._on_failure(Rung.INTERACTION, exc, "handoff")
         self.handed_off = True
         lease.retire("handed off")
         logger.info("workflow {}: handed off to {}", self.target.workflow_id, next_rung.value)

@@ -12,6 +12,9 @@ Decisions worth knowing:
   and any exception a plugin raises that is not a `PermanentSendError` (logged as a plugin bug).
 - A timeout means "outcome unknown"; it is retried (at-least-once) with the same idempotency key.
   An executor (Apprise) send that is still running is not repeated: the retry waits for it.
+- When the outbox cannot be written (a full disk), `emit` does not drop the notices: they are held
+  in memory, the retry loop writes them as soon as it can (then sends them as usual), and `close`
+  gives them a last try. Only a process that dies while they are held loses them.
 - `progress` notices go only to notifiers that list `progress` in `on:`, and at most one per
   (notifier, workflow) per `progress_interval_s` (30 s): a newer one replaces a held one (latest
   wins) and is queued when the interval ends. Held progress lives in memory only (it is superseded
@@ -363,6 +366,8 @@ class Fanout:
         self._timers: set[asyncio.Task[None]] = set()  # held-progress flushes
         self._retiring: set[asyncio.Task[None]] = set()  # closing plugins replaced by reload
         self._inflight: set[int] = set()  # outbox ids being sent
+        self._held: list[NewNotice] = []  # notices the outbox could not take yet, oldest first
+        self._held_delay_s = settings.fanout.backoff_initial
         self._progress: dict[tuple[str, str], _ProgressSlot] = {}
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(MAX_CONCURRENT_SENDS)
@@ -434,6 +439,18 @@ class Fanout:
             *(t for t in [self._worker, *self._timers] if t is not None), return_exceptions=True
         )
         self._progress.clear()
+        if self._held:
+            held = list(self._held)
+            try:
+                await self._outbox.enqueue(held, now_s=time.time())  # sent at the next start
+                self._held.clear()
+            except StoreError as exc:
+                _log(
+                    "CRITICAL",
+                    f"{len(held)} notice(s) never reached the outbox and are lost with this "
+                    f"process ({exc}): "
+                    + ", ".join(f"{i.notice.event.value} of {i.notice.workflow_id}" for i in held),
+                )
         await self.drain(drain_timeout_s)
         leftover = list(self._tasks)
         for task in leftover:
@@ -487,8 +504,8 @@ class Fanout:
     async def emit(self, notice: Notice) -> None:
         """Queue `notice` for every enabled notifier whose `on:` and filter match, and return as
         soon as the rows are durable. Sending happens in background tasks: this never waits on a
-        sink and never raises for a plugin's problem. Raises StoreError only if the outbox cannot
-        be written (then nothing was queued)."""
+        sink and never raises for a plugin's problem. If the outbox cannot be written, the notices
+        are held in memory and written (then sent) by the retry loop once it can be."""
         if self._closed:
             _log(
                 "ERROR",
@@ -544,9 +561,34 @@ class Fanout:
     # -- queueing ---------------------------------------------------------------------------
 
     async def _queue(self, notice: Notice, notifiers: Sequence[Notifier]) -> None:
-        rows = await self._outbox.enqueue(
-            [NewNotice(n.name, n.plugin_name, notice) for n in notifiers], now_s=time.time()
-        )
+        items = [NewNotice(n.name, n.plugin_name, notice) for n in notifiers]
+        try:
+            rows = await self._outbox.enqueue(items, now_s=time.time())
+        except StoreError as exc:
+            self._held.extend(items)
+            _log(
+                "ERROR",
+                f"outbox not written ({exc}): {notice.event.value} of workflow "
+                f"{notice.workflow_id} for {', '.join(repr(i.notifier) for i in items)} held in "
+                "memory; it is queued when the outbox can be written again",
+            )
+            return
+        for row in rows:
+            self._dispatch(row)
+
+    async def _queue_held(self) -> None:
+        """Write the held notices (oldest first) and send them; keep them if the outbox still
+        refuses (the retry loop comes back, backing off up to its poll interval)."""
+        held, self._held = self._held, []
+        try:
+            rows = await self._outbox.enqueue(held, now_s=time.time())
+        except StoreError as exc:
+            self._held = held + self._held
+            self._held_delay_s = min(self._held_delay_s * 2, self._poll_interval_s)
+            _log("WARNING", f"{len(self._held)} held notice(s) still not queued: {exc}")
+            return
+        self._held_delay_s = self._settings.fanout.backoff_initial
+        _log("INFO", f"{len(held)} held notice(s) written to the outbox")
         for row in rows:
             self._dispatch(row)
 
@@ -578,10 +620,7 @@ class Fanout:
             return
         notice, slot.held, slot.flush = slot.held, None, None
         slot.last_queued_at = time.monotonic()
-        try:
-            await self._queue(notice, [notifier])
-        except StoreError as exc:
-            _log("ERROR", f"progress notice for {notifier.name!r} not queued: {exc}")
+        await self._queue(notice, [notifier])
 
     def _drop_slot(self, key: tuple[str, str]) -> None:
         slot = self._progress.pop(key, None)
@@ -766,6 +805,8 @@ class Fanout:
             self._wake.clear()
             next_due: float | None = None
             try:
+                if self._held:
+                    await self._queue_held()
                 for row in await self._outbox.due(
                     now_s=time.time(), limit=RETRY_BATCH, exclude=set(self._inflight)
                 ):
@@ -777,6 +818,8 @@ class Fanout:
             wait_s = self._poll_interval_s
             if next_due is not None:
                 wait_s = min(self._poll_interval_s, max(0.0, next_due - time.time()))
+            if self._held:
+                wait_s = min(wait_s, self._held_delay_s)
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait_s)
 

@@ -22,7 +22,7 @@ from loguru import logger
 from .config import Settings
 from .delivery import Delivery, DeliveryTarget, Rung
 from .discord_io import DiscordIO, OutgoingMessage
-from .errors import NotifierError
+from .errors import NotifierError, StoreError
 from .events import Event, Notice
 from .messages import (
     error_message,
@@ -37,6 +37,7 @@ from .records import WorkflowRecord, WorkflowStatus, new_workflow_id
 from .render import render_result
 from .session import InteractionLease
 from .store import ResultStore
+from .store.index import WorkflowExists
 
 __all__ = ["Runner", "RunnerBusy", "WorkflowBody", "WorkflowRequest"]
 
@@ -158,7 +159,19 @@ class Runner:
             ephemeral=request.ephemeral,
             created_at=time.time(),
         )
-        await self._store.create(record)
+        try:
+            await self._store.create(record)
+        except WorkflowExists:
+            raise
+        except StoreError as exc:
+            # The index could not take the row (a full disk, say). The store keeps the running
+            # record in memory, so the workflow runs on and `finish` persists its result (or holds
+            # it and retries the write): refusing here would lose the work, not protect it.
+            logger.warning(
+                "workflow {}: starts without an index row ({}); its result is kept all the same",
+                record.workflow_id,
+                exc,
+            )
         discord = self._settings.discord
         lease = None
         if request.token is not None:

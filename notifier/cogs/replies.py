@@ -1,22 +1,37 @@
 """Initial interaction responses for commands, done right once.
 
 Discord allows 3 s for the first response; 10062 (unknown interaction) also happens at random on
-fast replies, so the acknowledgement is retried once, never in a loop.
+fast replies, so the acknowledgement is retried once, never in a loop. A response whose answer was
+lost with the connection (the HTTP session closed under it, a dropped connection) may have landed:
+it is retried once on the client's fresh session, and 40060 (already acknowledged) then means the
+first one did.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import nextcord
 from loguru import logger
 
 from .. import discord_codes as codes
+from ..metrics import DISCORD_SESSION_CLOSED
+from ..session import FailureKind, classify
 
 __all__ = ["attachment_limit", "defer", "reply_ephemeral"]
 
+_CONNECTION_LOST = frozenset({FailureKind.SESSION_CLOSED, FailureKind.TRANSIENT})
+# What a lost connection raises: aiohttp's errors, "Session is closed", a timeout (`classify`
+# tells them from other errors of these types, which are re-raised).
+_TRANSPORT_ERRORS = (aiohttp.ClientError, ConnectionError, RuntimeError, TimeoutError)
 
-async def _retry_once(action: Any) -> bool:
+
+def _connection_lost(exc: BaseException) -> bool:
+    return not isinstance(exc, nextcord.HTTPException) and classify(exc) in _CONNECTION_LOST
+
+
+async def _retry_once(interaction: nextcord.Interaction, action: Any) -> bool:
     for attempt in (1, 2):
         try:
             await action()
@@ -26,13 +41,29 @@ async def _retry_once(action: Any) -> bool:
                 logger.warning("initial response failed: {} (code {})", exc.status, exc.code)
                 return False
         except nextcord.HTTPException as exc:
+            if attempt == 2 and exc.code == codes.INTERACTION_ALREADY_ACKNOWLEDGED:
+                return True  # the first try landed; only its answer was lost
             logger.warning("initial response failed: {} (code {})", exc.status, exc.code)
             return False
+        except _TRANSPORT_ERRORS as exc:
+            if not _connection_lost(exc):
+                raise
+            if classify(exc) is FailureKind.SESSION_CLOSED:
+                DISCORD_SESSION_CLOSED.labels(stage="initial_response").inc()
+            logger.warning(
+                "initial response: the connection was lost ({}: {}){}",
+                type(exc).__name__,
+                exc,
+                "; retrying once on a fresh session" if attempt == 1 else "",
+            )
+            if attempt == 2:
+                return False
+            await interaction.client.http.recreate()
     return False
 
 
 async def defer(interaction: nextcord.Interaction, *, ephemeral: bool) -> bool:
-    return await _retry_once(lambda: interaction.response.defer(ephemeral=ephemeral))
+    return await _retry_once(interaction, lambda: interaction.response.defer(ephemeral=ephemeral))
 
 
 async def reply_ephemeral(interaction: nextcord.Interaction, text: str) -> bool:
@@ -44,7 +75,14 @@ async def reply_ephemeral(interaction: nextcord.Interaction, text: str) -> bool:
         except nextcord.HTTPException as exc:
             logger.warning("ephemeral followup failed: {} (code {})", exc.status, exc.code)
             return False
-    return await _retry_once(lambda: interaction.response.send_message(text, ephemeral=True))
+        except _TRANSPORT_ERRORS as exc:
+            if not _connection_lost(exc):
+                raise
+            logger.warning("ephemeral followup lost with the connection: {}", exc)
+            return False
+    return await _retry_once(
+        interaction, lambda: interaction.response.send_message(text, ephemeral=True)
+    )
 
 
 def attachment_limit(interaction: nextcord.Interaction) -> int:

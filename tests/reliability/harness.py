@@ -1,0 +1,433 @@
+"""The parts every cell of the fault matrix uses: local sinks (HTTP and SMTP) that can go down and
+come back on the same port, a loguru capture, metric snapshots, a workflow the test steers, the
+operator CLI as a real process, and a size-limited tmpfs for a disk that really fills up.
+
+Only 127.0.0.1 is ever contacted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from loguru import logger
+from prometheus_client import REGISTRY
+
+from notifier.app import NotifierBot
+from notifier.testing.model import Message
+from notifier.workflows import ReportProgress, WorkflowFailed, WorkflowSpec
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+__all__ = [
+    "PROJECT_ROOT",
+    "JsonSink",
+    "LogCapture",
+    "MetricSnapshot",
+    "SmtpSink",
+    "SteeredWorkflow",
+    "Tmpfs",
+    "free_port",
+    "run_cli",
+    "text_of",
+    "wait_until",
+]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on (a server that is down)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def text_of(message: Message) -> str:
+    """Everything a person reads in a message: content, embeds and attachment names."""
+    parts = [message.content, json.dumps(message.embeds, ensure_ascii=False)]
+    parts += [a.filename for a in message.attachments]
+    return "\n".join(parts)
+
+
+async def wait_until(predicate: Any, timeout_s: float = 20.0, interval_s: float = 0.05) -> None:
+    """Poll a condition that lives outside the emulator (store rows, outbox rows, sinks)."""
+    async with asyncio.timeout(timeout_s):
+        while True:
+            value = predicate()
+            if asyncio.iscoroutine(value):
+                value = await value
+            if value:
+                return
+            await asyncio.sleep(interval_s)
+
+
+# ---------------------------------------------------------------------------------------------
+# A json:// sink that can be taken down and brought back on the same port
+
+
+@dataclass
+class JsonSink:
+    """An aiohttp server on 127.0.0.1 recording every notice posted to it.
+
+    `statuses` are answered first, one per request (then 200); while `holding` is set, requests
+    are held without an answer until `release()` (a sink that hangs). `stop()` closes the port
+    (connection refused), `start()` opens it again on the same port.
+    """
+
+    port: int = 0
+    received: list[dict[str, Any]] = field(default_factory=list)
+    statuses: deque[int] = field(default_factory=deque)
+    holding: bool = False
+    held_count: int = 0
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
+    _runner: web.AppRunner | None = None
+
+    def url(self, path: str = "/ops") -> str:
+        return f"json://127.0.0.1:{self.port}{path}"
+
+    @property
+    def up(self) -> bool:
+        return self._runner is not None
+
+    def bodies(self, workflow_id: str | None = None) -> list[dict[str, Any]]:
+        """JSON bodies answered 200, optionally only those naming `workflow_id`."""
+        return [
+            r["body"]
+            for r in self.received
+            if r["status"] == 200
+            and isinstance(r["body"], dict)
+            and (workflow_id is None or workflow_id in json.dumps(r["body"]))
+        ]
+
+    def titles(self, workflow_id: str) -> list[str]:
+        return [str(b.get("title", "")) for b in self.bodies(workflow_id)]
+
+    def release(self) -> None:
+        self.holding = False
+        self._released.set()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode("utf-8", "replace")
+        if self.holding:
+            self.held_count += 1
+            await self._released.wait()
+        status = self.statuses.popleft() if self.statuses else 200
+        self.received.append(
+            {"path": request.path, "headers": dict(request.headers), "body": body, "status": status}
+        )
+        headers = {"Retry-After": "0"} if status == 429 else None
+        return web.json_response({"ok": status == 200}, status=status, headers=headers)
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+        server = site._server  # aiohttp exposes the bound port only through the server
+        assert server is not None
+        self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+        self._runner = runner
+
+    async def stop(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            self._released.set()  # held requests end now (answered into a closing server)
+            await runner.cleanup()
+            self._released = asyncio.Event()
+
+
+# ---------------------------------------------------------------------------------------------
+# An SMTP server (aiosmtpd) that can go down and come back on the same port
+
+
+class _Collect:
+    def __init__(self, sink: SmtpSink) -> None:
+        self._sink = sink
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content = envelope.content
+        text = content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content)
+        self._sink.messages.append({"to": list(envelope.rcpt_tos), "data": text})
+        return "250 Message accepted for delivery"
+
+
+@dataclass
+class SmtpSink:
+    """Plain SMTP on 127.0.0.1 (no TLS, no auth), recording every accepted mail."""
+
+    port: int = field(default_factory=free_port)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    _controller: Any = None
+
+    def url(self) -> str:
+        return f"mailto://127.0.0.1:{self.port}?from=bot@example.com&to=ops@example.com"
+
+    async def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        controller = Controller(_Collect(self), hostname="127.0.0.1", port=self.port)
+        await asyncio.to_thread(controller.start)
+        self._controller = controller
+
+    async def stop(self) -> None:
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            await asyncio.to_thread(controller.stop)
+
+
+# ---------------------------------------------------------------------------------------------
+# Logs
+
+
+class _ToLoguru(logging.Handler):
+    """Stdlib logging (nextcord, aiohttp, asyncio) into loguru, as production's setup does."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        logger.opt(exception=record.exc_info).log(level, f"[{record.name}] {record.getMessage()}")
+
+
+@dataclass
+class LogCapture:
+    """Lines as `LEVEL | message` with any exception's traceback appended."""
+
+    lines: list[tuple[str, str]] = field(default_factory=list)
+
+    def _sink(self, message: Any) -> None:
+        record = message.record
+        text = record["message"]
+        if record["exception"] is not None:
+            text += "\n" + str(message)  # loguru's rendering carries the "Traceback" block
+        self.lines.append((record["level"].name, f"{record['time']:%H:%M:%S.%f} {text}"))
+
+    @classmethod
+    @contextlib.contextmanager
+    def installed(cls) -> Iterator[LogCapture]:
+        capture = cls()
+        sink_id = logger.add(capture._sink, level="DEBUG", backtrace=False, diagnose=False)
+        handler = _ToLoguru(level=logging.WARNING)
+        root = logging.getLogger()
+        root.addHandler(handler)
+        try:
+            yield capture
+        finally:
+            root.removeHandler(handler)
+            logger.remove(sink_id)
+
+    def dump_to_env_dir(self, name: str) -> None:
+        """With MATRIX_LOG_DIR set, keep the cell's log in `<dir>/<name>.log` (for debugging)."""
+        folder = os.environ.get("MATRIX_LOG_DIR")
+        if folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            text = "\n".join(f"{level:<8} {line}" for level, line in self.lines)
+            (Path(folder) / f"{name}.log").write_text(text + "\n")
+
+    def tracebacks(self) -> list[str]:
+        return [text for _, text in self.lines if "Traceback" in text]
+
+    def errors(self) -> list[str]:
+        return [text for level, text in self.lines if level in ("ERROR", "CRITICAL")]
+
+    def unexpected_errors(self, allowed: list[str]) -> list[str]:
+        patterns = [re.compile(p) for p in allowed]
+        return [e for e in self.errors() if not any(p.search(e) for p in patterns)]
+
+    def contains(self, pattern: str) -> bool:
+        compiled = re.compile(pattern)
+        return any(compiled.search(text) for _, text in self.lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+
+_FAMILIES = frozenset(
+    {
+        "workflow_results_persisted",
+        "workflow_delivery",
+        "discord_session_closed",
+        "notifications_sent",
+        "store_write_failures",
+        "orphaned_results_retrieved",
+        "workflow_results_lost",
+    }
+)
+
+
+@dataclass(frozen=True)
+class MetricSnapshot:
+    """The project's counters at one moment (default registry: the bot under test's)."""
+
+    values: Mapping[tuple[str, frozenset[tuple[str, str]]], float]
+
+    @classmethod
+    def take(cls) -> MetricSnapshot:
+        values: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+        for family in REGISTRY.collect():
+            if family.name not in _FAMILIES:
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    values[(sample.name, frozenset(sample.labels.items()))] = sample.value
+        return cls(values)
+
+    def total(self, name: str, **labels: str) -> float:
+        """Sum over samples of `name` whose labels include `labels`."""
+        wanted = set(labels.items())
+        return sum(v for (n, ls), v in self.values.items() if n == name and wanted <= ls)
+
+    def moved(self, before: MetricSnapshot, name: str, **labels: str) -> float:
+        return self.total(name, **labels) - before.total(name, **labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# The workflow under test
+
+
+class SteeredWorkflow:
+    """Stands in for /autointel's body: the test decides when it reports, finishes or fails."""
+
+    def __init__(self, result: dict[str, Any] | None = None) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+        self.fail_with: str | None = None
+        self.result: dict[str, Any] = result or {
+            "url": "http://127.0.0.1/",
+            "title": "Steered result",
+            "summary": "A result the fault matrix controlled.",
+            "pages_analysed": 3,
+        }
+        self.report: ReportProgress | None = None
+
+    async def validate(self, options: Mapping[str, str]) -> dict[str, str]:
+        return {"url": options.get("url", ""), "depth": options.get("depth", "quick")}
+
+    async def run(self, options: Mapping[str, str], report: ReportProgress) -> dict[str, Any]:
+        self.report = report
+        report(stage="working", progress=0.1)
+        self.started.set()
+        await self.release.wait()
+        if self.fail_with is not None:
+            raise WorkflowFailed(self.fail_with)
+        return dict(self.result)
+
+    def install(self, bot: NotifierBot) -> None:
+        bot.workflows["autointel"] = WorkflowSpec(
+            name="autointel",
+            description="steered by the fault matrix",
+            validate=self.validate,
+            run=self.run,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# The operator CLI, as the operator runs it
+
+
+@dataclass(frozen=True)
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run_cli(config: Path, *args: str) -> CliResult:
+    """`python -m notifier --config FILE ARGS...` as a separate process (the store is read from
+    disk, beside the running bot, as an operator would)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "notifier",
+        "--config",
+        str(config),
+        *args,
+        cwd=PROJECT_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return CliResult(proc.returncode, out.decode(), err.decode())
+
+
+# ---------------------------------------------------------------------------------------------
+# A disk that really fills up
+
+
+class TmpfsUnavailable(Exception):
+    """The machine does not let this test mount a filesystem (the reason is the message)."""
+
+
+@dataclass
+class Tmpfs:
+    """A size-limited tmpfs mounted at `path` (root, `mount -t tmpfs -o size=...`)."""
+
+    path: Path
+    size_bytes: int
+    _filler: Path | None = None
+
+    def mount(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        if sys.platform != "linux":
+            raise TmpfsUnavailable(f"tmpfs needs Linux, this is {sys.platform}")
+        command = ["mount", "-t", "tmpfs", "-o", f"size={self.size_bytes},mode=0700"]
+        try:
+            proc = subprocess.run(
+                [*command, "tmpfs", str(self.path)], capture_output=True, text=True, check=False
+            )
+        except OSError as exc:  # no mount(8) on this machine
+            raise TmpfsUnavailable(f"cannot run mount: {exc}") from None
+        if proc.returncode != 0:
+            raise TmpfsUnavailable(
+                f"cannot mount a size-limited tmpfs here ({(proc.stderr or proc.stdout).strip()})"
+            )
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", "-l", str(self.path)], capture_output=True, check=False)
+
+    def free_bytes(self) -> int:
+        stats = os.statvfs(self.path)
+        return stats.f_bavail * stats.f_frsize
+
+    def fill(self) -> None:
+        """Take every free block: the next write that needs a new block gets ENOSPC."""
+        self._filler = self.path / "filler.bin"
+        fd = os.open(self._filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for size in (1024 * 1024, 64 * 1024, 4096, 512, 1):
+                chunk = b"\0" * size
+                while True:
+                    try:
+                        os.write(fd, chunk)
+                    except OSError as exc:
+                        if exc.errno != errno.ENOSPC:
+                            raise
+                        break
+        finally:
+            os.close(fd)
+
+    def free(self) -> None:
+        if self._filler is not None:
+            self._filler.unlink(missing_ok=True)
+            self._filler = None
