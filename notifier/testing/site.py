@@ -12,6 +12,8 @@ from typing import Self
 
 from aiohttp import web
 
+from .loopback import serve_loopback
+
 __all__ = ["DemoSite"]
 
 _WORDS = [
@@ -88,13 +90,7 @@ class DemoSite:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server  # aiohttp exposes the bound port only through the server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve_loopback(app)
 
     async def close(self) -> None:
         if self._runner is not None:

@@ -24,6 +24,7 @@ import yaml
 from aiohttp import web
 
 from notifier.testing import DiscordEmulator
+from notifier.testing.loopback import serve_loopback
 from notifier.testing.site import DemoSite
 
 from .support import text_of, wait_until
@@ -86,13 +87,7 @@ class SwitchableSink:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server  # aiohttp exposes the bound port only through the server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve_loopback(app)
 
     async def close(self) -> None:
         self._release.set()

@@ -27,6 +27,7 @@ from notifier.outbox import OutboxRow, OutboxStatus
 from notifier.records import DeliveryState, WorkflowRecord, WorkflowStatus
 from notifier.store import ResultQuery
 from notifier.testing import DiscordEmulator
+from notifier.testing.loopback import serve_loopback
 from notifier.testing.model import Message
 from notifier.testing.project_bot import bot_settings, running_bot
 
@@ -73,13 +74,7 @@ class JsonSink:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server  # aiohttp exposes the bound port only through the server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve_loopback(app)
 
     async def close(self) -> None:
         if self._runner is not None:

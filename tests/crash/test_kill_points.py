@@ -36,6 +36,7 @@ from notifier.config import StorageSettings
 from notifier.records import WorkflowRecord, WorkflowStatus, new_workflow_id
 from notifier.store import ResultStore
 from notifier.testing import DiscordEmulator
+from notifier.testing.loopback import serve_loopback
 from notifier.testing.site import DemoSite
 
 from .support import (
@@ -247,13 +248,7 @@ class HoldingSink:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve_loopback(app)
 
     async def close(self) -> None:
         self._release.set()

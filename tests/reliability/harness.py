@@ -28,6 +28,7 @@ from loguru import logger
 from prometheus_client import REGISTRY
 
 from notifier.app import NotifierBot
+from notifier.testing.loopback import serve_loopback
 from notifier.testing.model import Message
 from notifier.workflows import ReportProgress, WorkflowFailed, WorkflowSpec
 
@@ -138,14 +139,7 @@ class JsonSink:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self.port, reuse_address=True)
-        await site.start()
-        server = site._server  # aiohttp exposes the bound port only through the server
-        assert server is not None
-        self.port = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
-        self._runner = runner
+        self._runner, self.port = await serve_loopback(app, port=self.port, reuse_address=True)
 
     async def stop(self) -> None:
         runner, self._runner = self._runner, None

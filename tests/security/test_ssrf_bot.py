@@ -36,6 +36,7 @@ from notifier.config import AutointelSettings
 from notifier.netguard import NetGuard
 from notifier.store import ResultQuery
 from notifier.testing import DiscordEmulator
+from notifier.testing.loopback import serve_loopback
 from notifier.testing.model import Message
 from notifier.workflows.autointel import build_autointel
 
@@ -70,13 +71,7 @@ class Service:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self._runner, self.port = await serve_loopback(app)
 
     async def close(self) -> None:
         if self._runner is not None:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
+from notifier.testing.loopback import serve_loopback
+
 Resolver = Callable[[str], Awaitable[list[str]]]
 
 # Names the fake resolver knows. Anything else "does not exist", so a test that strays toward a
@@ -227,11 +229,7 @@ def _build_app(site: Site) -> web.Application:
 async def site() -> AsyncIterator[Site]:
     """The site, served on an ephemeral 127.0.0.1 port for one test."""
     holder = Site(port=0)
-    runner = web.AppRunner(_build_app(holder), access_log=None)
-    await runner.setup()
-    tcp = web.TCPSite(runner, "127.0.0.1", 0)
-    await tcp.start()
-    holder.port = int(runner.addresses[0][1])
+    runner, holder.port = await serve_loopback(_build_app(holder))
     try:
         yield holder
     finally:
