@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from notifier.testing.loopback import serve_loopback
+
 from .readme import ROOT
 
 STEP_LIMIT_S = 30.0
@@ -78,10 +80,7 @@ class HttpSink:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        self.port = free_port()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        self._runner, self.port = await serve_loopback(app)
 
     async def close(self) -> None:
         if self._runner is not None:
