@@ -4,8 +4,9 @@ Theory of operation
 ===================
 
 Write before send.
-    `Fanout.emit` writes one row per (notice, notifier) in a single transaction and returns once it
-    is committed (WAL, `synchronous=FULL`: committed means on disk). Only then is the row handed to
+    `Fanout.emit` writes one row per (notice, notifier) in a single statement and returns once it
+    is committed (WAL, `synchronous=FULL`: committed means on disk; writes arriving together share
+    one commit through `notifier.sqlite_writer.SQLiteWriter`, each still atomic on its own). Only then is the row handed to
     a send task. A process that dies at any later point leaves the row `pending`, and the next
     `Fanout.open` sends every pending row. So a notice can be sent twice, never lost.
 
@@ -66,6 +67,7 @@ from .errors import StoreError
 from .events import Event, Notice
 from .logs import redactor
 from .metrics import OUTBOX_PENDING
+from .sqlite_writer import SQLiteWriter
 
 if TYPE_CHECKING:
     from .config import Settings
@@ -83,6 +85,7 @@ __all__ = [
 
 SCHEMA_VERSION: Final = 1
 BUSY_TIMEOUT_MS: Final = 5000
+_WRITER_PRAGMAS: Final = (f"busy_timeout = {BUSY_TIMEOUT_MS}", "synchronous = FULL")
 # Characters of an error kept in `last_error`; the rest of a long response body adds nothing.
 LAST_ERROR_MAX_CHARS: Final = 2000
 
@@ -254,23 +257,25 @@ def _prepare_file(path: Path) -> None:
 
 
 class Outbox:
-    """The outbox table behind one aiosqlite connection; every write is one atomic statement.
+    """The outbox table: reads on an aiosqlite connection, writes through a group-committing
+    `SQLiteWriter`; every write is one atomic statement.
 
     One process sends from an outbox at a time (the bot). The CLI may read it and requeue rows
     concurrently: WAL lets it, and the bot's retry loop notices requeued rows within its poll.
     """
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, db: aiosqlite.Connection, writer: SQLiteWriter, path: Path) -> None:
         self._db = db
+        self._writer = writer
         self.path = path
 
     @classmethod
     async def open(cls, path: Path) -> Outbox:
         """Open (creating it and its folder if needed) with WAL and a full fsync per commit.
 
-        The connection is in autocommit mode and every write is one statement (the batch insert
-        of `enqueue` included), so each write is its own atomic transaction and concurrent tasks
-        sharing the connection can never commit each other's half-done work.
+        Every write is one statement (the batch insert of `enqueue` included), run by the writer
+        inside its own savepoint of a shared commit: atomic on its own, durable when it returns,
+        and concurrent tasks never commit each other's half-done work.
         """
         try:
             await asyncio.to_thread(_prepare_file, path)
@@ -283,15 +288,19 @@ class Outbox:
             await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             await db.executescript(_SCHEMA)
             await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            writer = await SQLiteWriter.open(path, _WRITER_PRAGMAS, name="outbox")
         except sqlite3.Error as exc:
             await db.close()
             raise StoreError(f"cannot set up the outbox {path}: {exc}") from exc
-        outbox = cls(db, path)
+        outbox = cls(db, writer, path)
         await outbox.refresh_gauge()
         return outbox
 
     async def close(self) -> None:
-        await self._db.close()
+        try:
+            await self._writer.close()
+        finally:
+            await self._db.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -308,11 +317,9 @@ class Outbox:
         """One statement, one transaction. `pending_delta` (per changed row) keeps the
         OUTBOX_PENDING gauge current without a COUNT per write."""
         try:
-            cursor = await self._db.execute(sql, params)
+            changed = (await self._writer.execute(sql, params)).rowcount
         except sqlite3.Error as exc:
             raise StoreError(f"outbox write failed: {exc}") from exc
-        changed = cursor.rowcount
-        await cursor.close()
         if pending_delta and changed > 0:
             OUTBOX_PENDING.inc(pending_delta * changed)
         return changed
@@ -353,7 +360,7 @@ class Outbox:
             )
         placeholders = ", ".join(["(?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)"] * len(notices))
         try:
-            rows = await self._db.execute_fetchall(
+            written = await self._writer.execute(
                 "INSERT INTO outbox (idempotency_key, notifier, plugin, event, workflow_id,"
                 " notice_json, status, attempts, next_attempt_at, created_at, updated_at)"
                 f" VALUES {placeholders}"
@@ -362,7 +369,7 @@ class Outbox:
             )
         except sqlite3.Error as exc:
             raise StoreError(f"outbox write failed: {exc}") from exc
-        created = sorted((_row(r) for r in rows), key=lambda r: r.id)
+        created = sorted((_row(r) for r in written.rows), key=lambda r: r.id)
         OUTBOX_PENDING.inc(len(created))
         return created
 

@@ -9,9 +9,10 @@ Settings and why:
 - WAL: readers (the CLI, autocomplete) never block the writer, and a commit is one append.
 - ``synchronous=FULL``: each commit is fsynced. NORMAL could roll back the last commits on power
   loss; for delivery state that means a duplicate delivery, and for a purge's "purging" mark it
-  means a row whose file is gone without the mark that explains it, i.e. a false "lost". Writes are
-  few (a handful per workflow, progress throttled to one per ``progress.min_interval``), so the
-  fsync is cheap here.
+  means a row whose file is gone without the mark that explains it, i.e. a false "lost". Writes
+  go through `notifier.sqlite_writer.SQLiteWriter`, so writes that arrive together (many
+  workflows finishing or reporting progress at once) share one commit and one fsync, and a
+  progress row still queued is replaced by the newer one instead of written twice.
 - ``busy_timeout``: the CLI may write (purge) while the bot runs; waits happen in aiosqlite's
   thread, not on the event loop.
 - ``id INTEGER PRIMARY KEY``: a stable rowid, which the external-content FTS table relies on (a
@@ -27,11 +28,10 @@ escaped, which scans.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -41,6 +41,7 @@ from loguru import logger
 
 from ..errors import StoreError
 from ..records import DeliveryState, WorkflowRecord, WorkflowStatus
+from ..sqlite_writer import SQLiteWriter
 from .query import ResultQuery
 
 __all__ = ["SCHEMA_VERSION", "ResultIndex", "RowState", "WorkflowExists"]
@@ -48,6 +49,7 @@ __all__ = ["SCHEMA_VERSION", "ResultIndex", "RowState", "WorkflowExists"]
 SCHEMA_VERSION: Final = 1
 BUSY_TIMEOUT_MS: Final = 10_000
 _CHUNK: Final = 500  # ids per IN (...) list: far below SQLite's variable limit
+_WRITER_PRAGMAS: Final = (f"busy_timeout = {BUSY_TIMEOUT_MS}", "synchronous = FULL")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS workflows (
@@ -251,14 +253,13 @@ def _sqlite_errors(action: str) -> Iterator[None]:
 
 
 class ResultIndex:
-    """One aiosqlite connection (its own thread) and every statement the store runs on it."""
+    """Reads on one aiosqlite connection; writes through one `SQLiteWriter` (its own thread and
+    connection), whose group commits let a crowd of finishes and progress rows share fsyncs."""
 
-    def __init__(self, db: aiosqlite.Connection, *, fts: bool) -> None:
+    def __init__(self, db: aiosqlite.Connection, writer: SQLiteWriter, *, fts: bool) -> None:
         self._db = db
+        self._writer = writer
         self._fts = fts
-        # Statements of one transaction must not interleave with another coroutine's on the
-        # shared connection, so every write holds this lock.
-        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> ResultIndex:
@@ -266,10 +267,11 @@ class ResultIndex:
             db = await aiosqlite.connect(path, isolation_level=None)
             try:
                 fts = await cls._prepare(db)
+                writer = await SQLiteWriter.open(path, _WRITER_PRAGMAS, name="index")
             except BaseException:
                 await db.close()
                 raise
-        return cls(db, fts=fts)
+        return cls(db, writer, fts=fts)
 
     @staticmethod
     async def _prepare(db: aiosqlite.Connection) -> bool:
@@ -306,26 +308,16 @@ class ResultIndex:
 
     async def close(self) -> None:
         with _sqlite_errors("close"):
-            await self._db.close()
-
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._write_lock:
-            await self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
+                await self._writer.close()
+            finally:
+                await self._db.close()
 
-    async def _write(self, sql: str, params: Sequence[Any] = ()) -> int:
-        async with self._write_lock:
-            cursor = await self._db.execute(sql, params)
-            count = cursor.rowcount
-            await cursor.close()
-            return count
+    async def _write(
+        self, sql: str, params: Sequence[Any] = (), *, latest_of: Hashable | None = None
+    ) -> int:
+        written = await self._writer.execute(sql, params, latest_of=latest_of)
+        return written.rowcount
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         async with self._db.execute(sql, params) as cursor:
@@ -344,9 +336,9 @@ class ResultIndex:
 
     async def insert_many(self, records: Iterable[WorkflowRecord]) -> None:
         """Add many rows in one transaction (imports, tests): one fsync instead of thousands."""
+        values = [_row_values(r) for r in records]
         with _sqlite_errors("add workflows"):
-            async with self._transaction() as db:
-                await db.executemany(_INSERT, (_row_values(r) for r in records))
+            await self._writer.run(lambda conn: conn.executemany(_INSERT, values).close())
 
     async def upsert_finished(self, record: WorkflowRecord) -> None:
         """Write a finished (or re-indexed) row, keeping any delivery state already recorded."""
@@ -359,6 +351,7 @@ class ResultIndex:
                 "UPDATE workflows SET stage = ?, progress = ? "
                 "WHERE workflow_id = ? AND status = 'running'",
                 (stage, progress, workflow_id),
+                latest_of=("progress", workflow_id),
             )
 
     async def set_delivery(
@@ -494,17 +487,20 @@ class ResultIndex:
         return [row[0] for row in rows]
 
     async def mark_lost(self, workflow_ids: Sequence[str], error: str) -> int:
-        changed = 0
+        def mark(conn: sqlite3.Connection) -> int:
+            changed = 0
+            for chunk in _chunks(workflow_ids):
+                cursor = conn.execute(
+                    f"UPDATE workflows SET status = 'lost', error = ? "
+                    f"WHERE workflow_id IN ({_marks(chunk)}) AND {_HAS_DOCUMENT}",
+                    [error, *chunk],
+                )
+                changed += cursor.rowcount
+                cursor.close()
+            return changed
+
         with _sqlite_errors("mark results lost"):
-            async with self._transaction() as db:
-                for chunk in _chunks(workflow_ids):
-                    cursor = await db.execute(
-                        f"UPDATE workflows SET status = 'lost', error = ? "
-                        f"WHERE workflow_id IN ({_marks(chunk)}) AND {_HAS_DOCUMENT}",
-                        [error, *chunk],
-                    )
-                    changed += cursor.rowcount
-                    await cursor.close()
+            changed: int = await self._writer.run(mark)
         return changed
 
     # -- retention -----------------------------------------------------------------------------
@@ -548,14 +544,17 @@ class ResultIndex:
 
     async def mark_purging(self, workflow_ids: Sequence[str], at: float) -> None:
         """Step 1 of a purge, committed before any file is deleted (see the store's docstring)."""
+
+        def mark(conn: sqlite3.Connection) -> None:
+            for chunk in _chunks(workflow_ids):
+                conn.execute(
+                    f"UPDATE workflows SET purge_started_at = ? "
+                    f"WHERE workflow_id IN ({_marks(chunk)})",
+                    [at, *chunk],
+                ).close()
+
         with _sqlite_errors("mark results for purging"):
-            async with self._transaction() as db:
-                for chunk in _chunks(workflow_ids):
-                    await db.execute(
-                        f"UPDATE workflows SET purge_started_at = ? "
-                        f"WHERE workflow_id IN ({_marks(chunk)})",
-                        [at, *chunk],
-                    )
+            await self._writer.run(mark)
 
     async def purging(self) -> list[str]:
         with _sqlite_errors("list half-done purges"):
@@ -565,9 +564,11 @@ class ResultIndex:
         return [row[0] for row in rows]
 
     async def delete(self, workflow_ids: Sequence[str]) -> None:
+        def delete(conn: sqlite3.Connection) -> None:
+            for chunk in _chunks(workflow_ids):
+                conn.execute(
+                    f"DELETE FROM workflows WHERE workflow_id IN ({_marks(chunk)})", chunk
+                ).close()
+
         with _sqlite_errors("delete purged rows"):
-            async with self._transaction() as db:
-                for chunk in _chunks(workflow_ids):
-                    await db.execute(
-                        f"DELETE FROM workflows WHERE workflow_id IN ({_marks(chunk)})", chunk
-                    )
+            await self._writer.run(delete)

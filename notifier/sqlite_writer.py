@@ -1,0 +1,227 @@
+"""The one writing connection to an SQLite file: its own thread, commits shared by everyone waiting.
+
+Why not one transaction per write: with ``synchronous=FULL`` every commit is an fsync, and the
+bot's writes come in crowds (200 workflows finishing together, 10,000 progress rows a few seconds
+apart, 1,000 notices marked sent). One fsync per write made those crowds queue for seconds behind
+a single connection. Here, writes that arrive while a commit is in progress wait for the next one
+and go in together (group commit): a caller still returns only after its write is on disk, but N
+callers share one fsync and one thread hop.
+
+Each write is still atomic on its own: it runs inside a SAVEPOINT of the shared transaction, so a
+write that fails (a constraint, a bug in a unit's SQL) is rolled back alone and its caller alone
+gets the error. If the shared transaction itself dies (disk full, I/O error, a failed COMMIT),
+every write of the group is run again in a transaction of its own, so each caller learns its own
+fate and nothing is committed on behalf of a caller that was told it failed.
+
+Reads do not come here: they use their own connection (WAL lets them run beside this one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = ["MAX_GROUP", "SQLiteWriter", "Written"]
+
+MAX_GROUP: Final = 1_000  # writes per shared commit: bounds how long one commit keeps the rest
+
+Unit = Callable[[sqlite3.Connection], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What one statement did: rows changed, and the rows of a ``RETURNING`` clause."""
+
+    rowcount: int
+    rows: list[tuple[Any, ...]]
+
+
+@dataclass(slots=True, eq=False)
+class _Job:
+    unit: Unit
+    future: asyncio.Future[Any]
+    key: Hashable | None = None
+
+
+def _statement(sql: str, params: Sequence[Any]) -> Unit:
+    def run(conn: sqlite3.Connection) -> Written:
+        cursor = conn.execute(sql, params)
+        try:
+            rows = [tuple(row) for row in cursor.fetchall()]
+            return Written(cursor.rowcount, rows)
+        finally:
+            cursor.close()
+
+    return run
+
+
+def _run_alone(conn: sqlite3.Connection, unit: Unit) -> tuple[bool, Any]:
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        value = unit(conn)
+        conn.execute("COMMIT")
+    except Exception as exc:  # noqa: BLE001 - handed to the caller, whatever it is
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        return False, exc
+    return True, value
+
+
+def _run_group(conn: sqlite3.Connection, units: list[Unit]) -> list[tuple[bool, Any]]:
+    """Run in the writer thread: every unit in one transaction, each inside its own savepoint."""
+    if len(units) == 1:
+        return [_run_alone(conn, units[0])]
+    outcomes: list[tuple[bool, Any]] = []
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for unit in units:
+            conn.execute("SAVEPOINT unit")
+            try:
+                value = unit(conn)
+            except Exception as exc:
+                if not conn.in_transaction:
+                    raise  # the error took the whole transaction with it: go one by one
+                conn.execute("ROLLBACK TO unit")
+                conn.execute("RELEASE unit")
+                outcomes.append((False, exc))
+            else:
+                conn.execute("RELEASE unit")
+                outcomes.append((True, value))
+        conn.execute("COMMIT")
+    except Exception:  # noqa: BLE001 - nothing of the group is committed; run each alone
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        return [_run_alone(conn, unit) for unit in units]
+    return outcomes
+
+
+class SQLiteWriter:
+    """Writes to one SQLite file from one thread, in shared commits (see the module docstring).
+
+    Open with `await SQLiteWriter.open(path, pragmas)`; the pragmas are run on the connection
+    before any write (``synchronous`` is per connection, so the caller's durability choice goes
+    here). Close with `await writer.close()`: waits for queued writes, then closes the
+    connection.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        self._conn = conn
+        self._executor = executor
+        self._queue: list[_Job] = []
+        self._keyed: dict[Hashable, _Job] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+        self.groups = 0  # shared commits attempted: how much grouping happened (benchmarks, tests)
+
+    @classmethod
+    async def open(cls, path: Path, pragmas: Sequence[str], *, name: str) -> SQLiteWriter:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-writer")
+
+        def connect() -> sqlite3.Connection:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            try:
+                for pragma in pragmas:
+                    conn.execute(f"PRAGMA {pragma}").close()
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await loop.run_in_executor(executor, connect)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(conn, executor)
+
+    async def execute(
+        self, sql: str, params: Sequence[Any] = (), *, latest_of: Hashable | None = None
+    ) -> Written:
+        """Run one statement in the next shared commit; return once it is committed.
+
+        `latest_of`: writes with the same key that are still queued are superseded by this one
+        (only its parameters run, once, and every caller gets its result). For writes where only
+        the newest value matters, such as a workflow's progress.
+        """
+        if latest_of is not None and (queued := self._keyed.get(latest_of)) is not None:
+            queued.unit = _statement(sql, params)
+            result: Written = await asyncio.shield(queued.future)
+            return result
+        job = self._enqueue(_statement(sql, params))
+        if latest_of is not None:
+            job.key = latest_of
+            self._keyed[latest_of] = job
+        written: Written = await asyncio.shield(job.future)
+        return written
+
+    async def run(self, unit: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `unit(connection)` (several statements, all or none) in the next shared commit,
+        in the writer thread; return its value once committed."""
+        return await asyncio.shield(self._enqueue(unit).future)
+
+    def _enqueue(self, unit: Unit) -> _Job:
+        if self._closed:
+            raise sqlite3.ProgrammingError("the writer is closed")
+        job = _Job(unit, asyncio.get_running_loop().create_future())
+        self._queue.append(job)
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush(), name="sqlite-writer")
+        return job
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._queue:
+                group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+                for job in group:
+                    if job.key is not None:
+                        del self._keyed[job.key]
+                self.groups += 1
+                try:
+                    outcomes = await loop.run_in_executor(
+                        self._executor, _run_group, self._conn, [job.unit for job in group]
+                    )
+                except BaseException as exc:  # the executor itself failed, or we are cancelled
+                    group += self._queue
+                    self._queue = []
+                    self._keyed.clear()
+                    for job in group:
+                        if not job.future.done():
+                            job.future.set_exception(
+                                exc
+                                if isinstance(exc, Exception)
+                                else sqlite3.InterfaceError(
+                                    "the writer stopped while this write was queued or running; it may not be committed"
+                                )
+                            )
+                    raise
+                for job, (ok, value) in zip(group, outcomes, strict=True):
+                    if job.future.done():
+                        continue
+                    if ok:
+                        job.future.set_result(value)
+                    else:
+                        job.future.set_exception(value)
+        finally:
+            self._flusher = None
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        while self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._conn.close)
+        finally:
+            self._executor.shutdown(wait=False)
