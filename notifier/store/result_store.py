@@ -50,7 +50,6 @@ class _PendingWrite:
     """A finished result the disk has not taken yet: the only copy, so it is served from here."""
 
     record: WorkflowRecord
-    document: dict[str, Any]
     data: bytes
     reason: str
     failures: int = 0
@@ -74,12 +73,12 @@ def _errno_name(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
 
 
-def _encode_and_reload(document: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
-    # The in-memory copy must equal what a later read of the file returns (tuples become lists,
-    # unknown types become text), so it is the encoded bytes read back, not the caller's dict.
-    data = encode_document(document)
-    reloaded: dict[str, Any] = json.loads(data)
-    return data, reloaded
+def _reload(data: bytes) -> dict[str, Any]:
+    # Outcomes are compared as a later read of the file would return them (tuples become lists,
+    # unknown types become text), so from the encoded bytes, not from the caller's dict. Only
+    # needed when an outcome is already stored, so not paid on the common path.
+    document: dict[str, Any] = json.loads(data)
+    return document
 
 
 class ResultStore:
@@ -99,6 +98,7 @@ class ResultStore:
     ) -> None:
         self._settings = settings
         self._results_dir = settings.path / files.RESULTS_DIR
+        self._results_sync = files.DirectorySync(self._results_dir)
         self._index = index
         self._on_storage_error = on_storage_error
         self._clock = clock
@@ -333,21 +333,20 @@ class ResultStore:
                 path=None,
                 size_bytes=None,
             )
-            data, document = await asyncio.to_thread(
-                _encode_and_reload, build_document(finished, result)
-            )
+            data = await asyncio.to_thread(encode_document, build_document(finished, result))
             if existing is not None:
+                document = await asyncio.to_thread(_reload, data)
                 if same_outcome(existing.document, document):
                     return await self._already_finished(workflow_id, existing)
                 raise StoreError(
                     f"workflow {workflow_id} already has a different result; "
                     "a stored result is never overwritten"
                 )
-            pending = _PendingWrite(finished, document, data, reason)
+            pending = _PendingWrite(finished, data, reason)
             self._pending[workflow_id] = pending
             self._live.pop(workflow_id, None)
             try:
-                await files.write_atomic(self._results_dir, workflow_id, data)
+                await files.write_atomic(self._results_sync, workflow_id, data)
             except OSError as exc:
                 failure = exc
                 await self._write_failed(pending, exc)
@@ -365,7 +364,8 @@ class ResultStore:
         A corrupt file under the id is quarantined (kept, not overwritten) and counts as none.
         """
         if (pending := self._pending.get(workflow_id)) is not None:
-            return _Existing(pending.document, len(pending.data), pending.record)
+            document = await asyncio.to_thread(_reload, pending.data)
+            return _Existing(document, len(pending.data), pending.record)
         path = self._result_path(workflow_id)
         try:
             data = await files.read_bytes(path)
@@ -466,7 +466,7 @@ class ResultStore:
                     return
                 try:
                     await files.ensure_private_dir(self._results_dir)
-                    await files.write_atomic(self._results_dir, workflow_id, pending.data)
+                    await files.write_atomic(self._results_sync, workflow_id, pending.data)
                 except OSError as exc:
                     pending.failures += 1
                     name = _errno_name(exc)
