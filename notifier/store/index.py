@@ -29,6 +29,7 @@ escaped, which scans.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import json
 import sqlite3
 from collections.abc import Hashable, Iterable, Iterator, Sequence
@@ -46,7 +47,7 @@ from .query import ResultQuery
 
 __all__ = ["SCHEMA_VERSION", "ResultIndex", "RowState", "WorkflowExists"]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2  # 2: workflow_blocks (URL search stops early)
 BUSY_TIMEOUT_MS: Final = 10_000
 _CHUNK: Final = 500  # ids per IN (...) list: far below SQLite's variable limit
 _WRITER_PRAGMAS: Final = (f"busy_timeout = {BUSY_TIMEOUT_MS}", "synchronous = FULL")
@@ -89,7 +90,37 @@ CREATE INDEX IF NOT EXISTS workflows_durations ON workflows (command, depth, fin
     WHERE status = 'completed';
 CREATE INDEX IF NOT EXISTS workflows_purging ON workflows (purge_started_at)
     WHERE purge_started_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS workflow_blocks (
+    block  INTEGER PRIMARY KEY,
+    newest REAL    NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS workflow_blocks_insert AFTER INSERT ON workflows BEGIN
+    INSERT INTO workflow_blocks (block, newest) SELECT new.id >> 10, new.created_at
+        WHERE NOT EXISTS (SELECT 1 FROM workflow_blocks WHERE block = new.id >> 10);
+    UPDATE workflow_blocks SET newest = new.created_at
+        WHERE block = new.id >> 10 AND newest < new.created_at;
+END;
+CREATE TRIGGER IF NOT EXISTS workflow_blocks_update AFTER UPDATE OF created_at ON workflows BEGIN
+    INSERT INTO workflow_blocks (block, newest) SELECT new.id >> 10, new.created_at
+        WHERE NOT EXISTS (SELECT 1 FROM workflow_blocks WHERE block = new.id >> 10);
+    UPDATE workflow_blocks SET newest = new.created_at
+        WHERE block = new.id >> 10 AND newest < new.created_at;
+END;
 """
+# workflow_blocks: for each run of 1,024 row ids, the newest `created_at` it ever held (deletes
+# leave it as is: still an upper bound). A URL search walks FTS matches newest id first and stops
+# once no row below the walk can be newer than the last row of the page it has (see
+# `ResultIndex._search_url`). Ids follow insertion, which is creation order for the bot's own
+# rows, so the walk usually stops after one or two pages; rows indexed later (reconciliation,
+# imports) only make it walk further, never give a wrong order. (No INSERT OR IGNORE in the
+# triggers: an upsert's ON CONFLICT would override it and fail on an existing block.)
+_BLOCK_BITS: Final = 10
+_FILL_BLOCKS: Final = (
+    "INSERT OR REPLACE INTO workflow_blocks (block, newest) "
+    f"SELECT id >> {_BLOCK_BITS}, max(created_at) FROM workflows GROUP BY id >> {_BLOCK_BITS}"
+)
+_FIRST_PAGE: Final = 64
+_MAX_PAGE: Final = 4_096
 
 _FTS_SCHEMA = """
 CREATE VIRTUAL TABLE workflow_urls USING fts5(
@@ -131,6 +162,8 @@ _COLUMNS: Final = (
     "path",
 )
 _SELECT: Final = "SELECT " + ", ".join(_COLUMNS) + " FROM workflows"
+_CREATED_AT: Final = _COLUMNS.index("created_at")
+_SELECT_WITH_ID: Final = "SELECT " + ", ".join(_COLUMNS) + ", id FROM workflows"
 _INSERT: Final = (
     f"INSERT INTO workflows ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
@@ -230,6 +263,19 @@ def _storable(text: str) -> bool:
     return True
 
 
+def _scan_users_rows(query: ResultQuery) -> bool:
+    """True when a URL filter is cheaper as LIKE over one user's rows than through FTS.
+
+    A user's rows are a small share of the index (the user's own results), read newest first
+    through ``workflows_user_created``: LIKE over them stops at the first page of hits, and even a
+    needle the user never used costs one pass over that user's rows, where the FTS walk would
+    go through every other user's matches too. Only for ASCII needles, where LIKE's case folding
+    (ASCII only) and the trigram tokenizer's agree.
+    """
+    needle = query.url_contains
+    return query.user_id is not None and needle is not None and needle.isascii()
+
+
 def _escape_like(needle: str) -> str:
     return needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
@@ -289,6 +335,8 @@ class ResultIndex:
                 f"index schema version {version} is newer than this program's {SCHEMA_VERSION}"
             )
         await db.executescript(_SCHEMA)
+        if version < 2:
+            await db.execute(_FILL_BLOCKS)  # rows indexed before the table existed
         await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         async with db.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'workflow_urls'"
@@ -372,7 +420,8 @@ class ResultIndex:
 
     # -- search --------------------------------------------------------------------------------
 
-    def _where(self, query: ResultQuery) -> tuple[str, list[Any]]:
+    def _where(self, query: ResultQuery, *, url: bool = True) -> tuple[str, list[Any]]:
+        """The WHERE clause for `query`; without its URL filter when `url` is False."""
         clauses = [_LIVE]
         params: list[Any] = []
         if query.user_id is not None:
@@ -394,31 +443,87 @@ class ResultIndex:
             clauses.append("created_at < ?")
             params.append(query.until)
         needle = query.url_contains
-        if needle:
-            if not _storable(needle) or "\x00" in needle:
-                # No stored URL contains it: URLs with control characters are refused, and FTS5
-                # and LIKE both stop reading at a NUL (LIKE would then match every URL).
-                clauses.append("0")
-            elif self._fts and len(needle) >= 3:
-                # A quoted FTS5 string is a phrase of trigrams: exactly a substring match, and no
-                # character but the doubled quote is special inside it.
+        if needle and url:
+            if self._fts_match(needle) is not None and not _scan_users_rows(query):
                 clauses.append(
                     "id IN (SELECT rowid FROM workflow_urls WHERE workflow_urls MATCH ?)"
                 )
-                params.append('"' + needle.replace('"', '""') + '"')
+                params.append(self._fts_match(needle))
+            elif not _storable(needle) or "\x00" in needle:
+                # No stored URL contains it: URLs with control characters are refused, and FTS5
+                # and LIKE both stop reading at a NUL (LIKE would then match every URL).
+                clauses.append("0")
             else:
                 clauses.append("url LIKE ? ESCAPE '\\'")
                 params.append(f"%{_escape_like(needle)}%")
         return " AND ".join(clauses), params
 
+    def _fts_match(self, needle: str) -> str | None:
+        """The FTS5 query for a URL substring, or None where FTS cannot answer it."""
+        if not self._fts or len(needle) < 3 or not _storable(needle) or "\x00" in needle:
+            return None
+        # A quoted FTS5 string is a phrase of trigrams: exactly a substring match, and no
+        # character but the doubled quote is special inside it.
+        return '"' + needle.replace('"', '""') + '"'
+
     async def search(self, query: ResultQuery) -> list[WorkflowRecord]:
-        where, params = self._where(query)
+        match = self._fts_match(query.url_contains) if query.url_contains else None
         with _sqlite_errors("search"):
-            rows = await self._fetch(
-                f"{_SELECT} WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-                [*params, query.limit, query.offset],
-            )
+            if match is not None and not _scan_users_rows(query):
+                rows = await self._search_url(query, match)
+            else:
+                where, params = self._where(query)
+                rows = await self._fetch(
+                    f"{_SELECT} WHERE {where} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                    [*params, query.limit, query.offset],
+                )
         return [_record(row) for row in rows]
+
+    async def _search_url(self, query: ResultQuery, match: str) -> list[Any]:
+        """One page of a URL search without collecting every FTS match.
+
+        Asking SQLite for ``id IN (every match) ORDER BY created_at`` makes it fetch and sort all
+        matches (200,000 for a common path segment: 0.2 to 0.5 s). Instead, walk the matches
+        newest id first, a page at a time (growing), keep the best ``offset + limit`` rows that
+        pass the other filters, and stop once `workflow_blocks` says no row below the walk was
+        created later than the worst row kept. Rows that share ``created_at`` sort by id, so the
+        rows below the walk come after them, as ORDER BY created_at DESC, id DESC wants.
+        """
+        where, params = self._where(query, url=False)
+        need = query.offset + query.limit
+        best: list[Any] = []
+        below: int | None = None
+        page = _FIRST_PAGE
+        while True:
+            ids = [
+                row[0]
+                for row in await self._fetch(
+                    "SELECT rowid FROM workflow_urls WHERE workflow_urls MATCH ?"
+                    + ("" if below is None else " AND rowid < ?")
+                    + " ORDER BY rowid DESC LIMIT ?",
+                    [match, page] if below is None else [match, below, page],
+                )
+            ]
+            if not ids:
+                break
+            found = await self._fetch(
+                f"{_SELECT_WITH_ID} WHERE {where} AND id IN (SELECT value FROM json_each(?))",
+                [*params, json.dumps(ids)],
+            )
+            best = heapq.nlargest(need, best + found, key=lambda r: (r[_CREATED_AT], r[-1]))
+            below = ids[-1]
+            if len(ids) < page:
+                break
+            if len(best) >= need:
+                rows = await self._fetch(
+                    "SELECT max(newest) FROM workflow_blocks WHERE block <= ?",
+                    ((below - 1) >> _BLOCK_BITS,),
+                )
+                newest_below = rows[0][0]
+                if newest_below is None or best[-1][_CREATED_AT] >= newest_below:
+                    break
+            page = min(page * 4, _MAX_PAGE)
+        return [row[:-1] for row in best[query.offset :]]
 
     async def count(self, query: ResultQuery) -> int:
         where, params = self._where(query)
