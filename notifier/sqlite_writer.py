@@ -11,7 +11,8 @@ Each write is still atomic on its own: it runs inside a SAVEPOINT of the shared 
 write that fails (a constraint, a bug in a unit's SQL) is rolled back alone and its caller alone
 gets the error. If the shared transaction itself dies (disk full, I/O error, a failed COMMIT),
 every write of the group is run again in a transaction of its own, so each caller learns its own
-fate and nothing is committed on behalf of a caller that was told it failed.
+fate and nothing is committed on behalf of a caller that was told it failed. Multi-statement
+units (`run`) are arbitrary code and get a transaction of their own.
 
 Reads do not come here: they use their own connection (WAL lets them run beside this one).
 """
@@ -47,6 +48,7 @@ class _Job:
     unit: Unit
     future: asyncio.Future[Any]
     key: Hashable | None = None
+    alone: bool = False  # a `run` unit: arbitrary code gets a transaction to itself
 
 
 def _statement(sql: str, params: Sequence[Any]) -> Unit:
@@ -65,6 +67,8 @@ def _run_alone(conn: sqlite3.Connection, unit: Unit) -> tuple[bool, Any]:
     try:
         conn.execute("BEGIN IMMEDIATE")
         value = unit(conn)
+        if not conn.in_transaction:
+            raise sqlite3.ProgrammingError("a write unit ended the writer's transaction itself")
         conn.execute("COMMIT")
     except Exception as exc:  # noqa: BLE001 - handed to the caller, whatever it is
         if conn.in_transaction:
@@ -164,14 +168,15 @@ class SQLiteWriter:
         return written
 
     async def run(self, unit: Callable[[sqlite3.Connection], Any]) -> Any:
-        """Run `unit(connection)` (several statements, all or none) in the next shared commit,
-        in the writer thread; return its value once committed."""
-        return await asyncio.shield(self._enqueue(unit).future)
+        """Run `unit(connection)` (several statements, all or none) in the writer thread, in a
+        transaction of its own (arbitrary code could end a shared one and take other callers'
+        writes with it); return its value once committed. For rare, bulk work."""
+        return await asyncio.shield(self._enqueue(unit, alone=True).future)
 
-    def _enqueue(self, unit: Unit) -> _Job:
+    def _enqueue(self, unit: Unit, *, alone: bool = False) -> _Job:
         if self._closed:
             raise sqlite3.ProgrammingError("the writer is closed")
-        job = _Job(unit, asyncio.get_running_loop().create_future())
+        job = _Job(unit, asyncio.get_running_loop().create_future(), alone=alone)
         self._queue.append(job)
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush(), name="sqlite-writer")
@@ -181,7 +186,7 @@ class SQLiteWriter:
         loop = asyncio.get_running_loop()
         try:
             while self._queue:
-                group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
+                group = self._next_group()
                 for job in group:
                     if job.key is not None:
                         del self._keyed[job.key]
@@ -213,6 +218,16 @@ class SQLiteWriter:
                         job.future.set_exception(value)
         finally:
             self._flusher = None
+
+    def _next_group(self) -> list[_Job]:
+        """The queued statements up to the first `run` unit (or that unit alone), in order."""
+        if self._queue[0].alone:
+            return [self._queue.pop(0)]
+        size = 0
+        while size < min(len(self._queue), MAX_GROUP) and not self._queue[size].alone:
+            size += 1
+        group, self._queue = self._queue[:size], self._queue[size:]
+        return group
 
     async def close(self) -> None:
         if self._closed:
