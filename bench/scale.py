@@ -49,6 +49,7 @@ import aiohttp
 from notifier.config import Settings
 from notifier.discord_io import DiscordIO, OutgoingMessage
 from notifier.fanout import Fanout
+from notifier.gc_tuning import tune_garbage_collector
 from notifier.metrics import WORKFLOWS_RUNNING
 from notifier.outbox import OutboxStatus
 from notifier.plugins import PluginContext
@@ -267,6 +268,11 @@ async def run() -> None:
     parser.add_argument("--report-s", type=float, default=1.0, help="seconds between reports")
     parser.add_argument("--warmup", type=int, default=200, help="workflows run before measuring")
     parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep CPython's collector settings (bot.py tunes them; see notifier.gc_tuning)",
+    )
+    parser.add_argument(
         "--stalls", action="store_true", help="sample where the loop is when it stalls > 20 ms"
     )
     args = parser.parse_args()
@@ -302,6 +308,8 @@ async def run() -> None:
             await start_all(runner, warm, 0, args.warmup)
             await wait_until_idle(runner, fanout, "warm-up")
             gc.collect()
+            if not args.default_gc:
+                tune_garbage_collector()  # as bot.py does once the bot is up
             await asyncio.sleep(1.0)
             baseline = rss_bytes()
 
