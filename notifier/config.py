@@ -113,6 +113,7 @@ class RunnerSettings(_Section):
 
 class ProgressSettings(_Section):
     min_interval: float = Field(default=2.0, gt=0)
+    bot_edits_per_second: float = Field(default=10.0, gt=0)
 
 
 class WarningSettings(_Section):

@@ -4,6 +4,12 @@ A workflow may report progress hundreds of times a second; Discord allows about 
 message per five seconds before answering 429. `ProgressThrottle` keeps only the latest state and
 hands it to its sink at most once per `min_interval_s`; `finish` always delivers the final state.
 The sink is awaited in a background task, so `report` is sync, cheap and never blocks the workflow.
+
+Discord also limits a bot to 50 requests a second in all (interaction webhooks excepted), and a
+bot that keeps answering 429 gets its IP banned. Progress edits that go through the bot token (the
+channel and DM rungs, after a hand-off) therefore also wait for a turn from one `AsyncLimiter`
+shared by every workflow: with thousands of workflows running, each status is edited less often,
+and results, hand-offs and commands keep the rest of the global budget.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from aiolimiter import AsyncLimiter
 from loguru import logger
 
 __all__ = ["ProgressState", "ProgressThrottle"]
@@ -39,8 +46,14 @@ class ProgressThrottle:
         *,
         min_interval_s: float,
         clock: Callable[[], float] = time.monotonic,
+        budget: AsyncLimiter | None = None,
+        needs_budget: Callable[[], bool] = lambda: True,
     ) -> None:
+        """`budget`: a limiter shared with other workflows, taken before each flush for which
+        `needs_budget()` is true (the final state in `finish` does not wait for it)."""
         self._sink = sink
+        self._budget = budget
+        self._needs_budget = needs_budget
         self._min_interval_s = min_interval_s
         self._clock = clock
         self._latest: ProgressState | None = None
@@ -73,7 +86,15 @@ class ProgressThrottle:
                 finally:
                     self._sleeping = False
                 continue
-            state = self._latest
+            if self._budget is not None and self._needs_budget():
+                self._sleeping = True  # waiting for a turn: close() may cancel it
+                try:
+                    await self._budget.acquire()
+                finally:
+                    self._sleeping = False
+            state = self._latest  # the newest state when the turn comes, not when it was asked
+            if state is None or state is self._sent:
+                continue
             self._last_flush = self._clock()
             self._sent = state
             await self._deliver(state)

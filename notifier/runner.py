@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiolimiter import AsyncLimiter
 from loguru import logger
 
 from .config import Settings
@@ -98,6 +99,8 @@ class Runner:
         self._notify = notify
         self._running: dict[str, _Running] = {}
         self._closing = False
+        # One budget for every workflow's bot-token progress edits (see notifier.progress).
+        self._bot_edits = AsyncLimiter(settings.progress.bot_edits_per_second, 1.0)
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -206,7 +209,12 @@ class Runner:
                 self._notice(record, Event.PROGRESS, stage=state.stage, progress=state.progress)
             )
 
-        throttle = ProgressThrottle(show, min_interval_s=self._settings.progress.min_interval)
+        throttle = ProgressThrottle(
+            show,
+            min_interval_s=self._settings.progress.min_interval,
+            budget=self._bot_edits,
+            needs_budget=lambda: delivery.rung in (Rung.CHANNEL, Rung.DM),
+        )
         task = asyncio.create_task(self._run(record, body), name=f"workflow-{record.workflow_id}")
         running = _Running(
             record=record,
