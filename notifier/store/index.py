@@ -28,10 +28,12 @@ escaped, which scans.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import heapq
 import json
 import sqlite3
+import time
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,7 @@ from ..errors import StoreError
 from ..records import DeliveryState, WorkflowRecord, WorkflowStatus
 from ..sqlite_writer import SQLiteWriter
 from .query import ResultQuery
+from .url_terms import TrigramCounts, read_trigram_counts, trigram_query
 
 __all__ = ["SCHEMA_VERSION", "ResultIndex", "RowState", "WorkflowExists"]
 
@@ -302,10 +305,15 @@ class ResultIndex:
     """Reads on one aiosqlite connection; writes through one `SQLiteWriter` (its own thread and
     connection), whose group commits let a crowd of finishes and progress rows share fsyncs."""
 
-    def __init__(self, db: aiosqlite.Connection, writer: SQLiteWriter, *, fts: bool) -> None:
+    def __init__(
+        self, db: aiosqlite.Connection, writer: SQLiteWriter, *, fts: bool, path: Path
+    ) -> None:
         self._db = db
         self._writer = writer
         self._fts = fts
+        self._path = path
+        self._counts = TrigramCounts()
+        self._counting: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path) -> ResultIndex:
@@ -317,7 +325,9 @@ class ResultIndex:
             except BaseException:
                 await db.close()
                 raise
-        return cls(db, writer, fts=fts)
+        index = cls(db, writer, fts=fts, path=path)
+        index._refresh_counts()
+        return index
 
     @staticmethod
     async def _prepare(db: aiosqlite.Connection) -> bool:
@@ -355,11 +365,36 @@ class ResultIndex:
         return True
 
     async def close(self) -> None:
+        if self._counting is not None:
+            self._counting.cancel()  # its thread finishes on its own connection
         with _sqlite_errors("close"):
             try:
                 await self._writer.close()
             finally:
                 await self._db.close()
+
+    async def url_search_ready(self) -> None:
+        """Wait until the trigram counts read at open are in (URL searches are exact before,
+        only slower); for tools and benchmarks that want the steady state."""
+        if self._counting is not None:
+            await asyncio.shield(self._counting)
+
+    def _refresh_counts(self) -> None:
+        """Read the trigram counts again in the background if they are stale (see url_terms)."""
+        if not self._fts or self._counting is not None:
+            return
+        if not self._counts.stale(time.monotonic()):
+            return
+        self._counting = asyncio.create_task(self._read_counts(), name="index-trigram-counts")
+
+    async def _read_counts(self) -> None:
+        try:
+            self._counts = await asyncio.to_thread(read_trigram_counts, self._path)
+        except sqlite3.Error as exc:
+            logger.warning("index: trigram counts not read ({}); URL search still exact", exc)
+            self._counts = TrigramCounts(self._counts.docs, time.monotonic())
+        finally:
+            self._counting = None
 
     async def _write(
         self, sql: str, params: Sequence[Any] = (), *, latest_of: Hashable | None = None
@@ -487,9 +522,18 @@ class ResultIndex:
         newest id first, a page at a time (growing), keep the best ``offset + limit`` rows that
         pass the other filters, and stop once `workflow_blocks` says no row below the walk was
         created later than the worst row kept. Rows that share ``created_at`` sort by id, so the
-        rows below the walk come after them, as ORDER BY created_at DESC, id DESC wants.
+        rows below the walk come after them, as ORDER BY created_at DESC, id DESC wants. For an
+        ASCII needle the walk goes over the rows holding its rarest trigrams, each tested with
+        ``instr`` (`notifier.store.url_terms` says why); otherwise over the exact phrase matches.
         """
         where, params = self._where(query, url=False)
+        needle = query.url_contains or ""
+        if needle.isascii():
+            # Candidates by the needle's rarest trigrams, then the exact test (see url_terms).
+            self._refresh_counts()
+            match = trigram_query(needle, self._counts)
+            where += " AND instr(lower(url), ?) > 0"
+            params.append(needle.lower())
         need = query.offset + query.limit
         best: list[Any] = []
         below: int | None = None

@@ -574,6 +574,12 @@ class ResultStore:
         self._check_open()
         return await self._index.search(query)
 
+    async def url_search_ready(self) -> None:
+        """Wait for the statistics URL searches use, read in the background at open (a few
+        seconds for a million rows; searches meanwhile are exact, only slower)."""
+        self._check_open()
+        await self._index.url_search_ready()
+
     async def count(self, query: ResultQuery) -> int:
         """How many rows match `query` in all (its `limit` and `offset` are ignored)."""
         self._check_open()

@@ -20,6 +20,7 @@ from notifier.records import WorkflowRecord
 from notifier.store import ResultQuery, ResultStore
 from notifier.store.index import ResultIndex
 from notifier.store.query import MAX_PAGE_SIZE
+from notifier.store.url_terms import TrigramCounts, read_trigram_counts, trigram_query
 
 from .support import START_S, make_record
 
@@ -154,3 +155,37 @@ async def test_an_index_from_schema_version_1_is_upgraded_and_searched_right(
     order = rows[1_200:] + rows[:1_200]
     assert seen == _expected(order, "/docs/", None)
     assert version == 2
+
+
+@pytest.mark.parametrize("counts_say", ["right", "backwards", "nothing"])
+async def test_candidates_by_rare_trigrams_hold_every_match_whatever_the_counts_say(
+    tmp_path: Path, counts_say: str
+) -> None:
+    rows = _rows(3_000, 7)
+    rows[5].options["url"] = 'https://WEIRD.example/%_"quoted"/Mixed-Case'
+    rows[6].options["url"] = 'https://weird.example/%_"quoted"/mixed-case?x=1'
+    await _index(tmp_path, [rows])
+    path = tmp_path / "index.sqlite3"
+    counts = read_trigram_counts(path)
+    if counts_say == "backwards":  # the commonest trigrams look rarest
+        top = max(counts.docs.values())
+        counts = TrigramCounts({t: top - n for t, n in counts.docs.items()}, counts.read_at)
+    elif counts_say == "nothing":  # not read yet
+        counts = TrigramCounts()
+    needles = ["site1", "/news/", "ws/1", 'WEIRD.example/%_"', "mixed-case", ".exam", "zzz"]
+    db = sqlite3.connect(path)
+    try:
+        for needle in needles:
+            candidates = {
+                row[0]
+                for row in db.execute(
+                    "SELECT w.workflow_id FROM workflow_urls JOIN workflows w ON w.id = "
+                    "workflow_urls.rowid WHERE workflow_urls MATCH ?",
+                    (trigram_query(needle, counts),),
+                )
+            }
+            holding = {r.workflow_id for r in rows if needle.lower() in r.url.lower()}
+            assert holding <= candidates, needle
+            assert bool(holding) == (needle != "zzz"), needle  # the needles do find rows
+    finally:
+        db.close()
