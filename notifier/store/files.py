@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
 import re
 import secrets
@@ -36,7 +35,6 @@ __all__ = [
     "FILE_MODE",
     "QUARANTINE_DIR",
     "RESULTS_DIR",
-    "CannotLink",
     "DirectorySync",
     "Listing",
     "NewWrite",
@@ -188,14 +186,6 @@ class ResultExists(FileExistsError):
     """`write_new` found a result under the id already; nothing was written."""
 
 
-class CannotLink(OSError):
-    """The filesystem has no hard links (FAT, some network and container mounts): `write_new`
-    wrote nothing; use `write_atomic`."""
-
-
-_NO_LINKS: Final = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK})
-
-
 @dataclass(frozen=True, slots=True)
 class NewWrite:
     """What `write_new` did: the encoded bytes, and the error if the disk refused them (the
@@ -218,17 +208,9 @@ def _write_new_blocking(temp: Path, final: Path, encode: Callable[[], bytes]) ->
             os.close(fd)
         try:
             os.link(temp, final)  # unlike a rename, refuses to replace an existing result
-        except OSError as exc:
-            if exc.errno in _NO_LINKS:
-                raise CannotLink(exc.errno, exc.strerror) from None
-            raise
         finally:
             os.unlink(temp)
-    except (FileExistsError, CannotLink) as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink(missing_ok=True)
-        if isinstance(exc, CannotLink):
-            raise
+    except FileExistsError:
         raise ResultExists(final) from None
     except OSError as exc:
         with contextlib.suppress(OSError):

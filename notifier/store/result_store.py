@@ -107,7 +107,6 @@ class ResultStore:
         self._settings = settings
         self._results_dir = settings.path / files.RESULTS_DIR
         self._results_sync = files.DirectorySync(self._results_dir)
-        self._links_work = True  # see _write_first
         self._index = index
         self._on_storage_error = on_storage_error
         self._clock = clock
@@ -356,7 +355,7 @@ class ResultStore:
         not finished yet. None if that is not the case or a result turned out to exist (the
         careful path then compares outcomes)."""
         live = self._live.get(workflow_id)
-        if live is None or workflow_id in self._pending or not self._links_work:
+        if live is None or workflow_id in self._pending:
             return None
         finished = self._finished_record(live, status, error)
         document = build_document(finished, result)
@@ -365,10 +364,6 @@ class ResultStore:
                 self._results_sync, workflow_id, lambda: encode_document(document)
             )
         except files.ResultExists:
-            return None
-        except files.CannotLink as exc:
-            self._links_work = False
-            logger.info("store: no hard links on this filesystem ({}); renaming instead", exc)
             return None
         return await self._settle(_PendingWrite(finished, written.data, reason), written.error)
 

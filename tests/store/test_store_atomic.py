@@ -190,24 +190,3 @@ async def test_a_failed_rename_leaves_no_partial_file_and_is_retried(
     assert result_files(storage.path) == [f"{record.workflow_id}.json"]
     assert _temps(storage) == []
     assert calls["n"] >= 1  # the failing step was really on the path
-
-
-async def test_a_filesystem_without_hard_links_still_stores_every_result_at_once(
-    store: ResultStore, storage: StorageSettings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def no_links(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
-        raise OSError(errno.EPERM, "Operation not permitted")  # what FAT and some mounts say
-
-    monkeypatch.setattr(os, "link", no_links)
-    records = [make_record() for _ in range(3)]
-    for record in records:
-        await store.create(record)
-
-    for record in records:
-        await store.finish(
-            record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
-        )
-
-    assert store.pending_writes == ()  # written at once, not kept in memory for a retry
-    assert result_files(storage.path) == sorted(f"{r.workflow_id}.json" for r in records)
-    assert _temps(storage) == []
