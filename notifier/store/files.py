@@ -23,7 +23,6 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -37,8 +36,6 @@ __all__ = [
     "RESULTS_DIR",
     "DirectorySync",
     "Listing",
-    "NewWrite",
-    "ResultExists",
     "ensure_private_dir",
     "ensure_private_file",
     "list_results",
@@ -50,7 +47,6 @@ __all__ = [
     "remove_results",
     "result_name",
     "write_atomic",
-    "write_new",
 ]
 
 DIR_MODE: Final = 0o700
@@ -180,66 +176,6 @@ async def write_atomic(directory: DirectorySync, workflow_id: str, data: bytes) 
         await _discard(temp)
         raise
     return len(data)
-
-
-class ResultExists(FileExistsError):
-    """`write_new` found a result under the id already; nothing was written."""
-
-
-@dataclass(frozen=True, slots=True)
-class NewWrite:
-    """What `write_new` did: the encoded bytes, and the error if the disk refused them (the
-    caller keeps the bytes in memory and retries)."""
-
-    data: bytes
-    error: OSError | None
-
-
-def _write_new_blocking(temp: Path, final: Path, encode: Callable[[], bytes]) -> NewWrite:
-    data = encode()
-    try:
-        fd = _private_opener(str(temp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(temp, final)  # unlike a rename, refuses to replace an existing result
-        finally:
-            os.unlink(temp)
-    except FileExistsError:
-        raise ResultExists(final) from None
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink(missing_ok=True)
-        return NewWrite(data, exc)
-    return NewWrite(data, None)
-
-
-async def write_new(
-    directory: DirectorySync, workflow_id: str, encode: Callable[[], bytes]
-) -> NewWrite:
-    """Encode and write the first result for `workflow_id`, in one worker-thread hop.
-
-    The common case of a finish, cheaper than `write_atomic` after a separate existence check:
-    the final name is made with ``link`` (which fails if a result is there: `ResultExists`,
-    nothing written) instead of ``rename``, then the temp name is removed and the directory
-    fsync is shared as in `write_atomic`. A crash between link and unlink leaves a temp
-    byte-identical to the result, which reconciliation removes. Exceptions of `encode`
-    (a result that is not JSON) propagate; disk errors come back in `NewWrite.error`.
-    """
-    temp = directory.directory / _temp_name(workflow_id)
-    final = directory.directory / result_name(workflow_id)
-    written = await asyncio.to_thread(_write_new_blocking, temp, final, encode)
-    if written.error is None:
-        try:
-            await directory.sync()
-        except OSError as exc:
-            return NewWrite(written.data, exc)
-    return written
 
 
 async def read_bytes(path: Path) -> bytes:

@@ -56,14 +56,6 @@ class _PendingWrite:
 
 
 @dataclass(frozen=True, slots=True)
-class _Outcome:
-    """What a finish did: the record to return, and the disk error to report (if any)."""
-
-    record: WorkflowRecord
-    failure: OSError | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class _Existing:
     """An outcome already stored for an id: in memory (`pending` set) or on disk."""
 
@@ -320,99 +312,51 @@ class ResultStore:
         error: str,
         reason: str,
     ) -> WorkflowRecord:
-        async with self._locks.hold(workflow_id):
-            outcome = await self._write_first(workflow_id, status, result, error, reason)
-            if outcome is None:
-                outcome = await self._write_carefully(workflow_id, status, result, error, reason)
-        if outcome.failure is not None:
-            # Outside the lock: the hook may call back into the store for this workflow.
-            await self._tell_storage_error(workflow_id, outcome.failure)
-        return outcome.record
-
-    def _finished_record(
-        self, base: WorkflowRecord, status: WorkflowStatus, error: str
-    ) -> WorkflowRecord:
-        return dataclasses.replace(
-            base,
-            options=dict(base.options),
-            status=status,
-            error=error,
-            finished_at=self._clock(),
-            progress=1.0 if status is WorkflowStatus.COMPLETED else base.progress,
-            path=None,
-            size_bytes=None,
-        )
-
-    async def _write_first(
-        self,
-        workflow_id: str,
-        status: WorkflowStatus,
-        result: dict[str, Any] | None,
-        error: str,
-        reason: str,
-    ) -> _Outcome | None:
-        """The common case, in one worker-thread hop: a workflow this process created and has
-        not finished yet. None if that is not the case or a result turned out to exist (the
-        careful path then compares outcomes)."""
-        live = self._live.get(workflow_id)
-        if live is None or workflow_id in self._pending:
-            return None
-        finished = self._finished_record(live, status, error)
-        document = build_document(finished, result)
-        try:
-            written = await files.write_new(
-                self._results_sync, workflow_id, lambda: encode_document(document)
-            )
-        except files.ResultExists:
-            return None
-        return await self._settle(_PendingWrite(finished, written.data, reason), written.error)
-
-    async def _write_carefully(
-        self,
-        workflow_id: str,
-        status: WorkflowStatus,
-        result: dict[str, Any] | None,
-        error: str,
-        reason: str,
-    ) -> _Outcome:
-        """Any other finish: look for a stored outcome first (memory, then disk), never
-        overwrite a different one, return the stored record for the same one."""
-        existing = await self._existing(workflow_id)
-        base = self._live.get(workflow_id)
-        if base is None:
-            with contextlib.suppress(StoreError):
-                base = await self._index.get(workflow_id)
-        if base is None and existing is not None:
-            base = existing.pending or record_from_document(existing.document)
-        if base is None:
-            raise StoreError(f"unknown workflow {workflow_id}: it was never created")
-        finished = self._finished_record(base, status, error)
-        data = await asyncio.to_thread(encode_document, build_document(finished, result))
-        if existing is not None:
-            document = await asyncio.to_thread(_reload, data)
-            if same_outcome(existing.document, document):
-                return _Outcome(await self._already_finished(workflow_id, existing))
-            raise StoreError(
-                f"workflow {workflow_id} already has a different result; "
-                "a stored result is never overwritten"
-            )
         failure: OSError | None = None
-        try:
-            await files.write_atomic(self._results_sync, workflow_id, data)
-        except OSError as exc:
-            failure = exc
-        return await self._settle(_PendingWrite(finished, data, reason), failure)
-
-    async def _settle(self, pending: _PendingWrite, failure: OSError | None) -> _Outcome:
-        """After the write: index the result, or keep it in memory and retry."""
-        workflow_id = pending.record.workflow_id
-        self._pending[workflow_id] = pending
-        self._live.pop(workflow_id, None)
-        if failure is None:
-            await self._written(pending)
-        else:
-            await self._write_failed(pending, failure)
-        return _Outcome(_copy(pending.record), failure)
+        async with self._locks.hold(workflow_id):
+            existing = await self._existing(workflow_id)
+            base = self._live.get(workflow_id)
+            if base is None:
+                with contextlib.suppress(StoreError):
+                    base = await self._index.get(workflow_id)
+            if base is None and existing is not None:
+                base = existing.pending or record_from_document(existing.document)
+            if base is None:
+                raise StoreError(f"unknown workflow {workflow_id}: it was never created")
+            finished = dataclasses.replace(
+                base,
+                options=dict(base.options),
+                status=status,
+                error=error,
+                finished_at=self._clock(),
+                progress=1.0 if status is WorkflowStatus.COMPLETED else base.progress,
+                path=None,
+                size_bytes=None,
+            )
+            data = await asyncio.to_thread(encode_document, build_document(finished, result))
+            if existing is not None:
+                document = await asyncio.to_thread(_reload, data)
+                if same_outcome(existing.document, document):
+                    return await self._already_finished(workflow_id, existing)
+                raise StoreError(
+                    f"workflow {workflow_id} already has a different result; "
+                    "a stored result is never overwritten"
+                )
+            pending = _PendingWrite(finished, data, reason)
+            self._pending[workflow_id] = pending
+            self._live.pop(workflow_id, None)
+            try:
+                await files.write_atomic(self._results_sync, workflow_id, data)
+            except OSError as exc:
+                failure = exc
+                await self._write_failed(pending, exc)
+            else:
+                await self._written(pending)
+            record = _copy(pending.record)
+        if failure is not None:
+            # Outside the lock: the hook may call back into the store for this workflow.
+            await self._tell_storage_error(workflow_id, failure)
+        return record
 
     async def _existing(self, workflow_id: str) -> _Existing | None:
         """The outcome already stored for this id (memory first, then disk), or None.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime
 import json
 import stat
@@ -15,7 +14,6 @@ from notifier.config import StorageSettings
 from notifier.errors import StoreError
 from notifier.records import DeliveryState, WorkflowStatus
 from notifier.store import ResultStore
-from notifier.store.document import build_document, encode_document
 
 from .support import EXAMPLE_RESULT, FakeClock, finished, make_record, metric, result_files
 
@@ -332,26 +330,3 @@ async def test_a_closed_store_refuses_work(storage: StorageSettings) -> None:
     await store.close()
     with pytest.raises(StoreError, match="closed"):
         await store.get("a" * 32)
-
-
-async def test_a_result_already_under_a_running_workflows_id_is_never_replaced(
-    store: ResultStore, storage: StorageSettings
-) -> None:
-    # finish() writes a first result by linking its temp into place, which fails if something is
-    # there: here, a result someone else put under the id while the workflow ran.
-    record = make_record()
-    await store.create(record)
-    planted_record = dataclasses.replace(
-        record, status=WorkflowStatus.COMPLETED, finished_at=record.created_at + 1
-    )
-    planted = encode_document(build_document(planted_record, {"planted": True}))
-    path = storage.path / "results" / f"{record.workflow_id}.json"
-    path.write_bytes(planted)
-
-    with pytest.raises(StoreError, match="never overwritten"):
-        await store.finish(
-            record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
-        )
-
-    assert path.read_bytes() == planted
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp left
