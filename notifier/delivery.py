@@ -152,6 +152,13 @@ class Delivery:
     def rung(self) -> Rung:
         return choose_rung(self.state())
 
+    @property
+    def shows_status(self) -> bool:
+        """Whether the user has a status message to update on the current rung: the
+        interaction's own message, or one posted on the channel or in the DM."""
+        rung = self.rung
+        return rung is Rung.INTERACTION or rung in self._status_messages
+
     def next_rung_after_handoff(self) -> Rung:
         return choose_rung(
             LadderState(

@@ -99,8 +99,11 @@ class Runner:
         self._notify = notify
         self._running: dict[str, _Running] = {}
         self._closing = False
-        # One budget for every workflow's bot-token progress edits (see notifier.progress).
-        self._bot_edits = AsyncLimiter(settings.progress.bot_edits_per_second, 1.0)
+        # One budget for every workflow's bot-token progress edits (see notifier.progress). A
+        # limiter's burst must hold one edit, so a rate under 1/s is one edit per 1/rate seconds.
+        rate = settings.progress.bot_edits_per_second
+        burst = max(1.0, rate)
+        self._bot_edits = AsyncLimiter(burst, burst / rate)
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -321,9 +324,12 @@ class Runner:
             reason=status.value,
         )
         WORKFLOW_DURATION.labels(command=record.command).observe(duration_s)
-        if status is WorkflowStatus.COMPLETED:
+        if status is WorkflowStatus.COMPLETED and running.delivery.shows_status:
             await running.throttle.finish(ProgressState("done", 1.0, "", time.time()))
         else:
+            # Failed, cancelled, or no status message was ever posted (a bot-token status still
+            # waiting for the shared edit budget): the result or error message says it all, and
+            # posting a status first would only spend one more request of Discord's 50/s.
             await running.throttle.close()
         event = {
             WorkflowStatus.COMPLETED: Event.COMPLETED,
