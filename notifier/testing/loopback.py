@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from types import TracebackType
+from typing import Self
+
 from aiohttp import web
 
-__all__ = ["serve_loopback"]
+__all__ = ["LoopbackServer", "serve_loopback"]
 
 
 async def serve_loopback(
@@ -19,3 +22,40 @@ async def serve_loopback(
     site = web.TCPSite(runner, "127.0.0.1", port, reuse_address=reuse_address or None)
     await site.start()
     return runner, int(runner.addresses[0][1])
+
+
+class LoopbackServer:
+    """A small HTTP server on a free 127.0.0.1 port that sends every request to `_handle`.
+
+    Test sites and sinks subclass it and write only `_handle` (and what they record); starting,
+    stopping and ``async with`` are here. `METHOD` limits the methods routed ("*": all).
+    """
+
+    METHOD = "*"
+    port: int = 0
+    _runner: web.AppRunner | None = None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route(self.METHOD, "/{tail:.*}", self._handle)
+        self._runner, self.port = await serve_loopback(app)
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -7,12 +7,10 @@ traffic leaving the machine. Every request is recorded in `hits`.
 from __future__ import annotations
 
 import asyncio
-from types import TracebackType
-from typing import Self
 
 from aiohttp import web
 
-from .loopback import serve_loopback
+from .loopback import LoopbackServer
 
 __all__ = ["DemoSite"]
 
@@ -59,15 +57,15 @@ def _page(index: int, pages: int) -> str:
     )
 
 
-class DemoSite:
+class DemoSite(LoopbackServer):
     """`pages` linked HTML pages; each answer waits `delay_s` seconds first."""
+
+    METHOD = "GET"
 
     def __init__(self, *, pages: int = 6, delay_s: float = 0.0) -> None:
         self.pages = pages
         self.delay_s = delay_s
         self.hits: list[str] = []
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     @property
     def url(self) -> str:
@@ -86,25 +84,3 @@ class DemoSite:
         else:
             raise web.HTTPNotFound()
         return web.Response(text=_page(index, self.pages), content_type="text/html")
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", self._handle)
-        self._runner, self.port = await serve_loopback(app)
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

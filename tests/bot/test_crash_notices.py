@@ -24,7 +24,7 @@ import yaml
 from aiohttp import web
 
 from notifier.testing import DiscordEmulator
-from notifier.testing.loopback import serve_loopback
+from notifier.testing.loopback import LoopbackServer
 from notifier.testing.site import DemoSite
 
 from .support import text_of, wait_until
@@ -47,7 +47,7 @@ class Arrival:
 
 
 @dataclass
-class SwitchableSink:
+class SwitchableSink(LoopbackServer):
     """A json:// sink on 127.0.0.1. While `hanging`, requests are held without an answer;
     afterwards every request is answered 200 at once. `arrivals` holds every request, `delivered`
     the idempotency keys of the requests answered 200."""
@@ -57,8 +57,6 @@ class SwitchableSink:
     delivered: list[str | None] = field(default_factory=list)
     held: int = 0
     _release: asyncio.Event = field(default_factory=asyncio.Event)
-    _runner: web.AppRunner | None = None
-    port: int = 0
 
     def json_url(self, path: str = "/notices") -> str:
         return f"json://127.0.0.1:{self.port}{path}"
@@ -84,25 +82,9 @@ class SwitchableSink:
         self.delivered.append(arrival.key)
         return web.json_response({"ok": True})
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner, self.port = await serve_loopback(app)
-
     async def close(self) -> None:
         self._release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
-@contextlib.asynccontextmanager
-async def switchable_sink() -> AsyncIterator[SwitchableSink]:
-    sink = SwitchableSink()
-    await sink.start()
-    try:
-        yield sink
-    finally:
-        await sink.close()
+        await super().close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,7 +236,7 @@ async def test_notices_queued_before_a_kill_9_are_sent_once_after_the_restart(
     discord_emulator: DiscordEmulator, site: DemoSite, tmp_path: Path
 ) -> None:
     emulator = discord_emulator
-    async with switchable_sink() as sink:
+    async with SwitchableSink() as sink:
         config, outbox = write_config(tmp_path, emulator, sink)
 
         # 1. The first process: a workflow runs to the end, its notices hang at the sink.

@@ -27,7 +27,7 @@ from notifier.outbox import OutboxRow, OutboxStatus
 from notifier.records import DeliveryState, WorkflowRecord, WorkflowStatus
 from notifier.store import ResultQuery
 from notifier.testing import DiscordEmulator
-from notifier.testing.loopback import serve_loopback
+from notifier.testing.loopback import LoopbackServer
 from notifier.testing.model import Message
 from notifier.testing.project_bot import bot_settings, running_bot
 
@@ -43,14 +43,12 @@ WEBHOOK_ROUTE = "/webhooks/{webhook_id}/{webhook_token}"
 
 
 @dataclass
-class JsonSink:
+class JsonSink(LoopbackServer):
     """An aiohttp server on 127.0.0.1 recording every request; `statuses` are answered first,
     one per request, then 200."""
 
     received: list[dict[str, Any]] = field(default_factory=list)
     statuses: deque[int] = field(default_factory=deque)
-    port: int = 0
-    _runner: web.AppRunner | None = None
 
     def json_url(self, path: str = "/hook", *, userinfo: str = "") -> str:
         auth = f"{userinfo}@" if userinfo else ""
@@ -71,24 +69,11 @@ class JsonSink:
         )
         return web.json_response({"ok": status == 200}, status=status)
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner, self.port = await serve_loopback(app)
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
 
 @pytest.fixture
 async def sink() -> AsyncIterator[JsonSink]:
-    running = JsonSink()
-    await running.start()
-    try:
+    async with JsonSink() as running:
         yield running
-    finally:
-        await running.close()
 
 
 class _ToLoguru(logging.Handler):

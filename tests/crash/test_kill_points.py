@@ -21,11 +21,9 @@ must exit 0 with no traceback (and no bot token) in its output.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ from notifier.config import StorageSettings
 from notifier.records import WorkflowRecord, WorkflowStatus, new_workflow_id
 from notifier.store import ResultStore
 from notifier.testing import DiscordEmulator
-from notifier.testing.loopback import serve_loopback
+from notifier.testing.loopback import LoopbackServer
 from notifier.testing.site import DemoSite
 
 from .support import (
@@ -216,7 +214,7 @@ async def test_a_result_persisted_but_not_delivered_before_a_kill_is_delivered_o
 
 
 @dataclass
-class HoldingSink:
+class HoldingSink(LoopbackServer):
     """A json:// sink on 127.0.0.1: while `holding`, requests get no answer (the client dies
     first); afterwards every request is answered 200 at once."""
 
@@ -224,9 +222,7 @@ class HoldingSink:
     held: int = 0
     arrivals: list[tuple[str | None, str]] = field(default_factory=list)  # (key, title)
     answered: list[tuple[str | None, str]] = field(default_factory=list)
-    port: int = 0
     _release: asyncio.Event = field(default_factory=asyncio.Event)
-    _runner: web.AppRunner | None = None
 
     def json_url(self) -> str:
         return f"json://127.0.0.1:{self.port}/notices"
@@ -245,32 +241,16 @@ class HoldingSink:
         self.answered.append(entry)
         return web.json_response({"ok": True})
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner, self.port = await serve_loopback(app)
-
     async def close(self) -> None:
         self._release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
-@contextlib.asynccontextmanager
-async def holding_sink() -> AsyncIterator[HoldingSink]:
-    sink = HoldingSink()
-    await sink.start()
-    try:
-        yield sink
-    finally:
-        await sink.close()
+        await super().close()
 
 
 async def test_notices_queued_before_a_kill_are_each_sent_once_after_the_restart(
     emulator: DiscordEmulator, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
-    async with holding_sink() as sink, DemoSite(pages=3) as site:
+    async with HoldingSink() as sink, DemoSite(pages=3) as site:
         config = write_config(
             tmp_path,
             emulator,

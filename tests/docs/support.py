@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from notifier.testing.loopback import serve_loopback
+from notifier.testing.loopback import LoopbackServer
 
 from .readme import ROOT
 
@@ -60,14 +60,12 @@ def script_env(**extra: str) -> dict[str, str]:
 
 
 @dataclass
-class HttpSink:
+class HttpSink(LoopbackServer):
     """An aiohttp server on 127.0.0.1 that records each request and answers `statuses` first
     (one per request), then 200."""
 
     statuses: list[int] = field(default_factory=list)
     received: list[tuple[str, str, bytes]] = field(default_factory=list)
-    port: int = 0
-    _runner: web.AppRunner | None = None
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -76,25 +74,6 @@ class HttpSink:
         self.received.append((request.method, request.path, await request.read()))
         status = self.statuses.pop(0) if self.statuses else 200
         return web.json_response({"ok": status < 400}, status=status)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner, self.port = await serve_loopback(app)
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
-@contextlib.asynccontextmanager
-async def http_sink() -> AsyncIterator[HttpSink]:
-    sink = HttpSink()
-    await sink.start()
-    try:
-        yield sink
-    finally:
-        await sink.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from notifier.plugins import (
 )
 
 from .readme import block
-from .support import HttpSink, eventually, http_sink
+from .support import HttpSink, eventually
 
 README_URL = "https://ntfy.sh/my-topic"
 
@@ -47,7 +47,7 @@ def readme_yaml(url: str) -> str:
 
 @pytest.fixture
 async def sink() -> AsyncIterator[HttpSink]:
-    async with http_sink() as running:
+    async with HttpSink() as running:
         yield running
 
 

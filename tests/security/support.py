@@ -19,7 +19,7 @@ from notifier.app import NotifierBot
 from notifier.records import DeliveryState, WorkflowRecord
 from notifier.store import ResultQuery
 from notifier.testing import DiscordEmulator
-from notifier.testing.loopback import serve_loopback
+from notifier.testing.loopback import LoopbackServer
 from notifier.testing.project_bot import bot_settings, running_bot
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -69,11 +69,9 @@ def smtp_server() -> Any:
 
 
 @dataclass
-class EchoSink:
+class EchoSink(LoopbackServer):
     received: list[dict[str, Any]] = field(default_factory=list)
     failures_left: int = 1
-    port: int = 0
-    _runner: web.AppRunner | None = None
 
     def json_url(self, userinfo: str) -> str:
         return f"json://{userinfo}@127.0.0.1:{self.port}/notices"
@@ -89,25 +87,6 @@ class EchoSink:
                 {"error": f"cannot accept {request.path} for {decoded}"}, status=500
             )
         return web.json_response({"ok": True})
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner, self.port = await serve_loopback(app)
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
-@contextlib.asynccontextmanager
-async def echo_sink() -> AsyncIterator[EchoSink]:
-    sink = EchoSink()
-    await sink.start()
-    try:
-        yield sink
-    finally:
-        await sink.close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -33,8 +33,8 @@ from notifier.testing import DiscordEmulator
 from .conftest import CapturedLogs, SecretScan
 from .support import (
     PROJECT_ROOT,
+    EchoSink,
     Steered,
-    echo_sink,
     newest_record,
     project_bot,
     settled_record,
@@ -78,7 +78,7 @@ async def test_no_configured_secret_is_ever_logged_shown_or_stored(
     data_dir = tmp_path / "data"
     config_path = tmp_path / "config.yaml"
     with smtp_server() as smtp:
-        async with echo_sink() as sink:
+        async with EchoSink() as sink:
             events = ["started", "completed", "failed"]
             notifiers = [
                 {

@@ -21,7 +21,6 @@ below is typed into `/autointel` by a user; a local "internal service" (an admin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -36,7 +35,7 @@ from notifier.config import AutointelSettings
 from notifier.netguard import NetGuard
 from notifier.store import ResultQuery
 from notifier.testing import DiscordEmulator
-from notifier.testing.loopback import serve_loopback
+from notifier.testing.loopback import LoopbackServer
 from notifier.testing.model import Message
 from notifier.workflows.autointel import build_autointel
 
@@ -47,13 +46,11 @@ NO_PRIVATE = {"autointel": {"allow_private_networks": False, "connect_timeout": 
 
 
 @dataclass
-class Service:
+class Service(LoopbackServer):
     """An aiohttp server on 127.0.0.1 recording every path; `routes` map path -> handler."""
 
     routes: dict[str, Callable[[web.Request], web.StreamResponse]] = field(default_factory=dict)
     hits: list[str] = field(default_factory=list)
-    port: int = 0
-    _runner: web.AppRunner | None = None
 
     def url(self, path: str = "/") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -68,29 +65,10 @@ class Service:
             content_type="text/html",
         )
 
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner, self.port = await serve_loopback(app)
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-
-@contextlib.asynccontextmanager
-async def service() -> AsyncIterator[Service]:
-    running = Service()
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.close()
-
 
 @pytest.fixture
 async def internal() -> AsyncIterator[Service]:
-    async with service() as running:
+    async with Service() as running:
         yield running
 
 
@@ -231,7 +209,7 @@ async def test_redirects_to_forbidden_addresses_are_refused_hop_by_hop(
         "/to-private": ("http://192.168.0.1/router", "private"),
         "/hop": ("/to-internal", "loopback"),  # a chain: same site first, then inside
     }
-    async with service() as public:
+    async with Service() as public:
         public.routes = {path: redirect(location) for path, (location, _) in targets.items()}
         guard = NetGuard(allow_private=False, exempt_endpoints=[("127.0.0.1", public.port)])
         bot.workflows["autointel"] = build_autointel(
