@@ -25,6 +25,7 @@ from aiohttp import web
 
 from notifier.testing import DiscordEmulator
 from notifier.testing.loopback import LoopbackServer
+from notifier.testing.processes import CapturedProcess
 from notifier.testing.site import DemoSite
 
 from .support import text_of, wait_until
@@ -91,71 +92,26 @@ class SwitchableSink(LoopbackServer):
 # The bot process
 
 
-@dataclass
-class BotProcess:
-    process: asyncio.subprocess.Process
-    stdout: list[str] = field(default_factory=list)
-    stderr: list[str] = field(default_factory=list)
-    readers: list[asyncio.Task[None]] = field(default_factory=list)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def output(self) -> str:
-        return "".join(self.stderr) + "".join(self.stdout)
-
-    async def finish(self) -> int:
-        """Wait for the exit and for both pipes to be read to the end."""
-        code = await self.process.wait()
-        await asyncio.gather(*self.readers)
-        return code
-
-
-async def _pump(stream: asyncio.StreamReader | None, into: list[str]) -> None:
-    if stream is None:
-        return
-    while line := await stream.readline():
-        into.append(line.decode("utf-8", "replace"))
-
-
-async def start_bot(config: Path) -> BotProcess:
+async def start_bot(config: Path) -> CapturedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DISCORD_API_BASE"}
     env["PYTHONUNBUFFERED"] = "1"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "bot.py",
-        "--config",
-        str(config),
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    return await CapturedProcess.start(
+        sys.executable, "bot.py", "--config", str(config), cwd=PROJECT_ROOT, env=env
     )
-    bot = BotProcess(process)
-    bot.readers = [
-        asyncio.create_task(_pump(process.stdout, bot.stdout)),
-        asyncio.create_task(_pump(process.stderr, bot.stderr)),
-    ]
-    return bot
 
 
 @contextlib.asynccontextmanager
-async def bot_process(config: Path) -> AsyncIterator[BotProcess]:
+async def bot_process(config: Path) -> AsyncIterator[CapturedProcess]:
     """A bot process that is killed (by its own pid) if the test leaves it running."""
     bot = await start_bot(config)
     try:
         yield bot
     finally:
-        if bot.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(bot.pid, signal.SIGKILL)
-        await bot.finish()
+        await bot.kill()
 
 
 async def until(
-    predicate: Callable[[], Any], what: str, bot: BotProcess, limit_s: float = STEP_LIMIT_S
+    predicate: Callable[[], Any], what: str, bot: CapturedProcess, limit_s: float = STEP_LIMIT_S
 ) -> None:
     """Poll `predicate`; if the bot process dies or the limit passes, fail with its output."""
 

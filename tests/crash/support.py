@@ -16,7 +16,7 @@ import signal
 import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import yaml
 
 from notifier.testing import DiscordEmulator
 from notifier.testing.model import Message
+from notifier.testing.processes import CapturedProcess
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 LIMIT_S = 60.0
@@ -68,24 +69,9 @@ def write_config(
 # The process
 
 
-@dataclass
-class BotProcess:
-    process: asyncio.subprocess.Process
+@dataclass(kw_only=True)
+class BotProcess(CapturedProcess):
     token: str
-    stderr: list[str] = field(default_factory=list)
-    readers: list[asyncio.Task[None]] = field(default_factory=list)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def output(self) -> str:
-        return "".join(self.stderr)
-
-    async def finish(self) -> int:
-        code = await self.process.wait()
-        await asyncio.gather(*self.readers)
-        return code
 
     async def kill_9(self) -> None:
         """SIGKILL: no handler runs, no buffer is flushed, nothing is closed."""
@@ -105,13 +91,6 @@ class BotProcess:
         assert self.token not in output, "the bot token reached the log"
 
 
-async def _pump(stream: asyncio.StreamReader | None, into: list[str]) -> None:
-    if stream is None:
-        return
-    while line := await stream.readline():
-        into.append(line.decode("utf-8", "replace"))
-
-
 @contextlib.asynccontextmanager
 async def bot_process(emulator: DiscordEmulator, config: Path) -> AsyncIterator[BotProcess]:
     """`python bot.py --config ...`, ready (READY received, commands registered) on entry; killed
@@ -120,28 +99,22 @@ async def bot_process(emulator: DiscordEmulator, config: Path) -> AsyncIterator[
     env["TEST_BOT_TOKEN"] = emulator.bot_token
     env["PYTHONUNBUFFERED"] = "1"
     ready_before = emulator.ready_count
-    process = await asyncio.create_subprocess_exec(
+    bot = await BotProcess.start(
         sys.executable,
         str(PROJECT_ROOT / "bot.py"),
         "--config",
         str(config),
         cwd=PROJECT_ROOT,
         env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+        capture_stdout=False,
+        token=emulator.bot_token,
     )
-    bot = BotProcess(process, emulator.bot_token)
-    bot.readers = [asyncio.create_task(_pump(process.stderr, bot.stderr))]
     try:
         await until(lambda: emulator.ready_count > ready_before, "READY", bot)
         await emulator.wait_for_commands("autointel", "retrieve_results", timeout_s=LIMIT_S)
         yield bot
     finally:
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(bot.pid, signal.SIGKILL)
-        await bot.finish()
+        await bot.kill()
 
 
 async def until(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from notifier.testing.loopback import LoopbackServer
+from notifier.testing.processes import CapturedProcess
 
 from .readme import ROOT
 
@@ -81,18 +81,7 @@ class HttpSink(LoopbackServer):
 
 
 @dataclass
-class Process:
-    process: asyncio.subprocess.Process
-    stdout: list[str] = field(default_factory=list)
-    stderr: list[str] = field(default_factory=list)
-    readers: list[asyncio.Task[None]] = field(default_factory=list)
-
-    def output(self) -> str:
-        return "".join(self.stdout) + "\n--- stderr ---\n" + "".join(self.stderr)
-
-    def send(self, signum: int) -> None:
-        self.process.send_signal(signum)
-
+class Process(CapturedProcess):
     async def wait_for(
         self, predicate: Callable[[], bool | Awaitable[bool]], what: str, limit_s: float = 60.0
     ) -> None:
@@ -116,43 +105,12 @@ class Process:
                 raise AssertionError(f"{exc}\n{self.output()}") from None
             raise
 
-    def stderr_has(self, text: str) -> bool:
-        return any(text in line for line in self.stderr)
-
-    async def finish(self, limit_s: float = 60.0) -> int:
-        code = await asyncio.wait_for(self.process.wait(), limit_s)
-        await asyncio.gather(*self.readers)
-        return code
-
-
-async def _pump(stream: asyncio.StreamReader | None, into: list[str]) -> None:
-    if stream is None:
-        return
-    while line := await stream.readline():
-        into.append(line.decode("utf-8", "replace"))
-
 
 @contextlib.asynccontextmanager
 async def process(*argv: str, env: dict[str, str], cwd: Path = ROOT) -> AsyncIterator[Process]:
     """Start `argv`; kill it (by its own pid) if the test leaves it running."""
-    proc = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=cwd,
-        env=env,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    running = Process(proc)
-    running.readers = [
-        asyncio.create_task(_pump(proc.stdout, running.stdout)),
-        asyncio.create_task(_pump(proc.stderr, running.stderr)),
-    ]
+    running = await Process.start(*argv, env=env, cwd=cwd)
     try:
         yield running
     finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-        await proc.wait()
-        await asyncio.gather(*running.readers, return_exceptions=True)
+        await running.kill()
