@@ -325,9 +325,7 @@ class ResultIndex:
             except BaseException:
                 await db.close()
                 raise
-        index = cls(db, writer, fts=fts, path=path)
-        index._refresh_counts()
-        return index
+        return cls(db, writer, fts=fts, path=path)
 
     @staticmethod
     async def _prepare(db: aiosqlite.Connection) -> bool:
@@ -374,13 +372,16 @@ class ResultIndex:
                 await self._db.close()
 
     async def url_search_ready(self) -> None:
-        """Wait until the trigram counts read at open are in (URL searches are exact before,
-        only slower); for tools and benchmarks that want the steady state."""
+        """Read the trigram counts now if they are missing or stale, and wait for them (URL
+        searches are exact before, only slower); for tools and benchmarks that want the steady
+        state."""
+        self._refresh_counts()
         if self._counting is not None:
             await asyncio.shield(self._counting)
 
     def _refresh_counts(self) -> None:
-        """Read the trigram counts again in the background if they are stale (see url_terms)."""
+        """Read the trigram counts in the background if they are missing or stale (see
+        url_terms). Not at open: the CLI and bots that never search by URL do not pay for it."""
         if not self._fts or self._counting is not None:
             return
         if not self._counts.stale(time.monotonic()):

@@ -575,8 +575,9 @@ class ResultStore:
         return await self._index.search(query)
 
     async def url_search_ready(self) -> None:
-        """Wait for the statistics URL searches use, read in the background at open (a few
-        seconds for a million rows; searches meanwhile are exact, only slower)."""
+        """Read and wait for the statistics URL searches use (read in the background on the
+        first URL search otherwise: a few seconds for a million rows; searches meanwhile are
+        exact, only slower)."""
         self._check_open()
         await self._index.url_search_ready()
 

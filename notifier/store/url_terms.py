@@ -8,7 +8,8 @@ AND "123" AND "34."``) touches only short lists: under 1 ms. Those rows are cand
 exact test is ``instr(lower(url), lower(needle))`` on each (see `ResultIndex._search_url`).
 
 How rare a trigram is comes from the fts5vocab view of the index (documents per trigram), read in
-a worker thread on a connection of its own (2.5 s for a million rows) and refreshed now and then.
+a worker thread on a connection of its own (2.5 s for a million rows) at the first URL search and
+refreshed now and then.
 The counts only choose which trigrams to ask for: stale or missing counts cost speed, never
 correctness. Only for ASCII needles, where SQLite's ``lower`` and the tokenizer agree on case.
 """
