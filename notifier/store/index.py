@@ -480,11 +480,12 @@ class ResultIndex:
             params.append(query.until)
         needle = query.url_contains
         if needle and url:
-            if self._fts_match(needle) is not None and not _scan_users_rows(query):
+            match = self._fts_match(needle)
+            if match is not None and not _scan_users_rows(query):
                 clauses.append(
                     "id IN (SELECT rowid FROM workflow_urls WHERE workflow_urls MATCH ?)"
                 )
-                params.append(self._fts_match(needle))
+                params.append(match)
             elif not _storable(needle) or "\x00" in needle:
                 # No stored URL contains it: URLs with control characters are refused, and FTS5
                 # and LIKE both stop reading at a NUL (LIKE would then match every URL).
