@@ -50,7 +50,7 @@ from .url_terms import TrigramCounts, read_trigram_counts, trigram_query
 
 __all__ = ["SCHEMA_VERSION", "ResultIndex", "RowState", "WorkflowExists"]
 
-SCHEMA_VERSION: Final = 2  # 2: workflow_blocks (URL search stops early)
+SCHEMA_VERSION: Final = 3  # 2: workflow_blocks (URL search stops early); 3: see _FTS_UPDATE
 BUSY_TIMEOUT_MS: Final = 10_000
 _CHUNK: Final = 500  # ids per IN (...) list: far below SQLite's variable limit
 _WRITER_PRAGMAS: Final = (f"busy_timeout = {BUSY_TIMEOUT_MS}", "synchronous = FULL")
@@ -135,7 +135,13 @@ END;
 CREATE TRIGGER workflow_urls_delete AFTER DELETE ON workflows BEGIN
     INSERT INTO workflow_urls (workflow_urls, rowid, url) VALUES ('delete', old.id, old.url);
 END;
-CREATE TRIGGER workflow_urls_update AFTER UPDATE OF url ON workflows BEGIN
+"""
+# Only when the URL really changed: an UPDATE that merely names `url` (re-indexing a result from
+# its file) would otherwise rewrite every trigram of the URL, two thirds of the pages a finish
+# wrote before schema version 3, whose trigger had no WHEN.
+_FTS_UPDATE = """
+CREATE TRIGGER IF NOT EXISTS workflow_urls_update AFTER UPDATE OF url ON workflows
+WHEN old.url IS NOT new.url BEGIN
     INSERT INTO workflow_urls (workflow_urls, rowid, url) VALUES ('delete', old.id, old.url);
     INSERT INTO workflow_urls (rowid, url) VALUES (new.id, new.url);
 END;
@@ -178,6 +184,23 @@ _UPSERT: Final = (
     + " ON CONFLICT (workflow_id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in _NOT_UPDATED)
     + ", purge_started_at = NULL"
+)
+# Finishing a row this process created: only the outcome columns, so SQLite leaves alone the
+# indexes on the identity columns (user, command, created_at), which an upsert naming every column
+# rewrites even when the values are unchanged (5 pages a commit instead of 8).
+_OUTCOME_COLUMNS: Final = (
+    "status",
+    "stage",
+    "progress",
+    "finished_at",
+    "size_bytes",
+    "error",
+    "path",
+)
+_FINISH: Final = (
+    "UPDATE workflows SET "
+    + ", ".join(f"{c} = ?" for c in _OUTCOME_COLUMNS)
+    + ", purge_started_at = NULL WHERE workflow_id = ?"
 )
 _LIVE: Final = "purge_started_at IS NULL"
 _HAS_DOCUMENT: Final = "status NOT IN ('running', 'lost')"
@@ -342,6 +365,8 @@ class ResultIndex:
             raise StoreError(
                 f"index schema version {version} is newer than this program's {SCHEMA_VERSION}"
             )
+        if version < 3:  # replaced below by the version with WHEN (_FTS_UPDATE)
+            await db.execute("DROP TRIGGER IF EXISTS workflow_urls_update")
         await db.executescript(_SCHEMA)
         if version < 2:
             await db.execute(_FILL_BLOCKS)  # rows indexed before the table existed
@@ -350,9 +375,10 @@ class ResultIndex:
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'workflow_urls'"
         ) as cursor:
             if await cursor.fetchone() is not None:
+                await db.executescript(_FTS_UPDATE)
                 return True
         try:
-            await db.executescript("BEGIN;" + _FTS_SCHEMA + "COMMIT;")
+            await db.executescript("BEGIN;" + _FTS_SCHEMA + _FTS_UPDATE + "COMMIT;")
         except sqlite3.OperationalError as exc:
             with contextlib.suppress(sqlite3.Error):
                 await db.execute("ROLLBACK")
@@ -428,6 +454,16 @@ class ResultIndex:
         """Write a finished (or re-indexed) row, keeping any delivery state already recorded."""
         with _sqlite_errors("record the result"):
             await self._write(_UPSERT, _row_values(record))
+
+    async def record_finished(self, record: WorkflowRecord) -> None:
+        """Write the outcome of a workflow whose row holds the same identity (the record came
+        from `insert` or from this index); a missing row is written whole, as `upsert_finished`."""
+        values = [getattr(record, c) for c in _OUTCOME_COLUMNS]
+        values[0] = record.status.value
+        with _sqlite_errors("record the result"):
+            if await self._write(_FINISH, (*values, record.workflow_id)):
+                return
+        await self.upsert_finished(record)
 
     async def update_progress(self, workflow_id: str, stage: str, progress: float) -> None:
         with _sqlite_errors("record progress"):

@@ -18,7 +18,8 @@ import pytest
 from notifier.config import StorageSettings
 from notifier.records import WorkflowRecord
 from notifier.store import ResultQuery, ResultStore
-from notifier.store.index import ResultIndex
+from notifier.records import WorkflowStatus
+from notifier.store.index import SCHEMA_VERSION, ResultIndex
 from notifier.store.query import MAX_PAGE_SIZE
 from notifier.store.url_terms import TrigramCounts, read_trigram_counts, trigram_query
 
@@ -154,7 +155,59 @@ async def test_an_index_from_schema_version_1_is_upgraded_and_searched_right(
 
     order = rows[1_200:] + rows[:1_200]
     assert seen == _expected(order, "/docs/", None)
-    assert version == 2
+    assert version == SCHEMA_VERSION
+
+
+_V2_URL_TRIGGER = """
+CREATE TRIGGER workflow_urls_update AFTER UPDATE OF url ON workflows BEGIN
+    INSERT INTO workflow_urls (workflow_urls, rowid, url) VALUES ('delete', old.id, old.url);
+    INSERT INTO workflow_urls (rowid, url) VALUES (new.id, new.url);
+END;
+"""
+
+
+async def test_an_index_from_schema_version_2_is_upgraded_and_a_changed_url_is_found(
+    tmp_path: Path,
+) -> None:
+    # Version 3 only re-indexes a URL that changed (version 2 rewrote every trigram of it at
+    # every finish); a row re-indexed with a different URL must still be found by the new one.
+    rows = _rows(50, 8)
+    await _index(tmp_path, [rows])
+    db = sqlite3.connect(tmp_path / "index.sqlite3")
+    try:
+        db.executescript(
+            f"DROP TRIGGER workflow_urls_update; {_V2_URL_TRIGGER} PRAGMA user_version = 2;"
+        )
+    finally:
+        db.close()
+
+    index = await ResultIndex.open(tmp_path / "index.sqlite3")
+    try:
+        moved, kept = rows[10], rows[11]
+        old_url = moved.url
+        moved.options["url"] = "https://moved.example/new-home"
+        for row in (moved, kept):
+            row.status, row.finished_at = WorkflowStatus.COMPLETED, START_S + 99
+            await index.upsert_finished(row)
+        found_new = await index.search(ResultQuery(url_contains="moved.example/new"))
+        found_old = await index.search(ResultQuery(url_contains=old_url.split("//")[1]))
+        found_kept = await index.search(ResultQuery(url_contains=kept.url.split("//")[1]))
+    finally:
+        await index.close()
+    db = sqlite3.connect(tmp_path / "index.sqlite3")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        [trigger] = db.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'workflow_urls_update'"
+        ).fetchone()
+    finally:
+        db.close()
+
+    assert [r.workflow_id for r in found_new] == [moved.workflow_id]
+    assert moved.workflow_id not in [r.workflow_id for r in found_old]
+    assert [r.workflow_id for r in found_kept] == [kept.workflow_id]
+    assert version == SCHEMA_VERSION == 3
+    assert "WHEN old.url IS NOT new.url" in trigger
 
 
 @pytest.mark.parametrize("counts_say", ["right", "backwards", "nothing"])
