@@ -11,7 +11,8 @@ same filesystem the bot's `data/` uses):
 - raw loop + directory fsync: the same plus `fsync` of the folder, which a rename needs to
   survive a power cut (shown for context; the target compares against the plain raw loop);
 - ours, one at a time: `await ResultStore.finish(...)` for each result in turn (JSON encoding in a
-  worker thread, temp file, fsync, rename, directory fsync, index row committed with fsync);
+  worker thread, then the result file writer's thread: temp file, fsync, rename, directory fsync;
+  then the index row committed with fsync);
 - ours, `--concurrency` at a time: the same with that many finishes in flight, as when many
   workflows end together.
 
@@ -38,6 +39,7 @@ from notifier.config import StorageSettings
 from notifier.records import WorkflowRecord, WorkflowStatus
 from notifier.store import ResultStore, files
 from notifier.store.document import build_document, encode_document
+from notifier.store.file_writer import ResultFileWriter
 from notifier.store.index import ResultIndex
 
 from .common import (
@@ -156,12 +158,6 @@ async def step_costs(folder: Path, count: int, size_bytes: int) -> list[tuple[st
         loaded: dict[str, object] = json.loads(encode_document(document))
         return loaded
 
-    async def missing() -> None:
-        try:
-            await files.read_bytes(results / f"{uuid.uuid4().hex}.json")
-        except FileNotFoundError:
-            return
-
     async def through_aiofiles(workflow_id: str) -> None:
         # The same steps as write_atomic, the way it was written before (aiofiles open, write,
         # flush, then fsync and rename in worker threads): what the one-hop write saves.
@@ -171,26 +167,26 @@ async def step_costs(folder: Path, count: int, size_bytes: int) -> list[tuple[st
             await handle.flush()
             await asyncio.to_thread(os.fsync, handle.fileno())
         await asyncio.to_thread(os.replace, temp, final)
-        await directory.sync()
+        await asyncio.to_thread(files.fsync_dir, results)
 
-    directory = files.DirectorySync(results)
+    writer = ResultFileWriter(results)
     index = await ResultIndex.open(folder / "index.sqlite3")
     rows = records(count)
+    await index.insert_many(rows)
     for row in rows:
         row.status, row.finished_at = WorkflowStatus.COMPLETED, time.time()
     steps = [
-        ("is there a result already? (read, FileNotFound)", missing),
         ("encode + reload JSON in a worker thread", lambda: asyncio.to_thread(encode_and_reload)),
         (
-            "write_atomic: temp, write, fsync, rename (one hop), dir fsync",
-            lambda: files.write_atomic(directory, uuid.uuid4().hex, data),
+            "result file writer: temp, write, fsync, rename, dir fsync (one hop)",
+            lambda: writer.write(uuid.uuid4().hex, data),
         ),
         (
             "(for comparison) the same steps through aiofiles (five hops)",
             lambda: through_aiofiles(uuid.uuid4().hex),
         ),
     ]
-    index_step = "index row committed (WAL, synchronous=FULL)"
+    index_step = "index row finished, committed (WAL, synchronous=FULL)"
     totals = dict.fromkeys([name for name, _ in steps] + [index_step], 0.0)
     await asyncio.to_thread(os.sync)
     try:
@@ -201,9 +197,10 @@ async def step_costs(folder: Path, count: int, size_bytes: int) -> list[tuple[st
                 await step()
                 totals[name] += time.perf_counter() - start
             start = time.perf_counter()
-            await index.upsert_finished(row)
+            await index.record_finished(row)
             totals[index_step] += time.perf_counter() - start
     finally:
+        await writer.close()
         await index.close()
     return [(name, total / count) for name, total in totals.items()]
 

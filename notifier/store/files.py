@@ -2,13 +2,8 @@
 
 Every blocking call (open, write, fsync, rename, unlink, listing, chmod) runs in a worker thread,
 because the loop also carries the Discord gateway heartbeat and a slow disk must not stall it.
-Reads go through aiofiles. A result's write (open, write, fsync, close, rename) is one function
-in one worker thread: through aiofiles the same steps were five thread hand-offs and took twice
-as long per result (see BENCHMARKS.md, persistence), with nothing gained in between.
-
-The directory fsync that makes a rename durable is shared (`DirectorySync`): renames that land
-while one fsync of the folder runs wait for the next, and one fsync covers them all, so 16 results
-finishing together pay for far fewer than 16 directory fsyncs.
+Reads go through aiofiles. Results themselves are written by `file_writer.ResultFileWriter`, in
+groups from one thread, with the helpers here (`temp_name`, `open_private`, `fsync_dir`).
 
 Names are built here and only here, and only from ids that `validate_workflow_id` accepted: a
 result is ``<id>.json``; a write in progress is ``.<id>.<16 hex>.tmp`` in the same directory (so the
@@ -18,7 +13,6 @@ final rename never crosses a filesystem, and reconciliation can tell whose temp 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import secrets
@@ -34,11 +28,12 @@ __all__ = [
     "FILE_MODE",
     "QUARANTINE_DIR",
     "RESULTS_DIR",
-    "DirectorySync",
     "Listing",
     "ensure_private_dir",
     "ensure_private_file",
+    "fsync_dir",
     "list_results",
+    "open_private",
     "promote_temp",
     "quarantine",
     "read_bytes",
@@ -46,7 +41,7 @@ __all__ = [
     "remove_file",
     "remove_results",
     "result_name",
-    "write_atomic",
+    "temp_name",
 ]
 
 DIR_MODE: Final = 0o700
@@ -69,19 +64,25 @@ def relative_path(workflow_id: str) -> str:
     return f"{RESULTS_DIR}/{result_name(workflow_id)}"
 
 
-def _temp_name(workflow_id: str) -> str:
+def temp_name(workflow_id: str) -> str:
     return f".{workflow_id}.{secrets.token_hex(8)}.tmp"
 
 
-def _private_opener(path: str, flags: int) -> int:
-    # O_EXCL via mode "xb": a temp name is never reused, so an existing file means something is
-    # wrong and must not be truncated. O_NOFOLLOW: a planted symlink is refused, not followed.
-    fd = os.open(path, flags | os.O_NOFOLLOW, FILE_MODE)
+def open_private(path: Path) -> int:
+    """Create `path` for writing (blocking): a new file, 0600, never through a symlink.
+
+    O_EXCL: a temp name is never reused, so an existing file means something is wrong and must
+    not be truncated. O_NOFOLLOW: a planted symlink is refused, not followed.
+    """
+    fd = os.open(
+        path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, FILE_MODE
+    )
     os.fchmod(fd, FILE_MODE)  # the umask may only take bits away, but be exact anyway
     return fd
 
 
-def _fsync_dir_blocking(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make the renames and removals in `directory` durable (blocking)."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -111,71 +112,6 @@ async def ensure_private_file(path: Path) -> None:
     """Create `path` empty if missing and make it 0600 (SQLite gives its -wal and -shm files the
     mode of the database file, so creating it private first keeps all three private)."""
     await asyncio.to_thread(_ensure_file_blocking, path)
-
-
-async def _discard(path: Path) -> None:
-    # If even this fails, reconciliation finds and handles the temp at the next start.
-    with contextlib.suppress(OSError):
-        await asyncio.to_thread(path.unlink, missing_ok=True)
-
-
-class DirectorySync:
-    """Group commit for directory fsyncs: `sync()` returns once an fsync of the folder that
-    started after the call has finished, and concurrent callers share one such fsync."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._asked = 0  # sync() calls so far
-        self._covered = 0  # calls whose renames a finished fsync covers
-        self._running: asyncio.Task[None] | None = None
-
-    async def sync(self) -> None:
-        self._asked += 1
-        ticket = self._asked
-        while self._covered < ticket:
-            if self._running is None:
-                self._running = asyncio.create_task(self._fsync(self._asked))
-            # shield: a cancelled caller must not cancel the fsync others wait for
-            await asyncio.shield(self._running)
-
-    async def _fsync(self, covers: int) -> None:
-        try:
-            await asyncio.to_thread(_fsync_dir_blocking, self.directory)
-            self._covered = max(self._covered, covers)
-        finally:
-            self._running = None
-
-
-def _write_blocking(temp: Path, final: Path, data: bytes) -> None:
-    fd = _private_opener(str(temp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(temp, final)
-
-
-async def write_atomic(directory: DirectorySync, workflow_id: str, data: bytes) -> int:
-    """Write `<id>.json` so that a reader sees either no file or the whole file, never a part.
-
-    temp file in the same directory -> write -> fsync -> rename over the final name -> fsync the
-    directory (shared with concurrent writes). A crash before the rename leaves only the temp
-    (reconciliation deals with it); after the rename the file is complete. The caller guarantees,
-    under its per-id lock, that the final name holds no different result. Returns the size in
-    bytes.
-    """
-    temp = directory.directory / _temp_name(workflow_id)
-    final = directory.directory / result_name(workflow_id)
-    try:
-        await asyncio.to_thread(_write_blocking, temp, final, data)
-        await directory.sync()
-    except OSError:
-        await _discard(temp)
-        raise
-    return len(data)
 
 
 async def read_bytes(path: Path) -> bytes:
@@ -223,8 +159,8 @@ def _quarantine_blocking(path: Path, quarantine_dir: Path) -> Path:
             break
     os.rename(path, target)
     os.chmod(target, FILE_MODE)
-    _fsync_dir_blocking(quarantine_dir)
-    _fsync_dir_blocking(path.parent)
+    fsync_dir(quarantine_dir)
+    fsync_dir(path.parent)
     return target
 
 
@@ -243,7 +179,7 @@ def _promote_blocking(temp: Path, final: Path) -> None:
     if final.exists():
         raise FileExistsError(final)
     os.replace(temp, final)
-    _fsync_dir_blocking(final.parent)
+    fsync_dir(final.parent)
 
 
 async def promote_temp(temp: Path, final: Path) -> None:
@@ -255,7 +191,7 @@ def _remove_blocking(directory: Path, names: list[str]) -> None:
     for name in names:
         (directory / name).unlink(missing_ok=True)
     if names:
-        _fsync_dir_blocking(directory)
+        fsync_dir(directory)
 
 
 async def remove_results(directory: Path, workflow_ids: list[str]) -> None:

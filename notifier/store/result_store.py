@@ -30,6 +30,7 @@ from .document import (
     record_from_document,
     same_outcome,
 )
+from .file_writer import ResultFileWriter
 from .index import ResultIndex, WorkflowExists
 from .locks import KeyedLocks
 from .maintenance import Maintenance, ReconcileReport
@@ -98,7 +99,7 @@ class ResultStore:
     ) -> None:
         self._settings = settings
         self._results_dir = settings.path / files.RESULTS_DIR
-        self._results_sync = files.DirectorySync(self._results_dir)
+        self._files = ResultFileWriter(self._results_dir)
         self._index = index
         self._on_storage_error = on_storage_error
         self._clock = clock
@@ -179,6 +180,7 @@ class ResultStore:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         self._closed = True
+        await self._files.close()
         for workflow_id in self._pending:
             logger.critical(
                 "store: workflow {}: result never reached the disk and is lost with this process",
@@ -314,11 +316,13 @@ class ResultStore:
     ) -> WorkflowRecord:
         failure: OSError | None = None
         async with self._locks.hold(workflow_id):
-            existing = await self._existing(workflow_id)
+            existing = await self._pending_outcome(workflow_id)
             base = self._live.get(workflow_id)
             if base is None:
                 with contextlib.suppress(StoreError):
                     base = await self._index.get(workflow_id)
+            if base is None and existing is None:
+                existing = await self._stored_outcome(workflow_id)
             if base is None and existing is not None:
                 base = existing.pending or record_from_document(existing.document)
             if base is None:
@@ -334,38 +338,58 @@ class ResultStore:
                 size_bytes=None,
             )
             data = await asyncio.to_thread(encode_document, build_document(finished, result))
-            if existing is not None:
-                document = await asyncio.to_thread(_reload, data)
-                if same_outcome(existing.document, document):
-                    return await self._already_finished(workflow_id, existing)
-                raise StoreError(
-                    f"workflow {workflow_id} already has a different result; "
-                    "a stored result is never overwritten"
-                )
-            pending = _PendingWrite(finished, data, reason)
-            self._pending[workflow_id] = pending
-            self._live.pop(workflow_id, None)
-            try:
-                await files.write_atomic(self._results_sync, workflow_id, data)
-            except OSError as exc:
-                failure = exc
-                await self._write_failed(pending, exc)
+            # The disk is asked only when the writer finds a file under the id (FileExistsError):
+            # then the stored outcome decides, as if it had been read first. A corrupt file is
+            # quarantined by _stored_outcome and the write goes ahead; twice means a file keeps
+            # coming back under the id, which is not ours to overwrite.
+            for _attempt in range(2):
+                if existing is not None:
+                    document = await asyncio.to_thread(_reload, data)
+                    if same_outcome(existing.document, document):
+                        return await self._already_finished(workflow_id, existing)
+                    raise StoreError(
+                        f"workflow {workflow_id} already has a different result; "
+                        "a stored result is never overwritten"
+                    )
+                pending = _PendingWrite(finished, data, reason)
+                live = self._live.pop(workflow_id, None)
+                self._pending[workflow_id] = pending
+                try:
+                    await self._files.write(workflow_id, data)
+                except FileExistsError:
+                    del self._pending[workflow_id]
+                    if live is not None:
+                        self._live[workflow_id] = live
+                    existing = await self._stored_outcome(workflow_id)
+                    continue
+                except OSError as exc:
+                    failure = exc
+                    await self._write_failed(pending, exc)
+                else:
+                    await self._written(pending)
+                break
             else:
-                await self._written(pending)
+                raise StoreError(
+                    f"workflow {workflow_id}: a file keeps appearing under its name; not overwritten"
+                )
             record = _copy(pending.record)
         if failure is not None:
             # Outside the lock: the hook may call back into the store for this workflow.
             await self._tell_storage_error(workflow_id, failure)
         return record
 
-    async def _existing(self, workflow_id: str) -> _Existing | None:
-        """The outcome already stored for this id (memory first, then disk), or None.
+    async def _pending_outcome(self, workflow_id: str) -> _Existing | None:
+        """The outcome this process holds in memory for the id (its write is being retried)."""
+        if (pending := self._pending.get(workflow_id)) is None:
+            return None
+        document = await asyncio.to_thread(_reload, pending.data)
+        return _Existing(document, len(pending.data), pending.record)
+
+    async def _stored_outcome(self, workflow_id: str) -> _Existing | None:
+        """The outcome stored on disk for the id, or None.
 
         A corrupt file under the id is quarantined (kept, not overwritten) and counts as none.
         """
-        if (pending := self._pending.get(workflow_id)) is not None:
-            document = await asyncio.to_thread(_reload, pending.data)
-            return _Existing(document, len(pending.data), pending.record)
         path = self._result_path(workflow_id)
         try:
             data = await files.read_bytes(path)
@@ -410,7 +434,7 @@ class ResultStore:
         record.path = files.relative_path(record.workflow_id)
         record.size_bytes = len(pending.data)
         try:
-            await self._index.upsert_finished(record)
+            await self._index.record_finished(record)
         except StoreError as exc:
             # The file is the truth; reconciliation re-indexes it at the next start.
             STORE_WRITE_FAILURES.labels(error="index").inc()
@@ -440,7 +464,7 @@ class ResultStore:
             exc.strerror or exc,
         )
         try:  # so get(), search() and pending_delivery() show it finished meanwhile
-            await self._index.upsert_finished(pending.record)
+            await self._index.record_finished(pending.record)
         except StoreError as index_exc:
             logger.error("store: workflow {}: not indexed either: {}", workflow_id, index_exc)
         self._spawn(self._retry(pending), name=f"store-retry-{workflow_id}")
@@ -466,7 +490,8 @@ class ResultStore:
                     return
                 try:
                     await files.ensure_private_dir(self._results_dir)
-                    await files.write_atomic(self._results_sync, workflow_id, pending.data)
+                    # replace: an earlier attempt may have renamed it before its fsync failed
+                    await self._files.write(workflow_id, pending.data, replace=True)
                 except OSError as exc:
                     pending.failures += 1
                     name = _errno_name(exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import pytest
 from notifier.config import StorageSettings
 from notifier.errors import StoreError
 from notifier.records import DeliveryState, WorkflowStatus
-from notifier.store import ResultStore
+from notifier.store import ResultQuery, ResultStore
+from notifier.store.document import build_document, encode_document
 
 from .support import EXAMPLE_RESULT, FakeClock, finished, make_record, metric, result_files
 
@@ -100,6 +102,72 @@ async def test_never_overwritten_across_a_restart(storage: StorageSettings) -> N
         )
         assert same.workflow_id == first.workflow_id
         assert (await store.read_result(first.workflow_id))["result"] == EXAMPLE_RESULT
+
+
+def _document_for(workflow_id: str, result: dict[str, object]) -> bytes:
+    other = make_record(workflow_id=workflow_id)
+    other.status, other.finished_at = WorkflowStatus.COMPLETED, 1.0
+    return encode_document(build_document(other, result))
+
+
+async def test_a_file_that_appeared_under_a_running_id_is_never_overwritten(
+    store: ResultStore, storage: StorageSettings
+) -> None:
+    # The store no longer reads the disk before writing a running workflow's result: the
+    # writer finds the file (a restored backup, another process) and the stored outcome decides.
+    record = make_record()
+    await store.create(record)
+    path = storage.path / "results" / f"{record.workflow_id}.json"
+    theirs = _document_for(record.workflow_id, {"theirs": True})
+    path.write_bytes(theirs)
+
+    with pytest.raises(StoreError, match="never overwritten"):
+        await store.finish(record.workflow_id, status=WorkflowStatus.COMPLETED, result={"x": 1})
+
+    assert path.read_bytes() == theirs
+    assert not store.pending_writes
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp left behind
+
+
+async def test_a_corrupt_file_under_a_running_id_is_quarantined_and_the_result_written(
+    store: ResultStore, storage: StorageSettings
+) -> None:
+    record = make_record()
+    await store.create(record)
+    path = storage.path / "results" / f"{record.workflow_id}.json"
+    path.write_bytes(b'{"trunc')
+
+    stored = await store.finish(
+        record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
+    )
+
+    assert stored.status is WorkflowStatus.COMPLETED
+    assert json.loads(path.read_bytes())["result"] == EXAMPLE_RESULT
+    [kept] = (storage.path / "quarantine").iterdir()
+    assert kept.read_bytes() == b'{"trunc'
+
+
+async def test_a_workflow_whose_row_is_missing_is_indexed_whole_when_it_finishes(
+    store: ResultStore, storage: StorageSettings
+) -> None:
+    # Finishing updates only the outcome columns of the row `create` wrote; without that row
+    # (the index refused it, or lost it), the whole row is written, so searches still find it.
+    record = make_record(user_id=77, url="https://rowless.example/a")
+    await store.create(record)
+    db = sqlite3.connect(storage.path / "index.sqlite3")
+    try:
+        with db:
+            db.execute("DELETE FROM workflows WHERE workflow_id = ?", (record.workflow_id,))
+    finally:
+        db.close()
+
+    await store.finish(record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT)
+
+    [by_user] = await store.search(ResultQuery(user_id=77))
+    [by_url] = await store.search(ResultQuery(url_contains="rowless.example"))
+    assert by_user.workflow_id == by_url.workflow_id == record.workflow_id
+    assert by_user.status is WorkflowStatus.COMPLETED
+    assert by_user.path == f"results/{record.workflow_id}.json"
 
 
 async def test_finish_for_a_workflow_never_created_is_refused(store: ResultStore) -> None:
