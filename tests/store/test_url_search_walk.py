@@ -16,9 +16,8 @@ from pathlib import Path
 import pytest
 
 from notifier.config import StorageSettings
-from notifier.records import WorkflowRecord
+from notifier.records import WorkflowRecord, WorkflowStatus
 from notifier.store import ResultQuery, ResultStore
-from notifier.records import WorkflowStatus
 from notifier.store.index import SCHEMA_VERSION, ResultIndex
 from notifier.store.query import MAX_PAGE_SIZE
 from notifier.store.url_terms import TrigramCounts, read_trigram_counts, trigram_query
