@@ -14,6 +14,13 @@ every write of the group is run again in a transaction of its own, so each calle
 fate and nothing is committed on behalf of a caller that was told it failed. Multi-statement
 units (`run`) are arbitrary code and get a transaction of their own.
 
+Not every write needs its own fsync: a write marked ``durable=False`` (a row the caller can rebuild
+from elsewhere, or an advisory one) still commits, and is safe from a crash of the process, but a
+group made only of such writes commits with ``synchronous=NORMAL``: in WAL mode that skips the
+fsync, and a power cut may roll the last of those commits back (never corrupt the file). The next
+durable commit fsyncs the WAL, and with it every commit before it. A group holding any durable
+write commits at the connection's own level.
+
 Reads do not come here: they use their own connection (WAL lets them run beside this one).
 """
 
@@ -49,6 +56,7 @@ class _Job:
     future: asyncio.Future[Any]
     key: Hashable | None = None
     alone: bool = False  # a `run` unit: arbitrary code gets a transaction to itself
+    durable: bool = True  # False: may be rolled back by a power cut (see the module docstring)
 
 
 def _statement(sql: str, params: Sequence[Any]) -> Unit:
@@ -76,6 +84,16 @@ def _run_alone(conn: sqlite3.Connection, unit: Unit) -> tuple[bool, Any]:
                 conn.execute("ROLLBACK")
         return False, exc
     return True, value
+
+
+def _run_relaxed(conn: sqlite3.Connection, units: list[Unit], level: int) -> list[tuple[bool, Any]]:
+    """`_run_group` with ``synchronous=NORMAL`` for this group only (`level` is the connection's
+    own, restored afterwards)."""
+    conn.execute("PRAGMA synchronous = NORMAL").close()
+    try:
+        return _run_group(conn, units)
+    finally:
+        conn.execute(f"PRAGMA synchronous = {level}").close()
 
 
 def _run_group(conn: sqlite3.Connection, units: list[Unit]) -> list[tuple[bool, Any]]:
@@ -116,9 +134,12 @@ class SQLiteWriter:
     connection.
     """
 
-    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, executor: ThreadPoolExecutor, *, synchronous: int
+    ) -> None:
         self._conn = conn
         self._executor = executor
+        self._synchronous = synchronous  # the level the pragmas set: durable groups commit at it
         self._queue: list[_Job] = []
         self._keyed: dict[Hashable, _Job] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -129,38 +150,49 @@ class SQLiteWriter:
     async def open(cls, path: Path, pragmas: Sequence[str], *, name: str) -> SQLiteWriter:
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-writer")
 
-        def connect() -> sqlite3.Connection:
+        def connect() -> tuple[sqlite3.Connection, int]:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             try:
                 for pragma in pragmas:
                     conn.execute(f"PRAGMA {pragma}").close()
+                [(level,)] = conn.execute("PRAGMA synchronous").fetchall()
             except BaseException:
                 conn.close()
                 raise
-            return conn
+            return conn, int(level)
 
         loop = asyncio.get_running_loop()
         try:
-            conn = await loop.run_in_executor(executor, connect)
+            conn, level = await loop.run_in_executor(executor, connect)
         except BaseException:
             executor.shutdown(wait=False)
             raise
-        return cls(conn, executor)
+        return cls(conn, executor, synchronous=level)
 
     async def execute(
-        self, sql: str, params: Sequence[Any] = (), *, latest_of: Hashable | None = None
+        self,
+        sql: str,
+        params: Sequence[Any] = (),
+        *,
+        latest_of: Hashable | None = None,
+        durable: bool = True,
     ) -> Written:
         """Run one statement in the next shared commit; return once it is committed.
 
         `latest_of`: writes with the same key that are still queued are superseded by this one
         (only its parameters run, once, and every caller gets its result). For writes where only
         the newest value matters, such as a workflow's progress.
+
+        `durable=False`: the write may be rolled back by a power cut (not by a crash of the
+        process), in exchange for no fsync of its own; for rows rebuilt from elsewhere.
         """
         if latest_of is not None and (queued := self._keyed.get(latest_of)) is not None:
             queued.unit = _statement(sql, params)
+            queued.durable = queued.durable or durable
             result: Written = await asyncio.shield(queued.future)
             return result
         job = self._enqueue(_statement(sql, params))
+        job.durable = durable
         if latest_of is not None:
             job.key = latest_of
             self._keyed[latest_of] = job
@@ -191,10 +223,16 @@ class SQLiteWriter:
                     if job.key is not None:
                         del self._keyed[job.key]
                 self.groups += 1
+                units = [job.unit for job in group]
                 try:
-                    outcomes = await loop.run_in_executor(
-                        self._executor, _run_group, self._conn, [job.unit for job in group]
-                    )
+                    if self._synchronous <= 1 or any(job.durable for job in group):
+                        outcomes = await loop.run_in_executor(
+                            self._executor, _run_group, self._conn, units
+                        )
+                    else:
+                        outcomes = await loop.run_in_executor(
+                            self._executor, _run_relaxed, self._conn, units, self._synchronous
+                        )
                 except BaseException as exc:  # the executor itself failed, or we are cancelled
                     group += self._queue
                     self._queue = []

@@ -7,12 +7,19 @@ files, so the files are written first and the index second.
 Settings and why:
 
 - WAL: readers (the CLI, autocomplete) never block the writer, and a commit is one append.
-- ``synchronous=FULL``: each commit is fsynced. NORMAL could roll back the last commits on power
-  loss; for delivery state that means a duplicate delivery, and for a purge's "purging" mark it
-  means a row whose file is gone without the mark that explains it, i.e. a false "lost". Writes
-  go through `notifier.sqlite_writer.SQLiteWriter`, so writes that arrive together (many
-  workflows finishing or reporting progress at once) share one commit and one fsync, and a
-  progress row still queued is replaced by the newer one instead of written twice.
+- ``synchronous=FULL`` for what only the index knows: a workflow started (``insert``: after a
+  crash it is the one trace that lets the user hear it was interrupted), delivery state (lost, it
+  means a duplicate delivery) and a purge's "purging" mark (lost, a row whose file is gone
+  without the mark that explains it, i.e. a false "lost"). Writes go through
+  `notifier.sqlite_writer.SQLiteWriter`, so writes that arrive together (many workflows
+  finishing or reporting progress at once) share one commit and one fsync, and a progress row
+  still queued is replaced by the newer one instead of written twice.
+- ``synchronous=NORMAL`` (no fsync; ``durable=False`` in the writer) for what can be rebuilt:
+  finished rows, whose file was fsynced first and which reconciliation re-indexes from the file
+  if a power cut rolls the row back to "running" (delivery then starts again: twice beats
+  never), and progress, which is advisory. A crash of the process loses none of these; the next
+  fsynced commit makes every earlier one durable too. This took the index's fsync off the path
+  of a finished result (BENCHMARKS.md, persistence).
 - ``busy_timeout``: the CLI may write (purge) while the bot runs; waits happen in aiosqlite's
   thread, not on the event loop.
 - ``id INTEGER PRIMARY KEY``: a stable rowid, which the external-content FTS table relies on (a
@@ -424,9 +431,14 @@ class ResultIndex:
             self._counting = None
 
     async def _write(
-        self, sql: str, params: Sequence[Any] = (), *, latest_of: Hashable | None = None
+        self,
+        sql: str,
+        params: Sequence[Any] = (),
+        *,
+        latest_of: Hashable | None = None,
+        durable: bool = True,
     ) -> int:
-        written = await self._writer.execute(sql, params, latest_of=latest_of)
+        written = await self._writer.execute(sql, params, latest_of=latest_of, durable=durable)
         return written.rowcount
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -453,7 +465,7 @@ class ResultIndex:
     async def upsert_finished(self, record: WorkflowRecord) -> None:
         """Write a finished (or re-indexed) row, keeping any delivery state already recorded."""
         with _sqlite_errors("record the result"):
-            await self._write(_UPSERT, _row_values(record))
+            await self._write(_UPSERT, _row_values(record), durable=False)
 
     async def record_finished(self, record: WorkflowRecord) -> None:
         """Write the outcome of a workflow whose row holds the same identity (the record came
@@ -461,7 +473,7 @@ class ResultIndex:
         values = [getattr(record, c) for c in _OUTCOME_COLUMNS]
         values[0] = record.status.value
         with _sqlite_errors("record the result"):
-            if await self._write(_FINISH, (*values, record.workflow_id)):
+            if await self._write(_FINISH, (*values, record.workflow_id), durable=False):
                 return
         await self.upsert_finished(record)
 
@@ -472,6 +484,7 @@ class ResultIndex:
                 "WHERE workflow_id = ? AND status = 'running'",
                 (stage, progress, workflow_id),
                 latest_of=("progress", workflow_id),
+                durable=False,
             )
 
     async def set_delivery(

@@ -385,3 +385,64 @@ async def test_unit_committing_the_shared_transaction_does_not_misreport_others(
     committed = names(reader)
     # Whatever a caller was told must match the file: success iff its row is there.
     assert (results[0] == Written(1, [])) == ("a" in committed)
+
+
+SYNC_LEVEL = "PRAGMA synchronous"  # as a statement: the level the commit it is part of uses
+
+
+def _level(written: Written) -> int:
+    [(level,)] = written.rows
+    return int(level)
+
+
+async def test_writes_that_need_no_fsync_skip_it_unless_grouped_with_one_that_does(
+    db: Path, reader: sqlite3.Connection
+) -> None:
+    writer = await SQLiteWriter.open(db, ["synchronous = FULL"], name="test")
+    try:
+        relaxed = await writer.execute(SYNC_LEVEL, durable=False)
+        durable = await writer.execute(SYNC_LEVEL)
+        mixed = await together(
+            writer.execute(SYNC_LEVEL, durable=False),
+            writer.execute(INSERT, ("grouped", 1)),
+            writer.execute(SYNC_LEVEL, durable=False),
+        )
+        after = await writer.execute(SYNC_LEVEL)
+        relaxed_write = await writer.execute(INSERT, ("relaxed", 2), durable=False)
+    finally:
+        await writer.close()
+
+    assert _level(relaxed) == 1  # NORMAL: in WAL mode, a commit without fsync
+    assert _level(durable) == 2  # FULL, the level the pragmas gave
+    assert [_level(mixed[0]), _level(mixed[2])] == [2, 2]  # one durable write: all fsynced
+    assert _level(after) == 2  # the connection's own level is back
+    assert relaxed_write.rowcount == 1
+    assert reader.execute("SELECT name, qty FROM items ORDER BY id").fetchall() == [
+        ("grouped", 1),
+        ("relaxed", 2),
+    ]
+
+
+async def test_a_connection_below_normal_is_never_raised_by_a_relaxed_write(db: Path) -> None:
+    writer = await SQLiteWriter.open(db, ["synchronous = OFF"], name="test")
+    try:
+        relaxed = await writer.execute(SYNC_LEVEL, durable=False)
+        durable = await writer.execute(SYNC_LEVEL)
+    finally:
+        await writer.close()
+
+    assert (_level(relaxed), _level(durable)) == (0, 0)
+
+
+async def test_a_relaxed_write_superseded_by_a_durable_one_is_fsynced(
+    writer: SQLiteWriter, reader: sqlite3.Connection
+) -> None:
+    update = "UPDATE progress SET value = ? WHERE id = 1"
+    outcomes = await together(
+        writer.execute(update, (1,), latest_of="p1", durable=False),
+        writer.execute(update, (2,), latest_of="p1"),  # replaces the queued one
+        writer.execute(SYNC_LEVEL, durable=False),
+    )
+
+    assert _level(outcomes[2]) == 2  # the group held a durable write
+    assert reader.execute("SELECT value FROM progress WHERE id = 1").fetchone() == (2,)
