@@ -186,7 +186,7 @@ async def step_costs(folder: Path, count: int, size_bytes: int) -> list[tuple[st
             lambda: through_aiofiles(uuid.uuid4().hex),
         ),
     ]
-    index_step = "index row finished, committed (WAL, synchronous=FULL)"
+    index_step = "index row finished, committed (WAL, no fsync: see index.py)"
     totals = dict.fromkeys([name for name, _ in steps] + [index_step], 0.0)
     await asyncio.to_thread(os.sync)
     try:

@@ -1,16 +1,15 @@
 """Result files written in groups, from one thread: the disk's own group commit.
 
-Why groups: on ext4 (data=ordered) an fsync commits the journal for every file written so far,
-so when 16 results are written first and fsynced afterwards, the first fsync does the work of all
-16 and the other 15 find it done; one fsync of the folder then makes all 16 renames durable. Each
-result written and fsynced on its own, in parallel threads, paid a journal commit each, and the
-threads fought over the folder's lock while creating and renaming (the kernel spins on it): the
-store was CPU-bound at half the disk's speed (BENCHMARKS.md, persistence). Every file is still
-fsynced before its rename on any filesystem; the grouping only lets a filesystem share the work.
-
-One thread (not the default executor) so that the folder's metadata changes never contend with
-each other, and so that one group hop replaces four thread hand-offs per result (the existence
-check, the write, the directory fsync and their wake-ups).
+Why groups: each result written, fsynced and renamed on its own, in parallel threads, made the
+threads fight over the folder's lock while creating and renaming (the kernel spins on it, burning
+the CPU the fsyncs needed), and cost four thread hand-offs per result (the existence check, the
+write, the directory fsync and their wake-ups): the store was CPU-bound at half the disk's speed
+(BENCHMARKS.md, persistence). Here one thread creates, fills and renames the files of a group
+(the folder's metadata changes never contend), the group's fsyncs are issued together from a
+small pool (a journaling filesystem commits fsyncs that wait at the same moment in one journal
+commit; one after the other, each paid its own), and one fsync of the folder makes all the
+renames durable. Every file is still fsynced before its rename on any filesystem; the grouping
+only lets a filesystem share the work.
 
 Each write keeps its own fate: a failure to create, write, fsync or rename one file fails that
 write alone (its temp is removed); a failed folder fsync fails exactly the writes renamed in that
@@ -35,6 +34,8 @@ __all__ = ["MAX_GROUP", "ResultFileWriter"]
 # Files open at once in one group: far below the usual 1,024 descriptors, and enough to share
 # the journal commits (past a few dozen files a group gains nothing more).
 MAX_GROUP: Final = 64
+# fsyncs in flight at once: enough for the journal to batch them, few enough for 2 cores.
+FSYNC_THREADS: Final = 8
 
 
 @dataclass(slots=True, eq=False)
@@ -60,9 +61,20 @@ def _abandon(write: _Write, error: OSError) -> None:
             write.temp.unlink(missing_ok=True)
 
 
-def _write_group(directory: Path, group: list[_Write]) -> None:
-    """In the writer thread: create and fill every temp, then fsync them, then rename them,
-    then fsync the folder once. Outcomes go into each write's `error`."""
+def _fsync(write: _Write) -> None:
+    fd = write.fd
+    assert fd is not None
+    try:
+        os.fsync(fd)
+        write.fd = None  # closed below even if close() fails: never closed twice
+        os.close(fd)
+    except OSError as exc:
+        _abandon(write, exc)
+
+
+def _write_group(directory: Path, group: list[_Write], fsyncs: ThreadPoolExecutor) -> None:
+    """In the writer thread: create and fill every temp, then fsync them all at once (`fsyncs`
+    threads), then rename them, then fsync the folder once. Outcomes go into each `error`."""
     names: set[str] = set()
     for write in group:
         final = directory / files.result_name(write.workflow_id)
@@ -79,15 +91,12 @@ def _write_group(directory: Path, group: list[_Write]) -> None:
         except OSError as exc:
             _abandon(write, exc)
     pending = [write for write in group if write.error is None]
-    for write in pending:
-        fd = write.fd
-        assert fd is not None
-        try:
-            os.fsync(fd)
-            write.fd = None  # closed below even if close() fails: never closed twice
-            os.close(fd)
-        except OSError as exc:
-            _abandon(write, exc)
+    if len(pending) > 1:
+        # Together, so that the journal commits them together (see the module docstring).
+        for _ in fsyncs.map(_fsync, pending):
+            pass
+    elif pending:
+        _fsync(pending[0])
     renamed = []
     for write in pending:
         if write.error is not None:
@@ -117,6 +126,7 @@ class ResultFileWriter:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="result-files")
+        self._fsyncs = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="result-fsync")
         self._queue: list[_Write] = []
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
@@ -148,7 +158,9 @@ class ResultFileWriter:
                 group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
                 self.groups += 1
                 try:
-                    await loop.run_in_executor(self._executor, _write_group, self.directory, group)
+                    await loop.run_in_executor(
+                        self._executor, _write_group, self.directory, group, self._fsyncs
+                    )
                 except BaseException as exc:
                     group += self._queue
                     self._queue = []
@@ -176,4 +188,6 @@ class ResultFileWriter:
         self._closed = True
         while self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
-        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._executor.shutdown)
+        await loop.run_in_executor(None, self._fsyncs.shutdown)

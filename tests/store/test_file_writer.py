@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import threading
 import time
 import uuid
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,6 +112,36 @@ async def test_a_file_whose_fsync_fails_fails_alone_and_leaves_no_temp(
     assert sorted(os.listdir(tmp_path)) == sorted(files.result_name(w) for w in ids if w != doomed)
 
 
+async def test_the_files_of_a_group_are_fsynced_at_the_same_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # So that the filesystem can commit them in one journal commit instead of one each.
+    real_fsync = os.fsync
+    in_flight, most = 0, 0
+    lock = threading.Lock()
+
+    def fsync(fd: int) -> None:
+        nonlocal in_flight, most
+        with lock:
+            in_flight += 1
+            most = max(most, in_flight)
+        try:
+            time.sleep(0.02)  # a disk that takes its time
+            real_fsync(fd)
+        finally:
+            with lock:
+                in_flight -= 1
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    writer = ResultFileWriter(tmp_path)
+
+    await asyncio.gather(*(writer.write(w, b"{}\n") for w in _ids(8)))
+    await writer.close()
+
+    assert writer.groups == 1
+    assert most == 8
+
+
 async def test_a_failed_folder_fsync_fails_its_group_and_the_next_write_tries_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,9 +196,9 @@ async def test_a_crowd_larger_than_a_group_lands_in_bounded_groups(
     sizes: list[int] = []
     real = file_writer._write_group
 
-    def recording(directory: Path, group: list[file_writer._Write]) -> None:
+    def recording(directory: Path, group: list[file_writer._Write], fsyncs: Executor) -> None:
         sizes.append(len(group))
-        real(directory, group)
+        real(directory, group, fsyncs)
 
     monkeypatch.setattr(file_writer, "_write_group", recording)
     writer = ResultFileWriter(tmp_path)
