@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from .group_runner import GroupRunner
+
 __all__ = ["MAX_GROUP", "SQLiteWriter", "Written"]
 
 MAX_GROUP: Final = 1_000  # writes per shared commit: bounds how long one commit keeps the rest
@@ -140,11 +142,22 @@ class SQLiteWriter:
         self._conn = conn
         self._executor = executor
         self._synchronous = synchronous  # the level the pragmas set: durable groups commit at it
-        self._queue: list[_Job] = []
         self._keyed: dict[Hashable, _Job] = {}
-        self._flusher: asyncio.Task[None] | None = None
+        self._runner: GroupRunner[_Job] = GroupRunner(
+            executor,
+            take=self._next_group,
+            run=self._run_in_thread,
+            stopped=lambda: sqlite3.InterfaceError(
+                "the writer stopped while this write was queued or running; it may not be committed"
+            ),
+            name="sqlite-writer",
+        )
         self._closed = False
-        self.groups = 0  # shared commits attempted: how much grouping happened (benchmarks, tests)
+
+    @property
+    def groups(self) -> int:
+        """Shared commits attempted: how much grouping happened (benchmarks, tests)."""
+        return self._runner.groups
 
     @classmethod
     async def open(cls, path: Path, pragmas: Sequence[str], *, name: str) -> SQLiteWriter:
@@ -186,13 +199,13 @@ class SQLiteWriter:
         `durable=False`: the write may be rolled back by a power cut (not by a crash of the
         process), in exchange for no fsync of its own; for rows rebuilt from elsewhere.
         """
-        if latest_of is not None and (queued := self._keyed.get(latest_of)) is not None:
+        queued = self._keyed.get(latest_of) if latest_of is not None else None
+        if queued is not None and not queued.future.done():  # done: the writer failed it
             queued.unit = _statement(sql, params)
             queued.durable = queued.durable or durable
             result: Written = await asyncio.shield(queued.future)
             return result
-        job = self._enqueue(_statement(sql, params))
-        job.durable = durable
+        job = self._enqueue(_statement(sql, params), durable=durable)
         if latest_of is not None:
             job.key = latest_of
             self._keyed[latest_of] = job
@@ -205,74 +218,38 @@ class SQLiteWriter:
         writes with it); return its value once committed. For rare, bulk work."""
         return await asyncio.shield(self._enqueue(unit, alone=True).future)
 
-    def _enqueue(self, unit: Unit, *, alone: bool = False) -> _Job:
+    def _enqueue(self, unit: Unit, *, alone: bool = False, durable: bool = True) -> _Job:
         if self._closed:
             raise sqlite3.ProgrammingError("the writer is closed")
-        job = _Job(unit, asyncio.get_running_loop().create_future(), alone=alone)
-        self._queue.append(job)
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush(), name="sqlite-writer")
+        future = asyncio.get_running_loop().create_future()
+        job = _Job(unit, future, alone=alone, durable=durable)
+        self._runner.submit(job)
         return job
 
-    async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while self._queue:
-                group = self._next_group()
-                for job in group:
-                    if job.key is not None:
-                        del self._keyed[job.key]
-                self.groups += 1
-                units = [job.unit for job in group]
-                try:
-                    if self._synchronous <= 1 or any(job.durable for job in group):
-                        outcomes = await loop.run_in_executor(
-                            self._executor, _run_group, self._conn, units
-                        )
-                    else:
-                        outcomes = await loop.run_in_executor(
-                            self._executor, _run_relaxed, self._conn, units, self._synchronous
-                        )
-                except BaseException as exc:  # the executor itself failed, or we are cancelled
-                    group += self._queue
-                    self._queue = []
-                    self._keyed.clear()
-                    for job in group:
-                        if not job.future.done():
-                            job.future.set_exception(
-                                exc
-                                if isinstance(exc, Exception)
-                                else sqlite3.InterfaceError(
-                                    "the writer stopped while this write was queued or running; it may not be committed"
-                                )
-                            )
-                    raise
-                for job, (ok, value) in zip(group, outcomes, strict=True):
-                    if job.future.done():
-                        continue
-                    if ok:
-                        job.future.set_result(value)
-                    else:
-                        job.future.set_exception(value)
-        finally:
-            self._flusher = None
-
-    def _next_group(self) -> list[_Job]:
+    def _next_group(self, queue: list[_Job]) -> list[_Job]:
         """The queued statements up to the first `run` unit (or that unit alone), in order."""
-        if self._queue[0].alone:
-            return [self._queue.pop(0)]
-        size = 0
-        while size < min(len(self._queue), MAX_GROUP) and not self._queue[size].alone:
-            size += 1
-        group, self._queue = self._queue[:size], self._queue[size:]
+        size = 1
+        if not queue[0].alone:
+            while size < min(len(queue), MAX_GROUP) and not queue[size].alone:
+                size += 1
+        group = queue[:size]
+        del queue[:size]
+        for job in group:
+            if job.key is not None:
+                del self._keyed[job.key]  # a later write with the key starts a new job
         return group
+
+    def _run_in_thread(self, group: list[_Job]) -> list[tuple[bool, Any]]:
+        units = [job.unit for job in group]
+        if self._synchronous <= 1 or any(job.durable for job in group):
+            return _run_group(self._conn, units)
+        return _run_relaxed(self._conn, units, self._synchronous)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        while self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._runner.drain()
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._conn.close)

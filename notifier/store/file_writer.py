@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from ..group_runner import GroupRunner, Outcome
 from . import files
 
 __all__ = ["MAX_GROUP", "ResultFileWriter"]
@@ -116,21 +117,36 @@ def _write_group(directory: Path, group: list[_Write], fsyncs: ThreadPoolExecuto
                 write.error = exc
 
 
+def _take(queue: list[_Write]) -> list[_Write]:
+    group = queue[:MAX_GROUP]
+    del queue[:MAX_GROUP]
+    return group
+
+
 class ResultFileWriter:
     """Writes `<id>.json` files into one folder atomically (temp, fsync, rename, folder fsync),
     grouping the writes that arrive while a group is on its way to the disk.
 
-    Close with `await writer.close()`: waits for queued writes, then stops the thread.
+    Close with `await writer.close()`: waits for queued writes, then stops the threads.
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="result-files")
         self._fsyncs = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="result-fsync")
-        self._queue: list[_Write] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._runner: GroupRunner[_Write] = GroupRunner(
+            self._executor,
+            take=_take,
+            run=self._run_in_thread,
+            stopped=lambda: OSError(errno.EINTR, "the writer stopped during this write"),
+            name="result-files",
+        )
         self._closed = False
-        self.groups = 0  # groups written: how much sharing happened (benchmarks, tests)
+
+    @property
+    def groups(self) -> int:
+        """Groups written: how much sharing happened (benchmarks, tests)."""
+        return self._runner.groups
 
     async def write(self, workflow_id: str, data: bytes, *, replace: bool = False) -> None:
         """Store `data` as the result of `workflow_id` (already validated); return once the file
@@ -143,51 +159,20 @@ class ResultFileWriter:
         """
         if self._closed:
             raise RuntimeError("the result file writer is closed")
-        loop = asyncio.get_running_loop()
-        write = _Write(workflow_id, data, replace, loop.create_future())
-        self._queue.append(write)
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush(), name="result-files")
+        write = _Write(workflow_id, data, replace, asyncio.get_running_loop().create_future())
+        self._runner.submit(write)
         # shield: a cancelled caller must not cancel the group others wait for
         await asyncio.shield(write.future)
 
-    async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            while self._queue:
-                group, self._queue = self._queue[:MAX_GROUP], self._queue[MAX_GROUP:]
-                self.groups += 1
-                try:
-                    await loop.run_in_executor(
-                        self._executor, _write_group, self.directory, group, self._fsyncs
-                    )
-                except BaseException as exc:
-                    group += self._queue
-                    self._queue = []
-                    for write in group:
-                        if not write.future.done():
-                            write.future.set_exception(
-                                exc
-                                if isinstance(exc, Exception)
-                                else OSError(errno.EINTR, "the writer stopped during this write")
-                            )
-                    raise
-                for write in group:
-                    if write.future.done():
-                        continue
-                    if write.error is None:
-                        write.future.set_result(None)
-                    else:
-                        write.future.set_exception(write.error)
-        finally:
-            self._flusher = None
+    def _run_in_thread(self, group: list[_Write]) -> list[Outcome]:
+        _write_group(self.directory, group, self._fsyncs)
+        return [(write.error is None, write.error) for write in group]
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        while self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._runner.drain()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._executor.shutdown)
         await loop.run_in_executor(None, self._fsyncs.shutdown)
