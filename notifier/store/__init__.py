@@ -20,10 +20,15 @@ fail in any way it likes: the result is already safe. `close` gives pending writ
 
 Atomic writes
 -------------
-A document is written to ``results/.<id>.<random>.tmp``, flushed and fsynced, renamed over
-``results/<id>.json`` and the directory fsynced. A reader sees no file or the whole file. A result is
-written once: the same outcome again is a no-op, a different one is refused (StoreError), checked
-under a per-id lock. Only then is the index row updated; if that fails the file is still the truth.
+A document is written to ``results/.<id>.<random>.tmp``, fsynced, renamed to ``results/<id>.json``
+(never over an existing result) and the directory fsynced. A reader sees no file or the whole file.
+Results finishing together are written as a group from one thread (`file_writer`): their fsyncs
+are issued together and one directory fsync covers all their renames. A result is written once:
+the same outcome again is a no-op, a different one is refused (StoreError), checked under a
+per-id lock against memory and, when the writer finds a file under the id, against that file.
+Only then is the index row updated; if that fails the file is still the truth. The row's commit is
+not fsynced on its own (``index`` says why): a power cut may roll it back to "running", and
+reconciliation re-indexes it from the file.
 Ids pass `validate_workflow_id` (32 lowercase hex) before they reach any path; paths are built from
 the validated id only, never taken from the index or a glob.
 
@@ -34,9 +39,9 @@ Crashes and reconciliation (`ResultStore.reconcile`, run by `open`)
   schema, id matches its name) and renamed into place: the result is recovered, not dropped.
   A temp byte-identical to an existing result is removed (provably a redundant copy); a temp that
   differs from an existing result is quarantined (a result is never overwritten).
-- crash after the rename, before the index update: the file has no (finished) row -> re-indexed
-  from the document, which carries its own row (delivery state starts pending: delivering twice
-  beats never).
+- crash after the rename, before the index update (or a power cut that rolled the finished row
+  back): the file has no (finished) row -> re-indexed from the document, which carries its own
+  row (delivery state starts pending: delivering twice beats never).
 - a row that promises a document (completed, failed, interrupted, cancelled) with no file -> marked
   ``lost`` and counted in ``workflow_results_lost``. A corrupt file is quarantined (and its row marked
   lost). Rows left ``running`` are the runner's to mark interrupted; reconcile leaves them alone.
