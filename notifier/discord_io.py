@@ -18,6 +18,7 @@ import nextcord
 from nextcord.http import Route
 
 from . import discord_codes as codes
+from .discord_text import without_lone_surrogates
 
 __all__ = ["DiscordIO", "FileLike", "OutgoingMessage"]
 
@@ -58,7 +59,7 @@ class OutgoingMessage:
         if for_edit:
             body["attachments"] = []
         body.update(self.extra)
-        return body
+        return without_lone_surrogates(body)
 
 
 class DiscordIO:

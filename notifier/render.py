@@ -27,6 +27,7 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from . import discord_codes as codes
+from .discord_text import without_lone_surrogates
 from .records import WorkflowRecord, WorkflowStatus
 from .store.document import build_document, is_stored_document
 
@@ -190,11 +191,7 @@ def _clip(text: str, limit: int) -> str:
 
 def _printable(text: str) -> str:
     """Lone surrogates (legal in JSON escapes, not in UTF-8) become "?" so the text can be sent."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8")
-    return text
+    return without_lone_surrogates(text)
 
 
 def _one_line(text: str) -> str:
@@ -467,10 +464,10 @@ def render_result(
     Never raises for any JSON-like result.
     """
     result = _result_of(document)
-    content = _content_line(record)
+    content = _printable(_content_line(record))
     embeds = _full_embeds(record, result)
     if embeds is not None:
-        return RenderedResult(content, embeds, [], "embeds")
+        return RenderedResult(content, without_lone_surrogates(embeds), [], "embeds")
     files = _export_files(record, document) if attachment_limit_bytes > 0 else []
     fits = (
         bool(files)
@@ -480,12 +477,14 @@ def render_result(
     if fits:
         names = " and ".join(f"`{f.filename}`" for f in files)
         note = f"The full result is attached as {names}."
-        return RenderedResult(content, [_short_embed(record, result, note)], files, "attachments")
+        embed = without_lone_surrogates(_short_embed(record, result, note))
+        return RenderedResult(content, [embed], files, "attachments")
     note = (
         "The full result is too large to show here. It is stored; an operator can export it with "
         f"`{export_command(record.workflow_id)}`."
     )
-    return RenderedResult(content, [_short_embed(record, result, note)], [], "summary")
+    embed = without_lone_surrogates(_short_embed(record, result, note))
+    return RenderedResult(content, [embed], [], "summary")
 
 
 def _export_files(record: WorkflowRecord, document: dict[str, Any]) -> list[RenderedFile]:
