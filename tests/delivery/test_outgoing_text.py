@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import nextcord.utils
+import pytest
 
 from notifier.discord_io import OutgoingMessage
+
+
+def test_nextcord_here_encodes_with_orjson_which_refuses_lone_surrogates() -> None:
+    # The fact the sanitizing exists for: this project installs orjson, so nextcord uses it.
+    assert nextcord.utils.HAS_ORJSON
+    with pytest.raises(TypeError, match="surrogates"):
+        nextcord.utils.to_json({"content": "half a pair: \ud83d"})
 
 
 def test_every_text_of_a_message_loses_its_lone_surrogates_and_keeps_the_rest() -> None:

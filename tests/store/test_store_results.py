@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import enum
 import json
 import sqlite3
 import stat
@@ -316,6 +317,56 @@ async def test_values_json_cannot_hold_are_kept_as_text(store: ResultStore) -> N
     document = await store.read_result(stored.workflow_id)
 
     assert document["result"] == {"when": str(when), "pair": [1, 2], "tags": ["a"]}
+
+
+class _Colour(enum.Enum):
+    RED = "red"
+
+
+class _Float64(float):
+    """Stands in for numpy.float64: a float subclass."""
+
+
+def _strict_json(data: bytes) -> object:
+    def refuse(token: str) -> object:
+        raise AssertionError(f"{token} is not JSON")
+
+    return json.loads(data, parse_constant=refuse)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        pytest.param({}, id="fast-encoder"),
+        # An int beyond 64 bits makes orjson refuse: the standard library then applies the rules.
+        pytest.param({"big": 2**70}, id="standard-library"),
+    ],
+)
+async def test_a_result_is_stored_as_standard_json_whatever_it_holds(
+    store: ResultStore, storage: StorageSettings, extra: dict[str, object]
+) -> None:
+    result = {
+        "score": float("nan"),
+        "bounds": [float("-inf"), 0.5, float("inf")],
+        "colour": _Colour.RED,
+        "mean": _Float64(1.25),
+        "nested": {"inside": (float("nan"), 2)},
+        **extra,
+    }
+    stored = await finished(store, result=result)
+
+    path = storage.path / "results" / f"{stored.workflow_id}.json"
+    on_disk = _strict_json(path.read_bytes())  # no NaN or Infinity tokens: jq can read it
+    assert isinstance(on_disk, dict)
+    assert on_disk["result"] == {
+        "score": None,
+        "bounds": [None, 0.5, None],
+        "colour": "red",
+        "mean": 1.25,
+        "nested": {"inside": [None, 2]},
+        **extra,
+    }
+    assert (await store.read_result(stored.workflow_id))["result"] == on_disk["result"]
 
 
 async def test_unicode_and_lone_surrogates_are_stored_exactly(store: ResultStore) -> None:
