@@ -7,7 +7,9 @@ users (`redactor.redact(text)`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterable
@@ -76,6 +78,15 @@ class _InterceptHandler(logging.Handler):
         logger.opt(depth=6, exception=record.exc_info).log(level, record.getMessage())
 
 
+_LOG_FILE_MODE = 0o600
+
+
+def _private_opener(path: str, flags: int) -> int:
+    fd = os.open(path, flags, _LOG_FILE_MODE)
+    os.fchmod(fd, _LOG_FILE_MODE)  # the umask may only take bits away, but be exact anyway
+    return fd
+
+
 def setup_logging(
     level: str = "INFO", *, file: Path | None = None, serialize: bool = False, sink: Any = None
 ) -> None:
@@ -95,7 +106,10 @@ def setup_logging(
         diagnose=False,
     )
     if file is not None:
+        # Owner-only like the results: log lines name users and the URLs they asked about.
         file.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            file.chmod(_LOG_FILE_MODE)  # one left from before, or restored from a copy
         logger.add(
             file,
             level=level,
@@ -105,6 +119,7 @@ def setup_logging(
             rotation="50 MB",
             backtrace=False,
             diagnose=False,
+            opener=_private_opener,  # passed on to open(), also for each rotated file
         )
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
     for noisy in ("nextcord.gateway", "nextcord.http", "nextcord.client", "nextcord.state"):

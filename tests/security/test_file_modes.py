@@ -6,7 +6,8 @@ so a mode that only came out right because of the usual umask 022 would show. Ev
 data folder is checked after a real run: the results (a completed and a failed workflow), the
 quarantine (a corrupt half-written file found at start-up), the SQLite index and the outbox with
 their -wal and -shm files. Files left behind with looser modes (a folder made by hand, an index or
-outbox file restored from a copy) are made private when the bot opens them.
+outbox file restored from a copy) are made private when the bot opens them. So is the log file
+(`logging.file`), which names users and the URLs they asked about.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from loguru import logger
 
+from notifier.logs import setup_logging
 from notifier.outbox import OutboxStatus
 from notifier.store import ResultQuery
 from notifier.testing import DiscordEmulator
@@ -124,3 +127,22 @@ async def test_an_outbox_elsewhere_is_created_private_and_a_loose_one_is_tighten
             if sidecar.exists():
                 assert oct(mode(sidecar)) == oct(0o600)
     assert oct(mode(shared)) == oct(0o755)  # a folder the bot did not make is not its to change
+
+
+def test_the_log_file_is_owner_only_whatever_the_umask(tmp_path: Path, open_umask: None) -> None:
+    # Log lines name users and the URLs they asked about, like the results do.
+    fresh = tmp_path / "logs" / "bot.log"
+    setup_logging("INFO", file=fresh)
+    logger.info("a line that creates the file")
+    logger.complete()
+    loose = tmp_path / "old.log"
+    loose.write_text("kept from an earlier run\n")
+    loose.chmod(0o644)
+    setup_logging("INFO", file=loose)
+    logger.info("a line appended to it")
+    logger.complete()
+
+    assert "creates the file" in fresh.read_text()
+    assert mode(fresh) == 0o600
+    assert loose.read_text().startswith("kept from an earlier run")
+    assert mode(loose) == 0o600
