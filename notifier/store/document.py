@@ -237,10 +237,11 @@ def same_outcome(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two documents hold the same result, ignoring when each was written.
 
     Used to make a repeated `finish` idempotent: the same status, error and result is the same
-    outcome even if the second call came a second later.
+    outcome even if the second call came a second later. NaN and infinities compare as the null
+    they are stored as (documents written before that rule hold them as ``NaN`` tokens).
     """
     return bool(
         a["workflow"]["status"] == b["workflow"]["status"]
         and a["workflow"].get("error", "") == b["workflow"].get("error", "")
-        and a["result"] == b["result"]
+        and _finite(a["result"]) == _finite(b["result"])
     )

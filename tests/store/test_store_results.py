@@ -369,6 +369,31 @@ async def test_a_result_is_stored_as_standard_json_whatever_it_holds(
     assert (await store.read_result(stored.workflow_id))["result"] == on_disk["result"]
 
 
+async def test_a_result_stored_with_nan_tokens_before_is_the_same_outcome_again(
+    store: ResultStore, storage: StorageSettings
+) -> None:
+    # Documents written before results became standard JSON hold `NaN` tokens; finishing the
+    # same workflow again with the same result must stay a no-op, not "a different result".
+    record = make_record()
+    await store.create(record)
+    old = make_record(workflow_id=record.workflow_id)
+    old.status, old.finished_at = WorkflowStatus.COMPLETED, 1.0
+    document = build_document(old, {"score": float("nan"), "top": [float("inf"), 1]})
+    path = storage.path / "results" / f"{record.workflow_id}.json"
+    path.write_text(json.dumps(document) + "\n")
+    before = path.read_bytes()
+
+    again = await store.finish(
+        record.workflow_id,
+        status=WorkflowStatus.COMPLETED,
+        result={"score": float("nan"), "top": [float("inf"), 1]},
+    )
+
+    assert again.status is WorkflowStatus.COMPLETED
+    assert path.read_bytes() == before
+    assert b"NaN" in before
+
+
 async def test_unicode_and_lone_surrogates_are_stored_exactly(store: ResultStore) -> None:
     result = {"title": "Ünïcødé 漢字 🚀", "odd": "half a pair: \ud83d", "ключ": "значение"}
     stored = await finished(store, result=result)
