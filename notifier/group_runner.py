@@ -15,7 +15,6 @@ already on its way to the disk meanwhile, so spreading the wake-ups costs no thr
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, Protocol
@@ -98,8 +97,7 @@ class GroupRunner[J: GroupJob]:
             error = exc if isinstance(exc, Exception) else self._stopped()
             waiting = unresolved + (running[0] if running is not None else []) + self.queue
             if running is not None and running[0] is not unresolved:
-                with contextlib.suppress(BaseException):
-                    running[1].cancel()
+                running[1].cancel()  # not started yet: it never will; started: it runs out
             self.queue = []
             for job in waiting:
                 if not job.future.done():

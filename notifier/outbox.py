@@ -6,8 +6,8 @@ Theory of operation
 Write before send.
     `Fanout.emit` writes one row per (notice, notifier) in a single statement and returns once it
     is committed (WAL, `synchronous=FULL`: committed means on disk; writes arriving together share
-    one commit through `notifier.sqlite_writer.SQLiteWriter`, each still atomic on its own). Only then is the row handed to
-    a send task. A process that dies at any later point leaves the row `pending`, and the next
+    one commit through `notifier.sqlite_writer.SQLiteWriter`, each still atomic on its own). Only
+    then is the row handed to a send task. A process that dies at any later point leaves the row `pending`, and the next
     `Fanout.open` sends every pending row. So a notice can be sent twice, never lost.
 
 States.

@@ -53,7 +53,7 @@ from ..errors import StoreError
 from ..records import DeliveryState, WorkflowRecord, WorkflowStatus
 from ..sqlite_writer import SQLiteWriter
 from .query import ResultQuery
-from .url_terms import TrigramCounts, read_trigram_counts, trigram_query
+from .url_terms import TrigramCounts, fts_phrase, read_trigram_counts, trigram_query
 
 __all__ = ["SCHEMA_VERSION", "ResultIndex", "RowState", "WorkflowExists"]
 
@@ -204,6 +204,7 @@ _OUTCOME_COLUMNS: Final = (
     "error",
     "path",
 )
+_OUTCOME_AT: Final = tuple(_COLUMNS.index(c) for c in _OUTCOME_COLUMNS)  # in _row_values
 _FINISH: Final = (
     "UPDATE workflows SET "
     + ", ".join(f"{c} = ?" for c in _OUTCOME_COLUMNS)
@@ -470,8 +471,8 @@ class ResultIndex:
     async def record_finished(self, record: WorkflowRecord) -> None:
         """Write the outcome of a workflow whose row holds the same identity (the record came
         from `insert` or from this index); a missing row is written whole, as `upsert_finished`."""
-        values = [getattr(record, c) for c in _OUTCOME_COLUMNS]
-        values[0] = record.status.value
+        row = _row_values(record)
+        values = [row[i] for i in _OUTCOME_AT]
         with _sqlite_errors("record the result"):
             if await self._write(_FINISH, (*values, record.workflow_id), durable=False):
                 return
@@ -548,9 +549,8 @@ class ResultIndex:
         """The FTS5 query for a URL substring, or None where FTS cannot answer it."""
         if not self._fts or len(needle) < 3 or not _storable(needle) or "\x00" in needle:
             return None
-        # A quoted FTS5 string is a phrase of trigrams: exactly a substring match, and no
-        # character but the doubled quote is special inside it.
-        return '"' + needle.replace('"', '""') + '"'
+        # A quoted FTS5 string is a phrase of trigrams: exactly a substring match.
+        return fts_phrase(needle)
 
     async def search(self, query: ResultQuery) -> list[WorkflowRecord]:
         match = self._fts_match(query.url_contains) if query.url_contains else None

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-__all__ = ["REFRESH_S", "TrigramCounts", "read_trigram_counts", "trigram_query"]
+__all__ = ["REFRESH_S", "TrigramCounts", "fts_phrase", "read_trigram_counts", "trigram_query"]
 
 REFRESH_S: Final = 600.0  # how old the counts may get before a search asks for new ones
 TERMS: Final = 3  # trigrams per candidate query: enough to be selective, few lists to walk
@@ -58,8 +58,9 @@ def read_trigram_counts(path: Path) -> TrigramCounts:
     return TrigramCounts(docs, time.monotonic())
 
 
-def _quoted(term: str) -> str:
-    return '"' + term.replace('"', '""') + '"'
+def fts_phrase(text: str) -> str:
+    """`text` as a quoted FTS5 string: no character but the doubled quote is special inside."""
+    return '"' + text.replace('"', '""') + '"'
 
 
 def trigram_query(needle: str, counts: TrigramCounts) -> str:
@@ -69,4 +70,4 @@ def trigram_query(needle: str, counts: TrigramCounts) -> str:
     folded = needle.lower()
     trigrams = list(dict.fromkeys(folded[i : i + 3] for i in range(len(folded) - 2)))
     rarest = sorted(trigrams, key=lambda t: counts.docs.get(t, 0))[:TERMS]
-    return " AND ".join(_quoted(t) for t in rarest)
+    return " AND ".join(fts_phrase(t) for t in rarest)

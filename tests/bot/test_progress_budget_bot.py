@@ -52,9 +52,9 @@ async def test_two_handed_off_workflows_share_the_budget_and_both_results_arrive
 
     steered.release.set()
 
-    results = await asyncio.wait_for(
-        _results(emulator, count=2), timeout=15
-    )  # long before the next turn (a minute): final states do not wait for the budget
+    # Long before the next turn (a minute): final states do not wait for the budget.
+    await wait_until(lambda: len(_results(emulator)) >= 2, timeout_s=15)
+    results = _results(emulator)
     statuses = _status_messages(emulator)
     assert len(results) == 2
     # The workflow that had a status message sees it finished; the one that never got one is
@@ -63,13 +63,9 @@ async def test_two_handed_off_workflows_share_the_budget_and_both_results_arrive
     assert "finished" in statuses[0] and "100%" in statuses[0]
 
 
-async def _results(emulator: DiscordEmulator, *, count: int) -> list[str]:
-    while True:
-        found = [
-            text_of(m)
-            for m in emulator.channel_messages()
-            if m.interaction_id is None and "Steered result" in text_of(m)
-        ]
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.05)
+def _results(emulator: DiscordEmulator) -> list[str]:
+    return [
+        text_of(m)
+        for m in emulator.channel_messages()
+        if m.interaction_id is None and "Steered result" in text_of(m)
+    ]
