@@ -8,6 +8,7 @@ real fsyncs are wrapped (not replaced) to see what each one covered, or made to 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import threading
@@ -115,18 +116,25 @@ async def test_a_file_whose_fsync_fails_fails_alone_and_leaves_no_temp(
 async def test_the_files_of_a_group_are_fsynced_at_the_same_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # So that the filesystem can commit them in one journal commit instead of one each.
+    # So that the filesystem can commit them in one journal commit instead of one each. Each
+    # file's fsync waits (up to 5 s) until all 8 are in flight: issued one after the other, the
+    # first would wait alone and the count would stay at 1, however loaded the machine is.
     real_fsync = os.fsync
     in_flight, most = 0, 0
     lock = threading.Lock()
+    together = threading.Barrier(8, timeout=5)
 
     def fsync(fd: int) -> None:
         nonlocal in_flight, most
+        if not os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp"):
+            real_fsync(fd)  # the folder's fsync, after the files'
+            return
         with lock:
             in_flight += 1
             most = max(most, in_flight)
         try:
-            time.sleep(0.02)  # a disk that takes its time
+            with contextlib.suppress(threading.BrokenBarrierError):
+                together.wait()
             real_fsync(fd)
         finally:
             with lock:
