@@ -5,7 +5,7 @@
 With a Discord token configured (`discord.token`, usually `${DISCORD_TOKEN}`) it connects to Discord.
 Without one (or with --demo) it runs the demo: the embedded Discord emulator, a slow local web site,
 an SMTP sink and a webhook sink on 127.0.0.1, and a user whose `/autointel` outlives its interaction
-token; the timeline goes to stdout (see notifier/demo.py).
+token; the timeline goes to stdout (see notifier/demo/run.py).
 A bad config file prints one line naming the field and exits with status 2.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from loguru import logger
 
 from notifier.config import Settings, load_config
-from notifier.demo_plan import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S
+from notifier.demo.plan import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S
 from notifier.errors import ConfigError
 from notifier.logs import setup_logging
 
@@ -85,8 +85,8 @@ async def run(
     demo_ttl_s: float = DEFAULT_TTL_S,
 ) -> int:
     from notifier.app import NotifierBot
-    from notifier.demo import run_demo
-    from notifier.gc_tuning import tune_garbage_collector
+    from notifier.demo.run import run_demo
+    from notifier.runner.gc_tuning import tune_garbage_collector
 
     if demo or settings.discord.token is None:
         return await run_demo(settings, config_path, keep_running=keep_running, ttl_s=demo_ttl_s)
@@ -98,7 +98,7 @@ async def run(
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(_reload(bot)))
     await bot.open()
-    tune_garbage_collector()  # start-up objects frozen, fewer collections: see notifier.gc_tuning
+    tune_garbage_collector()  # start-up objects frozen, fewer collections: see notifier.runner.gc_tuning
     assert settings.discord.token is not None
     runner = asyncio.create_task(bot.start(settings.discord.token.get_secret_value()))
     stopper = asyncio.create_task(stop.wait())

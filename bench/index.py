@@ -40,9 +40,9 @@ from pathlib import Path
 from notifier.config import StorageSettings
 from notifier.records import DeliveryState, WorkflowRecord, WorkflowStatus
 from notifier.store import ResultQuery, ResultStore
-from notifier.store.index import ResultIndex
 from notifier.store.result_store import INDEX_NAME
-from notifier.store.url_terms import read_trigram_counts, trigram_query
+from notifier.store.sqlite.index import ResultIndex
+from notifier.store.sqlite.url_terms import read_trigram_counts, trigram_query
 
 from .common import (
     MeasureError,

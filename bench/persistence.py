@@ -44,7 +44,7 @@ from notifier.records import WorkflowRecord, WorkflowStatus
 from notifier.store import ResultStore, files
 from notifier.store.document import build_document, encode_document
 from notifier.store.file_writer import ResultFileWriter
-from notifier.store.index import ResultIndex
+from notifier.store.sqlite.index import ResultIndex
 
 from .common import (
     MeasureError,

@@ -47,14 +47,14 @@ from typing import Any
 import aiohttp
 
 from notifier.config import Settings
-from notifier.discord_io import DiscordIO, OutgoingMessage
-from notifier.fanout import Fanout
-from notifier.gc_tuning import tune_garbage_collector
+from notifier.discord.io import DiscordIO, OutgoingMessage
+from notifier.fanout.dispatch import Fanout
+from notifier.fanout.outbox import OutboxStatus
 from notifier.metrics import WORKFLOWS_RUNNING
-from notifier.outbox import OutboxStatus
 from notifier.plugins import PluginContext
 from notifier.records import DeliveryState, WorkflowStatus
-from notifier.runner import Runner, WorkflowRequest
+from notifier.runner.gc_tuning import tune_garbage_collector
+from notifier.runner.runner import Runner, WorkflowRequest
 from notifier.store import ResultQuery, ResultStore
 
 from .common import (
@@ -270,7 +270,7 @@ async def run() -> None:
     parser.add_argument(
         "--default-gc",
         action="store_true",
-        help="keep CPython's collector settings (bot.py tunes them; see notifier.gc_tuning)",
+        help="keep CPython's collector settings (bot.py tunes them; see notifier.runner.gc_tuning)",
     )
     parser.add_argument(
         "--stalls", action="store_true", help="sample where the loop is when it stalls > 20 ms"

@@ -19,19 +19,19 @@ import nextcord
 from loguru import logger
 from nextcord.ext import commands
 
-from . import discord_codes as codes
 from .config import Settings, load_config, secret_values
-from .discord_io import DiscordIO, OutgoingMessage
+from .discord import codes
+from .discord.io import DiscordIO, OutgoingMessage
+from .discord.session import SESSION_CLOSED_TEXT, call_discord
 from .errors import ConfigError, NotifierError
-from .fanout import Fanout
+from .fanout.dispatch import Fanout
+from .fanout.plugin import PluginContext
 from .logs import redactor
 from .metrics import DISCORD_SESSION_CLOSED, serve_metrics
-from .plugins import PluginContext
-from .runner import Runner
-from .session import SESSION_CLOSED_TEXT, call_discord
+from .runner.runner import Runner
 from .store import ResultStore
-from .workflows import WorkflowSpec
 from .workflows.autointel import build_autointel
+from .workflows.contract import WorkflowSpec
 
 __all__ = ["NotifierBot", "TrackedInteraction"]
 
@@ -232,7 +232,7 @@ class NotifierBot(commands.Bot):
         original = getattr(exception, "original", exception)
         command = getattr(interaction.application_command, "qualified_name", "?")
         logger.opt(exception=original).error("command /{} failed", command)
-        from .cogs.replies import reply_ephemeral
+        from .discord.replies import reply_ephemeral
 
         await reply_ephemeral(
             interaction,

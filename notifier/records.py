@@ -11,6 +11,7 @@ from .errors import InvalidWorkflowId
 
 __all__ = [
     "DeliveryState",
+    "ProgressState",
     "WorkflowRecord",
     "WorkflowStatus",
     "new_workflow_id",
@@ -96,3 +97,17 @@ class WorkflowRecord:
     @property
     def depth(self) -> str:
         return self.options.get("depth", "")
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressState:
+    """Where a running workflow is: a stage word, a fraction 0..1 and a line of detail."""
+
+    stage: str
+    progress: float  # 0..1
+    detail: str = ""
+    updated_at: float = 0.0
+
+    def bar(self, width: int = 20) -> str:
+        filled = round(max(0.0, min(1.0, self.progress)) * width)
+        return "█" * filled + "░" * (width - filled)

@@ -23,12 +23,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from notifier.plugins import Plugin, PluginContext, RenderedNotice, SendOutcome
 from pydantic import BaseModel, ConfigDict, FilePath, field_validator, model_validator
 
 from notifier.errors import ConfigError
 from notifier.events import Event, Notice
-from notifier.plugins import Plugin, PluginContext, RenderedNotice, SendOutcome
-from notifier.senders import (
+from notifier.fanout.transports.targets import (
     AppriseUrl,
     Target,
     apprise_secrets,

@@ -21,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar, Literal
 
+from notifier.plugins import Plugin, PluginContext, RenderedNotice, SendOutcome
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from notifier.events import Event, Notice
-from notifier.plugins import Plugin, PluginContext, RenderedNotice, SendOutcome
-from notifier.senders import DiscordWebhookTarget, outcome_from_results, send_all
+from notifier.fanout.transports.targets import DiscordWebhookTarget, outcome_from_results, send_all
 
 __all__ = ["DiscordWebhookOptions", "DiscordWebhookPlugin"]
 

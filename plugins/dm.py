@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from notifier.plugins import Plugin, PluginContext, RenderedNotice, SendOutcome
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from notifier.events import Event, Notice
-from notifier.plugins import Plugin, PluginContext, RenderedNotice, SendOutcome
-from notifier.senders import DMTarget, outcome_from_results, send_all
+from notifier.fanout.transports.targets import DMTarget, outcome_from_results, send_all
 
 __all__ = ["DMOptions", "DMPlugin"]
 

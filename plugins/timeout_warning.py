@@ -18,12 +18,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import ClassVar, Final
 
+from notifier.plugins import MessageTemplate, Plugin, PluginContext, RenderedNotice, SendOutcome
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from notifier import discord_codes
+from notifier.discord import codes as discord_codes
 from notifier.events import Event, Notice
-from notifier.plugins import MessageTemplate, Plugin, PluginContext, RenderedNotice, SendOutcome
-from notifier.senders import (
+from notifier.fanout.transports.targets import (
     AppriseUrl,
     DMTarget,
     Target,

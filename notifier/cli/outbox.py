@@ -4,11 +4,10 @@
     outbox retry ID | --all-failed
 
 `retry` only flips failed rows back to pending with a fresh attempt budget; it sends nothing itself.
-A running bot picks them up within its retry-loop poll (`notifier.fanout.POLL_INTERVAL_S`), a stopped
+A running bot picks them up within its retry-loop poll (`notifier.fanout.dispatch.POLL_INTERVAL_S`), a stopped
 one at its next start. So the CLI is safe to run next to the bot (SQLite WAL, short transactions).
 
-`notifier/cli.py` wires it: `outbox_cli.register(subparsers)` while building the parser, then
-`await outbox_cli.run(args, settings)` when `args.command == "outbox"`.
+`notifier.cli.main` lists `register` among its command groups; `run` is the group's handler.
 """
 
 from __future__ import annotations
@@ -20,9 +19,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from .config import Settings
-from .errors import StoreError
-from .outbox import Outbox, OutboxRow, OutboxStatus, outbox_path
+from ..config import Settings
+from ..errors import StoreError
+from ..fanout.outbox import Outbox, OutboxRow, OutboxStatus, outbox_path
 
 __all__ = ["register", "run"]
 
@@ -54,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("id", nargs="?", type=int, help="the outbox id of one failed notice")
     which.add_argument("--all-failed", action="store_true", help="requeue every failed notice")
+    outbox.set_defaults(handler=run)
 
 
 def _when(epoch_s: float | None) -> str:

@@ -1,15 +1,11 @@
-"""The operator's command line: ``python -m notifier [--config FILE] <group> <command> ...``.
+"""`python -m notifier results ...`: list, show, export and purge stored results.
 
-Works without Discord: it opens the result store directly (``maintain=False``, so it is safe beside
-a running bot: no reconciliation, no retention as a side effect of looking).
+    results list [--user ID] [--url TEXT] [--status S] [--since 7d] [--until DATE] ...
+    results show ID | results export ID [--format json|md] [--output FILE]
+    results purge --older-than 30d [--dry-run] [--include-undelivered]
 
-Command groups register themselves: a group is a function that adds one subparser to the top-level
-``subparsers`` and sets ``handler`` (an async function ``(args, settings) -> exit code``) on each of
-its commands. `COMMAND_GROUPS` lists them; to add one (say ``outbox``), write ``register_outbox``
-like `register_results` and append it there.
-
-Errors are one line on stderr, never a traceback: exit 2 for usage (bad id, bad duration, bad
-config), 1 for "not found" or a store that cannot answer.
+`show` and `export` render the stored document, exactly as `/retrieve_results` and the bot's own
+delivery do (`notifier.discord.embeds`).
 """
 
 from __future__ import annotations
@@ -17,94 +13,32 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
-import re
 import sys
-from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NoReturn, cast
+from typing import TYPE_CHECKING, Final
 
-from .config import Settings, StorageSettings, load_config
-from .errors import ConfigError, InvalidWorkflowId, StoreError
-from .metrics import ORPHANED_RESULTS_RETRIEVED
-from .records import WorkflowRecord, WorkflowStatus, validate_workflow_id
-from .render import export_json, export_markdown, render_result, rendered_as_text
-from .store import ResultQuery, ResultStore
+from ..config import Settings, StorageSettings
+from ..discord.embeds import export_json, export_markdown, render_result, rendered_as_text
+from ..errors import InvalidWorkflowId, StoreError
+from ..metrics import ORPHANED_RESULTS_RETRIEVED
+from ..records import WorkflowRecord, WorkflowStatus, validate_workflow_id
+from ..store import ResultQuery, ResultStore
+from .common import (
+    EXIT_NOT_FOUND,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    parse_duration_s,
+    parse_moment,
+)
 
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
-__all__ = [
-    "COMMAND_GROUPS",
-    "EXIT_NOT_FOUND",
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "CommandError",
-    "Handler",
-    "build_parser",
-    "main",
-    "open_store",
-    "parse_duration_s",
-    "parse_moment",
-    "register_results",
-]
+__all__ = ["open_store", "register"]
 
-EXIT_OK: Final = 0
-EXIT_NOT_FOUND: Final = 1
-EXIT_USAGE: Final = 2
-
-DEFAULT_CONFIG: Final = Path("config.yaml")
-
-Handler = Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]
-
-_UNITS_S: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86_400.0, "w": 604_800.0}
-_DURATION: Final = re.compile(r"(?:\d+(?:\.\d+)?[smhdw])+")
-_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _URL_COLUMN_MAX: Final = 48
-
-
-class CommandError(Exception):
-    """A command cannot do what was asked; the message is the one line the operator sees."""
-
-    def __init__(self, message: str, exit_code: int = EXIT_NOT_FOUND) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line, as for every other error; `--help` still shows the full usage.
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
-
-
-# -- parsing values -----------------------------------------------------------------------------
-
-
-def parse_duration_s(text: str) -> float:
-    """``30d``, ``12h``, ``90m``, ``45s``, ``2w``, or combined (``1d12h``) -> seconds."""
-    cleaned = text.strip().lower()
-    if not _DURATION.fullmatch(cleaned):
-        raise CommandError(
-            f"{text!r} is not a duration (use e.g. 30d, 12h, 90m, 45s, 2w)", EXIT_USAGE
-        )
-    return sum(float(n) * _UNITS_S[unit] for n, unit in _DURATION_PART.findall(cleaned))
-
-
-def parse_moment(text: str, *, now: float) -> float:
-    """A point in time: a duration ago (``7d``) or an ISO date/time (naive means UTC)."""
-    cleaned = text.strip()
-    if _DURATION.fullmatch(cleaned.lower()):
-        return now - parse_duration_s(cleaned)
-    try:
-        moment = datetime.fromisoformat(cleaned)
-    except ValueError:
-        raise CommandError(
-            f"{text!r} is neither a duration (7d, 12h) nor an ISO date (2026-01-31T12:00)",
-            EXIT_USAGE,
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def _workflow_id(text: str) -> str:
@@ -267,7 +201,7 @@ async def _results_purge(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def register_results(subparsers: SubParsers) -> None:
+def register(subparsers: SubParsers) -> None:
     """The ``results`` group: list, show, export, purge."""
     group = subparsers.add_parser("results", help="stored workflow results")
     commands = group.add_subparsers(title="commands", metavar="COMMAND")
@@ -302,77 +236,3 @@ def register_results(subparsers: SubParsers) -> None:
         help="also results never delivered (kept by default)",
     )
     purge.set_defaults(handler=_results_purge)
-
-
-def register_outbox(subparsers: SubParsers) -> None:
-    """`outbox list|retry`: the notifier outbox (see notifier/outbox_cli.py)."""
-    from . import outbox_cli
-
-    outbox_cli.register(subparsers)
-    subparsers.choices["outbox"].set_defaults(handler=outbox_cli.run)
-
-
-GroupRegistrar = Callable[["SubParsers"], None]
-
-COMMAND_GROUPS: list[GroupRegistrar] = [register_results, register_outbox]
-
-
-# -- entry point --------------------------------------------------------------------------------
-
-
-def build_parser(groups: Sequence[GroupRegistrar] = COMMAND_GROUPS) -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="python -m notifier",
-        description="Operator commands for the notifier bot; no Discord connection needed.",
-    )
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help=f"configuration file (default: {DEFAULT_CONFIG}, or built-in defaults if absent)",
-    )
-    # Typed as plain ArgumentParser subparsers so group modules need not know `_Parser`.
-    subparsers = cast("SubParsers", parser.add_subparsers(title="groups", metavar="GROUP"))
-    for register in groups:
-        register(subparsers)
-    return parser
-
-
-def _settings(config: str | None) -> Settings:
-    if config is not None:
-        return load_config(config)
-    if DEFAULT_CONFIG.is_file():
-        return load_config(DEFAULT_CONFIG)
-    return Settings()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; return the process exit code."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help (0) or a usage error (2, already printed)
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    handler: Handler | None = getattr(args, "handler", None)
-    if handler is None:
-        parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    from .logs import setup_logging
-
-    setup_logging("WARNING")
-    try:
-        settings = _settings(args.config)
-        return asyncio.run(handler(args, settings))
-    except ConfigError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except CommandError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except (InvalidWorkflowId, ValueError) as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except StoreError as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        return EXIT_NOT_FOUND
-    except KeyboardInterrupt:
-        return 130

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 import nextcord
 from nextcord.ext import commands
 
-from ..access import is_admin
+from ..discord.access import is_admin
+from ..discord.replies import defer, reply_ephemeral
 from ..errors import ConfigError
-from .replies import defer, reply_ephemeral
 
 if TYPE_CHECKING:
     from ..app import NotifierBot

@@ -11,13 +11,13 @@ import nextcord
 from loguru import logger
 from nextcord.ext import commands
 
-from ..access import NOT_FOUND_TEXT, can_access
+from ..discord.access import NOT_FOUND_TEXT, can_access
+from ..discord.embeds import RenderedResult, export_command, render_record_list, render_result
+from ..discord.replies import attachment_limit, defer, reply_ephemeral
 from ..errors import InvalidWorkflowId, NotifierError
 from ..metrics import ORPHANED_RESULTS_RETRIEVED
 from ..records import WorkflowRecord, WorkflowStatus, validate_workflow_id
-from ..render import RenderedResult, export_command, render_record_list, render_result
 from ..store import ResultQuery
-from .replies import attachment_limit, defer, reply_ephemeral
 
 if TYPE_CHECKING:
     from ..app import NotifierBot

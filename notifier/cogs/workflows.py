@@ -9,17 +9,16 @@ import nextcord
 from loguru import logger
 from nextcord.ext import commands
 
-from ..access import NOT_FOUND_TEXT, can_access
-from ..discord_io import OutgoingMessage
+from ..discord.access import NOT_FOUND_TEXT, can_access
+from ..discord.io import OutgoingMessage
+from ..discord.messages import progress_message
+from ..discord.replies import attachment_limit, defer, reply_ephemeral
+from ..discord.session import InteractionLease, call_discord
 from ..errors import DiscordCallFailed, InvalidWorkflowId, NotifierError
-from ..messages import progress_message
-from ..progress import ProgressState
-from ..records import WorkflowRecord, validate_workflow_id
-from ..runner import RunnerBusy, WorkflowRequest
-from ..session import InteractionLease, call_discord
-from ..workflows import InvalidWorkflowOptions
+from ..records import ProgressState, WorkflowRecord, validate_workflow_id
+from ..runner.runner import RunnerBusy, WorkflowRequest
 from ..workflows.autointel import DEPTHS
-from .replies import attachment_limit, defer, reply_ephemeral
+from ..workflows.contract import InvalidWorkflowOptions
 
 if TYPE_CHECKING:
     from ..app import NotifierBot

@@ -10,7 +10,7 @@ Everything listens on 127.0.0.1 only:
   `discord_webhook` and `timeout_warning` notifiers, configured in memory;
 - the bot's store in a new temporary folder (never the configured `storage.path`).
 
-Then alice runs `/autointel url depth:deep` and `notifier.demo_story` prints the timeline of what
+Then alice runs `/autointel url depth:deep` and `notifier.demo.story` prints the timeline of what
 happens (deferred, warning, progress, hand-off, expiry, persisted, delivered, e-mail, webhook,
 `/retrieve_results` by the owner and by someone else) and a summary. The demo uses config.yaml's
 runner, progress, logging and fanout retry settings; the Discord connection, storage, notifiers,
@@ -31,14 +31,14 @@ from typing import Any, Final, TextIO
 
 import yaml
 
-from .config import AutointelSettings, Settings, WarningSettings
-from .demo_plan import DEFAULT_TTL_S, SITE_PAGES, DemoPlan
-from .demo_smtp import SmtpSink
-from .demo_story import Story, StoryStalled, Timeline, summary_lines
-from .testing import DiscordEmulator, EmulatorConfig
-from .testing.nextcord_support import patch_route_base
-from .testing.project_bot import running_bot
-from .testing.site import DemoSite
+from ..config import AutointelSettings, Settings, WarningSettings
+from ..testing import DiscordEmulator, EmulatorConfig
+from ..testing.nextcord_support import patch_route_base
+from ..testing.project_bot import running_bot
+from ..testing.site import DemoSite
+from .plan import DEFAULT_TTL_S, SITE_PAGES, DemoPlan
+from .smtp import SmtpSink
+from .story import Story, StoryStalled, Timeline, summary_lines
 
 __all__ = ["demo_settings", "run_demo"]
 

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .access import NOT_FOUND_TEXT
-from .demo_smtp import SmtpSink
-from .records import DeliveryState, WorkflowRecord, WorkflowStatus, new_workflow_id
-from .store import ResultQuery
-from .testing import DiscordEmulator, InteractionHandle, Message
+from ..discord.access import NOT_FOUND_TEXT
+from ..records import DeliveryState, WorkflowRecord, WorkflowStatus, new_workflow_id
+from ..store import ResultQuery
+from ..testing import DiscordEmulator, InteractionHandle, Message
+from .smtp import SmtpSink
 
 if TYPE_CHECKING:
-    from .app import NotifierBot
+    from ..app import NotifierBot
 
 __all__ = ["Story", "StoryStalled", "Timeline"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import nextcord
 
-from .records import WorkflowRecord
+from ..records import WorkflowRecord
 
 __all__ = ["NOT_FOUND_TEXT", "can_access", "is_admin"]
 

@@ -35,11 +35,11 @@ from enum import StrEnum
 
 from loguru import logger
 
-from . import discord_codes as codes
-from .discord_io import DiscordIO, OutgoingMessage
-from .errors import DiscordCallFailed
-from .events import Event
-from .metrics import WORKFLOW_DELIVERY
+from ..errors import DiscordCallFailed
+from ..events import Event
+from ..metrics import WORKFLOW_DELIVERY
+from . import codes
+from .io import DiscordIO, OutgoingMessage
 from .session import FailureKind, InteractionLease, call_discord
 
 __all__ = [

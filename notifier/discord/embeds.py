@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
-from . import discord_codes as codes
-from .discord_text import without_lone_surrogates
-from .records import WorkflowRecord, WorkflowStatus
-from .store.document import build_document, is_stored_document
+from ..records import WorkflowRecord, WorkflowStatus
+from ..store.document import build_document, is_stored_document
+from . import codes
+from .text import without_lone_surrogates
 
 __all__ = [
     "RenderMode",

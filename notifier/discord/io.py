@@ -3,7 +3,7 @@
 Every call rides the client's *current* HTTP session (nextcord's `HTTPClient.request` recreates a
 closed session before each request), never the session an `Interaction` object captured when it was
 created; that is what keeps a long workflow clear of `RuntimeError: Session is closed`. Calls here
-do no retrying and no classification: `notifier.session.call_discord` wraps them.
+do no retrying and no classification: `notifier.discord.session.call_discord` wraps them.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any, Protocol
 import nextcord
 from nextcord.http import Route
 
-from . import discord_codes as codes
-from .discord_text import without_lone_surrogates
+from . import codes
+from .text import without_lone_surrogates
 
 __all__ = ["DiscordIO", "FileLike", "OutgoingMessage"]
 

@@ -1,6 +1,6 @@
 """The words the bot says about a workflow (progress, hand-off, warnings, errors), in one place.
 
-Results themselves are drawn by `notifier.render`; these are the short status messages around them.
+Results themselves are drawn by `notifier.discord.embeds`; these are the short status messages around them.
 Every builder is pure and returns an `OutgoingMessage` within Discord's limits.
 """
 
@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import time
 
-from .discord_io import OutgoingMessage
-from .progress import ProgressState
-from .records import WorkflowRecord
+from ..records import ProgressState, WorkflowRecord
+from .io import OutgoingMessage
 
 __all__ = [
     "error_message",

@@ -15,9 +15,9 @@ import aiohttp
 import nextcord
 from loguru import logger
 
-from .. import discord_codes as codes
 from ..metrics import DISCORD_SESSION_CLOSED
-from ..session import FailureKind, classify
+from . import codes
+from .session import FailureKind, classify
 
 __all__ = ["attachment_limit", "defer", "reply_ephemeral"]
 

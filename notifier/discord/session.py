@@ -34,9 +34,9 @@ import aiohttp
 import nextcord
 from loguru import logger
 
-from . import discord_codes as codes
-from .errors import DiscordCallFailed, InteractionExpired, SessionClosed
-from .metrics import DISCORD_SESSION_CLOSED
+from ..errors import DiscordCallFailed, InteractionExpired, SessionClosed
+from ..metrics import DISCORD_SESSION_CLOSED
+from . import codes
 
 __all__ = [
     "FailureKind",

@@ -46,31 +46,31 @@ from typing import Any, Final
 from loguru import logger
 from pydantic import BaseModel, ValidationError
 
-from .config import NotifierEntry, Settings, secret_values
-from .errors import ConfigError, StoreError
-from .events import Event, Notice
-from .logs import redactor
-from .metrics import NOTIFICATION_LATENCY, NOTIFICATIONS_SENT
+from ..config import NotifierEntry, Settings, secret_values
+from ..errors import ConfigError, StoreError
+from ..events import Event, Notice
+from ..logs import redactor
+from ..metrics import NOTIFICATION_LATENCY, NOTIFICATIONS_SENT
+from .discovery import PluginLoadError, PluginRegistry, discover_plugins
 from .outbox import NewNotice, Outbox, OutboxRow, backoff_delay_s, outbox_path
-from .plugins import (
-    MessageTemplate,
+from .plugin import (
     PermanentSendError,
     Plugin,
     PluginClass,
     PluginContext,
-    PluginLoadError,
-    PluginRegistry,
     RenderedNotice,
     SendError,
     SendStatus,
     TargetResult,
     TargetStatus,
+)
+from .templates import (
+    MessageTemplate,
     TemplateFieldError,
-    discover_plugins,
     notice_field_names,
     template_field_names,
 )
-from .senders import mask_url
+from .transports.targets import mask_url
 
 __all__ = [
     "CLOSE_DRAIN_S",

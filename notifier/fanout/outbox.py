@@ -6,7 +6,7 @@ Theory of operation
 Write before send.
     `Fanout.emit` writes one row per (notice, notifier) in a single statement and returns once it
     is committed (WAL, `synchronous=FULL`: committed means on disk; writes arriving together share
-    one commit through `notifier.sqlite_writer.SQLiteWriter`, each still atomic on its own). Only
+    one commit through `notifier.groupcommit.SQLiteWriter`, each still atomic on its own). Only
     then is the row handed to a send task. A process that dies at any later point leaves the row `pending`, and the next
     `Fanout.open` sends every pending row. So a notice can be sent twice, never lost.
 
@@ -38,7 +38,7 @@ Crash windows.
     3. After the sink accepted it, before the row is marked sent: the next process sends it again
        with the same idempotency key (at-least-once). A deduplicating sink shows it once.
     4. A timeout is crash window 3 without the crash: the outcome is unknown and the row is retried
-       (see `notifier.senders` for how an executor send still running is waited for rather than
+       (see `notifier.fanout.transports` for how an executor send still running is waited for rather than
        repeated).
 
 Every `last_error` and target error is passed through `redactor.redact` before it is written, so
@@ -63,14 +63,14 @@ from typing import TYPE_CHECKING, Any, Final, Self
 
 import aiosqlite
 
-from .errors import StoreError
-from .events import Event, Notice
-from .logs import redactor
-from .metrics import OUTBOX_PENDING
-from .sqlite_writer import SQLiteWriter
+from ..errors import StoreError
+from ..events import Event, Notice
+from ..groupcommit.sqlite_writer import SQLiteWriter
+from ..logs import redactor
+from ..metrics import OUTBOX_PENDING
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from ..config import Settings
 
 __all__ = [
     "NewNotice",

@@ -17,24 +17,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from aiolimiter import AsyncLimiter
 from loguru import logger
 
-__all__ = ["ProgressState", "ProgressThrottle"]
+from ..records import ProgressState
 
-
-@dataclass(frozen=True, slots=True)
-class ProgressState:
-    stage: str
-    progress: float  # 0..1
-    detail: str = ""
-    updated_at: float = 0.0
-
-    def bar(self, width: int = 20) -> str:
-        filled = round(max(0.0, min(1.0, self.progress)) * width)
-        return "█" * filled + "░" * (width - filled)
+__all__ = ["ProgressThrottle"]
 
 
 class ProgressThrottle:

@@ -20,25 +20,25 @@ from typing import Any
 from aiolimiter import AsyncLimiter
 from loguru import logger
 
-from .config import Settings
-from .delivery import Delivery, DeliveryTarget, Rung
-from .discord_io import DiscordIO, OutgoingMessage
-from .errors import NotifierError, StoreError
-from .events import Event, Notice
-from .messages import (
+from ..config import Settings
+from ..discord.delivery import Delivery, DeliveryTarget, Rung
+from ..discord.embeds import render_result
+from ..discord.io import DiscordIO, OutgoingMessage
+from ..discord.messages import (
     error_message,
     handoff_message,
     interrupted_message,
     progress_message,
     timeout_warning_message,
 )
-from .metrics import WORKFLOW_DURATION, WORKFLOWS_RUNNING
-from .progress import ProgressState, ProgressThrottle
-from .records import WorkflowRecord, WorkflowStatus, new_workflow_id
-from .render import render_result
-from .session import InteractionLease
-from .store import ResultStore
-from .store.index import WorkflowExists
+from ..discord.session import InteractionLease
+from ..errors import NotifierError, StoreError
+from ..events import Event, Notice
+from ..metrics import WORKFLOW_DURATION, WORKFLOWS_RUNNING
+from ..records import ProgressState, WorkflowRecord, WorkflowStatus, new_workflow_id
+from ..store import ResultStore
+from ..store.sqlite.index import WorkflowExists
+from .progress import ProgressThrottle
 
 __all__ = ["Runner", "RunnerBusy", "WorkflowBody", "WorkflowRequest"]
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from ..group_runner import GroupRunner, Outcome
+from ..groupcommit.group_runner import GroupRunner, Outcome
 from . import files
 
 __all__ = ["MAX_GROUP", "ResultFileWriter"]

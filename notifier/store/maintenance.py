@@ -20,8 +20,8 @@ from ..errors import StoreError
 from ..metrics import RESULTS_LOST, RESULTS_QUARANTINED
 from . import files
 from .document import FINISHED_STATUSES, DocumentError, decode_document, record_from_document
-from .index import ResultIndex
 from .locks import KeyedLocks
+from .sqlite.index import ResultIndex
 
 __all__ = ["Maintenance", "ReconcileReport"]
 

@@ -31,10 +31,10 @@ from .document import (
     same_outcome,
 )
 from .file_writer import ResultFileWriter
-from .index import ResultIndex, WorkflowExists
 from .locks import KeyedLocks
 from .maintenance import Maintenance, ReconcileReport
 from .query import MAX_PAGE_SIZE, ResultQuery
+from .sqlite.index import ResultIndex, WorkflowExists
 
 __all__ = ["INDEX_NAME", "ResultStore", "StorageErrorHook"]
 

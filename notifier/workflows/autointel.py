@@ -26,8 +26,6 @@ from aiohttp import hdrs
 from yarl import URL
 
 from ..config import AutointelSettings
-from ..netguard import AddressRefused, NetGuard, Resolver, URLRefused, parse_http_url
-from . import InvalidWorkflowOptions, ReportProgress, WorkflowFailed, WorkflowSpec
 from .analysis import (
     Heading,
     PageAnalysis,
@@ -37,6 +35,8 @@ from .analysis import (
     same_origin,
     top_keywords,
 )
+from .contract import InvalidWorkflowOptions, ReportProgress, WorkflowFailed, WorkflowSpec
+from .netguard import AddressRefused, NetGuard, Resolver, URLRefused, parse_http_url
 
 __all__ = [
     "DEFAULT_DEPTH",

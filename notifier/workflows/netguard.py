@@ -37,7 +37,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
-from .errors import NotifierError
+from ..errors import NotifierError
 
 __all__ = [
     "MAX_URL_CHARS",

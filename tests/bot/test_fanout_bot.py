@@ -23,7 +23,7 @@ from aiohttp import web
 from loguru import logger
 
 from notifier.app import NotifierBot
-from notifier.outbox import OutboxRow, OutboxStatus
+from notifier.fanout.outbox import OutboxRow, OutboxStatus
 from notifier.records import DeliveryState, WorkflowRecord, WorkflowStatus
 from notifier.store import ResultQuery
 from notifier.testing import DiscordEmulator

@@ -1,4 +1,4 @@
-"""The collector settings bot.py applies once the bot is up (see notifier.gc_tuning)."""
+"""The collector settings bot.py applies once the bot is up (see notifier.runner.gc_tuning)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from notifier.gc_tuning import YOUNG_THRESHOLD, tune_garbage_collector
+from notifier.runner.gc_tuning import YOUNG_THRESHOLD, tune_garbage_collector
 
 
 @pytest.fixture

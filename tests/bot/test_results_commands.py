@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from notifier.access import NOT_FOUND_TEXT
 from notifier.app import NotifierBot
+from notifier.discord.access import NOT_FOUND_TEXT
 from notifier.records import WorkflowRecord, WorkflowStatus, new_workflow_id
 from notifier.store import ResultQuery
 from notifier.testing import DiscordEmulator

@@ -5,7 +5,7 @@ from __future__ import annotations
 import nextcord.utils
 import pytest
 
-from notifier.discord_io import OutgoingMessage
+from notifier.discord.io import OutgoingMessage
 
 
 def test_nextcord_here_encodes_with_orjson_which_refuses_lone_surrogates() -> None:

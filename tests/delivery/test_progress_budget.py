@@ -13,7 +13,8 @@ import time
 
 from aiolimiter import AsyncLimiter
 
-from notifier.progress import ProgressState, ProgressThrottle
+from notifier.records import ProgressState
+from notifier.runner.progress import ProgressThrottle
 
 RATE = 10.0  # edits per second for all workflows together
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from notifier.progress import ProgressState, ProgressThrottle
+from notifier.records import ProgressState
+from notifier.runner.progress import ProgressThrottle
 
 
 class FakeClock:

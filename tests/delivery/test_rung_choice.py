@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.delivery import LadderState, Rung, choose_rung
+from notifier.discord.delivery import LadderState, Rung, choose_rung
 
 INT, C, D, N = Rung.INTERACTION, Rung.CHANNEL, Rung.DM, Rung.NONE
 

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from notifier.plugins import PluginContext
 
 from notifier.config import Settings, load_config
-from notifier.demo import _write_config, demo_settings
-from notifier.demo_plan import DemoPlan
-from notifier.demo_smtp import SmtpSink
+from notifier.demo.plan import DemoPlan
+from notifier.demo.run import _write_config, demo_settings
+from notifier.demo.smtp import SmtpSink
 from notifier.events import Event, Notice
-from notifier.fanout import Fanout
-from notifier.plugins import PluginContext
+from notifier.fanout.dispatch import Fanout
 from notifier.testing import DiscordEmulator
 
 

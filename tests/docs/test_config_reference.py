@@ -19,8 +19,9 @@ import yaml
 from pydantic import BaseModel
 
 from notifier.config import NotifierEntry, NotifierFilter, Settings, Template, parse_config
-from notifier.fanout import build_notifiers
-from notifier.plugins import PluginContext, discover_plugins
+from notifier.fanout.discovery import discover_plugins
+from notifier.fanout.dispatch import build_notifiers
+from notifier.plugins import PluginContext
 from notifier.workflows.autointel import DEPTHS
 
 from .readme import ROOT, section, table
@@ -216,7 +217,7 @@ async def test_the_commented_notifier_examples_in_config_yaml_load_with_the_buil
 
 def test_the_events_and_template_fields_listed_in_the_readme_are_the_codes() -> None:
     from notifier.events import Event
-    from notifier.plugins import notice_field_names
+    from notifier.fanout.templates import notice_field_names
 
     text = section("Configuration reference")
     events = re.search(r"^Events: (.*?)\. Template", text, re.M | re.S)

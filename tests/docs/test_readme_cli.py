@@ -15,7 +15,7 @@ import pytest
 
 from notifier.config import StorageSettings
 from notifier.events import Event, Notice
-from notifier.outbox import NewNotice, Outbox, OutboxStatus
+from notifier.fanout.outbox import NewNotice, Outbox, OutboxStatus
 from notifier.records import WorkflowRecord, WorkflowStatus, new_workflow_id
 from notifier.store import ResultStore
 

@@ -13,14 +13,14 @@ import pytest
 
 from notifier.config import parse_config
 from notifier.events import Event, Notice
-from notifier.fanout import Fanout
-from notifier.outbox import OutboxStatus
+from notifier.fanout.discovery import discover_plugins
+from notifier.fanout.dispatch import Fanout
+from notifier.fanout.outbox import OutboxStatus
 from notifier.plugins import (
     PermanentSendError,
     PluginContext,
     RenderedNotice,
     TransientSendError,
-    discover_plugins,
 )
 
 from .readme import block

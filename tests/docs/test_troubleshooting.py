@@ -1,6 +1,6 @@
 """README "Troubleshooting": each Discord error in the table is provoked for real against the
 emulator, through the bot's own HTTP client; the exception reads as the README shows it, its code
-is a named constant in notifier/discord_codes.py, and `notifier.session.classify` sorts it the way
+is a named constant in notifier/discord/codes.py, and `notifier.discord.session.classify` sorts it the way
 the table's last column says the bot reacts."""
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pytest
 from loguru import logger
 from nextcord.http import Route
 
-from notifier import discord_codes
 from notifier.app import NotifierBot
-from notifier.discord_io import OutgoingMessage
-from notifier.session import FailureKind, classify
+from notifier.discord import codes as discord_codes
+from notifier.discord.io import OutgoingMessage
+from notifier.discord.session import FailureKind, classify
 from notifier.testing import DiscordEmulator
 
 from .readme import table

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from notifier.events import Event
-from notifier.outbox import Outbox, OutboxStatus
+from notifier.fanout.outbox import Outbox, OutboxStatus
 from notifier.plugins import PluginContext
 
 from .support import HttpSink, eventually, make_notice, make_settings, open_fanout, settled
@@ -28,7 +28,7 @@ CHILD = textwrap.dedent(
 
     from notifier.config import Settings
     from notifier.events import Notice
-    from notifier.fanout import Fanout
+    from notifier.fanout.dispatch import Fanout
     from notifier.plugins import PluginContext
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from notifier.events import Event
-from notifier.outbox import OutboxStatus
 from notifier.plugins import PluginContext
+
+from notifier.events import Event
+from notifier.fanout.outbox import OutboxStatus
 
 from .support import SmtpServer, eventually, make_notice, make_settings, open_fanout, settled
 

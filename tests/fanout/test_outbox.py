@@ -9,10 +9,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from notifier.plugins import PluginContext
 
-from notifier import outbox_cli
+from notifier.cli import outbox as outbox_cli
 from notifier.events import Event
-from notifier.outbox import (
+from notifier.fanout.outbox import (
     NewNotice,
     Outbox,
     OutboxStatus,
@@ -20,7 +21,6 @@ from notifier.outbox import (
     idempotency_key,
     outbox_path,
 )
-from notifier.plugins import PluginContext
 
 from .support import (
     HttpSink,

@@ -14,9 +14,10 @@ import pytest
 
 from notifier.errors import PluginError
 from notifier.events import Event
-from notifier.fanout import Fanout
-from notifier.outbox import OutboxStatus
-from notifier.plugins import BUILTIN_PLUGIN_DIR, PluginContext, discover_plugins
+from notifier.fanout.discovery import BUILTIN_PLUGIN_DIR, discover_plugins
+from notifier.fanout.dispatch import Fanout
+from notifier.fanout.outbox import OutboxStatus
+from notifier.plugins import PluginContext
 
 from .support import HttpSink, make_notice, make_settings, open_fanout, settled
 

@@ -6,8 +6,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from notifier.events import Event, Notice
 from notifier.plugins import PluginContext
+
+from notifier.events import Event, Notice
 
 from .support import HttpSink, eventually, make_notice, make_settings, open_fanout
 

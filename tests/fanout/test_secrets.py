@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from notifier.plugins import PluginContext
 
 from notifier.events import Event
-from notifier.outbox import OutboxStatus
-from notifier.plugins import PluginContext
-from notifier.senders import mask_url
+from notifier.fanout.outbox import OutboxStatus
+from notifier.fanout.transports.targets import mask_url
 
 from .support import (
     WEBHOOK_ID,

@@ -41,11 +41,11 @@ from yarl import URL
 from notifier.cogs.results import parse_since
 from notifier.config import AutointelSettings, StorageSettings
 from notifier.errors import InvalidWorkflowId, StoreError
-from notifier.netguard import forbidden_reason, parse_host_address
 from notifier.records import WorkflowRecord, WorkflowStatus, validate_workflow_id
 from notifier.store import ResultQuery, ResultStore
 from notifier.workflows import InvalidWorkflowOptions
 from notifier.workflows.autointel import DEPTHS, build_autointel
+from notifier.workflows.netguard import forbidden_reason, parse_host_address
 
 from .audit import outside, touched_paths
 from .conftest import FUZZ

@@ -33,10 +33,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from notifier.app import NotifierBot
-from notifier.delivery import Delivery, DeliveryTarget, Rung
-from notifier.discord_io import OutgoingMessage
+from notifier.discord.delivery import Delivery, DeliveryTarget, Rung
+from notifier.discord.embeds import render_result
+from notifier.discord.io import OutgoingMessage
 from notifier.records import WorkflowRecord, WorkflowStatus, new_workflow_id
-from notifier.render import render_result
 from notifier.testing import DiscordEmulator
 
 from .conftest import EXAMPLES

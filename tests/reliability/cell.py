@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from notifier.app import NotifierBot
-from notifier.outbox import OutboxRow
+from notifier.fanout.outbox import OutboxRow
 from notifier.records import DeliveryState, WorkflowRecord, WorkflowStatus
 from notifier.store import ResultQuery
 from notifier.testing import DiscordEmulator

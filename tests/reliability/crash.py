@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from notifier.config import Settings
-from notifier.outbox import OutboxStatus
+from notifier.fanout.outbox import OutboxStatus
 from notifier.records import DeliveryState, WorkflowStatus
 from notifier.testing import DiscordEmulator
 from notifier.testing.project_bot import bot_settings, running_bot

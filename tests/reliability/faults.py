@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import aiohttp
 import pytest
 
-from notifier.outbox import OutboxStatus
+from notifier.fanout.outbox import OutboxStatus
 from notifier.testing import RateLimitRule, default_rate_limits
 
 from .cell import USER, WAIT_S, CellRun, big_result, codes_seen

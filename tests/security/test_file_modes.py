@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
+from notifier.fanout.outbox import OutboxStatus
 from notifier.logs import setup_logging
-from notifier.outbox import OutboxStatus
 from notifier.store import ResultQuery
 from notifier.testing import DiscordEmulator
 

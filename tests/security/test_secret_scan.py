@@ -22,10 +22,10 @@ import pytest
 import yaml
 from loguru import logger
 
-from notifier.delivery import Delivery, DeliveryTarget, Rung
-from notifier.discord_io import OutgoingMessage
+from notifier.discord.delivery import Delivery, DeliveryTarget, Rung
+from notifier.discord.io import OutgoingMessage
+from notifier.fanout.outbox import OutboxStatus
 from notifier.logs import redactor
-from notifier.outbox import OutboxStatus
 from notifier.records import WorkflowStatus
 from notifier.store import ResultQuery
 from notifier.testing import DiscordEmulator

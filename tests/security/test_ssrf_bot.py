@@ -32,12 +32,12 @@ from aiohttp import web
 
 from notifier.app import NotifierBot
 from notifier.config import AutointelSettings
-from notifier.netguard import NetGuard
 from notifier.store import ResultQuery
 from notifier.testing import DiscordEmulator
 from notifier.testing.loopback import LoopbackServer
 from notifier.testing.model import Message
 from notifier.workflows.autointel import build_autointel
+from notifier.workflows.netguard import NetGuard
 
 from .conftest import message_texts
 from .support import project_bot, wait_until

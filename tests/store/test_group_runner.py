@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from notifier.group_runner import GroupRunner, Outcome
+from notifier.groupcommit.group_runner import GroupRunner, Outcome
 
 
 @dataclass(eq=False)

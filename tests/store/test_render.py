@@ -10,9 +10,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from notifier import discord_codes as codes
-from notifier.records import WorkflowRecord, WorkflowStatus
-from notifier.render import (
+from notifier.discord import codes
+from notifier.discord.embeds import (
     RenderedResult,
     export_json,
     export_markdown,
@@ -22,6 +21,7 @@ from notifier.render import (
     rendered_as_text,
     validate_embeds,
 )
+from notifier.records import WorkflowRecord, WorkflowStatus
 from notifier.store.document import build_document
 
 from .support import EXAMPLE_RESULT, START_S

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from notifier.sqlite_writer import SQLiteWriter, Written
+from notifier.groupcommit.sqlite_writer import SQLiteWriter, Written
 
 SCHEMA = """
 CREATE TABLE items (

@@ -9,7 +9,7 @@ from notifier.config import StorageSettings
 from notifier.records import WorkflowStatus
 from notifier.store import ResultStore
 from notifier.store import files as store_files
-from notifier.store.index import ResultIndex
+from notifier.store.sqlite.index import ResultIndex
 
 from .support import DAY_S, FakeClock, finished, make_record, metric, result_files, wait_until
 

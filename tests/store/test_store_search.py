@@ -14,8 +14,8 @@ import pytest
 from notifier.config import StorageSettings
 from notifier.records import WorkflowRecord, WorkflowStatus
 from notifier.store import ResultQuery, ResultStore
-from notifier.store.index import ResultIndex
 from notifier.store.query import MAX_PAGE_SIZE
+from notifier.store.sqlite.index import ResultIndex
 
 from .support import START_S, make_record
 

@@ -43,7 +43,7 @@ def test_the_spec_describes_itself() -> None:
 
 
 def test_resolver_and_guard_are_exclusive() -> None:
-    from notifier.netguard import NetGuard
+    from notifier.workflows.netguard import NetGuard
 
     with pytest.raises(TypeError):
         build_autointel(AutointelSettings(), resolver=fake_resolver, guard=NetGuard())

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from notifier.config import AutointelSettings
-from notifier.netguard import NetGuard
 from notifier.workflows import InvalidWorkflowOptions, WorkflowFailed, WorkflowSpec
 from notifier.workflows.autointel import MAX_REDIRECTS, STAGES, build_autointel
+from notifier.workflows.netguard import NetGuard
 
 from .conftest import PAGE_CAP_BYTES, Site, fake_resolver
 

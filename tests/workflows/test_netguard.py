@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from notifier.errors import NotifierError
-from notifier.netguard import (
+from notifier.workflows.netguard import (
     MAX_URL_CHARS,
     AddressRefused,
     GuardedResolver,

@@ -37,10 +37,10 @@ from typing import Annotated, Any, Final, Protocol
 import aiohttp
 from pydantic import AfterValidator
 
-from . import discord_codes as codes
-from .events import Event, Notice
-from .logs import redactor
-from .plugins import (
+from ...discord import codes
+from ...events import Event, Notice
+from ...logs import redactor
+from ..plugin import (
     PermanentSendError,
     PluginContext,
     RenderedNotice,

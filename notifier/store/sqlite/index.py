@@ -11,7 +11,7 @@ Settings and why:
   crash it is the one trace that lets the user hear it was interrupted), delivery state (lost, it
   means a duplicate delivery) and a purge's "purging" mark (lost, a row whose file is gone
   without the mark that explains it, i.e. a false "lost"). Writes go through
-  `notifier.sqlite_writer.SQLiteWriter`, so writes that arrive together (many workflows
+  `notifier.groupcommit.SQLiteWriter`, so writes that arrive together (many workflows
   finishing or reporting progress at once) share one commit and one fsync, and a progress row
   still queued is replaced by the newer one instead of written twice.
 - ``synchronous=NORMAL`` (no fsync; ``durable=False`` in the writer) for what can be rebuilt:
@@ -49,10 +49,10 @@ from typing import Any, Final
 import aiosqlite
 from loguru import logger
 
-from ..errors import StoreError
-from ..records import DeliveryState, WorkflowRecord, WorkflowStatus
-from ..sqlite_writer import SQLiteWriter
-from .query import ResultQuery
+from ...errors import StoreError
+from ...groupcommit.sqlite_writer import SQLiteWriter
+from ...records import DeliveryState, WorkflowRecord, WorkflowStatus
+from ..query import ResultQuery
 from .url_terms import TrigramCounts, fts_phrase, read_trigram_counts, trigram_query
 
 __all__ = ["SCHEMA_VERSION", "ResultIndex", "RowState", "WorkflowExists"]

@@ -1,0 +1,8 @@
+"""Background workflows, from "stored as running" to "delivered" (theory of operation: `runner`)."""
+
+from __future__ import annotations
+
+from .progress import ProgressThrottle
+from .runner import Runner, RunnerBusy, WorkflowBody, WorkflowRequest
+
+__all__ = ["ProgressThrottle", "Runner", "RunnerBusy", "WorkflowBody", "WorkflowRequest"]
