@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from notifier.plugins import PluginContext
 
 from notifier.config import Settings
 from notifier.events import Event, Notice
 from notifier.fanout.dispatch import Fanout
 from notifier.fanout.outbox import OutboxStatus
+from notifier.plugins import PluginContext
 
 from .common import (
     LagProbe,

@@ -23,13 +23,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar
 
-from notifier.plugins import Plugin, PluginContext, RenderedNotice, SendOutcome
 from pydantic import BaseModel, ConfigDict, FilePath, field_validator, model_validator
 
 from notifier.errors import ConfigError
 from notifier.events import Event, Notice
-from notifier.fanout.transports.targets import (
+from notifier.plugins import (
     AppriseUrl,
+    Plugin,
+    PluginContext,
+    RenderedNotice,
+    SendOutcome,
     Target,
     apprise_secrets,
     outcome_from_results,

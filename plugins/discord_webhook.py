@@ -21,11 +21,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import ClassVar, Literal
 
-from notifier.plugins import Plugin, PluginContext, RenderedNotice, SendOutcome
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from notifier.events import Event, Notice
-from notifier.fanout.transports.targets import DiscordWebhookTarget, outcome_from_results, send_all
+from notifier.plugins import (
+    DiscordWebhookTarget,
+    Plugin,
+    PluginContext,
+    RenderedNotice,
+    SendOutcome,
+    outcome_from_results,
+    send_all,
+)
 
 __all__ = ["DiscordWebhookOptions", "DiscordWebhookPlugin"]
 

@@ -14,11 +14,18 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from notifier.plugins import Plugin, PluginContext, RenderedNotice, SendOutcome
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from notifier.events import Event, Notice
-from notifier.fanout.transports.targets import DMTarget, outcome_from_results, send_all
+from notifier.plugins import (
+    DMTarget,
+    Plugin,
+    PluginContext,
+    RenderedNotice,
+    SendOutcome,
+    outcome_from_results,
+    send_all,
+)
 
 __all__ = ["DMOptions", "DMPlugin"]
 

@@ -19,11 +19,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, ClassVar
 
-from notifier.plugins import Plugin, PluginContext, RenderedNotice, SendOutcome
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from notifier.events import Event, Notice
-from notifier.fanout.transports.targets import (
+from notifier.plugins import (
+    Plugin,
+    PluginContext,
+    RenderedNotice,
+    SendOutcome,
     Target,
     mask_url,
     outcome_from_results,

@@ -18,14 +18,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import ClassVar, Final
 
-from notifier.plugins import MessageTemplate, Plugin, PluginContext, RenderedNotice, SendOutcome
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from notifier.discord import codes as discord_codes
 from notifier.events import Event, Notice
-from notifier.fanout.transports.targets import (
+from notifier.plugins import (
     AppriseUrl,
     DMTarget,
+    MessageTemplate,
+    Plugin,
+    PluginContext,
+    RenderedNotice,
+    SendOutcome,
     Target,
     outcome_from_results,
     parse_apprise_url,

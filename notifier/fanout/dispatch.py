@@ -70,7 +70,7 @@ from .templates import (
     notice_field_names,
     template_field_names,
 )
-from .transports.targets import mask_url
+from .transports.common import mask_url
 
 __all__ = [
     "CLOSE_DRAIN_S",

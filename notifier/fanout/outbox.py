@@ -38,8 +38,8 @@ Crash windows.
     3. After the sink accepted it, before the row is marked sent: the next process sends it again
        with the same idempotency key (at-least-once). A deduplicating sink shows it once.
     4. A timeout is crash window 3 without the crash: the outcome is unknown and the row is retried
-       (see `notifier.fanout.transports` for how an executor send still running is waited for rather than
-       repeated).
+       (see `notifier.fanout.transports.apprise` for how an executor send still running is waited
+       for rather than repeated).
 
 Every `last_error` and target error is passed through `redactor.redact` before it is written, so
 no configured secret reaches the file even if a plugin puts one in an exception message.

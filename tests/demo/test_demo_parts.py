@@ -12,7 +12,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from notifier.plugins import PluginContext
 
 from notifier.config import Settings, load_config
 from notifier.demo.plan import DemoPlan
@@ -20,6 +19,7 @@ from notifier.demo.run import _write_config, demo_settings
 from notifier.demo.smtp import SmtpSink
 from notifier.events import Event, Notice
 from notifier.fanout.dispatch import Fanout
+from notifier.plugins import PluginContext
 from notifier.testing import DiscordEmulator
 
 

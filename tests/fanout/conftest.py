@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from aiosmtpd.controller import Controller
 from loguru import logger
+
 from notifier.plugins import PluginContext
 
 from .support import DMRecorder, HttpSink, SmtpServer, _Mailbox, free_port

@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from notifier.plugins import PluginContext
 
 from notifier.config import Settings
 from notifier.events import Event, Notice
 from notifier.fanout.dispatch import Fanout
 from notifier.fanout.outbox import OutboxRow, OutboxStatus
+from notifier.plugins import PluginContext
 
 WEBHOOK_ID = "112233445566778899"
 WEBHOOK_TOKEN = "wHk-T0ken_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH"

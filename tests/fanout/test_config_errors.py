@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notifier.plugins import PluginContext
 
 from notifier.errors import ConfigError
 from notifier.events import Event
 from notifier.fanout.dispatch import Fanout
+from notifier.plugins import PluginContext
 
 from .support import HttpSink, make_notice, make_settings, open_fanout, settled
 

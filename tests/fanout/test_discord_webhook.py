@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notifier.plugins import PluginContext
 
 from notifier.events import Event
 from notifier.fanout.outbox import OutboxStatus
+from notifier.plugins import PluginContext
 
 from .support import (
     WEBHOOK_ID,

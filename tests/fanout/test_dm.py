@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from notifier.plugins import PluginContext
-
 from notifier.discord import codes as discord_codes
 from notifier.events import Event
 from notifier.fanout.outbox import OutboxStatus
+from notifier.plugins import PluginContext
 
 from .support import DiscordHTTPError, DMRecorder, make_notice, make_settings, open_fanout, settled
 

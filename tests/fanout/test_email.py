@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from notifier.plugins import PluginContext
-
 from notifier.events import Event
 from notifier.fanout.outbox import OutboxStatus
+from notifier.plugins import PluginContext
 
 from .support import SmtpServer, eventually, make_notice, make_settings, open_fanout, settled
 

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from notifier.plugins import PluginContext
 
 from notifier.cli import outbox as outbox_cli
 from notifier.events import Event
@@ -21,6 +20,7 @@ from notifier.fanout.outbox import (
     idempotency_key,
     outbox_path,
 )
+from notifier.plugins import PluginContext
 
 from .support import (
     HttpSink,

@@ -6,9 +6,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from notifier.plugins import PluginContext
-
 from notifier.events import Event, Notice
+from notifier.plugins import PluginContext
 
 from .support import HttpSink, eventually, make_notice, make_settings, open_fanout
 

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notifier.plugins import PluginContext
 
 from notifier.errors import ConfigError
 from notifier.events import Event
 from notifier.fanout.outbox import OutboxStatus
+from notifier.plugins import PluginContext
 
 from .support import HttpSink, eventually, make_notice, make_settings, open_fanout, rows_of, settled
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from notifier.plugins import PluginContext
 from prometheus_client import REGISTRY
 
 from notifier.events import Event
 from notifier.fanout.outbox import OutboxRow, OutboxStatus
+from notifier.plugins import PluginContext
 
 from .support import (
     HttpSink,

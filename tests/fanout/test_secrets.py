@@ -8,11 +8,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from notifier.plugins import PluginContext
 
 from notifier.events import Event
 from notifier.fanout.outbox import OutboxStatus
-from notifier.fanout.transports.targets import mask_url
+from notifier.fanout.transports.common import mask_url
+from notifier.plugins import PluginContext
 
 from .support import (
     WEBHOOK_ID,

@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from notifier.plugins import PluginContext
 
 from notifier.events import Event
 from notifier.fanout.outbox import OutboxStatus
+from notifier.plugins import PluginContext
 
 from .support import DMRecorder, HttpSink, make_notice, make_settings, open_fanout, settled
 

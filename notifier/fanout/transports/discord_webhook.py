@@ -1,0 +1,129 @@
+"""`discord://` webhook targets: posted natively with aiohttp, or through Apprise's NotifyDiscord.
+
+Same URL syntax as Apprise (`discord://[botname@]id/token[?thread=..&avatar_url=..]`, parsed by
+Apprise's own parser). A 429 with `retry_after` is retried no sooner than Discord asks; other 4xx
+are permanent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+
+from ...discord import codes
+from ...events import Notice
+from ..plugin import PluginContext, RenderedNotice, TargetResult, TargetStatus
+from .apprise import _send_in_executor
+from .common import _connection_error, _http_result, _result, discord_embed, mask_url, target_id
+
+__all__ = ["DiscordWebhookTarget"]
+
+USER_AGENT: Final = "notifier-fanout/0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class DiscordWebhookTarget:
+    """A `discord://[botname@]id/token[?thread=..&avatar_url=..]` URL (Apprise's syntax, parsed by
+    Apprise's NotifyDiscord.parse_url). Posted natively to
+    `{discord_api_base}/webhooks/{id}/{token}?wait=true`, or through Apprise's own NotifyDiscord
+    pointed at the same API base when `via_apprise`."""
+
+    target_id: str
+    display: str
+    url: str
+    webhook_id: str
+    webhook_token: str
+    username: str | None = None
+    avatar_url: str | None = None
+    thread_id: str | None = None
+    embed: bool = True
+    via_apprise: bool = False
+
+    @classmethod
+    def parse(
+        cls, url: str, *, embed: bool = True, via_apprise: bool = False
+    ) -> DiscordWebhookTarget:
+        """Parse with Apprise's own parser; raise ValueError (with no secret in it) if invalid."""
+        from apprise.plugins.discord import NotifyDiscord
+
+        parsed = NotifyDiscord.parse_url(url)
+        if not parsed or parsed.get("schema") != "discord":
+            raise ValueError(f"not a discord://webhook_id/webhook_token URL ({mask_url(url)})")
+        webhook_id, token = parsed.get("webhook_id"), parsed.get("webhook_token")
+        if not webhook_id or not token:
+            raise ValueError(f"a discord:// URL needs a webhook id and token ({mask_url(url)})")
+        return cls(
+            target_id=target_id(url),
+            display=f"discord://{webhook_id[:4]}.../***",
+            url=url,
+            webhook_id=str(webhook_id),
+            webhook_token=str(token),
+            username=parsed.get("user"),
+            avatar_url=parsed.get("avatar_url"),
+            thread_id=parsed.get("thread"),
+            embed=embed,
+            via_apprise=via_apprise,
+        )
+
+    def secrets(self) -> list[str]:
+        return [self.webhook_token, self.webhook_id]
+
+    def payload(self, notice: Notice, message: RenderedNotice) -> dict[str, Any]:
+        payload: dict[str, Any] = {
+            # Pings only for explicit user mentions; a summary saying @everyone pings nobody.
+            "allowed_mentions": {"parse": ["users"]},
+        }
+        if self.embed:
+            payload["content"] = message.title[: codes.CONTENT_MAX]
+            embed = discord_embed(notice, message)
+            del embed["title"]  # already the content line
+            payload["embeds"] = [embed]
+        else:
+            payload["content"] = f"{message.title}\n{message.body}"[: codes.CONTENT_MAX]
+        if self.username:
+            payload["username"] = self.username
+        if self.avatar_url:
+            payload["avatar_url"] = self.avatar_url
+        return payload
+
+    async def send(
+        self, context: PluginContext, notice: Notice, message: RenderedNotice, timeout_s: float
+    ) -> TargetResult:
+        if self.via_apprise:
+            return await _send_in_executor(self, context, notice, message, timeout_s)
+        url = f"{context.discord_api_base}/webhooks/{self.webhook_id}/{self.webhook_token}"
+        params = {"wait": "true"}
+        if self.thread_id:
+            params["thread_id"] = self.thread_id
+        headers = {"User-Agent": USER_AGENT}
+        if message.idempotency_key:
+            # Execute Webhook takes no nonce; the header lets a deduplicating proxy or emulator
+            # recognise a resend after a crash between send and mark.
+            headers["Idempotency-Key"] = message.idempotency_key
+        try:
+            async with (
+                asyncio.timeout(timeout_s),
+                context.http.post(
+                    url, json=self.payload(notice, message), params=params, headers=headers
+                ) as response,
+            ):
+                body = await response.read()
+                return _http_result(self, response.status, response.headers, body)
+        except TimeoutError:
+            return _result(
+                self, TargetStatus.TIMEOUT, f"no answer within {timeout_s:.1f}s (outcome unknown)"
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            return _connection_error(self, exc)
+
+    def apprise_params(self) -> dict[str, Any]:
+        from apprise.plugins.discord import NotifyDiscord
+
+        params: dict[str, Any] = NotifyDiscord.parse_url(self.url) or {}
+        if self.embed:
+            # NotifyDiscord sends embeds only in markdown mode.
+            params.setdefault("format", "markdown")
+        return params
