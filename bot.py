@@ -6,7 +6,9 @@ With a Discord token configured (`discord.token`, usually `${DISCORD_TOKEN}`) it
 Without one (or with --demo) it runs the demo: the embedded Discord emulator, a slow local web site,
 an SMTP sink and a webhook sink on 127.0.0.1, and a user whose `/autointel` outlives its interaction
 token; the timeline goes to stdout (see notifier/demo/run.py).
-A bad config file prints one line naming the field and exits with status 2.
+A bad config file prints one line naming the field and exits with status 2; a nextcord release
+without the private names the bot relies on (notifier/discord/compat.py) prints one line and
+exits with status 3.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from loguru import logger
 
 from notifier.config import Settings, load_config
 from notifier.demo.plan import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S
-from notifier.errors import ConfigError
+from notifier.errors import ConfigError, NextcordIncompatible
 from notifier.logs import setup_logging
 
 EXIT_CONFIG = 2
+EXIT_INCOMPATIBLE = 3  # the installed nextcord lacks a name notifier.discord.compat needs
 _LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -148,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                 demo_ttl_s=args.demo_ttl,
             )
         )
+    except NextcordIncompatible as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INCOMPATIBLE
     except KeyboardInterrupt:
         return 130
 

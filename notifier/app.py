@@ -19,10 +19,12 @@ import nextcord
 from loguru import logger
 from nextcord.ext import commands
 
+from .cogs import Services, add_cogs
 from .config import Settings, load_config, secret_values
-from .discord import codes
+from .discord.compat import TrackedInteraction, is_session_closed, recreate_session, set_api_base
 from .discord.io import DiscordIO, OutgoingMessage
-from .discord.session import SESSION_CLOSED_TEXT, call_discord
+from .discord.replies import reply_ephemeral
+from .discord.session import call_discord
 from .errors import ConfigError, NotifierError
 from .fanout.dispatch import Fanout
 from .fanout.plugin import PluginContext
@@ -33,34 +35,7 @@ from .store import ResultStore
 from .workflows.autointel import build_autointel
 from .workflows.contract import WorkflowSpec
 
-__all__ = ["NotifierBot", "TrackedInteraction"]
-
-
-class TrackedInteraction(nextcord.Interaction):
-    """An interaction that keeps what nextcord drops: the per-file attachment size limit.
-
-    It also rides the client's current HTTP session. nextcord pins an Interaction to the session
-    it was created with, so once that session is closed (and `HTTPClient.recreate()` makes a new
-    one) its initial response fails with "Session is closed" although the token is fine.
-    """
-
-    __slots__ = ("attachment_size_limit",)
-
-    @property
-    def _session(self) -> aiohttp.ClientSession:
-        session: aiohttp.ClientSession = self._state.http._HTTPClient__session  # type: ignore[attr-defined]
-        return session
-
-    @_session.setter
-    def _session(self, value: aiohttp.ClientSession) -> None:
-        """nextcord's __init__ stores the session of the moment; the getter reads the live one."""
-
-    def __init__(self, *, data: Any, state: Any) -> None:
-        super().__init__(data=data, state=state)
-        limit = data.get("attachment_size_limit")
-        self.attachment_size_limit: int = (
-            int(limit) if limit else codes.ATTACHMENT_SIZE_DEFAULT_BYTES
-        )
+__all__ = ["NotifierBot"]
 
 
 class NotifierBot(commands.Bot):
@@ -93,6 +68,10 @@ class NotifierBot(commands.Bot):
         self._reload_lock = asyncio.Lock()
         self._opened = False
         self._recovery: asyncio.Task[None] | None = None
+        # Set once the recovery pass after the latest connect or resume has run (workflows a dead
+        # process left running marked interrupted, stored results delivered); clear while one
+        # runs. Tools and tests wait on it instead of polling.
+        self.recovered = asyncio.Event()
         redactor.add(secret_values(settings))
 
     # -- services ------------------------------------------------------------------------------
@@ -123,7 +102,7 @@ class NotifierBot(commands.Bot):
         if self._opened:
             return
         settings = self.settings
-        nextcord.http.Route.BASE = settings.discord.api_base
+        set_api_base(settings.discord.api_base)
         if settings.metrics.listen:
             serve_metrics(settings.metrics.listen)
             logger.info("metrics served on http://{}/metrics", settings.metrics.listen)
@@ -146,9 +125,17 @@ class NotifierBot(commands.Bot):
         )
         autointel = build_autointel(settings.autointel)
         self.workflows[autointel.name] = autointel
-        from .cogs import add_cogs  # the cogs import this module's types
-
-        add_cogs(self)
+        add_cogs(
+            self,
+            Services(
+                settings=settings,
+                store=self._store,
+                runner=self._runner,
+                io=self.io,
+                workflows=self.workflows,
+                reload_config=self.reload_config,
+            ),
+        )
         self._opened = True
 
     async def _on_storage_error(self, workflow_id: str, exc: BaseException) -> None:
@@ -189,11 +176,11 @@ class NotifierBot(commands.Bot):
                 await super().connect(reconnect=reconnect)
                 return
             except RuntimeError as exc:
-                if SESSION_CLOSED_TEXT not in str(exc) or not reconnect or self.is_closed():
+                if not is_session_closed(exc) or not reconnect or self.is_closed():
                     raise
             DISCORD_SESSION_CLOSED.labels(stage="gateway").inc()
             logger.warning("HTTP session closed under the gateway: recreating it and reconnecting")
-            await self.http.recreate()
+            await recreate_session(self)
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 60.0)
 
@@ -204,16 +191,25 @@ class NotifierBot(commands.Bot):
             len(self.guilds),
             len(self.get_all_application_commands()),
         )
+        self._start_recovery()
+
+    def _start_recovery(self) -> None:
         if self._recovery is None or self._recovery.done():
+            self.recovered.clear()
             self._recovery = asyncio.create_task(self._recover(), name="recovery")
 
     async def _recover(self) -> None:
         """Mark workflows a dead process left running, deliver results stored but not delivered."""
+        try:
+            await self._recover_once()
+        finally:
+            self.recovered.set()
+
+    async def _recover_once(self) -> None:
         if self._runner is None:
             return
         try:
-            recovered = await self._runner.recover_interrupted()
-            delivered = await self._runner.deliver_pending()
+            recovered, delivered = await self._runner.recover()
         except NotifierError as exc:
             logger.error("recovery after (re)connect failed, will retry on the next one: {}", exc)
             return
@@ -232,8 +228,6 @@ class NotifierBot(commands.Bot):
         original = getattr(exception, "original", exception)
         command = getattr(interaction.application_command, "qualified_name", "?")
         logger.opt(exception=original).error("command /{} failed", command)
-        from .discord.replies import reply_ephemeral
-
         await reply_ephemeral(
             interaction,
             "❌ Something went wrong on our side; it has been logged. Any workflow result is "
@@ -245,8 +239,7 @@ class NotifierBot(commands.Bot):
         logger.info("application commands registered")
 
     async def on_resumed(self) -> None:
-        if self._recovery is None or self._recovery.done():
-            self._recovery = asyncio.create_task(self._recover(), name="recovery")
+        self._start_recovery()
 
     async def reload_config(self) -> Settings:
         """Re-read config.yaml and apply its notifiers; an invalid file changes nothing."""

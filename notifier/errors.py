@@ -8,6 +8,7 @@ __all__ = [
     "DiscordCallFailed",
     "InteractionExpired",
     "InvalidWorkflowId",
+    "NextcordIncompatible",
     "NotifierError",
     "PluginError",
     "SessionClosed",
@@ -80,6 +81,15 @@ class SessionClosed(DiscordCallFailed):
 
 class DeliveryFailed(NotifierError):
     """Every rung of the delivery ladder failed; the result is safe in the store."""
+
+
+class NextcordIncompatible(NotifierError, ImportError):
+    """The installed nextcord lacks a private name the bot relies on (`notifier.discord.compat`).
+
+    Raised when `notifier.discord.compat` is imported; the message is one line naming the installed
+    version and the tested range, so `bot.py` can print it and stop instead of failing later, at
+    every reply, with an AttributeError.
+    """
 
 
 class PluginError(NotifierError):

@@ -6,12 +6,14 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from .errors import InvalidWorkflowId
 
 __all__ = [
     "DeliveryState",
     "ProgressState",
+    "StoredResult",
     "WorkflowRecord",
     "WorkflowStatus",
     "new_workflow_id",
@@ -111,3 +113,27 @@ class ProgressState:
     def bar(self, width: int = 20) -> str:
         filled = round(max(0.0, min(1.0, self.progress)) * width)
         return "█" * filled + "░" * (width - filled)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    """A finished workflow as the store holds it: its index row and its document as read back.
+
+    `document` is the stored JSON document (``{"format", "workflow_id", "workflow", "result"}``)
+    exactly as any later reader of the file gets it: NaN and infinities are null, sets and tuples
+    are lists, what JSON cannot hold is text. Every view of a result (the first delivery, a
+    hand-off, `/retrieve_results`, the CLI, the fanout's summary) renders this, never the dict the
+    workflow returned, so a result looks the same however it reaches someone.
+    """
+
+    record: WorkflowRecord
+    document: dict[str, Any]
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        """The workflow's result inside the document (None when it stored none). A result that
+        is not an object (a workflow returned a list) is shown under the key ``result``."""
+        value = self.document.get("result")
+        if value is None or isinstance(value, dict):
+            return value
+        return {"result": value}

@@ -22,7 +22,7 @@ from ..config import Settings, StorageSettings
 from ..discord.embeds import export_json, export_markdown, render_result, rendered_as_text
 from ..errors import InvalidWorkflowId, StoreError
 from ..metrics import ORPHANED_RESULTS_RETRIEVED
-from ..records import WorkflowRecord, WorkflowStatus, validate_workflow_id
+from ..records import StoredResult, WorkflowRecord, WorkflowStatus, validate_workflow_id
 from ..store import ResultQuery, ResultStore
 from .common import (
     EXIT_NOT_FOUND,
@@ -76,14 +76,14 @@ async def _existing_record(store: ResultStore, workflow_id: str) -> WorkflowReco
     return record
 
 
-async def _document(store: ResultStore, record: WorkflowRecord) -> dict[str, object]:
+async def _stored(store: ResultStore, record: WorkflowRecord) -> StoredResult:
     try:
         document = await store.read_result(record.workflow_id)
     except StoreError as exc:
         ORPHANED_RESULTS_RETRIEVED.labels(success="false").inc()
         raise CommandError(str(exc), EXIT_NOT_FOUND) from None
     ORPHANED_RESULTS_RETRIEVED.labels(success="true").inc()
-    return document
+    return StoredResult(record, document)
 
 
 # -- results ------------------------------------------------------------------------------------
@@ -160,9 +160,9 @@ async def _results_show(args: argparse.Namespace, settings: Settings) -> int:
         if record.status in (WorkflowStatus.RUNNING, WorkflowStatus.LOST):
             print(f"\nno stored result (status {record.status.value})")
             return EXIT_OK if record.status is WorkflowStatus.RUNNING else EXIT_NOT_FOUND
-        document = await _document(store, record)
+        stored = await _stored(store, record)
     print()
-    print(rendered_as_text(render_result(record, document)))
+    print(rendered_as_text(render_result(stored)))
     return EXIT_OK
 
 
@@ -170,10 +170,8 @@ async def _results_export(args: argparse.Namespace, settings: Settings) -> int:
     workflow_id = _workflow_id(args.workflow_id)
     async with await open_store(settings.storage) as store:
         record = await _existing_record(store, workflow_id)
-        document = await _document(store, record)
-    text = (
-        export_markdown(record, document) if args.format == "md" else export_json(record, document)
-    )
+        stored = await _stored(store, record)
+    text = export_markdown(stored) if args.format == "md" else export_json(stored)
     if args.output is None:
         sys.stdout.write(text)
         return EXIT_OK

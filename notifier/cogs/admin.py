@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import nextcord
 from nextcord.ext import commands
 
 from ..discord.access import is_admin
 from ..discord.replies import defer, reply_ephemeral
 from ..errors import ConfigError
-
-if TYPE_CHECKING:
-    from ..app import NotifierBot
+from .services import Services
 
 __all__ = ["AdminCog"]
 
 
 class AdminCog(commands.Cog):
-    def __init__(self, bot: NotifierBot) -> None:
-        self.bot = bot
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     @nextcord.slash_command(name="notifier", description="Operate the notifier")
     async def notifier(self, interaction: nextcord.Interaction) -> None:
@@ -27,12 +23,12 @@ class AdminCog(commands.Cog):
 
     @notifier.subcommand(name="reload", description="Re-read config.yaml and apply its notifiers")
     async def reload(self, interaction: nextcord.Interaction) -> None:
-        if not is_admin(interaction, self.bot.settings.discord.admin_role_ids):
+        if not is_admin(interaction, self.services.settings.discord.admin_role_ids):
             await reply_ephemeral(interaction, "❌ Only server admins may reload the notifier.")
             return
         await defer(interaction, ephemeral=True)
         try:
-            settings = await self.bot.reload_config()
+            settings = await self.services.reload_config()
         except ConfigError as exc:
             await reply_ephemeral(
                 interaction, f"❌ The new configuration was rejected; the old one stays.\n`{exc}`"

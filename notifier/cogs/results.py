@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import re
 import time
-from typing import TYPE_CHECKING, Any
 
 import nextcord
 from loguru import logger
@@ -16,11 +15,9 @@ from ..discord.embeds import RenderedResult, export_command, render_record_list,
 from ..discord.replies import attachment_limit, defer, reply_ephemeral
 from ..errors import InvalidWorkflowId, NotifierError
 from ..metrics import ORPHANED_RESULTS_RETRIEVED
-from ..records import WorkflowRecord, WorkflowStatus, validate_workflow_id
+from ..records import StoredResult, WorkflowRecord, WorkflowStatus, validate_workflow_id
 from ..store import ResultQuery
-
-if TYPE_CHECKING:
-    from ..app import NotifierBot
+from .services import Services
 
 __all__ = ["ResultsCog", "parse_since"]
 
@@ -94,8 +91,8 @@ class ResultsView(nextcord.ui.View):
 
 
 class ResultsCog(commands.Cog):
-    def __init__(self, bot: NotifierBot) -> None:
-        self.bot = bot
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     # -- /retrieve_results ---------------------------------------------------------------------
 
@@ -114,7 +111,7 @@ class ResultsCog(commands.Cog):
             await reply_ephemeral(interaction, f"❌ That is not a workflow id: {exc}.")
             return
         record = await self._get(clean)
-        if not can_access(record, interaction, self.bot.settings.discord.admin_role_ids):
+        if not can_access(record, interaction, self.services.settings.discord.admin_role_ids):
             ORPHANED_RESULTS_RETRIEVED.labels(success="false").inc()
             await reply_ephemeral(interaction, NOT_FOUND_TEXT)
             return
@@ -139,7 +136,7 @@ class ResultsCog(commands.Cog):
             ORPHANED_RESULTS_RETRIEVED.labels(success="false").inc()
             return
         try:
-            document = await self.bot.store.read_result(record.workflow_id)
+            document = await self.services.store.read_result(record.workflow_id)
         except NotifierError as exc:
             logger.error("result {} unreadable: {}", record.workflow_id, exc)
             ORPHANED_RESULTS_RETRIEVED.labels(success="false").inc()
@@ -150,15 +147,13 @@ class ResultsCog(commands.Cog):
                 f"`python -m notifier results show {record.workflow_id}`.",
             )
             return
-        payload = _payload(document)
-        rendered = render_result(
-            record, payload, attachment_limit_bytes=attachment_limit(interaction)
-        )
+        stored = StoredResult(record, document)
+        rendered = render_result(stored, attachment_limit_bytes=attachment_limit(interaction))
         sent = await self._send(interaction, record, rendered)
         if not sent and rendered.files:
             # Discord refused the upload after all (a smaller limit than announced, the request
             # too large): the summary, with the operator's export command, still gets through.
-            summary = render_result(record, payload, attachment_limit_bytes=0)
+            summary = render_result(stored, attachment_limit_bytes=0)
             sent = await self._send(interaction, record, summary)
         ORPHANED_RESULTS_RETRIEVED.labels(success="true" if sent else "false").inc()
         if not sent:
@@ -211,13 +206,13 @@ class ResultsCog(commands.Cog):
         if prefix and not re.fullmatch(r"[0-9a-f]*", prefix):
             await interaction.response.send_autocomplete({})
             return
-        records = await self.bot.store.recent_ids(interaction.user.id, prefix, 25)
+        records = await self.services.store.recent_ids(interaction.user.id, prefix, 25)
         choices = {_choice_name(r): r.workflow_id for r in records}
         await interaction.response.send_autocomplete(choices)
 
     async def _get(self, workflow_id: str) -> WorkflowRecord | None:
         try:
-            return await self.bot.store.get(workflow_id)
+            return await self.services.store.get(workflow_id)
         except NotifierError as exc:
             logger.error("lookup of {} failed: {}", workflow_id, exc)
             return None
@@ -259,7 +254,7 @@ class ResultsCog(commands.Cog):
             since=since_ts,
             limit=PAGE_SIZE,
         )
-        total = await self.bot.store.count(query)
+        total = await self.services.store.count(query)
         embed = await self.page_embed(query, 0, total)
         view = ResultsView(self, interaction.user.id, query, total)
         await interaction.response.send_message(embed=embed, view=view, ephemeral=True)
@@ -267,14 +262,9 @@ class ResultsCog(commands.Cog):
     async def page_embed(self, query: ResultQuery, page: int, total: int) -> nextcord.Embed:
         from dataclasses import replace
 
-        records = await self.bot.store.search(replace(query, offset=page * PAGE_SIZE))
+        records = await self.services.store.search(replace(query, offset=page * PAGE_SIZE))
         # `page` counts from 0 here, from 1 in what the user reads.
         return nextcord.Embed.from_dict(render_record_list(records, page + 1, total, PAGE_SIZE))
-
-
-def _payload(document: dict[str, Any]) -> dict[str, Any]:
-    result = document.get("result")
-    return result if isinstance(result, dict) else document
 
 
 def _choice_name(record: WorkflowRecord) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 import nextcord
 from loguru import logger
@@ -19,16 +18,14 @@ from ..records import ProgressState, WorkflowRecord, validate_workflow_id
 from ..runner.runner import RunnerBusy, WorkflowRequest
 from ..workflows.autointel import DEPTHS
 from ..workflows.contract import InvalidWorkflowOptions
-
-if TYPE_CHECKING:
-    from ..app import NotifierBot
+from .services import Services
 
 __all__ = ["WorkflowsCog"]
 
 
 class WorkflowsCog(commands.Cog):
-    def __init__(self, bot: NotifierBot) -> None:
-        self.bot = bot
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     @nextcord.slash_command(name="autointel", description="Analyse a web site (can take a while)")
     async def autointel(
@@ -54,19 +51,19 @@ class WorkflowsCog(commands.Cog):
         private: bool,
     ) -> None:
         """Defer within 3 s, validate, store as running, start in the background."""
-        bot = self.bot
+        services = self.services
         if not await defer(interaction, ephemeral=private):
             return
         assert interaction.user is not None
         token = interaction.token
         lease = InteractionLease(
             created_at=interaction.created_at.timestamp(),
-            ttl_s=bot.settings.discord.interaction_ttl,
-            safety_margin_s=bot.settings.discord.safety_margin,
+            ttl_s=services.settings.discord.interaction_ttl,
+            safety_margin_s=services.settings.discord.safety_margin,
         )
-        spec = bot.workflows[command]
+        spec = services.workflows[command]
         try:
-            bot.runner.check_capacity(interaction.user.id)
+            services.runner.check_capacity(interaction.user.id)
             clean = await spec.validate(options)
         except (InvalidWorkflowOptions, RunnerBusy) as exc:
             await self._refuse(interaction, str(exc), private=private, lease=lease)
@@ -83,9 +80,9 @@ class WorkflowsCog(commands.Cog):
             interaction_created_at=interaction.created_at.timestamp(),
             attachment_limit_bytes=attachment_limit(interaction),
         )
-        estimate_s = await bot.runner.estimate_s(command, clean.get("depth", ""))
+        estimate_s = await services.runner.estimate_s(command, clean.get("depth", ""))
         try:
-            record = await bot.runner.start(request, spec.run, estimate_s=estimate_s)
+            record = await services.runner.start(request, spec.run, estimate_s=estimate_s)
         except RunnerBusy as exc:
             await self._refuse(interaction, str(exc), private=private, lease=lease)
             return
@@ -100,12 +97,12 @@ class WorkflowsCog(commands.Cog):
         lease: InteractionLease,
     ) -> None:
         """A refusal is ephemeral: a public "thinking" message is removed, the reason sent privately."""
-        bot = self.bot
+        services = self.services
         message_text = f"❌ {text}"
         try:
             if private:
                 await call_discord(
-                    lambda: bot.io.edit_original(
+                    lambda: services.io.edit_original(
                         interaction.token, OutgoingMessage(content=message_text)
                     ),
                     stage="start",
@@ -113,7 +110,7 @@ class WorkflowsCog(commands.Cog):
                 )
                 return
             await call_discord(
-                lambda: bot.io.delete_original(interaction.token), stage="start", lease=lease
+                lambda: services.io.delete_original(interaction.token), stage="start", lease=lease
             )
         except DiscordCallFailed as exc:
             logger.warning("refusal cleanup failed: {}", exc)
@@ -134,7 +131,7 @@ class WorkflowsCog(commands.Cog):
         record = await self._lookup(interaction, workflow_id)
         if record is None:
             return
-        live = self.bot.runner.live_state(record.workflow_id)
+        live = self.services.runner.live_state(record.workflow_id)
         if live is not None:
             record, state = live
         else:
@@ -157,13 +154,13 @@ class WorkflowsCog(commands.Cog):
         record = await self._lookup(interaction, workflow_id)
         if record is None:
             return
-        if not self.bot.runner.is_running(record.workflow_id):
+        if not self.services.runner.is_running(record.workflow_id):
             await reply_ephemeral(
                 interaction, f"Workflow `{record.workflow_id}` is not running ({record.status})."
             )
             return
         await defer(interaction, ephemeral=True)
-        cancelled = await self.bot.runner.cancel(record.workflow_id, reason="cancelled")
+        cancelled = await self.services.runner.cancel(record.workflow_id, reason="cancelled")
         text = (
             f"Cancelled workflow `{record.workflow_id}`."
             if cancelled
@@ -180,11 +177,11 @@ class WorkflowsCog(commands.Cog):
             await reply_ephemeral(interaction, f"❌ {exc}")
             return None
         try:
-            record = await self.bot.store.get(clean)
+            record = await self.services.store.get(clean)
         except NotifierError as exc:
             logger.error("lookup of {} failed: {}", clean, exc)
             record = None
-        if not can_access(record, interaction, self.bot.settings.discord.admin_role_ids):
+        if not can_access(record, interaction, self.services.settings.discord.admin_role_ids):
             await reply_ephemeral(interaction, NOT_FOUND_TEXT)
             return None
         return record

@@ -1,9 +1,10 @@
 """Drawing a workflow result for Discord (and for the operator CLI), as pure functions.
 
 One renderer for every place that shows a result (the first delivery, the delivery after a restart,
-/retrieve_results, the CLI), so a result looks the same wherever it is read. No I/O and no Discord
-calls: the input is a record and a result, the output is plain data, and every limit Discord
-enforces (`discord_codes`) is checked here, where a table of tests can see it.
+/retrieve_results, the CLI), so a result looks the same wherever it is read. Its input is always
+the stored result (`StoredResult`: the record and the document as the store reads it back), never
+the dict a workflow returned. No I/O and no Discord calls: the output is plain data, and every
+limit Discord enforces (`codes`) is checked here, where a table of tests can see it.
 
 Three modes, tried in order:
 
@@ -26,8 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
-from ..records import WorkflowRecord, WorkflowStatus
-from ..store.document import build_document, is_stored_document
+from ..records import StoredResult, WorkflowRecord, WorkflowStatus
 from . import codes
 from .text import without_lone_surrogates
 
@@ -261,12 +261,9 @@ def _scalar(value: object) -> str | None:
         return _EMPTY
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if isinstance(value, int):
-        try:
-            return str(value)
-        except ValueError:  # beyond Python's 4300-digit conversion limit
-            return f"(an integer of {value.bit_length()} bits)"
-    if isinstance(value, float):
+    if isinstance(value, int | float):
+        # The store holds no NaN, no infinity and no integer past Python's 4300-digit limit:
+        # they are null, or refused, once stored, and only stored results are drawn.
         return str(value)
     if isinstance(value, str):
         return _printable(value) if value.strip() else _EMPTY
@@ -316,15 +313,6 @@ def _compact(value: object) -> str:
 
 
 # -- the result ---------------------------------------------------------------------------------
-
-
-def _result_of(document: object) -> dict[str, Any] | None:
-    """The result dict inside a stored document, or the document itself if it is a bare result.
-    A non-dict result (a workflow returned a list) is shown under the key ``result``."""
-    value = document["result"] if is_stored_document(document) else document  # type: ignore[index]
-    if value is None or isinstance(value, dict):
-        return value
-    return {"result": value}
 
 
 def _title_of(record: WorkflowRecord, result: dict[str, Any] | None) -> str:
@@ -453,22 +441,18 @@ def export_command(workflow_id: str) -> str:
 
 
 def render_result(
-    record: WorkflowRecord,
-    document: dict[str, Any],
+    stored: StoredResult,
     *,
     attachment_limit_bytes: int = codes.ATTACHMENT_SIZE_DEFAULT_BYTES,
 ) -> RenderedResult:
-    """Draw a result as a Discord message, choosing the richest mode that fits (module docstring).
-
-    `document` is the stored document (`ResultStore.read_result`) or the bare result dict.
-    Never raises for any JSON-like result.
-    """
-    result = _result_of(document)
+    """Draw a stored result as a Discord message, choosing the richest mode that fits (module
+    docstring). Never raises for any document the store returns."""
+    record, result = stored.record, stored.result
     content = _printable(_content_line(record))
     embeds = _full_embeds(record, result)
     if embeds is not None:
         return RenderedResult(content, without_lone_surrogates(embeds), [], "embeds")
-    files = _export_files(record, document) if attachment_limit_bytes > 0 else []
+    files = _export_files(stored) if attachment_limit_bytes > 0 else []
     fits = (
         bool(files)
         and all(f.size_bytes <= attachment_limit_bytes for f in files)
@@ -487,23 +471,20 @@ def render_result(
     return RenderedResult(content, [embed], [], "summary")
 
 
-def _export_files(record: WorkflowRecord, document: dict[str, Any]) -> list[RenderedFile]:
+def _export_files(stored: StoredResult) -> list[RenderedFile]:
+    workflow_id = stored.record.workflow_id
     return [
-        RenderedFile(f"{record.workflow_id}.json", export_json(record, document).encode("utf-8")),
-        RenderedFile(
-            f"{record.workflow_id}.md",
-            export_markdown(record, document).encode("utf-8", "replace"),
-        ),
+        RenderedFile(f"{workflow_id}.json", export_json(stored).encode("utf-8")),
+        RenderedFile(f"{workflow_id}.md", export_markdown(stored).encode("utf-8", "replace")),
     ]
 
 
 # -- exports (attachments and the CLI) ----------------------------------------------------------
 
 
-def export_json(record: WorkflowRecord, document: dict[str, Any]) -> str:
-    """The stored document as indented JSON; a bare result is wrapped as the store would."""
-    if not is_stored_document(document):
-        document = build_document(record, _result_of(document))
+def export_json(stored: StoredResult) -> str:
+    """The stored document as indented JSON."""
+    document, record = stored.document, stored.record
     try:
         text = json.dumps(document, ensure_ascii=False, indent=2, default=str) + "\n"
         try:
@@ -577,9 +558,9 @@ def _md_table(items: list[object], pad: str) -> list[str]:
     return lines
 
 
-def export_markdown(record: WorkflowRecord, document: dict[str, Any]) -> str:
+def export_markdown(stored: StoredResult) -> str:
     """A readable report of the result: metadata, then the summary, then one section per key."""
-    result = _result_of(document)
+    record, result = stored.record, stored.result
     lines = [f"# {_ICONS.get(record.status, '')} {_title_of(record, result)}".rstrip(), ""]
     meta = [
         ("Workflow", f"`{record.workflow_id}`"),

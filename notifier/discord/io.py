@@ -15,9 +15,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import nextcord
-from nextcord.http import Route
 
 from . import codes
+from .compat import Route, request
 from .text import without_lone_surrogates
 
 __all__ = ["DiscordIO", "FileLike", "OutgoingMessage"]
@@ -84,15 +84,12 @@ class DiscordIO:
     async def _request(
         self, route: Route, message: OutgoingMessage | None, *, auth: bool, for_edit: bool = False
     ) -> Any:
-        http = self._client.http
-        kwargs: dict[str, Any] = {}
-        if not auth:
-            kwargs["auth"] = None
+        client = self._client
         if message is None:
-            return await http.request(route, **kwargs)
+            return await request(client, route, auth=auth)
         payload = message.payload(for_edit=for_edit)
         if not message.files:
-            return await http.request(route, json=payload, **kwargs)
+            return await request(client, route, auth=auth, json=payload)
         files = [nextcord.File(io.BytesIO(f.data), filename=f.filename) for f in message.files]
         payload["attachments"] = [
             {"id": index, "filename": f.filename} for index, f in enumerate(files)
@@ -107,7 +104,7 @@ class DiscordIO:
             for index, f in enumerate(files)
         ]
         form.append({"name": "payload_json", "value": json.dumps(payload)})
-        return await http.request(route, form=form, files=files, **kwargs)
+        return await request(client, route, auth=auth, form=form, files=files)
 
     # -- rung 1: the interaction webhook (token auth) ------------------------------------------
 
@@ -179,7 +176,7 @@ class DiscordIO:
         if cached is not None:
             return cached
         route = Route("POST", "/users/@me/channels")
-        data = await self._client.http.request(route, json={"recipient_id": str(user_id)})
+        data = await request(self._client, route, auth=True, json={"recipient_id": str(user_id)})
         channel_id = int(data["id"])
         self._dm_channels[user_id] = channel_id
         return channel_id

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from ..records import ProgressState, WorkflowRecord
+from ..records import ProgressState, StoredResult, WorkflowRecord
 from .io import OutgoingMessage
 
 __all__ = [
@@ -111,8 +111,13 @@ def error_message(record: WorkflowRecord, error: str) -> OutgoingMessage:
     return OutgoingMessage(embeds=[embed])
 
 
-def interrupted_message(record: WorkflowRecord, state: ProgressState | None) -> OutgoingMessage:
-    where = f" at **{state.stage}** ({state.progress:.0%})" if state is not None else ""
+def interrupted_message(stored: StoredResult) -> OutgoingMessage:
+    """A workflow stopped by a shutdown (or a process that died): where it was, as stored."""
+    record, result = stored.record, stored.result or {}
+    stage, progress = result.get("last_stage"), result.get("last_progress")
+    where = ""
+    if isinstance(stage, str) and stage and isinstance(progress, int | float):
+        where = f" at **{stage[:100]}** ({max(0.0, min(1.0, float(progress))):.0%})"
     embed = {
         "title": f"/{record.command} was interrupted"[:256],
         "description": (

@@ -17,6 +17,7 @@ from loguru import logger
 
 from ..metrics import DISCORD_SESSION_CLOSED
 from . import codes
+from .compat import recreate_session
 from .session import FailureKind, classify
 
 __all__ = ["attachment_limit", "defer", "reply_ephemeral"]
@@ -58,7 +59,7 @@ async def _retry_once(interaction: nextcord.Interaction, action: Any) -> bool:
             )
             if attempt == 2:
                 return False
-            await interaction.client.http.recreate()
+            await recreate_session(interaction.client)
     return False
 
 
@@ -86,6 +87,6 @@ async def reply_ephemeral(interaction: nextcord.Interaction, text: str) -> bool:
 
 
 def attachment_limit(interaction: nextcord.Interaction) -> int:
-    """The per-file upload limit Discord gave with this interaction (see TrackedInteraction)."""
+    """The per-file upload limit Discord gave with this interaction (see compat.TrackedInteraction)."""
     limit = getattr(interaction, "attachment_size_limit", None)
     return int(limit) if limit else codes.ATTACHMENT_SIZE_DEFAULT_BYTES

@@ -37,6 +37,7 @@ from loguru import logger
 from ..errors import DiscordCallFailed, InteractionExpired, SessionClosed
 from ..metrics import DISCORD_SESSION_CLOSED
 from . import codes
+from .compat import is_session_closed
 
 __all__ = [
     "FailureKind",
@@ -44,8 +45,6 @@ __all__ = [
     "call_discord",
     "classify",
 ]
-
-SESSION_CLOSED_TEXT: Final = "Session is closed"
 
 
 class FailureKind(StrEnum):
@@ -76,7 +75,7 @@ def classify(exc: BaseException) -> FailureKind:
         if status >= 500 or status == 429:
             return FailureKind.TRANSIENT
         return FailureKind.PERMANENT
-    if isinstance(exc, RuntimeError) and SESSION_CLOSED_TEXT in str(exc):
+    if is_session_closed(exc):
         return FailureKind.SESSION_CLOSED
     if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError):
         return FailureKind.SESSION_CLOSED

@@ -35,9 +35,8 @@ from ..discord.session import InteractionLease
 from ..errors import NotifierError, StoreError
 from ..events import Event, Notice
 from ..metrics import WORKFLOW_DURATION, WORKFLOWS_RUNNING
-from ..records import ProgressState, WorkflowRecord, WorkflowStatus, new_workflow_id
-from ..store import ResultStore
-from ..store.sqlite.index import WorkflowExists
+from ..records import ProgressState, StoredResult, WorkflowRecord, WorkflowStatus, new_workflow_id
+from ..store import ResultStore, WorkflowExists
 from .progress import ProgressThrottle
 
 __all__ = ["Runner", "RunnerBusy", "WorkflowBody", "WorkflowRequest"]
@@ -48,6 +47,11 @@ Notify = Callable[[Notice], Awaitable[None]]
 
 
 _STOPPED = "the bot stopped while this workflow ran"
+
+_OUTCOME_EVENTS: dict[WorkflowStatus, Event] = {
+    WorkflowStatus.COMPLETED: Event.COMPLETED,
+    WorkflowStatus.INTERRUPTED: Event.INTERRUPTED,
+}
 
 
 class RunnerBusy(NotifierError):
@@ -289,39 +293,40 @@ class Runner:
             logger.opt(exception=exc).error("workflow {} crashed", record.workflow_id)
             status, error = WorkflowStatus.FAILED, f"internal error ({type(exc).__name__})"
         try:
-            await self._finish(running, status, result, error)
+            await self._conclude(running, status, result, error)
         finally:
             for helper in running.helpers:
                 helper.cancel()
             self._running.pop(record.workflow_id, None)
             WORKFLOWS_RUNNING.set(len(self._running))
 
-    async def _finish(
+    # -- the outcome path ----------------------------------------------------------------------
+    #
+    # Every workflow that ends goes through the same steps, in this order: persist (the store
+    # writes the result and hands back the stored document), notify (the fanout hears the
+    # outcome), deliver (the ladder carries the message drawn from the stored document), record
+    # the delivery. A workflow of this process enters at persist (`_conclude`); one a dead
+    # process left running enters there too, as interrupted (`recover`); a result stored but
+    # never delivered, by this process or an earlier one, enters at deliver (`recover`).
+
+    async def _conclude(
         self,
         running: _Running,
         status: WorkflowStatus,
         result: dict[str, Any] | None,
         error: str,
     ) -> None:
+        """A workflow of this process ended: completed, failed, cancelled or interrupted."""
         record = running.record
         duration_s = time.monotonic() - running.started_monotonic
         state = running.throttle.latest or running.state
-        document: dict[str, Any] | None = result
-        if status is not WorkflowStatus.COMPLETED:
-            document = {
-                "error": error,
-                "last_stage": state.stage if state else "",
-                **(result or {}),
-            }
-            if state is not None:
-                document["last_progress"] = state.progress
-        # Write-ahead: the result is durable before any delivery is tried.
-        stored = await self._store.finish(
-            record.workflow_id,
-            status=status,
-            result=document,
-            error=error,
-            reason=status.value,
+        stored = await self._persist(
+            record,
+            status,
+            result,
+            error,
+            stage=state.stage if state else "",
+            progress=state.progress if state else None,
         )
         WORKFLOW_DURATION.labels(command=record.command).observe(duration_s)
         if status is WorkflowStatus.COMPLETED and running.delivery.shows_status:
@@ -331,57 +336,92 @@ class Runner:
             # waiting for the shared edit budget): the result or error message says it all, and
             # posting a status first would only spend one more request of Discord's 50/s.
             await running.throttle.close()
-        event = {
-            WorkflowStatus.COMPLETED: Event.COMPLETED,
-            WorkflowStatus.INTERRUPTED: Event.INTERRUPTED,
-        }.get(status, Event.FAILED)
+        await self._notify_outcome(stored, duration_s=duration_s)
+        await self._deliver_outcome(stored, running.delivery, give_up=True)
+
+    async def _persist(
+        self,
+        record: WorkflowRecord,
+        status: WorkflowStatus,
+        result: dict[str, Any] | None,
+        error: str,
+        *,
+        stage: str,
+        progress: float | None,
+    ) -> StoredResult:
+        """Write-ahead: the outcome is durable before anything is told or delivered. A workflow
+        that did not complete stores its error and where it stopped beside any partial result."""
+        document = result
+        if status is not WorkflowStatus.COMPLETED:
+            document = {"error": error, "last_stage": stage, **(result or {})}
+            if progress is not None:
+                document["last_progress"] = progress
+        return await self._store.finish(
+            record.workflow_id, status=status, result=document, error=error, reason=status.value
+        )
+
+    async def _notify_outcome(self, stored: StoredResult, *, duration_s: float | None) -> None:
+        record, result = stored.record, stored.result or {}
+        event = _OUTCOME_EVENTS.get(record.status, Event.FAILED)
+        progress = result.get("last_progress")
         await self._emit(
             self._notice(
-                stored,
+                record,
                 event,
-                duration_s=duration_s,
-                summary=_summary(document),
-                error=error,
-                stage=state.stage if state else "",
-                progress=state.progress if state else None,
+                duration_s=record.duration_s if duration_s is None else duration_s,
+                summary=_summary(stored.result),
+                error=record.error,
+                stage=str(result.get("last_stage") or record.stage),
+                progress=float(progress) if isinstance(progress, int | float) else None,
             )
         )
-        if status is WorkflowStatus.CANCELLED:
-            message = error_message(stored, "Cancelled on request.")
-            rung = await running.delivery.deliver(message, stage="error")
-        elif status is WorkflowStatus.INTERRUPTED:
-            rung = await running.delivery.deliver(interrupted_message(stored, state), stage="error")
-        else:
-            rung = await self._deliver_result(running.delivery, stored, document or {})
-        await self._record_delivery(stored, rung)
 
-    async def _deliver_result(
-        self, delivery: Delivery, record: WorkflowRecord, document: dict[str, Any]
+    async def _deliver_outcome(
+        self, stored: StoredResult, delivery: Delivery, *, give_up: bool
     ) -> Rung:
-        if record.status is WorkflowStatus.FAILED:
-            return await delivery.deliver(
+        """Carry the outcome down the ladder and record where it went. With `give_up`, a result
+        no rung could carry is marked undeliverable and operators are told (`persisted`);
+        without it (at recovery), it stays pending and the next (re)connect tries again."""
+        record = stored.record
+        handoff = self._handoff_builder(record)
+        if record.status is WorkflowStatus.CANCELLED:
+            rung = await delivery.deliver(
+                error_message(record, "Cancelled on request."), stage="error"
+            )
+        elif record.status is WorkflowStatus.INTERRUPTED:
+            rung = await delivery.deliver(interrupted_message(stored), stage="error")
+        elif record.status is WorkflowStatus.FAILED:
+            rung = await delivery.deliver(
                 error_message(record, record.error or "The workflow failed."),
                 stage="error",
-                handoff_notice=self._handoff_builder(record),
+                handoff_notice=handoff,
             )
-        rendered = render_result(
-            record, document, attachment_limit_bytes=delivery.target.attachment_limit_bytes
-        )
-        summary = render_result(record, document, attachment_limit_bytes=0)
-        message = OutgoingMessage(
-            content=rendered.content or None, embeds=rendered.embeds, files=rendered.files
-        )
-        fallback = OutgoingMessage(content=summary.content or None, embeds=summary.embeds)
-        return await delivery.deliver(
-            message, fallback=fallback, handoff_notice=self._handoff_builder(record)
-        )
-
-    async def _record_delivery(self, record: WorkflowRecord, rung: Rung) -> None:
-        if rung is Rung.NONE:
+        else:
+            rendered = render_result(
+                stored, attachment_limit_bytes=delivery.target.attachment_limit_bytes
+            )
+            summary = render_result(stored, attachment_limit_bytes=0)
+            message = OutgoingMessage(
+                content=rendered.content or None, embeds=rendered.embeds, files=rendered.files
+            )
+            fallback = OutgoingMessage(content=summary.content or None, embeds=summary.embeds)
+            rung = await delivery.deliver(message, fallback=fallback, handoff_notice=handoff)
+        if rung is not Rung.NONE:
+            await self._store.mark_delivered(record.workflow_id, rung.value)
+        elif give_up:
             await self._store.mark_undeliverable(record.workflow_id, "every rung failed")
             await self._emit(self._notice(record, Event.PERSISTED, rung=rung.value))
-        else:
-            await self._store.mark_delivered(record.workflow_id, rung.value)
+        return rung
+
+    def _ladder_for(self, record: WorkflowRecord) -> Delivery:
+        """A ladder for a workflow that no interaction token reaches any more (recovery)."""
+        target = DeliveryTarget(
+            workflow_id=record.workflow_id,
+            user_id=record.user_id,
+            channel_id=record.channel_id,
+            ephemeral=record.ephemeral,
+        )
+        return Delivery(self._io, target, None)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -410,53 +450,39 @@ class Runner:
         except TimeoutError:
             logger.error("workflows did not stop in time; their rows stay 'running' for recovery")
 
-    async def deliver_pending(self) -> int:
-        """Deliver results that were stored but never reached their user (e.g. before a restart)."""
-        delivered = 0
-        for record in await self._store.pending_delivery():
+    async def recover(self) -> tuple[int, int]:
+        """After a (re)connect: workflows a dead process left running, and results stored but
+        never delivered, go through the outcome path. Returns (interrupted, delivered)."""
+        settled: set[str] = set()
+        interrupted = delivered = 0
+        for record in await self._store.running():
             if record.workflow_id in self._running:
                 continue
-            target = DeliveryTarget(
-                workflow_id=record.workflow_id,
-                user_id=record.user_id,
-                channel_id=record.channel_id,
-                ephemeral=record.ephemeral,
+            stored = await self._persist(
+                record,
+                WorkflowStatus.INTERRUPTED,
+                None,
+                _STOPPED,
+                stage=record.stage,
+                progress=record.progress,
             )
-            delivery = Delivery(self._io, target, None)
+            await self._notify_outcome(stored, duration_s=None)
+            rung = await self._deliver_outcome(stored, self._ladder_for(record), give_up=False)
+            settled.add(record.workflow_id)
+            interrupted += 1
+            delivered += rung is not Rung.NONE
+        for record in await self._store.pending_delivery():
+            if record.workflow_id in self._running or record.workflow_id in settled:
+                continue
             try:
                 document = await self._store.read_result(record.workflow_id)
             except NotifierError as exc:
                 logger.error("workflow {}: stored result unreadable: {}", record.workflow_id, exc)
                 continue
-            if record.status is WorkflowStatus.INTERRUPTED:
-                rung = await delivery.deliver(interrupted_message(record, None), stage="error")
-            else:
-                rung = await self._deliver_result(delivery, record, document.get("result") or {})
-            if rung is not Rung.NONE:
-                await self._store.mark_delivered(record.workflow_id, rung.value)
-                delivered += 1
-        return delivered
-
-    async def recover_interrupted(self) -> int:
-        """Rows left 'running' by a process that died: mark them interrupted (delivery follows)."""
-        count = 0
-        for record in await self._store.running():
-            if record.workflow_id in self._running:
-                continue
-            await self._store.finish(
-                record.workflow_id,
-                status=WorkflowStatus.INTERRUPTED,
-                result={
-                    "error": _STOPPED,
-                    "last_stage": record.stage,
-                    "last_progress": record.progress,
-                },
-                error=_STOPPED,
-                reason="interrupted",
-            )
-            await self._emit(self._notice(record, Event.INTERRUPTED, stage=record.stage))
-            count += 1
-        return count
+            stored = StoredResult(record, document)
+            rung = await self._deliver_outcome(stored, self._ladder_for(record), give_up=False)
+            delivered += rung is not Rung.NONE
+        return interrupted, delivered
 
     # -- fanout --------------------------------------------------------------------------------
 

@@ -61,5 +61,6 @@ from __future__ import annotations
 from .maintenance import ReconcileReport
 from .query import ResultQuery
 from .result_store import ResultStore, StorageErrorHook
+from .sqlite.index import WorkflowExists
 
-__all__ = ["ReconcileReport", "ResultQuery", "ResultStore", "StorageErrorHook"]
+__all__ = ["ReconcileReport", "ResultQuery", "ResultStore", "StorageErrorHook", "WorkflowExists"]

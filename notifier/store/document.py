@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 from typing import Any, Final
 
 import orjson
@@ -36,7 +37,9 @@ __all__ = [
     "build_document",
     "decode_document",
     "encode_document",
+    "encode_for_storage",
     "is_stored_document",
+    "read_back",
     "record_from_document",
     "same_outcome",
 ]
@@ -128,6 +131,10 @@ def _finite(value: object) -> object:
     return value
 
 
+# Where orjson.loads may lose an integer (beyond 64 bits, or below -2**63): 19 digits in a row.
+# The run may as well be inside a string or a float's fraction; those just take the slow path.
+_LONG_DIGIT_RUN: Final = re.compile(rb"[0-9]{19}")
+
 _ORJSON_OPTIONS: Final = (
     orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_APPEND_NEWLINE
 )
@@ -171,13 +178,41 @@ def encode_document(document: dict[str, Any]) -> bytes:
         raise StoreError(f"the result cannot be encoded as JSON: {exc}") from exc
 
 
+def read_back(data: bytes) -> Any:
+    """The value stored JSON bytes stand for: the one way the store turns bytes into a document,
+    so every reader (and `finish`, which hands the written document back) sees the same values.
+
+    orjson first (a fraction of the standard library's time, and of the GIL with it); the
+    standard library for what orjson refuses, which our own encoder can write (an escaped lone
+    surrogate, the ``NaN`` tokens of documents written before results became standard JSON), and
+    for bytes holding a run of 19 digits or more: orjson reads an integer beyond 64 bits as a
+    float without a word, and an exact integer must stay exact. Raises UnicodeDecodeError,
+    ValueError or RecursionError for bytes that are not JSON at all.
+    """
+    if _LONG_DIGIT_RUN.search(data) is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(data.decode("utf-8"))
+
+
+def encode_for_storage(
+    record: WorkflowRecord, result: dict[str, Any] | None
+) -> tuple[bytes, dict[str, Any]]:
+    """The bytes to write for a finished record, and the document a reader of them will get."""
+    data = encode_document(build_document(record, result))
+    document: dict[str, Any] = read_back(data)
+    return data, document
+
+
 def decode_document(data: bytes, expected_id: str) -> dict[str, Any]:
     """Parse and check a result file. Raises DocumentError with a reason an operator can act on."""
     try:
-        document = json.loads(data.decode("utf-8"))
+        document = read_back(data)
     except UnicodeDecodeError as exc:
         raise DocumentError(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:
         raise DocumentError(f"not valid JSON ({exc})") from None
     if not isinstance(document, dict):
         raise DocumentError(f"not a result document (top level is {type(document).__name__})")

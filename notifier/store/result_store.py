@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
-import json
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -19,14 +18,20 @@ from loguru import logger
 from ..config import StorageSettings
 from ..errors import StoreError
 from ..metrics import STORE_WRITE_FAILURES, WORKFLOW_RESULTS_PERSISTED
-from ..records import DeliveryState, WorkflowRecord, WorkflowStatus, validate_workflow_id
+from ..records import (
+    DeliveryState,
+    StoredResult,
+    WorkflowRecord,
+    WorkflowStatus,
+    validate_workflow_id,
+)
 from . import files
 from .document import (
     FINISHED_STATUSES,
     DocumentError,
-    build_document,
     decode_document,
-    encode_document,
+    encode_for_storage,
+    read_back,
     record_from_document,
     same_outcome,
 )
@@ -72,14 +77,6 @@ def _copy(record: WorkflowRecord) -> WorkflowRecord:
 
 def _errno_name(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
-
-
-def _reload(data: bytes) -> dict[str, Any]:
-    # Outcomes are compared as a later read of the file would return them (tuples become lists,
-    # unknown types become text), so from the encoded bytes, not from the caller's dict. Only
-    # needed when an outcome is already stored, so not paid on the common path.
-    document: dict[str, Any] = json.loads(data)
-    return document
 
 
 class ResultStore:
@@ -285,8 +282,10 @@ class ResultStore:
         result: dict[str, Any] | None,
         error: str = "",
         reason: str = "completed",
-    ) -> WorkflowRecord:
-        """Persist a workflow's outcome; call before any delivery is tried.
+    ) -> StoredResult:
+        """Persist a workflow's outcome; call before any delivery is tried. Returns the stored
+        result: the record and the document as every later reader gets it (render that, not the
+        dict the workflow returned: NaN is null once stored, a set a list).
 
         Also the way to mark a workflow interrupted (``status=INTERRUPTED``; the last stage and
         progress are kept). Idempotent for the same outcome; StoreError for a different one, for
@@ -303,8 +302,8 @@ class ResultStore:
             self._finish(workflow_id, status, result, error, reason),
             name=f"store-finish-{workflow_id}",
         )
-        record: WorkflowRecord = await asyncio.shield(task)
-        return record
+        stored: StoredResult = await asyncio.shield(task)
+        return stored
 
     async def _finish(
         self,
@@ -313,7 +312,7 @@ class ResultStore:
         result: dict[str, Any] | None,
         error: str,
         reason: str,
-    ) -> WorkflowRecord:
+    ) -> StoredResult:
         failure: OSError | None = None
         async with self._locks.hold(workflow_id):
             existing = await self._pending_outcome(workflow_id)
@@ -337,16 +336,18 @@ class ResultStore:
                 path=None,
                 size_bytes=None,
             )
-            data = await asyncio.to_thread(encode_document, build_document(finished, result))
+            # Outcomes are compared, and handed back, as a later read of the file returns them
+            # (tuples become lists, NaN null, unknown types text): from the encoded bytes.
+            data, document = await asyncio.to_thread(encode_for_storage, finished, result)
             # The disk is asked only when the writer finds a file under the id (FileExistsError):
             # then the stored outcome decides, as if it had been read first. A corrupt file is
             # quarantined by _stored_outcome and the write goes ahead; twice means a file keeps
             # coming back under the id, which is not ours to overwrite.
             for _attempt in range(2):
                 if existing is not None:
-                    document = await asyncio.to_thread(_reload, data)
                     if same_outcome(existing.document, document):
-                        return await self._already_finished(workflow_id, existing)
+                        record = await self._already_finished(workflow_id, existing)
+                        return StoredResult(record, existing.document)
                     raise StoreError(
                         f"workflow {workflow_id} already has a different result; "
                         "a stored result is never overwritten"
@@ -376,13 +377,13 @@ class ResultStore:
         if failure is not None:
             # Outside the lock: the hook may call back into the store for this workflow.
             await self._tell_storage_error(workflow_id, failure)
-        return record
+        return StoredResult(record, document)
 
     async def _pending_outcome(self, workflow_id: str) -> _Existing | None:
         """The outcome this process holds in memory for the id (its write is being retried)."""
         if (pending := self._pending.get(workflow_id)) is None:
             return None
-        document = await asyncio.to_thread(_reload, pending.data)
+        document: dict[str, Any] = await asyncio.to_thread(read_back, pending.data)
         return _Existing(document, len(pending.data), pending.record)
 
     async def _stored_outcome(self, workflow_id: str) -> _Existing | None:
@@ -575,7 +576,7 @@ class ResultStore:
         workflow_id = validate_workflow_id(workflow_id)
         self._check_open()
         if (pending := self._pending.get(workflow_id)) is not None:
-            document: dict[str, Any] = await asyncio.to_thread(json.loads, pending.data)
+            document: dict[str, Any] = await asyncio.to_thread(read_back, pending.data)
             return document
         try:
             data = await files.read_bytes(self._result_path(workflow_id))

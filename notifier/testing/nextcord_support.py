@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Self
 
-from nextcord.http import Route
-
+from ..discord.compat import api_base, set_api_base
 from .emulator import DiscordEmulator
 
 _COMMAND_SYNC_POLL_S = 0.02
@@ -24,12 +23,12 @@ _COMMAND_SYNC_POLL_S = 0.02
 @contextlib.contextmanager
 def patch_route_base(emulator: DiscordEmulator) -> Iterator[None]:
     """Send nextcord's REST traffic to ``emulator`` inside the ``with`` block."""
-    previous = Route.BASE
-    Route.BASE = emulator.api_base
+    previous = api_base()
+    set_api_base(emulator.api_base)
     try:
         yield
     finally:
-        Route.BASE = previous
+        set_api_base(previous)
 
 
 class ConnectedClient:
@@ -83,7 +82,7 @@ async def connect_client(
     id with each of its application commands (the sync nextcord runs at READY
     and per guild), so ``trigger_command`` can be used right away.
     """
-    if emulator.api_base != Route.BASE:
+    if emulator.api_base != api_base():
         raise RuntimeError(
             "nextcord.http.Route.BASE does not point at the emulator; use the "
             "discord_emulator fixture or `with patch_route_base(emulator):`"

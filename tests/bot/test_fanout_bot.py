@@ -12,14 +12,11 @@ import contextlib
 import json
 import logging
 import re
-from collections import deque
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from loguru import logger
 
 from notifier.app import NotifierBot
@@ -27,9 +24,9 @@ from notifier.fanout.outbox import OutboxRow, OutboxStatus
 from notifier.records import DeliveryState, WorkflowRecord, WorkflowStatus
 from notifier.store import ResultQuery
 from notifier.testing import DiscordEmulator
-from notifier.testing.loopback import LoopbackServer
 from notifier.testing.model import Message
 from notifier.testing.project_bot import bot_settings, running_bot
+from notifier.testing.sinks import JsonSink
 
 from .support import SteeredWorkflow, text_of, wait_until
 
@@ -40,34 +37,6 @@ WEBHOOK_ROUTE = "/webhooks/{webhook_id}/{webhook_token}"
 
 # ---------------------------------------------------------------------------------------------
 # A local JSON sink (what Apprise's json:// posts to)
-
-
-@dataclass
-class JsonSink(LoopbackServer):
-    """An aiohttp server on 127.0.0.1 recording every request; `statuses` are answered first,
-    one per request, then 200."""
-
-    received: list[dict[str, Any]] = field(default_factory=list)
-    statuses: deque[int] = field(default_factory=deque)
-
-    def json_url(self, path: str = "/hook", *, userinfo: str = "") -> str:
-        auth = f"{userinfo}@" if userinfo else ""
-        return f"json://{auth}127.0.0.1:{self.port}{path}"
-
-    def bodies(self) -> list[dict[str, Any]]:
-        return [r["body"] for r in self.received if isinstance(r["body"], dict)]
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        try:
-            body: Any = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode("utf-8", "replace")
-        status = self.statuses.popleft() if self.statuses else 200
-        self.received.append(
-            {"path": request.path, "headers": dict(request.headers), "body": body, "status": status}
-        )
-        return web.json_response({"ok": status == 200}, status=status)
 
 
 @pytest.fixture
@@ -279,7 +248,6 @@ async def test_a_discord_webhook_notice_reaches_the_emulators_incoming_webhook(
         ]
     }
     async with project_bot(emulator, tmp_path, overrides) as bot:
-        assert bot.fanout._context.discord_api_base == emulator.api_base
         record = await run_steered(emulator, bot)
         posted = await emulator.wait_for_channel_message(
             feed.id, lambda m: m.webhook_id == hook_id, timeout_s=20

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from notifier.app import NotifierBot
+from notifier.discord.compat import live_session
 from notifier.records import DeliveryState, WorkflowStatus
 from notifier.store import ResultQuery
 from notifier.testing import DiscordEmulator
@@ -92,7 +93,7 @@ async def test_a_closed_http_session_mid_workflow_loses_nothing(
     await handle.wait_for_message(lambda m: "working" in text_of(m), timeout_s=10)
     # The seed's failure: the client's aiohttp session closes (a restart of the client), and the
     # gateway drops. Calls through the old Interaction would now raise "Session is closed".
-    await bot.http._HTTPClient__session.close()
+    await live_session(bot).close()
     await emulator.drop_gateway()
     steered.release.set()
     result = await handle.wait_for_message(lambda m: "Steered result" in text_of(m), timeout_s=15)

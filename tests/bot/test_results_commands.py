@@ -6,6 +6,7 @@ running a (steered) workflow through the bot, or straight in the bot's store wit
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -136,7 +137,7 @@ def files_opened() -> Iterator[list[str]]:
 async def settled(bot: NotifierBot) -> None:
     """Wait for the bot's start-up recovery, so rows a test makes are not taken for a dead run's
     (marked interrupted) or delivered again."""
-    await wait_until(lambda: bot._recovery is None or bot._recovery.done())
+    await asyncio.wait_for(bot.recovered.wait(), 15.0)
 
 
 # -- /retrieve_results: the three ways a result is drawn -----------------------------------------

@@ -12,10 +12,10 @@ import aiohttp
 import nextcord
 import pytest
 from loguru import logger
-from nextcord.http import Route
 
 from notifier.app import NotifierBot
 from notifier.discord import codes as discord_codes
+from notifier.discord.compat import Route, live_session
 from notifier.discord.io import OutgoingMessage
 from notifier.discord.session import FailureKind, classify
 from notifier.testing import DiscordEmulator
@@ -141,7 +141,7 @@ async def test_session_is_closed_is_classified_and_the_bots_calls_survive_it(
 
     # "handled: calls use the client's current session": the bot's own session closes (as on a
     # client restart), and its next call still goes through.
-    await bot.http._HTTPClient__session.close()  # type: ignore[attr-defined]
+    await live_session(bot).close()
     sent = await bot.io.channel_send(
         emulator.channel_id, OutgoingMessage(content="still here"), nonce="n3"
     )

@@ -8,6 +8,12 @@ import nextcord
 import pytest
 from nextcord.webhook.async_ import async_context
 
+from notifier.discord.compat import (
+    connection_state,
+    interaction_session,
+    live_session,
+    recreate_session,
+)
 from notifier.testing import DiscordEmulator
 
 
@@ -80,7 +86,7 @@ async def test_second_acknowledgement_is_rejected(
     with pytest.raises(nextcord.HTTPException) as excinfo:
         # nextcord refuses locally (InteractionResponded); go through its adapter.
         await adapter.create_interaction_response(
-            interaction.id, interaction.token, session=interaction._session, type=5
+            interaction.id, interaction.token, session=interaction_session(interaction), type=5
         )
     assert excinfo.value.status == 400 and excinfo.value.code == 40060
     assert handle.response_type == 4
@@ -120,8 +126,8 @@ async def test_closed_session_pitfall_and_rebuilt_webhook(
     await interaction.response.defer()
     cached_followup = interaction.followup
 
-    await sample_bot.http._HTTPClient__session.close()
-    await sample_bot.http.recreate()
+    await live_session(sample_bot).close()
+    await recreate_session(sample_bot)
 
     with pytest.raises(RuntimeError, match="Session is closed"):
         await interaction.edit_original_message(content="via the dead session")
@@ -130,7 +136,7 @@ async def test_closed_session_pitfall_and_rebuilt_webhook(
 
     webhook = nextcord.Webhook.from_state(
         data={"id": discord_emulator.application_id, "type": 3, "token": interaction.token},
-        state=sample_bot._connection,
+        state=connection_state(sample_bot),
     )
     sent = await webhook.send("delivered on the live session", wait=True)
     await webhook.edit_message("@original", content="edited on the live session")

@@ -7,8 +7,8 @@ import io
 
 import nextcord
 import pytest
-from nextcord.http import Route
 
+from notifier.discord.compat import Route
 from notifier.testing import DiscordEmulator
 
 

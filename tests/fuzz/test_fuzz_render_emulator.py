@@ -33,10 +33,12 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from notifier.app import NotifierBot
+from notifier.discord.compat import connection_state
 from notifier.discord.delivery import Delivery, DeliveryTarget, Rung
 from notifier.discord.embeds import render_result
 from notifier.discord.io import OutgoingMessage
-from notifier.records import WorkflowRecord, WorkflowStatus, new_workflow_id
+from notifier.records import StoredResult, WorkflowRecord, WorkflowStatus, new_workflow_id
+from notifier.store.document import encode_for_storage
 from notifier.testing import DiscordEmulator
 
 from .conftest import EXAMPLES
@@ -162,7 +164,7 @@ def _refusals(emulator: DiscordEmulator, since: int) -> list[tuple[str, str, int
 @pytest.mark.discord_emulator(
     attachment_size_limit=ATTACHMENT_LIMIT, rate_limits_enabled=False, default_timeout_s=30.0
 )
-@given(record=records(), result=RESULT, document_form=st.booleans())
+@given(record=records(), result=RESULT)
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -178,15 +180,15 @@ async def test_any_result_renders_to_messages_the_emulator_accepts(
     bot: NotifierBot,
     record: WorkflowRecord,
     result: dict[str, Any],
-    document_form: bool,
 ) -> None:
-    document: dict[str, Any] = {"result": result} if document_form else result
-    rendered = render_result(record, document, attachment_limit_bytes=ATTACHMENT_LIMIT)
+    _, document = encode_for_storage(record, result)  # what the store hands back
+    stored = StoredResult(record, document)
+    rendered = render_result(stored, attachment_limit_bytes=ATTACHMENT_LIMIT)
     event(f"mode: {rendered.mode}")
     since = len(emulator.requests)
 
     # 1. The delivery ladder, as the runner sends a result after a restart (channel rung).
-    summary = render_result(record, document, attachment_limit_bytes=0)
+    summary = render_result(stored, attachment_limit_bytes=0)
     delivery = Delivery(
         bot.io,
         DeliveryTarget(
@@ -236,6 +238,6 @@ def _webhook(emulator: DiscordEmulator, bot: NotifierBot) -> nextcord.Webhook:
     if key not in _webhooks:
         hook_id, token = emulator.create_incoming_webhook(emulator.channel_id)
         _webhooks[key] = nextcord.Webhook.from_state(
-            data={"id": hook_id, "type": 1, "token": token}, state=bot._connection
+            data={"id": hook_id, "type": 1, "token": token}, state=connection_state(bot)
         )
     return _webhooks[key]

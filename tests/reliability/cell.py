@@ -17,6 +17,7 @@ Across every cell, too: the interaction token is used at most once after it died
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
@@ -195,7 +196,7 @@ class CellRun:
         settings = bot_settings(self.emulator, self.data_dir, self.settings_dict())
         async with running_bot(self.emulator, settings) as bot:
             self.bot = bot
-            await wait_until(lambda: bot._recovery is None or bot._recovery.done())
+            await asyncio.wait_for(bot.recovered.wait(), 20.0)
             try:
                 yield bot
             finally:

@@ -232,7 +232,7 @@ async def _restart_and_check(
     run.ops.release()
     async with running_bot(run.emulator, settings) as bot:
         run.bot = bot
-        await wait_until(lambda: bot._recovery is not None and bot._recovery.done(), WAIT_S)
+        await asyncio.wait_for(bot.recovered.wait(), WAIT_S)
         await wait_until(lambda: _settled(run), WAIT_S)
         if stage == "fanout":
             row = await run.wait_row("completed", status=OutboxStatus.SENT)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 import aiohttp
 import pytest
 
+from notifier.discord.compat import live_session
 from notifier.fanout.outbox import OutboxStatus
 from notifier.testing import RateLimitRule, default_rate_limits
 
@@ -160,7 +161,7 @@ class SessionClosed(Fault):
     async def strike(self, run: CellRun) -> None:
         bot = run.require_bot()
         run.notes["connects"] = _gateway_connects(run)
-        await bot.http._HTTPClient__session.close()
+        await live_session(bot).close()
 
     async def after_delivery(self, run: CellRun) -> None:
         # The gateway died with the session; the bot connects again on a fresh one (resuming, or

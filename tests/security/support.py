@@ -104,7 +104,7 @@ async def project_bot(
     """The real bot with overrides known only at run time; waits for its start-up recovery."""
     settings = bot_settings(emulator, data_dir, overrides)
     async with running_bot(emulator, settings, config_path=config_path) as bot:
-        await wait_until(lambda: bot._recovery is None or bot._recovery.done())
+        await asyncio.wait_for(bot.recovered.wait(), 30.0)
         yield bot
 
 

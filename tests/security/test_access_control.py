@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 import yaml
+from loguru import logger
 
 from notifier.app import NotifierBot
 from notifier.discord.access import NOT_FOUND_TEXT
@@ -305,17 +306,15 @@ async def test_workflow_cancel_obeys_the_owner_and_admins_only(world: World) -> 
 
 
 async def test_notifier_reload_is_for_guild_admins_only(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    world: World, request: pytest.FixtureRequest
 ) -> None:
-    emulator, bot = world.emulator, world.bot
-    reloads: list[str] = []
-    real_reload = bot.reload_config
-
-    async def counting_reload() -> Any:
-        reloads.append("reload")
-        return await real_reload()
-
-    monkeypatch.setattr(bot, "reload_config", counting_reload)
+    emulator = world.emulator
+    reloads: list[str] = []  # the bot logs each reload it applies
+    sink_id = logger.add(
+        lambda line: reloads.append(str(line)),
+        filter=lambda r: r["message"].startswith("configuration reloaded from"),
+    )
+    request.addfinalizer(lambda: logger.remove(sink_id))
     wrong: list[str] = []
     for caller in CALLERS:
         before = len(reloads)

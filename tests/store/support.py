@@ -78,13 +78,15 @@ async def finished(
     """Create and finish one workflow, as the runner does."""
     record = record or make_record()
     await store.create(record)
-    return await store.finish(
-        record.workflow_id,
-        status=status,
-        result=EXAMPLE_RESULT if result is None else result,
-        error=error,
-        reason=status.value,
-    )
+    return (
+        await store.finish(
+            record.workflow_id,
+            status=status,
+            result=EXAMPLE_RESULT if result is None else result,
+            error=error,
+            reason=status.value,
+        )
+    ).record
 
 
 def metric(name: str, **labels: str) -> float:

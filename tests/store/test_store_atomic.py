@@ -169,9 +169,11 @@ async def test_a_failed_rename_leaves_no_partial_file_and_is_retried(
     record = make_record()
     await store.create(record)
 
-    stored = await store.finish(
-        record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
-    )
+    stored = (
+        await store.finish(
+            record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
+        )
+    ).record
 
     assert stored.status is WorkflowStatus.COMPLETED
     assert (await store.read_result(record.workflow_id))["result"] == EXAMPLE_RESULT

@@ -70,9 +70,11 @@ async def test_a_refused_write_is_kept_in_memory_reported_and_retried(
         disk = FlakyDisk(code, failures=3)
         monkeypatch.setattr(os, "fsync", disk)
 
-        stored = await store.finish(
-            record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
-        )
+        stored = (
+            await store.finish(
+                record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
+            )
+        ).record
 
         # finish() returned; the result is readable and shown as finished meanwhile.
         assert stored.status is WorkflowStatus.COMPLETED
@@ -154,9 +156,11 @@ async def test_a_failing_hook_does_not_undo_the_result(
         await store.create(record)
         monkeypatch.setattr(os, "fsync", FlakyDisk(errno.ENOSPC, failures=1))
 
-        stored = await store.finish(
-            record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
-        )
+        stored = (
+            await store.finish(
+                record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
+            )
+        ).record
 
         assert stored.status is WorkflowStatus.COMPLETED
         await wait_until(lambda: not store.pending_writes)
@@ -181,9 +185,11 @@ async def test_an_index_that_refuses_writes_does_not_lose_the_result(
             )
         failures_before = metric("store_write_failures_total", error="index")
 
-        stored = await store.finish(
-            record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
-        )
+        stored = (
+            await store.finish(
+                record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
+            )
+        ).record
 
         assert stored.status is WorkflowStatus.COMPLETED
         assert result_files(storage.path) == [f"{record.workflow_id}.json"]

@@ -78,7 +78,9 @@ async def test_a_pasted_dashed_uuid_finds_the_workflow(store: ResultStore) -> No
 async def test_a_dashed_id_is_stored_normalised(store: ResultStore, tmp_path: Path) -> None:
     record = make_record(workflow_id="0123ABCD-0000-4000-8000-00000000beef")
     await store.create(record)
-    stored = await store.finish(record.workflow_id, status=WorkflowStatus.COMPLETED, result={})
+    stored = (
+        await store.finish(record.workflow_id, status=WorkflowStatus.COMPLETED, result={})
+    ).record
 
     assert stored.workflow_id == "0123abcd000040008000" + "00000000beef"
     assert dataclasses.replace(stored).path == f"results/{stored.workflow_id}.json"

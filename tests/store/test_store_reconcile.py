@@ -235,9 +235,9 @@ async def test_repeating_a_finish_repairs_a_missing_row_with_the_real_file_size(
         await store.mark_delivered(stored.workflow_id, "dm")
         _sql(storage, "UPDATE workflows SET path = NULL WHERE workflow_id = ?", stored.workflow_id)
 
-        again = await store.finish(
-            stored.workflow_id, status=WorkflowStatus.COMPLETED, result=result
-        )
+        again = (
+            await store.finish(stored.workflow_id, status=WorkflowStatus.COMPLETED, result=result)
+        ).record
         row = await store.get(stored.workflow_id)
 
     size = (storage.path / "results" / f"{stored.workflow_id}.json").stat().st_size

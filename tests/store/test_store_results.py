@@ -29,9 +29,11 @@ async def test_finish_writes_the_document_then_indexes_it(
     await store.create(record)
     clock.advance(83)
 
-    stored = await store.finish(
-        record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
-    )
+    stored = (
+        await store.finish(
+            record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
+        )
+    ).record
 
     path = storage.path / "results" / f"{record.workflow_id}.json"
     on_disk = json.loads(path.read_bytes())
@@ -55,9 +57,11 @@ async def test_the_same_result_again_is_a_no_op(
     bytes_before = path.read_bytes()
     persisted = metric("workflow_results_persisted_total", reason="completed")
 
-    again = await store.finish(
-        first.workflow_id, status=WorkflowStatus.COMPLETED, result=dict(EXAMPLE_RESULT)
-    )
+    again = (
+        await store.finish(
+            first.workflow_id, status=WorkflowStatus.COMPLETED, result=dict(EXAMPLE_RESULT)
+        )
+    ).record
 
     assert again == first
     assert path.read_bytes() == bytes_before
@@ -98,9 +102,11 @@ async def test_never_overwritten_across_a_restart(storage: StorageSettings) -> N
     async with await ResultStore.open(storage) as store:
         with pytest.raises(StoreError, match="never overwritten"):
             await store.finish(first.workflow_id, status=WorkflowStatus.COMPLETED, result={"x": 1})
-        same = await store.finish(
-            first.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
-        )
+        same = (
+            await store.finish(
+                first.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
+            )
+        ).record
         assert same.workflow_id == first.workflow_id
         assert (await store.read_result(first.workflow_id))["result"] == EXAMPLE_RESULT
 
@@ -138,9 +144,11 @@ async def test_a_corrupt_file_under_a_running_id_is_quarantined_and_the_result_w
     path = storage.path / "results" / f"{record.workflow_id}.json"
     path.write_bytes(b'{"trunc')
 
-    stored = await store.finish(
-        record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
-    )
+    stored = (
+        await store.finish(
+            record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
+        )
+    ).record
 
     assert stored.status is WorkflowStatus.COMPLETED
     assert json.loads(path.read_bytes())["result"] == EXAMPLE_RESULT
@@ -207,13 +215,15 @@ async def test_progress_is_visible_while_running_and_kept_when_interrupted(
         0.4,
     )
 
-    stored = await store.finish(
-        record.workflow_id,
-        status=WorkflowStatus.INTERRUPTED,
-        result=None,
-        error="the bot stopped",
-        reason="interrupted",
-    )
+    stored = (
+        await store.finish(
+            record.workflow_id,
+            status=WorkflowStatus.INTERRUPTED,
+            result=None,
+            error="the bot stopped",
+            reason="interrupted",
+        )
+    ).record
     assert (stored.status, stored.stage, stored.progress) == (
         WorkflowStatus.INTERRUPTED,
         "fetching pages",
@@ -383,11 +393,13 @@ async def test_a_result_stored_with_nan_tokens_before_is_the_same_outcome_again(
     path.write_text(json.dumps(document) + "\n")
     before = path.read_bytes()
 
-    again = await store.finish(
-        record.workflow_id,
-        status=WorkflowStatus.COMPLETED,
-        result={"score": float("nan"), "top": [float("inf"), 1]},
-    )
+    again = (
+        await store.finish(
+            record.workflow_id,
+            status=WorkflowStatus.COMPLETED,
+            result={"score": float("nan"), "top": [float("inf"), 1]},
+        )
+    ).record
 
     assert again.status is WorkflowStatus.COMPLETED
     assert path.read_bytes() == before
