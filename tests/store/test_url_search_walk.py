@@ -19,7 +19,8 @@ from notifier.config import StorageSettings
 from notifier.records import WorkflowRecord, WorkflowStatus
 from notifier.store import ResultQuery, ResultStore
 from notifier.store.query import MAX_PAGE_SIZE
-from notifier.store.sqlite.index import SCHEMA_VERSION, ResultIndex
+from notifier.store.sqlite.index import ResultIndex
+from notifier.store.sqlite.schema import SCHEMA_VERSION
 from notifier.store.sqlite.url_terms import TrigramCounts, read_trigram_counts, trigram_query
 
 from .support import START_S, make_record
