@@ -36,7 +36,7 @@ from ..errors import NotifierError, StoreError
 from ..events import Event, Notice
 from ..metrics import WORKFLOW_DURATION, WORKFLOWS_RUNNING
 from ..records import ProgressState, StoredResult, WorkflowRecord, WorkflowStatus, new_workflow_id
-from ..store import ResultStore, WorkflowExists
+from ..store import ResultNotStorable, ResultStore, WorkflowExists
 from .progress import ProgressThrottle
 
 __all__ = ["Runner", "RunnerBusy", "WorkflowBody", "WorkflowRequest"]
@@ -356,9 +356,27 @@ class Runner:
             document = {"error": error, "last_stage": stage, **(result or {})}
             if progress is not None:
                 document["last_progress"] = progress
-        return await self._store.finish(
-            record.workflow_id, status=status, result=document, error=error, reason=status.value
-        )
+        try:
+            return await self._store.finish(
+                record.workflow_id,
+                status=status,
+                result=document,
+                error=error,
+                reason=status.value,
+            )
+        except ResultNotStorable as exc:
+            # The workflow's own bug (a circular reference, say): its user still hears how it
+            # ended, as a failure that names the cause, instead of a "thinking" message forever.
+            logger.error("workflow {}: {}; stored as failed", record.workflow_id, exc)
+            failure = f"internal error ({exc})"[:500]
+            return await self._persist(
+                record,
+                WorkflowStatus.FAILED,
+                None,
+                failure,
+                stage=stage,
+                progress=progress,
+            )
 
     async def _notify_outcome(self, stored: StoredResult, *, duration_s: float | None) -> None:
         record, result = stored.record, stored.result or {}

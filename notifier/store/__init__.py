@@ -58,9 +58,17 @@ unless the operator asks (``include_undelivered``).
 
 from __future__ import annotations
 
+from .document import ResultNotStorable
 from .maintenance import ReconcileReport
 from .query import ResultQuery
 from .result_store import ResultStore, StorageErrorHook
 from .sqlite.index import WorkflowExists
 
-__all__ = ["ReconcileReport", "ResultQuery", "ResultStore", "StorageErrorHook", "WorkflowExists"]
+__all__ = [
+    "ReconcileReport",
+    "ResultNotStorable",
+    "ResultQuery",
+    "ResultStore",
+    "StorageErrorHook",
+    "WorkflowExists",
+]

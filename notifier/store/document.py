@@ -34,6 +34,7 @@ __all__ = [
     "DOCUMENT_FORMAT",
     "FINISHED_STATUSES",
     "DocumentError",
+    "ResultNotStorable",
     "build_document",
     "decode_document",
     "encode_document",
@@ -61,6 +62,11 @@ FINISHED_STATUSES: Final = frozenset(
 
 class DocumentError(StoreError):
     """A result file is not a document this store wrote: invalid JSON, wrong schema or wrong id."""
+
+
+class ResultNotStorable(StoreError):
+    """A workflow's result cannot be JSON at all (a circular reference, nesting deeper than the
+    encoder's recursion limit, an integer past Python's 4300-digit limit)."""
 
 
 class _WorkflowSection(BaseModel):
@@ -141,8 +147,8 @@ _ORJSON_OPTIONS: Final = (
 
 
 def encode_document(document: dict[str, Any]) -> bytes:
-    """Standard JSON (RFC 8259), UTF-8, on one line. Raises StoreError if the result can not be
-    JSON at all (a circular reference, nesting deeper than the encoder's recursion limit).
+    """Standard JSON (RFC 8259), UTF-8, on one line. Raises ResultNotStorable if the result can not
+    be JSON at all (a circular reference, nesting deeper than the encoder's recursion limit).
 
     What JSON cannot hold: NaN and infinities become null (as JavaScript's ``JSON.stringify`` does;
     the standard library would write a ``NaN`` token that jq and most readers reject), an enum
@@ -175,7 +181,7 @@ def encode_document(document: dict[str, Any]) -> bytes:
             text = json.dumps(value, ensure_ascii=True, default=_fallback, allow_nan=False)
             return (text + "\n").encode("ascii")
     except (RecursionError, ValueError, TypeError) as exc:
-        raise StoreError(f"the result cannot be encoded as JSON: {exc}") from exc
+        raise ResultNotStorable(f"the result cannot be encoded as JSON: {exc}") from exc
 
 
 def read_back(data: bytes) -> Any:

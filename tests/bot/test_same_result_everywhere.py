@@ -21,7 +21,7 @@ import yaml
 
 from notifier.app import NotifierBot
 from notifier.discord.embeds import render_result
-from notifier.records import StoredResult, WorkflowRecord
+from notifier.records import StoredResult, WorkflowRecord, WorkflowStatus
 from notifier.store import ResultQuery
 from notifier.testing import DiscordEmulator
 from notifier.testing.model import Message
@@ -174,3 +174,27 @@ async def test_a_result_looks_the_same_in_every_view(
     assert exported["result"] == STORED_RESULT
     assert render_result(StoredResult(record, exported)).embeds == delivered.embeds
     assert [body["message"] for body in sink.bodies()] == [STORED_SUMMARY, STORED_SUMMARY]
+
+
+async def test_a_result_json_cannot_hold_at_all_ends_as_a_failure_its_user_hears_of(
+    emulator: DiscordEmulator, bot: NotifierBot
+) -> None:
+    """A circular reference cannot be stored, so it cannot be shown: the workflow is stored as
+    failed with the cause, and its user is told, instead of waiting on "thinking" forever."""
+    circular: dict[str, Any] = {"title": TITLE}
+    circular["itself"] = circular
+    run = SteeredWorkflow()
+    run.result = circular
+    run.install(bot)
+    handle = await emulator.trigger_command("autointel", {"url": "http://x/"}, user="alice")
+    await run.started.wait()
+    run.release.set()
+
+    told = await handle.wait_for_message(lambda m: "failed" in text_of(m), timeout_s=10)
+
+    assert "cannot be encoded as JSON" in text_of(told)
+    (row,) = await bot.store.search(ResultQuery())
+    assert row.status is WorkflowStatus.FAILED
+    assert row.error.startswith("internal error (the result cannot be encoded as JSON")
+    document = await bot.store.read_result(row.workflow_id)
+    assert document["result"]["error"] == row.error
