@@ -30,6 +30,8 @@ INVENTORY: dict[tuple[str, str], str] = {
     ("python", "from notifier.workflows import"): "tests/docs/test_readme_workflow.py",
     ("python", "import nextcord"): "tests/docs/test_readme_workflow.py",
     ("ini", "[Unit]"): "here (test_the_systemd_unit_runs_bot_py_and_reloads_with_hup)",
+    ("tree", "notifier/"): "tests/docs/test_readme_layout.py (the package as built)",
+    ("floors", "__main__"): "tests/docs/test_readme_layout.py (the import-linter contract)",
 }
 
 
