@@ -4,6 +4,12 @@ The runner is the only place that knows the order of things: the workflow is sto
 before it starts; its result is written to the store (write-ahead) before any delivery is tried;
 delivery goes down the ladder; the fanout hears about every step. The workflow body itself only
 reports progress and returns a dict; it never sees Discord.
+
+However a workflow ends (completed, failed, cancelled, interrupted by a shutdown, or found
+running after a crash), it takes one path: persist, notify, deliver, record the delivery (see
+"the outcome path" below). What is told and shown is drawn from the stored document the store
+hands back, never from the dict the workflow returned, so the first delivery looks exactly like
+every later read of the result.
 """
 
 from __future__ import annotations

@@ -72,9 +72,10 @@ SCALAR = st.one_of(
     st.booleans(),
     st.integers(),
     st.builds(
-        lambda n, sign: sign * (10**n - 1), st.integers(4200, 5000), st.sampled_from([1, -1])
+        lambda n, sign: sign * (10**n - 1), st.integers(4200, 4300), st.sampled_from([1, -1])
     ),
-    # (past the 4300 digits int -> str converts)
+    # (up to the 4300 digits int -> str converts: past them the store refuses the result and the
+    # workflow is stored as failed, tests/bot/test_same_result_everywhere.py)
     st.floats(),
     TEXT,
 )
