@@ -9,7 +9,10 @@ Typical use with the bundled pytest plugin::
             message = await handle.wait_for_message()
 
 See :class:`DiscordEmulator` for the test API and :class:`EmulatorConfig`
-for the Discord rules it enforces.
+for the Discord rules it enforces. Helpers for what lies around a bot: `text_of`
+and `every_message` (what people read), `wait_until` (state outside the
+emulator), `HttpSink` (what notifiers post), `CapturedProcess`/`bot_process`
+(the bot as a real process); see README.md beside this file.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .faults import Fault, FaultKind
 from .gateway import GatewayConnection
 from .handle import InteractionHandle
 from .limits import MessageLimits
+from .loopback import LoopbackServer, free_port
 from .model import (
     ApplicationCommand,
     Attachment,
@@ -34,14 +38,20 @@ from .model import (
 )
 from .nextcord_support import ConnectedClient, connect_client, patch_route_base
 from .options import AttachmentOption
+from .polling import wait_until
+from .processes import BotProcess, CapturedProcess, bot_process, child_env
 from .ratelimit import RateLimitRule, default_rate_limits
+from .reading import every_message, message_texts, text_of
 from .recording import EmulatorStats, RequestRecord
+from .sinks import HttpSink, Received
 
 __all__ = [
     "ApplicationCommand",
     "Attachment",
     "AttachmentOption",
     "Author",
+    "BotProcess",
+    "CapturedProcess",
     "Channel",
     "ConnectedClient",
     "DiscordEmulator",
@@ -51,16 +61,26 @@ __all__ = [
     "Fault",
     "FaultKind",
     "GatewayConnection",
+    "HttpSink",
     "InteractionHandle",
+    "LoopbackServer",
     "Message",
     "MessageLimits",
     "MessageVersion",
     "RateLimitRule",
+    "Received",
     "RequestRecord",
     "Role",
     "User",
+    "bot_process",
+    "child_env",
     "connect_client",
     "default_rate_limits",
+    "every_message",
+    "free_port",
+    "message_texts",
     "patch_route_base",
     "permissions",
+    "text_of",
+    "wait_until",
 ]

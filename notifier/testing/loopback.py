@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import socket
 from types import TracebackType
 from typing import Self
 
 from aiohttp import web
 
-__all__ = ["LoopbackServer", "serve_loopback"]
+__all__ = ["LoopbackServer", "free_port", "serve_loopback"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now: the address of a server that is
+    down, or one a test starts later on a port it had to name first."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 async def serve_loopback(
@@ -25,10 +34,12 @@ async def serve_loopback(
 
 
 class LoopbackServer:
-    """A small HTTP server on a free 127.0.0.1 port that sends every request to `_handle`.
+    """A small HTTP server on 127.0.0.1 that sends every request to `_handle`.
 
     Test sites and sinks subclass it and write only `_handle` (and what they record); starting,
-    stopping and ``async with`` are here. `METHOD` limits the methods routed ("*": all).
+    stopping and ``async with`` are here. `METHOD` limits the methods routed ("*": all). It binds
+    `port` (0: a free one, kept afterwards), so after `close()` a `start()` opens it again on the
+    same port: a server that went down and came back.
     """
 
     METHOD = "*"
@@ -41,12 +52,12 @@ class LoopbackServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route(self.METHOD, "/{tail:.*}", self._handle)
-        self._runner, self.port = await serve_loopback(app)
+        self._runner, self.port = await serve_loopback(app, port=self.port, reuse_address=True)
 
     async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
 
     async def __aenter__(self) -> Self:
         await self.start()

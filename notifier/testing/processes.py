@@ -3,19 +3,47 @@
 Tests start the real `bot.py` and kill it at chosen moments; they need its output both while it
 runs (to wait for a log line) and after (to show it when an assertion fails), and a process a
 failing test leaves behind must be killed, not inherited by the next test.
+
+`bot_process(config_path, emulator)` is the one way a test starts the project's bot as a process:
+the same argv and environment everywhere, ready (READY sent, commands registered) on entry,
+killed on exit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
-__all__ = ["CapturedProcess"]
+from .polling import Predicate, wait_until
+from .project_bot import PROJECT_ROOT
+
+if TYPE_CHECKING:
+    from .emulator import DiscordEmulator
+
+__all__ = ["BotProcess", "CapturedProcess", "bot_process", "child_env"]
+
+# Limits that only stop a broken run from hanging the suite; nothing here measures speed.
+PROCESS_LIMIT_S = 60.0
+# How much of the output a failure message shows (the end: where it went wrong).
+_SHOWN_CHARS = 6000
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child, plus `extra`: without `DISCORD_TOKEN` and
+    `DISCORD_API_BASE` (a test names the Discord it means, in the config file or in `extra`),
+    with unbuffered output (its lines arrive as they are written)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISCORD_TOKEN", "DISCORD_API_BASE")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
 
 
 async def _pump(stream: asyncio.StreamReader | None, into: list[str]) -> None:
@@ -27,7 +55,11 @@ async def _pump(stream: asyncio.StreamReader | None, into: list[str]) -> None:
 
 @dataclass
 class CapturedProcess:
-    """The process and the lines it wrote so far (stdout only if captured)."""
+    """The process and the lines it wrote so far (stdout only if captured).
+
+    ``async with CapturedProcess.running(*argv, env=..., cwd=...) as child:`` kills it on the way
+    out; `start` alone leaves that to the caller.
+    """
 
     process: asyncio.subprocess.Process
     stdout: list[str] = field(default_factory=list)
@@ -60,6 +92,23 @@ class CapturedProcess:
         ]
         return running
 
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def running(
+        cls,
+        *argv: str,
+        env: dict[str, str],
+        cwd: Path,
+        capture_stdout: bool = True,
+        **fields: Any,
+    ) -> AsyncIterator[Self]:
+        """`start`, and `kill` on the way out (whatever the test did to it meanwhile)."""
+        child = await cls.start(*argv, env=env, cwd=cwd, capture_stdout=capture_stdout, **fields)
+        try:
+            yield child
+        finally:
+            await child.kill()
+
     @property
     def pid(self) -> int:
         return self.process.pid
@@ -67,13 +116,38 @@ class CapturedProcess:
     def output(self) -> str:
         return "".join(self.stdout) + "\n--- stderr ---\n" + "".join(self.stderr)
 
+    def stderr_text(self) -> str:
+        return "".join(self.stderr)
+
     def stderr_has(self, text: str) -> bool:
         return any(text in line for line in self.stderr)
 
     def send(self, signum: int) -> None:
         self.process.send_signal(signum)
 
-    async def finish(self, limit_s: float = 60.0) -> int:
+    async def wait_until(
+        self, predicate: Predicate, *, what: str, timeout_s: float = PROCESS_LIMIT_S
+    ) -> None:
+        """`polling.wait_until` that also fails (AssertionError) as soon as the process exits
+        with `predicate` still false; either failure shows the end of the output."""
+
+        async def holds() -> bool:
+            value = predicate()
+            if inspect.isawaitable(value):
+                value = await value
+            if not value and self.process.returncode is not None:
+                raise AssertionError(
+                    f"the process exited ({self.process.returncode}) while waiting for {what}:\n"
+                    + self.output()[-_SHOWN_CHARS:]
+                )
+            return bool(value)
+
+        try:
+            await wait_until(holds, timeout_s=timeout_s, what=what)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.output()[-_SHOWN_CHARS:]}") from None
+
+    async def finish(self, limit_s: float = PROCESS_LIMIT_S) -> int:
         """Wait for the exit and for both pipes to be read to the end (TimeoutError after
         `limit_s`: a hung child fails the test instead of hanging it)."""
         code = await asyncio.wait_for(self.process.wait(), limit_s)
@@ -87,3 +161,62 @@ class CapturedProcess:
                 os.kill(self.pid, signal.SIGKILL)
         await self.process.wait()
         await asyncio.gather(*self.readers, return_exceptions=True)
+
+
+@dataclass(kw_only=True)
+class BotProcess(CapturedProcess):
+    """bot.py (or a script started like it), knowing the bot token it must never print."""
+
+    token: str
+
+    async def kill_9(self) -> None:
+        """SIGKILL: no handler runs, no buffer is flushed, nothing is closed."""
+        self.send(signal.SIGKILL)
+        assert await self.finish() == -signal.SIGKILL
+
+    async def stop(self) -> None:
+        """SIGTERM, a clean exit (0), and nothing alarming in what it wrote."""
+        self.send(signal.SIGTERM)
+        code = await self.finish()
+        assert code == 0, self.output()[-_SHOWN_CHARS:]
+        self.assert_clean()
+
+    def assert_clean(self) -> None:
+        """No traceback in its output, and the bot token nowhere in it."""
+        output = self.output()
+        assert "Traceback" not in output, output[-_SHOWN_CHARS:]
+        assert self.token not in output, "the bot token reached the output"
+
+
+@contextlib.asynccontextmanager
+async def bot_process(
+    config_path: Path,
+    emulator: DiscordEmulator,
+    *,
+    script: Path = PROJECT_ROOT / "bot.py",
+    args: Sequence[str] = (),
+    commands: Sequence[str] = ("autointel", "retrieve_results"),
+    capture_stdout: bool = False,
+) -> AsyncIterator[BotProcess]:
+    """`python SCRIPT --config CONFIG_PATH ARGS...` from the project root, talking to `emulator`.
+
+    The bot token is in the environment as `TEST_BOT_TOKEN` (a config file says
+    `token: ${TEST_BOT_TOKEN}`); nothing else about Discord is (see `child_env`). On entry the
+    process is ready: the emulator sent it a new READY and has its `commands`. On exit it is killed
+    (by its own pid) if it still runs.
+    """
+    ready_before = emulator.ready_count
+    async with BotProcess.running(
+        sys.executable,
+        str(script),
+        "--config",
+        str(config_path),
+        *args,
+        cwd=PROJECT_ROOT,
+        env=child_env(TEST_BOT_TOKEN=emulator.bot_token),
+        capture_stdout=capture_stdout,
+        token=emulator.bot_token,
+    ) as bot:
+        await bot.wait_until(lambda: emulator.ready_count > ready_before, what="READY")
+        await emulator.wait_for_commands(*commands, timeout_s=PROCESS_LIMIT_S)
+        yield bot

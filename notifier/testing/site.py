@@ -1,4 +1,5 @@
-"""A small web site on 127.0.0.1 for `/autointel` to analyse, slow on purpose when asked.
+"""A small web site on 127.0.0.1 for `/autointel` to analyse, slow on purpose when asked, and a
+resolver that answers names from a table.
 
 The demo and the bot tests use it so a workflow can outlast a short interaction TTL without any
 traffic leaving the machine. Every request is recorded in `hits`.
@@ -7,12 +8,31 @@ traffic leaving the machine. Every request is recorded in `hits`.
 from __future__ import annotations
 
 import asyncio
+import socket
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from aiohttp import web
 
 from .loopback import LoopbackServer
 
-__all__ = ["DemoSite"]
+__all__ = ["DemoSite", "table_resolver"]
+
+
+def table_resolver(names: Mapping[str, Sequence[str]]) -> Callable[[str], Awaitable[list[str]]]:
+    """A resolver to inject in place of getaddrinfo (the autointel guard's `resolver`): answers
+    a name in `names` (case and a trailing dot ignored) with its addresses, and raises like
+    getaddrinfo for any other, so a test that strays toward a real name fails instead of sending
+    a DNS query."""
+
+    async def resolve(host: str) -> list[str]:
+        await asyncio.sleep(0)
+        try:
+            return list(names[host.rstrip(".").lower()])
+        except KeyError:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+
+    return resolve
+
 
 _WORDS = [
     "resilient",

@@ -8,7 +8,6 @@ up in the log or in any Discord message.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
@@ -23,12 +22,21 @@ from notifier.app import NotifierBot
 from notifier.fanout.outbox import OutboxRow, OutboxStatus
 from notifier.records import DeliveryState, WorkflowRecord, WorkflowStatus
 from notifier.store import ResultQuery
-from notifier.testing import DiscordEmulator
+from notifier.testing import (
+    DiscordEmulator,
+    HttpSink,
+    every_message,
+    message_texts,
+    text_of,
+    wait_until,
+)
 from notifier.testing.model import Message
-from notifier.testing.project_bot import bot_settings, running_bot
-from notifier.testing.sinks import JsonSink
-
-from .support import SteeredWorkflow, text_of, wait_until
+from notifier.testing.project_bot import (
+    SteeredWorkflow,
+    new_record,
+    project_bot,
+    settled_record,
+)
 
 TTL = pytest.mark.discord_emulator(interaction_ttl_s=4.0)
 SINK_PASSWORD = "s3cretpass"
@@ -40,8 +48,8 @@ WEBHOOK_ROUTE = "/webhooks/{webhook_id}/{webhook_token}"
 
 
 @pytest.fixture
-async def sink() -> AsyncIterator[JsonSink]:
-    async with JsonSink() as running:
+async def sink() -> AsyncIterator[HttpSink]:
+    async with HttpSink() as running:
         yield running
 
 
@@ -71,16 +79,6 @@ def stdlib_logs_in_loguru() -> Iterator[None]:
         root.setLevel(before)
 
 
-@contextlib.asynccontextmanager
-async def project_bot(
-    emulator: DiscordEmulator, tmp_path: Path, overrides: Mapping[str, Any]
-) -> AsyncIterator[NotifierBot]:
-    """The real bot with config overrides known only at run time (sink ports, webhook tokens)."""
-    settings = bot_settings(emulator, tmp_path / "data", overrides)
-    async with running_bot(emulator, settings) as bot:
-        yield bot
-
-
 # ---------------------------------------------------------------------------------------------
 # Helpers
 
@@ -99,28 +97,8 @@ async def run_steered(
     await emulator.trigger_command("autointel", {"url": "http://x/", **(options or {})}, user=user)
     await steered.started.wait()
     steered.release.set()
-    record = await _new_record(bot, known)
-    await wait_until(lambda: _finished(bot, record.workflow_id))
-    stored = await bot.store.get(record.workflow_id)
-    assert stored is not None
-    return stored
-
-
-async def _new_record(bot: NotifierBot, known: set[str]) -> WorkflowRecord:
-    found: list[WorkflowRecord] = []
-
-    async def appeared() -> bool:
-        found[:] = [r for r in await bot.store.search(ResultQuery()) if r.workflow_id not in known]
-        return bool(found)
-
-    await wait_until(appeared)
-    assert len(found) == 1
-    return found[0]
-
-
-async def _finished(bot: NotifierBot, workflow_id: str) -> bool:
-    record = await bot.store.get(workflow_id)
-    return record is not None and record.delivery_state is not DeliveryState.PENDING
+    record = await new_record(bot, known)
+    return await settled_record(bot, record.workflow_id)
 
 
 async def outbox_rows(bot: NotifierBot, notifier: str) -> list[OutboxRow]:
@@ -138,30 +116,6 @@ async def settled_rows(bot: NotifierBot, notifier: str, count: int) -> list[Outb
     return await outbox_rows(bot, notifier)
 
 
-def every_message(emulator: DiscordEmulator) -> list[Message]:
-    """Every message the emulator holds: guild channels, DMs and interaction responses."""
-    seen: dict[int, Message] = {}
-    for channel in emulator.channels.values():
-        for message in emulator.channel_messages(channel):
-            seen[message.id] = message
-    for user in emulator.users:
-        for message in emulator.dm_messages(user):
-            seen[message.id] = message
-    for handle in emulator.interactions:
-        for message in handle.messages:
-            seen[message.id] = message
-    return list(seen.values())
-
-
-def _every_version(message: Message) -> Iterable[str]:
-    yield text_of(message)
-    for version in message.history:
-        yield version.content
-        yield json.dumps(version.embeds, ensure_ascii=False)
-    for attachment in message.attachments:
-        yield attachment.content.decode("utf-8", "replace")
-
-
 def assert_no_secrets(emulator: DiscordEmulator, logs: list[str], secrets: Iterable[str]) -> None:
     """No secret in any captured log line, nor in any version of any Discord message."""
     secrets = [s for s in secrets if s]
@@ -171,7 +125,7 @@ def assert_no_secrets(emulator: DiscordEmulator, logs: list[str], secrets: Itera
     leaked_messages = [
         (s, message.id)
         for message in every_message(emulator)
-        for text in _every_version(message)
+        for text in message_texts(message)
         for s in secrets
         if s in text
     ]
@@ -247,7 +201,7 @@ async def test_a_discord_webhook_notice_reaches_the_emulators_incoming_webhook(
             }
         ]
     }
-    async with project_bot(emulator, tmp_path, overrides) as bot:
+    async with project_bot(emulator, tmp_path / "data", overrides) as bot:
         record = await run_steered(emulator, bot)
         posted = await emulator.wait_for_channel_message(
             feed.id, lambda m: m.webhook_id == hook_id, timeout_s=20
@@ -291,7 +245,7 @@ async def test_a_discord_webhook_notice_reaches_the_emulators_incoming_webhook(
 
 @TTL
 async def test_an_undeliverable_result_is_persisted_and_the_fanout_gives_the_retrieval_command(
-    emulator: DiscordEmulator, tmp_path: Path, sink: JsonSink, captured_logs: list[str]
+    emulator: DiscordEmulator, tmp_path: Path, sink: HttpSink, captured_logs: list[str]
 ) -> None:
     emulator.forbid_channel(emulator.channel_id)  # 403/50013
     emulator.close_dms("alice")  # 403/50007
@@ -305,18 +259,18 @@ async def test_an_undeliverable_result_is_persisted_and_the_fanout_gives_the_ret
             }
         ]
     }
-    async with project_bot(emulator, tmp_path, overrides) as bot:
+    async with project_bot(emulator, tmp_path / "data", overrides) as bot:
         steered = SteeredWorkflow()
         steered.install(bot)
         handle = await emulator.trigger_command("autointel", {"url": "http://x/"}, user="alice")
         await steered.started.wait()
-        record = await _new_record(bot, set())
-        await wait_until(lambda: handle.expired, timeout_s=30)  # the workflow outlasts the token
+        record = await new_record(bot)
+        # The workflow outlasts the token: the bot hands off while it lives, then it dies.
+        await handle.wait_for_message(lambda m: "Still working" in m.content, timeout_s=10)
+        handle.expire()
         steered.release.set()
 
-        await wait_until(lambda: _finished(bot, record.workflow_id), timeout_s=30)
-        stored = await bot.store.get(record.workflow_id)
-        assert stored is not None
+        stored = await settled_record(bot, record.workflow_id)
         assert stored.status is WorkflowStatus.COMPLETED
         assert stored.delivery_state is DeliveryState.UNDELIVERABLE
         document = await bot.store.read_result(record.workflow_id)
@@ -343,7 +297,7 @@ async def test_an_undeliverable_result_is_persisted_and_the_fanout_gives_the_ret
 
 
 async def test_the_timeout_warning_fires_only_for_an_estimate_above_its_threshold(
-    emulator: DiscordEmulator, tmp_path: Path, sink: JsonSink, captured_logs: list[str]
+    emulator: DiscordEmulator, tmp_path: Path, sink: HttpSink, captured_logs: list[str]
 ) -> None:
     overrides = {
         "warnings": {"default_estimates": {"autointel": {"deep": 900.0, "quick": 30.0}}},
@@ -356,7 +310,7 @@ async def test_the_timeout_warning_fires_only_for_an_estimate_above_its_threshol
             }
         ],
     }
-    async with project_bot(emulator, tmp_path, overrides) as bot:
+    async with project_bot(emulator, tmp_path / "data", overrides) as bot:
         quick = await run_steered(emulator, bot, options={"depth": "quick"})
         deep = await run_steered(emulator, bot, options={"depth": "deep"})
         rows = await settled_rows(bot, "long-run", 2)
@@ -371,7 +325,7 @@ async def test_the_timeout_warning_fires_only_for_an_estimate_above_its_threshol
 
     (warning,) = sink.bodies()
     assert deep.workflow_id in warning["message"]
-    assert quick.workflow_id not in json.dumps(sink.received)
+    assert not [r for r in sink.received if quick.workflow_id.encode() in r.raw]
     assert "15m 00s" in warning["message"]  # the estimate
     assert f"/retrieve_results workflow_id:{deep.workflow_id}" in warning["message"]
     assert_no_secrets(emulator, captured_logs, [emulator.bot_token])
@@ -385,7 +339,7 @@ async def test_the_timeout_warning_fires_only_for_an_estimate_above_its_threshol
 async def test_no_configured_secret_reaches_the_log_or_a_discord_message(
     emulator: DiscordEmulator,
     tmp_path: Path,
-    sink: JsonSink,
+    sink: HttpSink,
     captured_logs: list[str],
     stdlib_logs_in_loguru: None,
 ) -> None:
@@ -417,7 +371,7 @@ async def test_no_configured_secret_reaches_the_log_or_a_discord_message(
             {"name": "ops-dm", "plugin": "dm", "on": ["completed"], "options": {}},
         ],
     }
-    async with project_bot(emulator, tmp_path, overrides) as bot:
+    async with project_bot(emulator, tmp_path / "data", overrides) as bot:
         record = await run_steered(emulator, bot)
         for name, count in [
             ("ops-json", 2),
@@ -437,11 +391,11 @@ async def test_no_configured_secret_reaches_the_log_or_a_discord_message(
     failures = [line for line in captured_logs if "attempt 1/4 failed" in line]
     assert any("'ops-json'" in line and "HTTP 500" in line for line in failures), failures
     assert any("'ops-hook-" in line and "500" in line for line in failures), failures
-    assert [r["status"] for r in sink.received][:1] == [500]
+    assert [r.status for r in sink.received][:1] == [500]
     assert len(emulator.webhook_messages(hook_id)) == 2
     assert await emulator.wait_for_dm("alice", lambda m: record.workflow_id in text_of(m))
     # The json:// password did reach the sink, as HTTP Basic auth (so it was really configured).
-    assert all(r["headers"].get("Authorization", "").startswith("Basic ") for r in sink.received)
+    assert all(r.basic_auth == f"user:{SINK_PASSWORD}" for r in sink.received)
 
     secrets = [emulator.bot_token, hook_token, SINK_PASSWORD]
     assert_no_secrets(emulator, captured_logs, secrets)

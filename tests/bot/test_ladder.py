@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from notifier.app import NotifierBot
 from notifier.discord.compat import live_session
 from notifier.records import DeliveryState, WorkflowStatus
 from notifier.store import ResultQuery
-from notifier.testing import DiscordEmulator
-
-from .support import SteeredWorkflow, text_of, wait_until
+from notifier.testing import DiscordEmulator, text_of, wait_until
+from notifier.testing.project_bot import SteeredWorkflow
 
 TTL = pytest.mark.discord_emulator(interaction_ttl_s=4.0)
 
@@ -38,7 +35,9 @@ async def test_a_workflow_outlasting_the_ttl_hands_off_and_delivers_in_the_chann
     handoff = await handle.wait_for_message(lambda m: "Still working" in m.content, timeout_s=10)
     assert not handle.expired, "the hand-off must be posted while the token still works"
     assert f"<#{emulator.channel_id}>" in handoff.content
-    await asyncio.sleep(emulator.config.interaction_ttl_s)  # let the token die
+    # The token dies now (the bot's lease already gave it up at the hand-off): anything that
+    # still used it would be refused with 50027, counted below.
+    handle.expire()
     assert handle.expired
     steered.release.set()
     result = await emulator.wait_for_channel_message(

@@ -8,9 +8,8 @@ import asyncio
 import pytest
 
 from notifier.app import NotifierBot
-from notifier.testing import DiscordEmulator
-
-from .support import SteeredWorkflow, text_of, wait_until
+from notifier.testing import DiscordEmulator, text_of, wait_until
+from notifier.testing.project_bot import SteeredWorkflow
 
 ONE_EDIT_A_MINUTE = [
     pytest.mark.discord_emulator(interaction_ttl_s=4.0),

@@ -21,13 +21,12 @@ from prometheus_client import REGISTRY
 
 from notifier.app import NotifierBot
 from notifier.discord.access import NOT_FOUND_TEXT
-from notifier.records import WorkflowRecord, WorkflowStatus, new_workflow_id
+from notifier.records import WorkflowStatus, new_workflow_id
 from notifier.store import ResultQuery
-from notifier.testing import DiscordEmulator
+from notifier.testing import DiscordEmulator, text_of, wait_until
 from notifier.testing.handle import InteractionHandle
 from notifier.testing.model import Message
-
-from .support import SteeredWorkflow, text_of, wait_until
+from notifier.testing.project_bot import SteeredWorkflow, stored_workflow
 
 DAY_S = 86_400.0
 
@@ -39,44 +38,6 @@ def retrieved(success: bool) -> float:
         "orphaned_results_retrieved_total", {"success": "true" if success else "false"}
     )
     return value or 0.0
-
-
-async def stored_result(
-    bot: NotifierBot,
-    emulator: DiscordEmulator,
-    *,
-    user: str = "alice",
-    result: dict[str, Any] | None = None,
-    url: str = "http://example.test/",
-    status: WorkflowStatus = WorkflowStatus.COMPLETED,
-    ephemeral: bool = False,
-    in_other_guild: bool = False,
-    created_at: float = 0.0,
-) -> str:
-    """A finished workflow in the bot's store, as the runner would have left it."""
-    workflow_id = new_workflow_id()
-    await bot.store.create(
-        WorkflowRecord(
-            workflow_id=workflow_id,
-            command="autointel",
-            user_id=emulator.users[user].id,
-            user_name=user,
-            options={"url": url, "depth": "quick"},
-            guild_id=emulator.guild_id + (1 if in_other_guild else 0),
-            channel_id=emulator.channel_id,
-            ephemeral=ephemeral,
-            created_at=created_at,
-        )
-    )
-    if status is not WorkflowStatus.RUNNING:
-        body = (
-            {"title": "Stored result", "summary": "Found three pages."}
-            if result is None
-            else result
-        )
-        await bot.store.finish(workflow_id, status=status, result=body)
-        await bot.store.mark_delivered(workflow_id, "interaction")  # as the runner would have
-    return workflow_id
 
 
 async def retrieve(
@@ -146,7 +107,7 @@ async def settled(bot: NotifierBot) -> None:
 async def test_the_owner_retrieves_a_small_result_as_embeds(
     emulator: DiscordEmulator, bot: NotifierBot
 ) -> None:
-    workflow_id = await stored_result(bot, emulator)
+    workflow_id = await stored_workflow(bot.store, emulator)
     before = retrieved(True)
     handle, message = await retrieve(emulator, workflow_id)
     assert message.attachments == []
@@ -161,7 +122,7 @@ async def test_a_result_too_big_for_embeds_arrives_as_json_and_markdown_files(
     emulator: DiscordEmulator, bot: NotifierBot
 ) -> None:
     big = {f"key_{i:02d}": f"{i:02d}" + "x" * 898 for i in range(60)}
-    workflow_id = await stored_result(bot, emulator, result={"title": "Big one", **big})
+    workflow_id = await stored_workflow(bot.store, emulator, result={"title": "Big one", **big})
     _, message = await retrieve(emulator, workflow_id)
     files = {a.filename: a.content for a in message.attachments}
     assert set(files) == {f"{workflow_id}.json", f"{workflow_id}.md"}
@@ -180,7 +141,9 @@ async def test_a_result_too_big_even_for_files_is_summarised_with_the_export_com
     emulator: DiscordEmulator, bot: NotifierBot
 ) -> None:
     summary = "A very long summary. " * 2000  # 42 kB: no embed, no 16 kB file holds it
-    workflow_id = await stored_result(bot, emulator, result={"title": "Huge", "summary": summary})
+    workflow_id = await stored_workflow(
+        bot.store, emulator, result={"title": "Huge", "summary": summary}
+    )
     handle, message = await retrieve(emulator, workflow_id)
     assert handle.record.payload["attachment_size_limit"] == 16 * 1024
     assert message.attachments == []
@@ -227,7 +190,7 @@ def _result_file(tmp_path: Path, workflow_id: str) -> Path:
 async def test_a_running_workflow_is_pointed_to_its_status(
     emulator: DiscordEmulator, bot: NotifierBot
 ) -> None:
-    workflow_id = await stored_result(bot, emulator, status=WorkflowStatus.RUNNING)
+    workflow_id = await stored_workflow(bot.store, emulator, status=WorkflowStatus.RUNNING)
     handle, message = await retrieve(emulator, workflow_id)
     assert message.ephemeral and handle.ephemeral
     assert "still running" in message.content and "/workflow status" in message.content
@@ -236,7 +199,9 @@ async def test_a_running_workflow_is_pointed_to_its_status(
 async def test_an_unreadable_result_is_explained_to_the_caller_alone(
     emulator: DiscordEmulator, bot: NotifierBot, tmp_path: Path
 ) -> None:
-    workflow_id = await stored_result(bot, emulator)  # a public workflow: the defer is public
+    workflow_id = await stored_workflow(
+        bot.store, emulator
+    )  # a public workflow: the defer is public
     _result_file(tmp_path, workflow_id).write_text("{not json")
     before = retrieved(False)
     handle, message = await retrieve(emulator, workflow_id)
@@ -250,7 +215,7 @@ async def test_an_unreadable_result_is_explained_to_the_caller_alone(
 async def test_a_lost_result_is_said_to_be_lost(
     emulator: DiscordEmulator, bot: NotifierBot, tmp_path: Path
 ) -> None:
-    workflow_id = await stored_result(bot, emulator)
+    workflow_id = await stored_workflow(bot.store, emulator)
     _result_file(tmp_path, workflow_id).unlink()
     await bot.store.reconcile()
     record = await bot.store.get(workflow_id)
@@ -264,7 +229,7 @@ async def test_an_upload_discord_refuses_falls_back_to_the_summary(
     emulator: DiscordEmulator, bot: NotifierBot
 ) -> None:
     big = {f"key_{i:02d}": "y" * 900 for i in range(60)}
-    workflow_id = await stored_result(bot, emulator, result=big)
+    workflow_id = await stored_workflow(bot.store, emulator, result=big)
     emulator.inject_fault("POST", "/webhooks/*", status=413, count=1)
     before = retrieved(True)
     handle, message = await retrieve(emulator, workflow_id)
@@ -280,7 +245,7 @@ async def test_an_upload_discord_refuses_falls_back_to_the_summary(
 async def test_someone_elses_id_reads_exactly_like_an_unknown_id(
     emulator: DiscordEmulator, bot: NotifierBot
 ) -> None:
-    alices = await stored_result(bot, emulator, user="alice")
+    alices = await stored_workflow(bot.store, emulator, user="alice")
     before = retrieved(False)
     others, other_message = await retrieve(emulator, alices, user="bob")
     unknowns, unknown_message = await retrieve(emulator, new_workflow_id(), user="bob")
@@ -296,7 +261,7 @@ async def test_someone_elses_id_reads_exactly_like_an_unknown_id(
 async def test_an_admin_of_the_guild_retrieves_a_members_result(
     emulator: DiscordEmulator, bot: NotifierBot
 ) -> None:
-    workflow_id = await stored_result(bot, emulator, user="alice")
+    workflow_id = await stored_workflow(bot.store, emulator, user="alice")
     _, message = await retrieve(emulator, workflow_id, user="carol")
     assert message.embeds and "Found three pages." in text_of(message)
 
@@ -304,8 +269,10 @@ async def test_an_admin_of_the_guild_retrieves_a_members_result(
 async def test_nobody_but_the_owner_gets_a_result_from_outside_its_guild(
     emulator: DiscordEmulator, bot: NotifierBot
 ) -> None:
-    here = await stored_result(bot, emulator, user="alice")
-    elsewhere = await stored_result(bot, emulator, user="alice", in_other_guild=True)
+    here = await stored_workflow(bot.store, emulator, user="alice")
+    elsewhere = await stored_workflow(
+        bot.store, emulator, user="alice", guild_id=emulator.guild_id + 1
+    )
     emulator.add_user("dave", in_guild=False)
     # The guild's admin, asking from a DM (no guild, so no admin rights there).
     _, dm = await retrieve(emulator, here, user="carol", dm=True)
@@ -349,7 +316,9 @@ async def test_a_malformed_id_is_refused_clearly_and_reads_no_file(
     tmp_path: Path,
     bad_id: str,
 ) -> None:
-    await stored_result(bot, emulator)  # something in the store that a path trick could reach
+    await stored_workflow(
+        bot.store, emulator
+    )  # something in the store that a path trick could reach
     before = retrieved(False)
     with files_opened() as opened:
         handle, message = await retrieve(emulator, bad_id)
@@ -370,10 +339,10 @@ async def test_autocomplete_offers_the_callers_recent_ids_only(
 ) -> None:
     now = time.time()
     alices = [
-        await stored_result(bot, emulator, user="alice", created_at=now - 60 * (3 - i))
+        await stored_workflow(bot.store, emulator, user="alice", created_at=now - 60 * (3 - i))
         for i in range(3)
     ]
-    bobs = await stored_result(bot, emulator, user="bob", created_at=now)
+    bobs = await stored_workflow(bot.store, emulator, user="bob", created_at=now)
     choices = await emulator.trigger_autocomplete(
         "retrieve_results", {}, focused="workflow_id", user="alice"
     )
@@ -422,16 +391,22 @@ async def test_results_lists_the_callers_results_newest_first_with_filters(
     emulator: DiscordEmulator, bot: NotifierBot
 ) -> None:
     now = time.time()
-    old = await stored_result(bot, emulator, url="http://old.example/", created_at=now - 10 * DAY_S)
-    failed = await stored_result(
-        bot,
+    old = await stored_workflow(
+        bot.store, emulator, url="http://old.example/", created_at=now - 10 * DAY_S
+    )
+    failed = await stored_workflow(
+        bot.store,
         emulator,
         url="http://shop.example/a",
         status=WorkflowStatus.FAILED,
         created_at=now - 2 * DAY_S,
     )
-    shop = await stored_result(bot, emulator, url="http://shop.example/b", created_at=now - 60)
-    await stored_result(bot, emulator, user="bob", url="http://shop.example/bob", created_at=now)
+    shop = await stored_workflow(
+        bot.store, emulator, url="http://shop.example/b", created_at=now - 60
+    )
+    await stored_workflow(
+        bot.store, emulator, user="bob", url="http://shop.example/bob", created_at=now
+    )
 
     everything = await results_list(emulator)
     assert listed_ids(everything) == [shop[:8], failed[:8], old[:8]]
@@ -471,7 +446,7 @@ async def test_results_pages_with_the_buttons_and_only_for_the_caller(
     emulator: DiscordEmulator, bot: NotifierBot
 ) -> None:
     now = time.time()
-    ids = [await stored_result(bot, emulator, created_at=now - 600 + i) for i in range(23)]
+    ids = [await stored_workflow(bot.store, emulator, created_at=now - 600 + i) for i in range(23)]
     newest_first = [i[:8] for i in reversed(ids)]
     message = await results_list(emulator)
     assert listed_ids(message) == newest_first[:10]
@@ -506,9 +481,12 @@ async def test_two_users_lists_page_independently(
     emulator: DiscordEmulator, bot: NotifierBot
 ) -> None:
     now = time.time()
-    alices = [await stored_result(bot, emulator, created_at=now - 600 + i) for i in range(12)]
+    alices = [
+        await stored_workflow(bot.store, emulator, created_at=now - 600 + i) for i in range(12)
+    ]
     bobs = [
-        await stored_result(bot, emulator, user="bob", created_at=now - 600 + i) for i in range(12)
+        await stored_workflow(bot.store, emulator, user="bob", created_at=now - 600 + i)
+        for i in range(12)
     ]
     alice_list = await results_list(emulator, user="alice")
     bob_list = await results_list(emulator, user="bob")

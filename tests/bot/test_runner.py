@@ -10,10 +10,9 @@ from prometheus_client import REGISTRY
 from notifier.app import NotifierBot
 from notifier.records import WorkflowStatus
 from notifier.store import ResultQuery
-from notifier.testing import DiscordEmulator
+from notifier.testing import DiscordEmulator, text_of, wait_until
+from notifier.testing.project_bot import SteeredWorkflow
 from notifier.testing.site import DemoSite
-
-from .support import SteeredWorkflow, text_of, wait_until
 
 
 def _metric(name: str, labels: dict[str, str] | None = None) -> float:

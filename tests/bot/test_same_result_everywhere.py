@@ -23,12 +23,9 @@ from notifier.app import NotifierBot
 from notifier.discord.embeds import render_result
 from notifier.records import StoredResult, WorkflowRecord, WorkflowStatus
 from notifier.store import ResultQuery
-from notifier.testing import DiscordEmulator
+from notifier.testing import DiscordEmulator, HttpSink, text_of, wait_until
 from notifier.testing.model import Message
-from notifier.testing.project_bot import bot_settings, running_bot
-from notifier.testing.sinks import JsonSink
-
-from .support import SteeredWorkflow, text_of, wait_until
+from notifier.testing.project_bot import SteeredWorkflow, project_bot
 
 TITLE = "Same everywhere"
 RESULT: dict[str, Any] = {
@@ -63,14 +60,14 @@ STORED_SUMMARY = "2 str, 2 NoneType, 2 list, 1 int"
 
 
 @pytest.fixture
-async def sink() -> AsyncIterator[JsonSink]:
-    async with JsonSink() as running:
+async def sink() -> AsyncIterator[HttpSink]:
+    async with HttpSink() as running:
         yield running
 
 
 @pytest.fixture
 async def bot(
-    emulator: DiscordEmulator, tmp_path: Path, sink: JsonSink
+    emulator: DiscordEmulator, tmp_path: Path, sink: HttpSink
 ) -> AsyncIterator[NotifierBot]:
     """The real bot, telling a JSON sink the `{summary}` of every completed workflow."""
     overrides = {
@@ -84,9 +81,7 @@ async def bot(
             }
         ]
     }
-    settings = bot_settings(emulator, tmp_path / "data", overrides)
-    async with running_bot(emulator, settings) as running:
-        await asyncio.wait_for(running.recovered.wait(), 15.0)
+    async with project_bot(emulator, tmp_path / "data", overrides) as running:
         yield running
 
 
@@ -127,7 +122,7 @@ async def _export(config: Path, workflow_id: str) -> Any:
 async def test_a_result_looks_the_same_in_every_view(
     emulator: DiscordEmulator,
     bot: NotifierBot,
-    sink: JsonSink,
+    sink: HttpSink,
     tmp_path: Path,
 ) -> None:
     # 1. The first delivery: the workflow ends while its interaction token lives.

@@ -3,24 +3,17 @@ but not yet delivered go out on the next start."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import yaml
 
 from notifier.config import StorageSettings
-from notifier.records import DeliveryState, WorkflowRecord, WorkflowStatus, new_workflow_id
+from notifier.records import DeliveryState, WorkflowStatus
 from notifier.store import ResultQuery, ResultStore
-from notifier.testing import DiscordEmulator
+from notifier.testing import DiscordEmulator, bot_process, text_of
+from notifier.testing.project_bot import stored_workflow
 from notifier.testing.site import DemoSite
-
-from .support import text_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,35 +36,6 @@ def write_config(emulator: DiscordEmulator, tmp_path: Path) -> Path:
     return path
 
 
-@asynccontextmanager
-async def bot_process(
-    emulator: DiscordEmulator, config: Path, stderr_path: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    env = {**os.environ, "TEST_BOT_TOKEN": emulator.bot_token}
-    with stderr_path.open("ab") as stderr:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(ROOT / "bot.py"),
-            "--config",
-            str(config),
-            cwd=ROOT,
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=stderr,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-
-
-async def wait_ready(emulator: DiscordEmulator, ready_before: int) -> None:
-    await emulator.wait_until_ready_count(ready_before + 1)
-    await emulator.wait_for_commands("autointel", "retrieve_results")
-
-
 async def open_store(tmp_path: Path) -> ResultStore:
     return await ResultStore.open(StorageSettings(path=tmp_path / "data"))
 
@@ -80,19 +44,14 @@ async def test_sigterm_interrupts_running_workflows_and_tells_their_users(
     emulator: DiscordEmulator, tmp_path: Path
 ) -> None:
     config = write_config(emulator, tmp_path)
-    stderr_path = tmp_path / "bot.stderr"
-    async with DemoSite(pages=12) as site, bot_process(emulator, config, stderr_path) as proc:
-        await wait_ready(emulator, emulator.ready_count)
+    async with DemoSite(pages=12) as site, bot_process(config, emulator) as bot:
         handle = await emulator.trigger_command(
             "autointel", {"url": site.url, "depth": "deep"}, user="alice"
         )
         await handle.wait_for_message(lambda m: "crawling" in text_of(m), timeout_s=30)
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 60) == 0
+        await bot.stop()  # SIGTERM: exit 0, no traceback, no token in the output
         told = [m for m in handle.messages if "was interrupted" in text_of(m)]
         assert told, [text_of(m) for m in handle.messages]
-    errors = stderr_path.read_text()
-    assert "Traceback" not in errors
     store = await open_store(tmp_path)
     try:
         (record,) = await store.search(ResultQuery())
@@ -109,37 +68,23 @@ async def test_a_stored_but_undelivered_result_is_delivered_on_the_next_start(
     config = write_config(emulator, tmp_path)
     alice = emulator.users["alice"].id
     store = await open_store(tmp_path)
-    workflow_id = new_workflow_id()
-    await store.create(
-        WorkflowRecord(
-            workflow_id=workflow_id,
-            command="autointel",
-            user_id=alice,
-            user_name="alice",
-            options={"url": "http://example.org/", "depth": "quick"},
-            guild_id=emulator.guild_id,
-            channel_id=emulator.channel_id,
-            created_at=time.time() - 60,
-        )
-    )
     # The process that ran it died right after persisting, before any delivery.
-    await store.finish(
-        workflow_id,
-        status=WorkflowStatus.COMPLETED,
+    workflow_id = await stored_workflow(
+        store,
+        emulator,
         result={"title": "Finished before the crash", "summary": "kept safe in the store"},
+        delivered_via=None,
+        url="http://example.org/",
+        created_at=time.time() - 60,
     )
     await store.close()
 
-    stderr_path = tmp_path / "bot.stderr"
-    async with bot_process(emulator, config, stderr_path) as proc:
-        await wait_ready(emulator, emulator.ready_count)
+    async with bot_process(config, emulator) as bot:
         message = await emulator.wait_for_channel_message(
             predicate=lambda m: "Finished before the crash" in text_of(m), timeout_s=30
         )
         assert f"<@{alice}>" in message.content
-        proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 60) == 0
-    assert "Traceback" not in stderr_path.read_text()
+        await bot.stop()
     store = await open_store(tmp_path)
     try:
         record = await store.get(workflow_id)

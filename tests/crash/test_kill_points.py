@@ -20,33 +20,19 @@ must exit 0 with no traceback (and no bot token) in its output.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from notifier.config import StorageSettings
-from notifier.records import WorkflowRecord, WorkflowStatus, new_workflow_id
 from notifier.store import ResultStore
-from notifier.testing import DiscordEmulator
-from notifier.testing.loopback import LoopbackServer
+from notifier.testing import DiscordEmulator, HttpSink, bot_process, every_message, text_of
+from notifier.testing.project_bot import stored_workflow
 from notifier.testing.site import DemoSite
 
-from .support import (
-    bot_process,
-    every_message,
-    outbox_rows,
-    result_file,
-    text_of,
-    until,
-    workflow_rows,
-    write_config,
-)
+from .support import config_with_ops, outbox_rows, result_file, workflow_rows, write_config
 
 TITLE = "Resilience Handbook"  # the DemoSite start page's title: it is in every result
 
@@ -62,7 +48,7 @@ async def test_a_kill_mid_workflow_is_reported_as_interrupted_after_the_restart(
     config = write_config(tmp_path, emulator, {"autointel": {"page_delay": 0.2}})
     alice, bob = emulator.users["alice"].id, emulator.users["bob"].id
     async with DemoSite(pages=12, delay_s=0.3) as site:
-        async with bot_process(emulator, config) as first:
+        async with bot_process(config, emulator) as first:
             public = await emulator.trigger_command(
                 "autointel", {"url": site.url, "depth": "deep"}, user="alice"
             )
@@ -79,13 +65,13 @@ async def test_a_kill_mid_workflow_is_reported_as_interrupted_after_the_restart(
         by_user = {r.user_id: r.workflow_id for r in rows.values()}
         assert set(by_user) == {alice, bob}
 
-        async with bot_process(emulator, config) as second:
+        async with bot_process(config, emulator) as second:
 
             async def both_told() -> bool:
                 current = await workflow_rows(data)
                 return all(r.delivery_state == "delivered" for r in current.values())
 
-            await until(both_told, "both interruptions delivered", second)
+            await second.wait_until(both_told, what="both interruptions delivered")
             await second.stop()
         assert len(site.hits) == crawled  # nothing resumed the crawls behind anyone's back
 
@@ -122,23 +108,14 @@ async def _stored_undelivered(data: Path, emulator: DiscordEmulator, title: str)
     """A result a dead process persisted and never delivered (as the runner leaves it)."""
     store = await ResultStore.open(StorageSettings(path=data), maintain=False)
     try:
-        workflow_id = new_workflow_id()
-        await store.create(
-            WorkflowRecord(
-                workflow_id=workflow_id,
-                command="autointel",
-                user_id=emulator.users["carol"].id,
-                user_name="carol",
-                options={"url": "http://example.test/", "depth": "quick"},
-                guild_id=emulator.guild_id,
-                channel_id=emulator.channel_id,
-                created_at=time.time() - 5,
-            )
+        return await stored_workflow(
+            store,
+            emulator,
+            user="carol",
+            result={"title": title, "summary": "."},
+            delivered_via=None,
+            created_at=time.time() - 5,
         )
-        await store.finish(
-            workflow_id, status=WorkflowStatus.COMPLETED, result={"title": title, "summary": "."}
-        )
-        return workflow_id
     finally:
         await store.close()
 
@@ -151,7 +128,7 @@ async def test_a_result_persisted_but_not_delivered_before_a_kill_is_delivered_o
     alice = emulator.users["alice"].id
     # Every followup (the result's carrier on the interaction rung) is held, never answered.
     held = emulator.inject_fault("POST", "/webhooks/*", "hang", count=None)
-    async with DemoSite(pages=3) as site, bot_process(emulator, config) as first:
+    async with DemoSite(pages=3) as site, bot_process(config, emulator) as first:
         handle = await emulator.trigger_command(
             "autointel", {"url": site.url, "depth": "quick"}, user="alice"
         )
@@ -164,7 +141,7 @@ async def test_a_result_persisted_but_not_delivered_before_a_kill_is_delivered_o
                 and held.hits >= 1
             )
 
-        await until(persisted_and_held, "the result persisted, its delivery held", first)
+        await first.wait_until(persisted_and_held, what="the result persisted, its delivery held")
         await first.kill_9()
 
     (row,) = (await workflow_rows(data)).values()
@@ -175,25 +152,25 @@ async def test_a_result_persisted_but_not_delivered_before_a_kill_is_delivered_o
     assert [m.id for m in handle.messages]  # only the "thinking"/progress message
 
     emulator.clear_faults()  # the path is clear again
-    async with bot_process(emulator, config) as second:
+    async with bot_process(config, emulator) as second:
 
         async def delivered() -> bool:
             rows = await workflow_rows(data)
             return rows[workflow_id].delivery_state == "delivered"
 
-        await until(delivered, "the stored result delivered", second)
+        await second.wait_until(delivered, what="the stored result delivered")
         await second.stop()
 
     # A third start must not deliver it again. It is known to have run its recovery when a
     # second stored-but-undelivered result (made now) has been delivered.
     marker = await _stored_undelivered(data, emulator, "Recovery ran")
-    async with bot_process(emulator, config) as third:
+    async with bot_process(config, emulator) as third:
 
         async def marker_delivered() -> bool:
             rows = await workflow_rows(data)
             return rows[marker].delivery_state == "delivered"
 
-        await until(marker_delivered, "the third start's recovery", third)
+        await third.wait_until(marker_delivered, what="the third start's recovery")
         await third.stop()
 
     results = [m for m in every_message(emulator) if TITLE in text_of(m) and not m.deleted]
@@ -213,69 +190,24 @@ async def test_a_result_persisted_but_not_delivered_before_a_kill_is_delivered_o
 # 3. After notices are queued
 
 
-@dataclass
-class HoldingSink(LoopbackServer):
-    """A json:// sink on 127.0.0.1: while `holding`, requests get no answer (the client dies
-    first); afterwards every request is answered 200 at once."""
-
-    holding: bool = True
-    held: int = 0
-    arrivals: list[tuple[str | None, str]] = field(default_factory=list)  # (key, title)
-    answered: list[tuple[str | None, str]] = field(default_factory=list)
-    _release: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def json_url(self) -> str:
-        return f"json://127.0.0.1:{self.port}/notices"
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        body: Any = json.loads(await request.read() or b"{}")
-        entry = (request.headers.get("Idempotency-Key"), str(body.get("title", "")))
-        self.arrivals.append(entry)
-        if self.holding:
-            self.held += 1
-            try:
-                await self._release.wait()
-            finally:
-                self.held -= 1
-            return web.json_response({"ok": False}, status=503)
-        self.answered.append(entry)
-        return web.json_response({"ok": True})
-
-    async def close(self) -> None:
-        self._release.set()
-        await super().close()
-
-
 async def test_notices_queued_before_a_kill_are_each_sent_once_after_the_restart(
     emulator: DiscordEmulator, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
-    async with HoldingSink() as sink, DemoSite(pages=3) as site:
-        config = write_config(
-            tmp_path,
-            emulator,
-            {
-                # A long attempt timeout: the held notices stay in their first attempt until the kill.
-                "fanout": {"timeout": 600.0},
-                "notifiers": [
-                    {
-                        "name": "ops",
-                        "plugin": "apprise",
-                        "on": ["started", "completed", "failed"],
-                        "options": {"urls": [sink.json_url()]},
-                    },
-                    {
-                        "name": "requester",
-                        "plugin": "dm",
-                        "on": ["completed", "failed"],
-                        "options": {"to_requester": True},
-                    },
-                ],
-            },
+    # While `holding`, the sink answers nothing (the client dies first); then 200 at once.
+    async with HttpSink(holding=True) as sink, DemoSite(pages=3) as site:
+        requester = {
+            "name": "requester",
+            "plugin": "dm",
+            "on": ["completed", "failed"],
+            "options": {"to_requester": True},
+        }
+        config = config_with_ops(
+            tmp_path, emulator, sink, ["started", "completed", "failed"], requester
         )
         # DMs (bot-token channel posts) hang; results still go by interaction followup.
         dms = emulator.inject_fault("POST", "/channels/*/messages", "hang", count=None)
-        async with bot_process(emulator, config) as first:
+        async with bot_process(config, emulator) as first:
             ok = await emulator.trigger_command(
                 "autointel", {"url": site.url, "depth": "quick"}, user="alice"
             )
@@ -288,7 +220,7 @@ async def test_notices_queued_before_a_kill_are_each_sent_once_after_the_restart
             async def all_in_flight() -> bool:
                 return sink.held == 4 and dms.hits == 2
 
-            await until(all_in_flight, "4 notices held by the sink, 2 DMs hanging", first)
+            await first.wait_until(all_in_flight, what="4 notices held by the sink, 2 DMs hanging")
             owed = await outbox_rows(data)
             assert Counter((r.notifier, r.event, r.status) for r in owed) == {
                 ("ops", "started", "pending"): 2,
@@ -299,28 +231,28 @@ async def test_notices_queued_before_a_kill_are_each_sent_once_after_the_restart
             }
             await first.kill_9()
 
-        held_keys = {key for key, _ in sink.arrivals}
+        held_keys = set(sink.keys())
         assert None not in held_keys and len(held_keys) == 4
-        assert sink.answered == []
+        assert not [r for r in sink.received if r.status is not None]  # none was answered
         assert not emulator.dm_messages("alice") and not emulator.dm_messages("bob")
         assert sorted(r.status for r in await outbox_rows(data)) == ["pending"] * 6
 
         # The sink and Discord recover; the restarted bot sends what the dead one owed.
         sink.holding = False
         emulator.clear_faults()
-        async with bot_process(emulator, config) as second:
+        async with bot_process(config, emulator) as second:
 
             async def all_sent() -> bool:
                 rows = await outbox_rows(data)
                 return len(rows) == 6 and all(r.status == "sent" for r in rows)
 
-            await until(all_sent, "every owed notice sent", second)
+            await second.wait_until(all_sent, what="every owed notice sent")
             await second.stop()
 
-    answered_keys = Counter(key for key, _ in sink.answered)
+    answered_keys = Counter(r.key for r in sink.received if r.ok)
     assert set(answered_keys) == held_keys  # the keys the first process used, and no other
     assert all(n == 1 for n in answered_keys.values()), answered_keys
-    assert sorted(title for _, title in sink.answered) == [
+    assert sorted(sink.titles()) == [
         "Completed: autointel",
         "Failed: autointel",
         "Started: autointel",

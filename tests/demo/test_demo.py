@@ -21,7 +21,9 @@ import pytest
 
 # tests/docs, by the name pytest gives test packages (their parent, tests/, is on sys.path).
 from docs.readme import ROOT, block
-from docs.support import process, script_env
+from docs.support import script_env
+
+from notifier.testing import CapturedProcess
 
 pytestmark = pytest.mark.demo_story
 
@@ -131,11 +133,12 @@ def test_the_readme_command_plays_the_whole_story(tmp_path: Path) -> None:
 
 async def test_keep_running_stays_up_to_look_around_until_ctrl_c(tmp_path: Path) -> None:
     argv = [str(ROOT / "scripts" / "run-bot"), "--keep-running", "--demo-ttl", "5"]
-    async with process(*argv, env=script_env(TMPDIR=str(tmp_path))) as demo:
-        await demo.wait_for(
+    env = script_env(TMPDIR=str(tmp_path))
+    async with CapturedProcess.running(*argv, env=env, cwd=ROOT) as demo:
+        await demo.wait_until(
             lambda: any("To look around" in line for line in demo.stdout),
-            "the exploration hints",
-            limit_s=300,
+            what="the exploration hints",
+            timeout_s=300,
         )
         out = "".join(demo.stdout)
         (workflow_id,) = re.findall(rf"workflow ({ID}) stored as running", out)

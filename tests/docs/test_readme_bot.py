@@ -21,10 +21,10 @@ from prometheus_client.metrics import MetricWrapperBase
 from notifier import metrics
 from notifier.app import NotifierBot
 from notifier.config import Settings
-from notifier.testing import ApplicationCommand, DiscordEmulator
+from notifier.testing import ApplicationCommand, CapturedProcess, DiscordEmulator, free_port
 
 from .readme import ROOT, block, section
-from .support import free_port, process, script_env
+from .support import script_env
 
 RUN_BOT = ROOT / "scripts" / "run-bot"
 
@@ -81,10 +81,10 @@ async def test_run_bot_with_a_token_connects_serves_metrics_and_stops_on_sigterm
     config = write_config(tmp_path, metrics_port=port)
     env = script_env(DISCORD_TOKEN=emulator.bot_token, DISCORD_API_BASE=emulator.api_base)
     argv[argv.index("config.yaml")] = str(config)
-    async with process(str(ROOT / argv[0]), *argv[1:], env=env) as bot:
-        await bot.wait_for(lambda: emulator.ready_count >= 1, "the bot's READY")
+    async with CapturedProcess.running(str(ROOT / argv[0]), *argv[1:], env=env, cwd=ROOT) as bot:
+        await bot.wait_until(lambda: emulator.ready_count >= 1, what="the bot's READY")
         await emulator.wait_for_commands("autointel", "retrieve_results", "notifier", timeout_s=30)
-        await bot.wait_for(lambda: bot.stderr_has("ready as "), "the 'ready' log line")
+        await bot.wait_until(lambda: bot.stderr_has("ready as "), what="the 'ready' log line")
         # The emulator saw the token from the environment, never an unauthenticated bot call.
         assert {r.auth for r in emulator.requests} <= {"bot", "none"}
         assert not [r for r in emulator.requests if r.auth == "none" and r.route != "/gateway"]
@@ -110,8 +110,10 @@ async def test_sighup_reloads_the_config_and_an_invalid_edit_is_rejected(
     config = write_config(tmp_path)
     original = config.read_text(encoding="utf-8")
     env = script_env(DISCORD_TOKEN=emulator.bot_token, DISCORD_API_BASE=emulator.api_base)
-    async with process(str(RUN_BOT), "--config", str(config), env=env) as bot:
-        await bot.wait_for(lambda: bot.stderr_has("ready as "), "the 'ready' log line")
+    async with CapturedProcess.running(
+        str(RUN_BOT), "--config", str(config), env=env, cwd=ROOT
+    ) as bot:
+        await bot.wait_until(lambda: bot.stderr_has("ready as "), what="the 'ready' log line")
         await emulator.wait_for_commands("notifier", timeout_s=30)
 
         notifier = (
@@ -124,7 +126,9 @@ async def test_sighup_reloads_the_config_and_an_invalid_edit_is_rejected(
         assert original.count("notifiers: []\n") == 1
         config.write_text(original.replace("notifiers: []\n", notifier), encoding="utf-8")
         bot.send(signal.SIGHUP)  # README: `kill -HUP <pid>`
-        await bot.wait_for(lambda: bot.stderr_has("notifiers reloaded: requester-dm"), "reload")
+        await bot.wait_until(
+            lambda: bot.stderr_has("notifiers reloaded: requester-dm"), what="reload"
+        )
         assert bot.stderr_has(f"configuration reloaded from {config}")
 
         config.write_text(
@@ -132,7 +136,7 @@ async def test_sighup_reloads_the_config_and_an_invalid_edit_is_rejected(
             encoding="utf-8",
         )
         bot.send(signal.SIGHUP)
-        await bot.wait_for(lambda: bot.stderr_has("reload rejected"), "the rejection")
+        await bot.wait_until(lambda: bot.stderr_has("reload rejected"), what="the rejection")
         (line,) = [line for line in bot.stderr if "reload rejected" in line]
         assert f"{config}: notifiers[0].on: unknown event 'complete'" in line
         assert "the running configuration stays" in line
@@ -164,7 +168,9 @@ async def test_a_bad_config_prints_one_line_naming_the_field_and_exits_2(
         ),
         encoding="utf-8",
     )
-    async with process(str(RUN_BOT), "--config", str(config), env=script_env()) as bot:
+    async with CapturedProcess.running(
+        str(RUN_BOT), "--config", str(config), env=script_env(), cwd=ROOT
+    ) as bot:
         assert await bot.finish() == 2
     lines = [line for line in bot.stderr if line.strip()]
     assert len(lines) == 1, bot.output()

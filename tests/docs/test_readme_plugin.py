@@ -22,9 +22,9 @@ from notifier.plugins import (
     RenderedNotice,
     TransientSendError,
 )
+from notifier.testing import HttpSink, wait_until
 
 from .readme import block
-from .support import HttpSink, eventually
 
 README_URL = "https://ntfy.sh/my-topic"
 
@@ -102,12 +102,12 @@ async def test_the_readme_config_sends_a_notice_through_the_example(
             rows = await fanout.outbox.rows(limit=None)
             return len(rows) == 1 and rows[0].status is OutboxStatus.SENT
 
-        await eventually(settled, what="the completed notice sent")
+        await wait_until(settled, what="the completed notice sent")
     finally:
         await fanout.close()
-    ((method, path, body),) = sink.received
-    assert (method, path) == ("POST", "/my-topic")
-    title, _, text = body.decode().partition("\n")
+    (request,) = sink.received
+    assert (request.method, request.path) == ("POST", "/my-topic")
+    title, _, text = request.raw.decode().partition("\n")
     assert title == "Completed: autointel"
     assert "completed in 12m 34s. 15 pages analysed" in text
 

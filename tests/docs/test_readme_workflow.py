@@ -10,12 +10,11 @@ from typing import Any
 from notifier.app import NotifierBot
 from notifier.records import DeliveryState
 from notifier.store import ResultQuery
-from notifier.testing import DiscordEmulator, connect_client
+from notifier.testing import DiscordEmulator, connect_client, wait_until
 from notifier.testing.project_bot import bot_settings
 from notifier.workflows import WorkflowSpec
 
 from .readme import Block, blocks
-from .support import eventually
 
 
 def _workflow_blocks() -> list[Block]:
@@ -76,7 +75,7 @@ async def test_the_example_runs_as_a_slash_command_of_the_real_bot(
                 current = await bot.store.get(record.workflow_id)
                 return current is not None and current.delivery_state is DeliveryState.DELIVERED
 
-            await eventually(delivered, what="the /count result marked delivered")
+            await wait_until(delivered, what="the /count result marked delivered")
 
             # The stored result is retrievable like any other workflow's.
             again = await emulator.trigger_command(

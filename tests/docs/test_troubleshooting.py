@@ -18,10 +18,9 @@ from notifier.discord import codes as discord_codes
 from notifier.discord.compat import Route, live_session
 from notifier.discord.io import OutgoingMessage
 from notifier.discord.session import FailureKind, classify
-from notifier.testing import DiscordEmulator
+from notifier.testing import DiscordEmulator, wait_until
 
 from .readme import table
-from .support import eventually
 
 CALLBACK = "/interactions/{interaction_id}/{interaction_token}/callback"
 
@@ -100,7 +99,7 @@ async def test_10062_the_first_answer_came_later_than_3_seconds(
         "workflow", {"workflow_id": "0" * 32}, subcommand="status", user="alice"
     )
     emulator.advance_time(discord_codes.INITIAL_RESPONSE_DEADLINE_S + 1)
-    await eventually(
+    await wait_until(
         lambda: any("initial response failed: 404 (code 10062)" in line for line in log_lines),
         what="the bot's acknowledgement refused with 10062 (retried once, then given up)",
     )

@@ -32,7 +32,7 @@ async def test_defer_followup_then_token_expires(
     assert message.history[0].flags & 128 and message.edited_at is None
 
     interaction = sample_bot.work_interactions[-1]
-    await asyncio.sleep(discord_emulator.config.interaction_ttl_s + 0.1)
+    discord_emulator.advance_time(discord_emulator.config.interaction_ttl_s + 0.1)
     assert handle.expired
     with pytest.raises(nextcord.HTTPException) as excinfo:
         await interaction.followup.send("too late")

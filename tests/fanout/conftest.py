@@ -13,23 +13,26 @@ from aiosmtpd.controller import Controller
 from loguru import logger
 
 from notifier.plugins import PluginContext
+from notifier.testing import HttpSink, free_port
 
-from .support import DMRecorder, HttpSink, SmtpServer, _Mailbox, free_port
+from .support import DMRecorder, SmtpServer, _Mailbox
 
 
 @pytest.fixture
 async def sinks() -> AsyncIterator[Callable[..., Awaitable[HttpSink]]]:
-    """Start HTTP sinks on demand: `await sinks()` or `await sinks("hang")`; all stop at the end."""
+    """Start HTTP sinks on demand: `await sinks()`, `await sinks(holding=True)` (a sink that
+    hangs), `await sinks(port=...)`; all stop at the end."""
     started: list[HttpSink] = []
 
-    async def start(mode: str = "ok", *, port: int | None = None) -> HttpSink:
-        sink = await HttpSink(port=port or free_port(), mode=mode).start()
+    async def start(*, holding: bool = False, port: int = 0) -> HttpSink:
+        sink = HttpSink(port=port, holding=holding)
+        await sink.start()
         started.append(sink)
         return sink
 
     yield start
     for sink in started:
-        await sink.stop()
+        await sink.close()
 
 
 @pytest.fixture

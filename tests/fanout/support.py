@@ -1,152 +1,28 @@
-"""Helpers for the fanout tests: real aiohttp sinks and an aiosmtpd mailbox on explicit 127.0.0.1
-ports, a recording `send_dm`, settings and notice builders, and polling waits."""
+"""Helpers for the fanout tests: an aiosmtpd mailbox on 127.0.0.1, a recording `send_dm`, settings
+and notice builders, and the outbox settling (HTTP sinks and waits: `notifier.testing`)."""
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import dataclasses
 import email
 import email.policy
-import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from notifier.config import Settings
 from notifier.events import Event, Notice
 from notifier.fanout.dispatch import Fanout
 from notifier.fanout.outbox import OutboxRow, OutboxStatus
 from notifier.plugins import PluginContext
+from notifier.testing import HttpSink, wait_until
 
 WEBHOOK_ID = "112233445566778899"
 WEBHOOK_TOKEN = "wHk-T0ken_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH"
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (bound and released), for an explicit bind."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]] | Callable[[], bool],
-    *,
-    what: str = "condition",
-    limit_s: float = 20.0,
-) -> None:
-    """Poll until `check` holds. The limit only stops a broken test from hanging; it asserts
-    nothing about speed."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if loop.time() > deadline:
-            raise AssertionError(f"never happened: {what}")
-        await asyncio.sleep(0.02)
-
-
-# ---------------------------------------------------------------------------------------------
-# HTTP sinks
-
-
-@dataclass
-class Received:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: Any
-
-    @property
-    def key(self) -> str | None:
-        return self.headers.get("Idempotency-Key")
-
-
-@dataclass
-class HttpSink:
-    """A real aiohttp server on 127.0.0.1:`port` that records every request.
-
-    `mode`: "ok" answers 200 (Discord-style message JSON); "hang" holds the request until the test
-    ends or sets `release` (then answers `release_status`). `statuses` are answered first, one per request (e.g. [429, 500]), then `mode` applies.
-    `on_receive` runs inside the handler, before answering: tests use it to look at the world at
-    the exact moment a notice arrives.
-    """
-
-    port: int
-    mode: str = "ok"
-    statuses: collections.deque[tuple[int, Any]] = field(default_factory=collections.deque)
-    received: list[Received] = field(default_factory=list)
-    open_requests: int = 0
-    on_receive: Callable[[Received], Awaitable[None]] | None = None
-    release: asyncio.Event = field(default_factory=asyncio.Event)
-    release_status: int = 503
-    runner: web.AppRunner | None = None
-
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def json_url(self, path: str = "/hook") -> str:
-        return f"json://127.0.0.1:{self.port}{path}"
-
-    @property
-    def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/v10"
-
-    def keys(self) -> list[str | None]:
-        return [r.key for r in self.received]
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        raw = await request.read()
-        try:
-            body: Any = await request.json() if raw else None
-        except ValueError:
-            body = raw.decode("utf-8", "replace")
-        got = Received(
-            method=request.method,
-            path=request.path,
-            query=dict(request.query),
-            headers=dict(request.headers),
-            body=body,
-        )
-        if self.on_receive is not None:
-            await self.on_receive(got)
-        self.received.append(got)  # after the hook: a test waiting on `received` sees its effects
-        if self.statuses:
-            status, payload = self.statuses.popleft()
-            return web.json_response(payload, status=status)
-        if self.mode == "hang":
-            self.open_requests += 1
-            try:
-                await self.release.wait()
-            finally:
-                self.open_requests -= 1
-            return web.json_response({"id": "held"}, status=self.release_status)
-        return web.json_response({"id": str(len(self.received)), "type": 0}, status=200)
-
-    async def start(self) -> HttpSink:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self.handle)
-        self.runner = web.AppRunner(app, handler_cancellation=False)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def stop(self) -> None:
-        self.release.set()
-        if self.runner is not None:
-            await self.runner.cleanup()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,6 +96,7 @@ class DiscordHTTPError(Exception):
 
 
 def with_api_base(context: PluginContext, sink: HttpSink) -> PluginContext:
+    """The context with Discord's API base at `sink` (webhook posts land there)."""
     return dataclasses.replace(context, discord_api_base=sink.api_base)
 
 
@@ -280,5 +157,5 @@ async def settled(fanout: Fanout, count: int | None = None) -> list[OutboxRow]:
             r.status is not OutboxStatus.PENDING for r in rows
         )
 
-    await eventually(done, what="every outbox row settled")
+    await wait_until(done, what="every outbox row settled")
     return await rows_of(fanout)

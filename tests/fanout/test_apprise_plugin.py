@@ -11,8 +11,9 @@ import pytest
 from notifier.events import Event
 from notifier.fanout.outbox import OutboxStatus
 from notifier.plugins import PluginContext
+from notifier.testing import HttpSink
 
-from .support import HttpSink, SmtpServer, make_notice, make_settings, open_fanout, settled
+from .support import SmtpServer, make_notice, make_settings, open_fanout, settled
 
 
 async def test_native_json_body_is_the_body_apprise_sends(

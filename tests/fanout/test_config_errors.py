@@ -14,8 +14,9 @@ from notifier.errors import ConfigError
 from notifier.events import Event
 from notifier.fanout.dispatch import Fanout
 from notifier.plugins import PluginContext
+from notifier.testing import HttpSink
 
-from .support import HttpSink, make_notice, make_settings, open_fanout, settled
+from .support import make_notice, make_settings, open_fanout, settled
 
 SINK = "json://127.0.0.1:9/unused"
 

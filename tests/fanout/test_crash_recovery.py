@@ -14,8 +14,9 @@ from typing import Any
 from notifier.events import Event
 from notifier.fanout.outbox import Outbox, OutboxStatus
 from notifier.plugins import PluginContext
+from notifier.testing import HttpSink, wait_until
 
-from .support import HttpSink, eventually, make_notice, make_settings, open_fanout, settled
+from .support import make_notice, make_settings, open_fanout, settled
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +57,7 @@ def hook_entry(url: str) -> list[dict[str, Any]]:
 async def test_pending_notices_survive_kill_9_and_are_sent_once(
     tmp_path: Path, context: PluginContext, sinks: Callable[..., Awaitable[HttpSink]]
 ) -> None:
-    stuck = await sinks("hang")  # the first process's sink never answers
+    stuck = await sinks(holding=True)  # the first process's sink never answers
     notices = [make_notice(Event.COMPLETED) for _ in range(5)]
     first = make_settings(tmp_path, hook_entry(stuck.json_url()), timeout=60.0)
     script = tmp_path / "child.py"
@@ -76,7 +77,7 @@ async def test_pending_notices_survive_kill_9_and_are_sent_once(
         line = await asyncio.wait_for(child.stdout.readline(), 60)
         assert line.strip() == b"queued"
         # Every notice reached the sink, none was marked sent: the worst crash window.
-        await eventually(lambda: stuck.open_requests == 5, what="five sends in flight")
+        await wait_until(lambda: stuck.held == 5, what="five sends in flight")
     finally:
         child.send_signal(signal.SIGKILL)
         await child.wait()

@@ -12,12 +12,11 @@ import pytest
 from notifier.events import Event
 from notifier.fanout.outbox import OutboxStatus
 from notifier.plugins import PluginContext
+from notifier.testing import HttpSink, wait_until
 
 from .support import (
     WEBHOOK_ID,
     WEBHOOK_TOKEN,
-    HttpSink,
-    eventually,
     make_notice,
     make_settings,
     open_fanout,
@@ -127,4 +126,4 @@ async def test_4xx_is_permanent_and_5xx_is_retried(
         assert row.last_error is not None
         assert f"HTTP {status}" in row.last_error
         assert str(payload["code"]) in row.last_error
-        await eventually(lambda: len(discord.received) == 1, what="one request only")
+        await wait_until(lambda: len(discord.received) == 1, what="one request only")

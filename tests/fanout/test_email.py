@@ -7,8 +7,9 @@ from pathlib import Path
 from notifier.events import Event
 from notifier.fanout.outbox import OutboxStatus
 from notifier.plugins import PluginContext
+from notifier.testing import wait_until
 
-from .support import SmtpServer, eventually, make_notice, make_settings, open_fanout, settled
+from .support import SmtpServer, make_notice, make_settings, open_fanout, settled
 
 
 async def test_email_arrives_with_the_configured_subject_and_body(
@@ -35,7 +36,7 @@ async def test_email_arrives_with_the_configured_subject_and_body(
     notice = make_notice(Event.COMPLETED, duration_s=754.0, summary="3 pages analysed")
     async with open_fanout(settings, context) as fanout:
         await fanout.emit(notice)
-        await eventually(lambda: len(smtp_server.messages) == 1, what="the e-mail arrived")
+        await wait_until(lambda: len(smtp_server.messages) == 1, what="the e-mail arrived")
         (row,) = await settled(fanout, 1)
 
     message = smtp_server.messages[0]

@@ -21,17 +21,9 @@ from notifier.fanout.outbox import (
     outbox_path,
 )
 from notifier.plugins import PluginContext
+from notifier.testing import HttpSink, free_port, wait_until
 
-from .support import (
-    HttpSink,
-    eventually,
-    free_port,
-    make_notice,
-    make_settings,
-    open_fanout,
-    rows_of,
-    settled,
-)
+from .support import make_notice, make_settings, open_fanout, rows_of, settled
 
 
 class _Fixed(random.Random):
@@ -216,7 +208,7 @@ async def test_a_running_fanout_picks_up_a_cli_retry(
             (again,) = await rows_of(fanout)
             return again.status is OutboxStatus.SENT
 
-        await eventually(sent, what="the running fanout resent it")
+        await wait_until(sent, what="the running fanout resent it")
     assert len(sink.received) == 2
 
 

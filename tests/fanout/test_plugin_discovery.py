@@ -18,8 +18,9 @@ from notifier.fanout.discovery import BUILTIN_PLUGIN_DIR, discover_plugins
 from notifier.fanout.dispatch import Fanout
 from notifier.fanout.outbox import OutboxStatus
 from notifier.plugins import PluginContext
+from notifier.testing import HttpSink
 
-from .support import HttpSink, make_notice, make_settings, open_fanout, settled
+from .support import make_notice, make_settings, open_fanout, settled
 
 
 def recorder_source(plugin_name: str) -> str:

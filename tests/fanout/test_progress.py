@@ -8,8 +8,9 @@ from pathlib import Path
 
 from notifier.events import Event, Notice
 from notifier.plugins import PluginContext
+from notifier.testing import HttpSink, wait_until
 
-from .support import HttpSink, eventually, make_notice, make_settings, open_fanout
+from .support import make_notice, make_settings, open_fanout
 
 INTERVAL_S = 0.4
 WORKFLOW = "ab" * 16
@@ -55,7 +56,7 @@ async def test_progress_is_opt_in_throttled_and_latest_wins(
             await fanout.emit(progress(value))
         await fanout.emit(progress(0.5, OTHER))  # another workflow has its own slot
 
-        await eventually(lambda: len(titles()) == 3, what="three progress notices")
+        await wait_until(lambda: len(titles()) == 3, what="three progress notices")
         # 10% went at once; 20% was held, then replaced by 30%, which went at the interval's end.
         assert titles(workflow_id=WORKFLOW) == ["10%", "30%"]
         assert titles(workflow_id=OTHER) == ["50%"]
@@ -63,7 +64,7 @@ async def test_progress_is_opt_in_throttled_and_latest_wins(
         # A progress held when its workflow completes is dropped: completion supersedes it.
         await fanout.emit(progress(0.9))
         await fanout.emit(make_notice(Event.COMPLETED, workflow_id=WORKFLOW))
-        await eventually(lambda: len(titles("/quiet")) == 1, what="completed reached quiet")
+        await wait_until(lambda: len(titles("/quiet")) == 1, what="completed reached quiet")
         await asyncio.sleep(INTERVAL_S * 2)  # past the moment the held 90% would have gone
         await fanout.drain(5)
 

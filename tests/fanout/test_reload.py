@@ -13,8 +13,9 @@ from notifier.errors import ConfigError
 from notifier.events import Event
 from notifier.fanout.outbox import OutboxStatus
 from notifier.plugins import PluginContext
+from notifier.testing import HttpSink, wait_until
 
-from .support import HttpSink, eventually, make_notice, make_settings, open_fanout, rows_of, settled
+from .support import make_notice, make_settings, open_fanout, rows_of, settled
 
 
 def hook(name: str, sink: HttpSink, **extra: Any) -> dict[str, Any]:
@@ -94,10 +95,10 @@ async def test_pending_notices_of_a_removed_notifier_are_marked_failed(
             rows = await rows_of(fanout, "flaky")
             return bool(rows) and rows[0].attempts == 1
 
-        await eventually(flaky_in_backoff, what="the flaky notifier is waiting to retry")
+        await wait_until(flaky_in_backoff, what="the flaky notifier is waiting to retry")
         await fanout.reload(after)
         (flaky,) = await rows_of(fanout, "flaky")
-        await eventually(lambda: len(keep.received) == 1, what="keep got its notice")
+        await wait_until(lambda: len(keep.received) == 1, what="keep got its notice")
 
     assert flaky.status is OutboxStatus.FAILED
     assert flaky.last_error is not None

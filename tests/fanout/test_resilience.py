@@ -11,18 +11,9 @@ from prometheus_client import REGISTRY
 from notifier.events import Event
 from notifier.fanout.outbox import OutboxRow, OutboxStatus
 from notifier.plugins import PluginContext
+from notifier.testing import HttpSink, Received, free_port, wait_until
 
-from .support import (
-    HttpSink,
-    Received,
-    eventually,
-    free_port,
-    make_notice,
-    make_settings,
-    open_fanout,
-    rows_of,
-    settled,
-)
+from .support import make_notice, make_settings, open_fanout, rows_of, settled
 
 
 def counter(plugin: str, outcome: str) -> float:
@@ -36,7 +27,7 @@ async def test_refusing_and_hanging_sinks_delay_nothing_and_are_reported(
     tmp_path: Path, context: PluginContext, sinks: Callable[..., Awaitable[HttpSink]]
 ) -> None:
     good = await sinks()
-    hanging = await sinks("hang")
+    hanging = await sinks(holding=True)
     refused_port = free_port()  # nothing listens there
     settings = make_settings(
         tmp_path,
@@ -84,7 +75,7 @@ async def test_refusing_and_hanging_sinks_delay_nothing_and_are_reported(
         assert set(rows) == {"refused", "hangs", "good"}
         assert rows["hangs"].status is OutboxStatus.PENDING
 
-        await eventually(lambda: len(good.received) == 1, what="the good sink got its notice")
+        await wait_until(lambda: len(good.received) == 1, what="the good sink got its notice")
         # ... while the hanging notifier's first attempt had not even ended, and the refusing
         # notifier was still being retried.
         assert seen_at_arrival["hangs"].status is OutboxStatus.PENDING
@@ -177,8 +168,7 @@ async def test_an_apprise_send_that_timed_out_is_waited_for_not_repeated(
 ) -> None:
     """TIMEOUT means unknown: the worker thread may still deliver. The retry waits for that same
     call instead of posting again, and counts its late success."""
-    held = await sinks("hang")
-    held.release_status = 200
+    held = await sinks(holding=True)
     settings = make_settings(
         tmp_path,
         [
@@ -202,14 +192,14 @@ async def test_an_apprise_send_that_timed_out_is_waited_for_not_repeated(
             (row,) = await rows_of(fanout)
             return row.attempts >= 2
 
-        await eventually(two_attempts_timed_out, what="two attempts timed out")
+        await wait_until(two_attempts_timed_out, what="two attempts timed out")
         (row,) = await rows_of(fanout)
         assert row.status is OutboxStatus.PENDING
         assert row.last_error is not None
         assert "may still deliver" in row.last_error
         assert len(held.received) == 1  # the second attempt did not post again
 
-        held.release.set()  # the sink finally answers the one request it holds
+        held.release()  # the sink finally answers (200) the one request it holds
         (row,) = await settled(fanout, 1)
 
     assert row.status is OutboxStatus.SENT

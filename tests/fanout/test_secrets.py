@@ -13,14 +13,12 @@ from notifier.events import Event
 from notifier.fanout.outbox import OutboxStatus
 from notifier.fanout.transports.common import mask_url
 from notifier.plugins import PluginContext
+from notifier.testing import HttpSink, Received, free_port
 
 from .support import (
     WEBHOOK_ID,
     WEBHOOK_TOKEN,
-    HttpSink,
-    Received,
     SmtpServer,
-    free_port,
     make_notice,
     make_settings,
     open_fanout,

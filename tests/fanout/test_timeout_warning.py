@@ -11,8 +11,9 @@ import pytest
 from notifier.events import Event
 from notifier.fanout.outbox import OutboxStatus
 from notifier.plugins import PluginContext
+from notifier.testing import HttpSink
 
-from .support import DMRecorder, HttpSink, make_notice, make_settings, open_fanout, settled
+from .support import DMRecorder, make_notice, make_settings, open_fanout, settled
 
 
 async def test_warning_fires_for_a_long_estimate(

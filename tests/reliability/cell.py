@@ -32,25 +32,17 @@ from notifier.app import NotifierBot
 from notifier.fanout.outbox import OutboxRow
 from notifier.records import DeliveryState, WorkflowRecord, WorkflowStatus
 from notifier.store import ResultQuery
-from notifier.testing import DiscordEmulator
+from notifier.testing import DiscordEmulator, HttpSink, text_of, wait_until
 from notifier.testing.handle import InteractionHandle
 from notifier.testing.model import Message
-from notifier.testing.project_bot import bot_settings, running_bot
+from notifier.testing.project_bot import SteeredWorkflow, bot_settings, running_bot
 
-from .harness import (
-    JsonSink,
-    LogCapture,
-    MetricSnapshot,
-    SteeredWorkflow,
-    run_cli,
-    text_of,
-    wait_until,
-)
+from .harness import LogCapture, MetricSnapshot, run_cli
 
 if TYPE_CHECKING:
     from .faults import Fault
 
-__all__ = ["STAGES", "CellRun", "assert_cell_outcome", "drive"]
+__all__ = ["STAGES", "CellRun", "assert_cell_outcome", "drive", "open_cell"]
 
 STAGES = ("start", "progress", "handoff", "final", "error", "fanout")
 USER = "alice"
@@ -81,7 +73,7 @@ class CellRun:
     emulator: DiscordEmulator
     tmp_path: Path
     logs: LogCapture
-    ops: JsonSink
+    ops: HttpSink
     data_dir: Path
     overrides: dict[str, Any] = field(default_factory=dict)
     private: bool = False
@@ -174,7 +166,7 @@ class CellRun:
                     "name": "ops",
                     "plugin": "apprise",
                     "on": list(OPS_EVENTS),
-                    "options": {"urls": [self.ops.url()]},
+                    "options": {"urls": [self.ops.json_url("/ops")]},
                 }
             ],
         }
@@ -237,7 +229,7 @@ class CellRun:
         def done() -> bool:
             return self.shown(*needles) is not None or (refused is not None and refused())
 
-        await wait_until(done, WAIT_S)
+        await wait_until(done, timeout_s=WAIT_S)
 
     def token_calls_with_code(self, code: int) -> list[Any]:
         """The bot's calls with this interaction's token answered `code` (the bot never reads a
@@ -276,8 +268,33 @@ class CellRun:
             found.append(row)
             return True
 
-        await wait_until(check, WAIT_S)
+        await wait_until(check, timeout_s=WAIT_S)
         return found[-1]
+
+
+@contextlib.asynccontextmanager
+async def open_cell(
+    stage: str, fault_name: str, emulator: DiscordEmulator, tmp_path: Path, logs: LogCapture
+) -> AsyncIterator[CellRun]:
+    """One cell's run, its ops sink listening (and, for the hand-off stage, the short token
+    lifetime set); afterwards the sink is closed and the cell's log kept (MATRIX_LOG_DIR)."""
+    async with HttpSink() as ops:
+        if stage == "handoff":
+            emulator.config.interaction_ttl_s = HANDOFF_TTL_S
+        run = CellRun(
+            stage=stage,
+            fault_name=fault_name,
+            emulator=emulator,
+            tmp_path=tmp_path,
+            logs=logs,
+            ops=ops,
+            data_dir=tmp_path / "data",
+        )
+        run.overrides = run.base_overrides()
+        try:
+            yield run
+        finally:
+            logs.dump_to_env_dir(f"{stage}-{fault_name}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,7 +312,7 @@ async def _new_workflow_id(bot: NotifierBot) -> str:
         found.update(r.workflow_id for r in rows if r.event.value == "started")
         return bool(found)
 
-    await wait_until(appeared, WAIT_S)
+    await wait_until(appeared, timeout_s=WAIT_S)
     assert len(found) == 1, found
     return found.pop()
 
@@ -324,7 +341,7 @@ async def drive(run: CellRun, fault: Fault) -> None:
     await run.handle.wait_for_response(timeout_s=WAIT_S)
     if strike_at_start_late:
         await fault.strike(run)
-    await wait_until(steered.started.is_set, WAIT_S)
+    await wait_until(steered.started.is_set, timeout_s=WAIT_S)
     run.workflow_id = await _new_workflow_id(bot)
     await run.wait_shown(run.workflow_id)  # the first status (or its refusal)
 
@@ -342,7 +359,7 @@ async def drive(run: CellRun, fault: Fault) -> None:
         await fault.strike(run)
 
     steered.release.set()
-    await wait_until(lambda: _finished(run), WAIT_S)
+    await wait_until(lambda: _finished(run), timeout_s=WAIT_S)
     await fault.after_delivery(run)
 
 
@@ -380,7 +397,7 @@ async def _assert_told(run: CellRun, record: WorkflowRecord) -> None:
         )
 
     try:
-        await wait_until(noticed, WAIT_S)
+        await wait_until(noticed, timeout_s=WAIT_S)
     except TimeoutError:
         raise AssertionError(
             f"no rung carried the result and the fanout did not carry the notice: "
@@ -403,9 +420,7 @@ async def assert_cell_outcome(
 
     # (1a) /retrieve_results by its owner.
     message = await retrieve(run)
-    shown = text_of(message) + "".join(
-        a.content.decode("utf-8", "replace") for a in message.attachments
-    )
+    shown = text_of(message)  # attachments included: a big result comes as files
     assert run.workflow_id in shown, shown[:500]
     assert run.stored_text in shown, shown[:500]
     await fault.before_cli(run)

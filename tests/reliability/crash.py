@@ -18,12 +18,7 @@ pending in the outbox.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
-import signal
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,26 +28,19 @@ import yaml
 from notifier.config import Settings
 from notifier.fanout.outbox import OutboxStatus
 from notifier.records import DeliveryState, WorkflowStatus
-from notifier.testing import DiscordEmulator
+from notifier.testing import DiscordEmulator, bot_process, text_of, wait_until
 from notifier.testing.project_bot import bot_settings, running_bot
 
-from .cell import HANDOFF_TTL_S, USER, WAIT_S, CellRun, assert_cell_outcome
+from .cell import USER, WAIT_S, CellRun, assert_cell_outcome, open_cell
 from .faults import Fault
-from .harness import (
-    PROJECT_ROOT,
-    JsonSink,
-    LogCapture,
-    MetricSnapshot,
-    run_cli,
-    text_of,
-    wait_until,
-)
+from .harness import PROJECT_ROOT, LogCapture, MetricSnapshot, run_cli
 
 __all__ = ["run_kill9_cell"]
 
 INTERRUPTED_TOLD = "was interrupted"
 INTERRUPTED_STORED = "the bot stopped while this workflow ran"
 _FOLLOWUP = r"^/webhooks/\d+/{token}$"
+STEERED_BOT = PROJECT_ROOT / "tests" / "reliability" / "steered_bot.py"
 
 
 class Kill9(Fault):
@@ -71,31 +59,6 @@ def _victim_config(run: CellRun, settings: Settings) -> Path:
     return path
 
 
-@contextlib.asynccontextmanager
-async def _victim(run: CellRun, config: Path, control: Path) -> AsyncIterator[Any]:
-    env = {**os.environ, "TEST_BOT_TOKEN": run.emulator.bot_token}
-    stderr_path = run.tmp_path / "victim.stderr"
-    with stderr_path.open("wb") as stderr:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(PROJECT_ROOT / "tests" / "reliability" / "steered_bot.py"),
-            "--config",
-            str(config),
-            "--control",
-            str(control),
-            cwd=PROJECT_ROOT,
-            env=env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=stderr,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-
-
 async def _cli_delivery(run: CellRun) -> str:
     """The delivery state the victim recorded, read from disk by the operator CLI."""
     cli = await run_cli(run.cli_config(), "results", "show", run.workflow_id)
@@ -111,7 +74,7 @@ async def _workflow_id_from_disk(run: CellRun) -> str:
         found[:] = re.findall(r"^([0-9a-f]{32})\s", cli.stdout, re.M)
         return bool(found)
 
-    await wait_until(appeared, WAIT_S, interval_s=0.2)
+    await wait_until(appeared, timeout_s=WAIT_S, interval_s=0.2)
     assert len(found) == 1, found
     return found[0]
 
@@ -123,50 +86,33 @@ async def run_kill9_cell(
     logs: LogCapture,
     capfd: pytest.CaptureFixture[str],
 ) -> None:
-    ops = JsonSink()
-    await ops.start()
-    if stage == "handoff":
-        emulator.config.interaction_ttl_s = HANDOFF_TTL_S
-    run = CellRun(
-        stage=stage,
-        fault_name="kill9",
-        emulator=emulator,
-        tmp_path=tmp_path,
-        logs=logs,
-        ops=ops,
-        data_dir=tmp_path / "data",
-    )
-    run.overrides = run.base_overrides()
-    settings = bot_settings(emulator, run.data_dir, run.settings_dict())
-    control = tmp_path / "control"
-    control.mkdir()
-    try:
+    async with open_cell(stage, "kill9", emulator, tmp_path, logs) as run:
+        settings = bot_settings(emulator, run.data_dir, run.settings_dict())
+        control = tmp_path / "control"
+        control.mkdir()
         await _kill_at_stage(run, settings, control)
         await _restart_and_check(run, settings, capfd)
-    finally:
-        ops.release()
-        await ops.stop()
-        logs.dump_to_env_dir(f"{stage}-kill9")
 
 
 async def _kill_at_stage(run: CellRun, settings: Settings, control: Path) -> None:
     emulator = run.emulator
     stage = run.stage
     config = _victim_config(run, settings)
-    ready_before = emulator.ready_count
-    async with _victim(run, config, control) as proc:
-        await emulator.wait_until_ready_count(ready_before + 1, timeout_s=60)
-        await emulator.wait_for_commands("autointel", "retrieve_results")
+    async with bot_process(
+        config, emulator, script=STEERED_BOT, args=("--control", str(control))
+    ) as victim:
         run.handle = handle = await emulator.trigger_command(
             "autointel", {"url": "http://127.0.0.1/"}, user=USER
         )
-        await wait_until(lambda: (control / "started").exists(), WAIT_S)
+        await wait_until(lambda: (control / "started").exists(), timeout_s=WAIT_S)
         run.workflow_id = await _workflow_id_from_disk(run)
         if stage == "progress":
             (control / "report").touch()
             await handle.wait_for_message(lambda m: "crunching" in text_of(m), timeout_s=WAIT_S)
             # ... and recorded in the index (just after the edit): the restart will show it.
-            await wait_until(lambda: _cli_shows(run, r"^stage\s+crunching"), WAIT_S, 0.2)
+            await wait_until(
+                lambda: _cli_shows(run, r"^stage\s+crunching"), timeout_s=WAIT_S, interval_s=0.2
+            )
         elif stage == "handoff":
             await handle.wait_for_message(lambda m: "Still working" in m.content, timeout_s=WAIT_S)
         elif stage in ("final", "error"):
@@ -176,7 +122,7 @@ async def _kill_at_stage(run: CellRun, settings: Settings, control: Path) -> Non
             (control / ("fail" if stage == "error" else "release")).touch()
             await wait_until(
                 lambda: any(r.fault == "hang" and route.search(r.path) for r in emulator.requests),
-                WAIT_S,
+                timeout_s=WAIT_S,
             )
             document = run.data_dir / "results" / f"{run.workflow_id}.json"
             assert document.exists(), "write-ahead: the result is on disk before any delivery"
@@ -187,12 +133,13 @@ async def _kill_at_stage(run: CellRun, settings: Settings, control: Path) -> Non
                 lambda m: "Steered result" in text_of(m), timeout_s=WAIT_S
             )
             # The victim recorded the delivery, and the sink holds the `completed` notice.
-            await wait_until(lambda: _cli_delivery_is(run, "delivered"), WAIT_S, interval_s=0.2)
-            await wait_until(lambda: run.ops.held_count > 0, WAIT_S)
-        proc.send_signal(signal.SIGKILL)
-        assert await asyncio.wait_for(proc.wait(), WAIT_S) == -signal.SIGKILL
+            await wait_until(
+                lambda: _cli_delivery_is(run, "delivered"), timeout_s=WAIT_S, interval_s=0.2
+            )
+            await wait_until(lambda: run.ops.held > 0, timeout_s=WAIT_S)
+        await victim.kill_9()
     emulator.clear_faults()
-    victim_log = (run.tmp_path / "victim.stderr").read_text(errors="replace")
+    victim_log = victim.stderr_text()
     assert "Traceback" not in victim_log, victim_log[-3000:]
     run.notes["victim_log"] = victim_log
 
@@ -233,14 +180,12 @@ async def _restart_and_check(
     async with running_bot(run.emulator, settings) as bot:
         run.bot = bot
         await asyncio.wait_for(bot.recovered.wait(), WAIT_S)
-        await wait_until(lambda: _settled(run), WAIT_S)
+        await wait_until(lambda: _settled(run), timeout_s=WAIT_S)
         if stage == "fanout":
             row = await run.wait_row("completed", status=OutboxStatus.SENT)
             assert row.attempts >= 1
             resent = [
-                r
-                for r in run.ops.received[seen_before:]
-                if isinstance(r["body"], dict) and r["body"].get("title") == "Completed: autointel"
+                r for r in run.ops.received[seen_before:] if r.title == "Completed: autointel"
             ]
             assert resent, "the pending notice was not sent after the restart"
         if stage in ("start", "progress", "handoff"):

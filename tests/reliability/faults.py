@@ -25,10 +25,10 @@ import pytest
 
 from notifier.discord.compat import live_session
 from notifier.fanout.outbox import OutboxStatus
-from notifier.testing import RateLimitRule, default_rate_limits
+from notifier.testing import RateLimitRule, default_rate_limits, wait_until
 
 from .cell import USER, WAIT_S, CellRun, big_result, codes_seen
-from .harness import MetricSnapshot, SmtpSink, Tmpfs, TmpfsUnavailable, wait_until
+from .harness import MetricSnapshot, SmtpSink, Tmpfs, TmpfsUnavailable
 
 __all__ = ["FAULTS", "Fault"]
 
@@ -167,8 +167,8 @@ class SessionClosed(Fault):
         # The gateway died with the session; the bot connects again on a fresh one (resuming, or
         # identifying anew). A command sent while it is offline is lost on Discord too, so the
         # checks wait for it.
-        await wait_until(lambda: _gateway_connects(run) > run.notes["connects"], WAIT_S)
-        await wait_until(run.require_bot().is_ready, WAIT_S)
+        await wait_until(lambda: _gateway_connects(run) > run.notes["connects"], timeout_s=WAIT_S)
+        await wait_until(run.require_bot().is_ready, timeout_s=WAIT_S)
 
     async def check(self, run: CellRun) -> None:
         if run.stage == "fanout":
@@ -238,7 +238,7 @@ class ServerErrorBurst(Fault):
     async def check(self, run: CellRun) -> None:
         if run.stage == "fanout":  # both notifiers got through once the burst was over
             await run.wait_row("completed", status=OutboxStatus.SENT)
-            statuses = [r["status"] for r in run.ops.received[run.notes["ops_seen"] :]]
+            statuses = [r.status for r in run.ops.received[run.notes["ops_seen"] :]]
             assert statuses == [500, 503, 502, 200], statuses
             await self.requester_dm_sent(run)
         method, pattern = run.notes["route"]
@@ -308,7 +308,9 @@ class RateLimitStorm(Fault):
             asyncio.create_task(self._end_storm(run, calm)),
         ]
         # The stage meets a storm in full swing: it has already answered the bot a 429.
-        await wait_until(lambda: len(_bot_429s(run)) > run.notes["bot_429s_before"], WAIT_S)
+        await wait_until(
+            lambda: len(_bot_429s(run)) > run.notes["bot_429s_before"], timeout_s=WAIT_S
+        )
 
     async def _report_storm(self, run: CellRun, calm: asyncio.Event) -> None:
         steered = run.steered
@@ -338,7 +340,9 @@ class RateLimitStorm(Fault):
         """Calm comes after `storm_answers` 429s to the bot, or once the workflow is delivered."""
         wanted = run.notes["bot_429s_before"] + self.storm_answers
         try:
-            await wait_until(lambda: calm.is_set() or len(_bot_429s(run)) >= wanted, WAIT_S)
+            await wait_until(
+                lambda: calm.is_set() or len(_bot_429s(run)) >= wanted, timeout_s=WAIT_S
+            )
         finally:
             calm.set()
             run.emulator.config.rate_limits.update(default_rate_limits())
@@ -355,7 +359,7 @@ class RateLimitStorm(Fault):
     async def check(self, run: CellRun) -> None:
         if run.stage == "fanout":
             await run.wait_row("completed", status=OutboxStatus.SENT)
-            statuses = [r["status"] for r in run.ops.received[run.notes["ops_seen"] :]]
+            statuses = [r.status for r in run.ops.received[run.notes["ops_seen"] :]]
             assert statuses == [429, 429, 429, 200], statuses
             await self.requester_dm_sent(run)
         method, pattern = run.notes["route"]
@@ -536,11 +540,11 @@ class NotifierDown(Fault):
             run.metrics.append(("notifications_sent_total", {"plugin": "dm", "outcome": "sent"}))
 
     async def strike(self, run: CellRun) -> None:
-        await run.ops.stop()
+        await run.ops.close()
 
     async def after_delivery(self, run: CellRun) -> None:
         await _discord_did_not_wait(run, "ops")
-        await wait_until(lambda: _retried(run, run.notes["event"], "ops"), WAIT_S)
+        await wait_until(lambda: _retried(run, run.notes["event"], "ops"), timeout_s=WAIT_S)
         if run.stage == "fanout":  # the other notifier was not held up by this one
             await run.wait_row("completed", "requester", status=OutboxStatus.SENT)
         await run.ops.start()  # back on the same port
@@ -597,7 +601,7 @@ class SmtpDown(Fault):
 
     async def after_delivery(self, run: CellRun) -> None:
         await _discord_did_not_wait(run, "mail")
-        await wait_until(lambda: _retried(run, run.notes["event"], "mail"), WAIT_S)
+        await wait_until(lambda: _retried(run, run.notes["event"], "mail"), timeout_s=WAIT_S)
         if run.stage == "fanout":
             await run.wait_row("completed", "requester", status=OutboxStatus.SENT)
         await run.notes["smtp"].start()
@@ -607,7 +611,7 @@ class SmtpDown(Fault):
         assert row.attempts >= 2
         smtp: SmtpSink = run.notes["smtp"]
         subject = f"Subject: {EVENT_TITLE[run.notes['event']]}"
-        await wait_until(lambda: any(subject in m["data"] for m in smtp.messages), WAIT_S)
+        await wait_until(lambda: any(subject in m["data"] for m in smtp.messages), timeout_s=WAIT_S)
         assert len(smtp.messages) == 1, "one notice, one mail: the failed tries sent nothing"
 
     async def cleanup(self, run: CellRun) -> None:
@@ -672,7 +676,7 @@ class DiskFull(Fault):
         bot = run.require_bot()
         before = MetricSnapshot.take()
         await asyncio.to_thread(disk.free)
-        await wait_until(lambda: run.workflow_id not in bot.store.pending_writes, WAIT_S)
+        await wait_until(lambda: run.workflow_id not in bot.store.pending_writes, timeout_s=WAIT_S)
         assert (run.data_dir / "results" / f"{run.workflow_id}.json").exists()
         reason = "failed" if run.failed else "completed"
         assert (

@@ -1,6 +1,7 @@
-"""The parts every cell of the fault matrix uses: local sinks (HTTP and SMTP) that can go down and
-come back on the same port, a loguru capture, metric snapshots, a workflow the test steers, the
-operator CLI as a real process, and a size-limited tmpfs for a disk that really fills up.
+"""The parts every cell of the fault matrix uses beside `notifier.testing` (whose `HttpSink` is the
+ops sink): an SMTP sink that can go down and come back on the same port, a loguru capture, metric
+snapshots, the operator CLI as a real process, and a size-limited tmpfs for a disk that really
+fills up.
 
 Only 127.0.0.1 is ever contacted.
 """
@@ -10,143 +11,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
-from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
 from loguru import logger
 from prometheus_client import REGISTRY
 
-from notifier.app import NotifierBot
-from notifier.testing.loopback import serve_loopback
-from notifier.testing.model import Message
-from notifier.workflows import ReportProgress, WorkflowFailed, WorkflowSpec
+from notifier.testing import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 __all__ = [
     "PROJECT_ROOT",
-    "JsonSink",
     "LogCapture",
     "MetricSnapshot",
     "SmtpSink",
-    "SteeredWorkflow",
     "Tmpfs",
-    "free_port",
     "run_cli",
-    "text_of",
-    "wait_until",
 ]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on (a server that is down)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def text_of(message: Message) -> str:
-    """Everything a person reads in a message: content, embeds and attachment names."""
-    parts = [message.content, json.dumps(message.embeds, ensure_ascii=False)]
-    parts += [a.filename for a in message.attachments]
-    return "\n".join(parts)
-
-
-async def wait_until(predicate: Any, timeout_s: float = 20.0, interval_s: float = 0.05) -> None:
-    """Poll a condition that lives outside the emulator (store rows, outbox rows, sinks)."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            value = predicate()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return
-            await asyncio.sleep(interval_s)
-
-
-# ---------------------------------------------------------------------------------------------
-# A json:// sink that can be taken down and brought back on the same port
-
-
-@dataclass
-class JsonSink:
-    """An aiohttp server on 127.0.0.1 recording every notice posted to it.
-
-    `statuses` are answered first, one per request (then 200); while `holding` is set, requests
-    are held without an answer until `release()` (a sink that hangs). `stop()` closes the port
-    (connection refused), `start()` opens it again on the same port.
-    """
-
-    port: int = 0
-    received: list[dict[str, Any]] = field(default_factory=list)
-    statuses: deque[int] = field(default_factory=deque)
-    holding: bool = False
-    held_count: int = 0
-    _released: asyncio.Event = field(default_factory=asyncio.Event)
-    _runner: web.AppRunner | None = None
-
-    def url(self, path: str = "/ops") -> str:
-        return f"json://127.0.0.1:{self.port}{path}"
-
-    @property
-    def up(self) -> bool:
-        return self._runner is not None
-
-    def bodies(self, workflow_id: str | None = None) -> list[dict[str, Any]]:
-        """JSON bodies answered 200, optionally only those naming `workflow_id`."""
-        return [
-            r["body"]
-            for r in self.received
-            if r["status"] == 200
-            and isinstance(r["body"], dict)
-            and (workflow_id is None or workflow_id in json.dumps(r["body"]))
-        ]
-
-    def titles(self, workflow_id: str) -> list[str]:
-        return [str(b.get("title", "")) for b in self.bodies(workflow_id)]
-
-    def release(self) -> None:
-        self.holding = False
-        self._released.set()
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        try:
-            body: Any = json.loads(raw) if raw else None
-        except ValueError:
-            body = raw.decode("utf-8", "replace")
-        if self.holding:
-            self.held_count += 1
-            await self._released.wait()
-        status = self.statuses.popleft() if self.statuses else 200
-        self.received.append(
-            {"path": request.path, "headers": dict(request.headers), "body": body, "status": status}
-        )
-        headers = {"Retry-After": "0"} if status == 429 else None
-        return web.json_response({"ok": status == 200}, status=status, headers=headers)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner, self.port = await serve_loopback(app, port=self.port, reuse_address=True)
-
-    async def stop(self) -> None:
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            self._released.set()  # held requests end now (answered into a closing server)
-            await runner.cleanup()
-            self._released = asyncio.Event()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,46 +182,6 @@ class MetricSnapshot:
 
     def moved(self, before: MetricSnapshot, name: str, **labels: str) -> float:
         return self.total(name, **labels) - before.total(name, **labels)
-
-
-# ---------------------------------------------------------------------------------------------
-# The workflow under test
-
-
-class SteeredWorkflow:
-    """Stands in for /autointel's body: the test decides when it reports, finishes or fails."""
-
-    def __init__(self, result: dict[str, Any] | None = None) -> None:
-        self.started = asyncio.Event()
-        self.release = asyncio.Event()
-        self.fail_with: str | None = None
-        self.result: dict[str, Any] = result or {
-            "url": "http://127.0.0.1/",
-            "title": "Steered result",
-            "summary": "A result the fault matrix controlled.",
-            "pages_analysed": 3,
-        }
-        self.report: ReportProgress | None = None
-
-    async def validate(self, options: Mapping[str, str]) -> dict[str, str]:
-        return {"url": options.get("url", ""), "depth": options.get("depth", "quick")}
-
-    async def run(self, options: Mapping[str, str], report: ReportProgress) -> dict[str, Any]:
-        self.report = report
-        report(stage="working", progress=0.1)
-        self.started.set()
-        await self.release.wait()
-        if self.fail_with is not None:
-            raise WorkflowFailed(self.fail_with)
-        return dict(self.result)
-
-    def install(self, bot: NotifierBot) -> None:
-        bot.workflows["autointel"] = WorkflowSpec(
-            name="autointel",
-            description="steered by the fault matrix",
-            validate=self.validate,
-            run=self.run,
-        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,10 +14,10 @@ import pytest
 
 from notifier.testing import DiscordEmulator
 
-from .cell import HANDOFF_TTL_S, STAGES, CellRun, assert_cell_outcome, drive
+from .cell import STAGES, assert_cell_outcome, drive, open_cell
 from .crash import run_kill9_cell
 from .faults import FAULTS
-from .harness import JsonSink, LogCapture
+from .harness import LogCapture
 
 FAULT_NAMES = [*FAULTS, "kill9"]
 CELLS = [(stage, fault) for fault in FAULT_NAMES for stage in STAGES]
@@ -36,27 +36,12 @@ async def test_cell(
         await run_kill9_cell(stage, emulator, tmp_path, cell_logs, capfd)
         return
     fault = FAULTS[fault_name]()
-    ops = JsonSink()
-    await ops.start()
-    if stage == "handoff":
-        emulator.config.interaction_ttl_s = HANDOFF_TTL_S
-    run = CellRun(
-        stage=stage,
-        fault_name=fault_name,
-        emulator=emulator,
-        tmp_path=tmp_path,
-        logs=cell_logs,
-        ops=ops,
-        data_dir=tmp_path / "data",
-    )
-    run.overrides = run.base_overrides()
-    try:
-        await fault.configure(run)
-        run.expect_persisted()
-        async with run.running():
-            await drive(run, fault)
-            await assert_cell_outcome(run, fault, capfd)
-    finally:
-        await fault.cleanup(run)
-        await ops.stop()
-        cell_logs.dump_to_env_dir(f"{stage}-{fault_name}")
+    async with open_cell(stage, fault_name, emulator, tmp_path, cell_logs) as run:
+        try:
+            await fault.configure(run)
+            run.expect_persisted()
+            async with run.running():
+                await drive(run, fault)
+                await assert_cell_outcome(run, fault, capfd)
+        finally:
+            await fault.cleanup(run)

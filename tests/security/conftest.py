@@ -16,15 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 from loguru import logger
 
 from notifier.logs import setup_logging
-from notifier.testing import DiscordEmulator
-from notifier.testing.model import Message
+from notifier.testing import DiscordEmulator, every_message, message_texts
 
 
 @dataclass
@@ -58,33 +57,6 @@ def production_logs() -> Iterator[CapturedLogs]:
         for handler in saved_handlers:
             root.addHandler(handler)
         root.setLevel(saved_level)
-
-
-def every_message(emulator: DiscordEmulator) -> list[Message]:
-    """Every message the emulator holds: channels, DMs, webhooks and interaction responses."""
-    seen: dict[int, Message] = {}
-    for channel in emulator.channels.values():
-        for message in emulator.channel_messages(channel):
-            seen[message.id] = message
-    for user in emulator.users:
-        for message in emulator.dm_messages(user):
-            seen[message.id] = message
-    for handle in emulator.interactions:
-        for message in handle.messages:
-            seen[message.id] = message
-    return list(seen.values())
-
-
-def message_texts(message: Message) -> Iterable[str]:
-    """Every version of a message as text: content, embeds, attachments (bytes as UTF-8)."""
-    yield message.content
-    yield json.dumps(message.embeds, ensure_ascii=False)
-    for version in message.history:
-        yield version.content
-        yield json.dumps(version.embeds, ensure_ascii=False)
-    for attachment in message.attachments:
-        yield attachment.filename
-        yield attachment.content.decode("utf-8", "replace")
 
 
 @dataclass

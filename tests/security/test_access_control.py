@@ -34,13 +34,18 @@ from loguru import logger
 
 from notifier.app import NotifierBot
 from notifier.discord.access import NOT_FOUND_TEXT
-from notifier.records import WorkflowRecord, WorkflowStatus, new_workflow_id
+from notifier.records import WorkflowStatus, new_workflow_id
 from notifier.store import ResultQuery
-from notifier.testing import DiscordEmulator, permissions
+from notifier.testing import DiscordEmulator, permissions, text_of, wait_until
 from notifier.testing.model import Message
+from notifier.testing.project_bot import (
+    SteeredWorkflow,
+    new_record,
+    project_bot,
+    stored_workflow,
+)
 
-from .conftest import message_texts
-from .support import PROJECT_ROOT, Steered, newest_record, project_bot, wait_until
+from .support import PROJECT_ROOT
 
 
 @dataclass(frozen=True)
@@ -117,10 +122,6 @@ async def ask(
     return await handle.wait_for_message(timeout_s=10)
 
 
-def text_of(message: Message) -> str:
-    return "\n".join(message_texts(message))
-
-
 def refused_like_unknown(message: Message, unknown: Message) -> bool:
     return (
         message.ephemeral
@@ -131,34 +132,18 @@ def refused_like_unknown(message: Message, unknown: Message) -> bool:
 
 
 async def stored_result(world: World, user: str, title: str) -> str:
-    emulator, bot = world.emulator, world.bot
-    workflow_id = new_workflow_id()
-    await bot.store.create(
-        WorkflowRecord(
-            workflow_id=workflow_id,
-            command="autointel",
-            user_id=emulator.users[user].id,
-            user_name=user,
-            options={"url": "http://example.test/", "depth": "quick"},
-            guild_id=emulator.guild_id,
-            channel_id=emulator.channel_id,
-        )
-    )
-    await bot.store.finish(
-        workflow_id, status=WorkflowStatus.COMPLETED, result={"title": title, "summary": "s"}
-    )
-    await bot.store.mark_delivered(workflow_id, "interaction")
-    return workflow_id
+    result = {"title": title, "summary": "s"}
+    return await stored_workflow(world.bot.store, world.emulator, user=user, result=result)
 
 
-async def running_workflow(world: World, user: str = "alice") -> tuple[Steered, str]:
+async def running_workflow(world: World, user: str = "alice") -> tuple[SteeredWorkflow, str]:
     emulator, bot = world.emulator, world.bot
     known = {r.workflow_id for r in await bot.store.search(ResultQuery(limit=1000))}
-    steered = Steered()
+    steered = SteeredWorkflow()
     steered.install(bot)
     await emulator.trigger_command("autointel", {"url": "http://example.test/"}, user=user)
     await steered.started.wait()
-    record = await newest_record(bot, known)
+    record = await new_record(bot, known)
     return steered, record.workflow_id
 
 
@@ -195,15 +180,14 @@ async def test_retrieve_results_gives_the_result_to_its_owner_and_guild_admins_o
 
 async def test_an_admin_gets_a_private_result_privately(world: World) -> None:
     emulator, bot = world.emulator, world.bot
-    steered = Steered({"title": "Private findings", "summary": "for alice's eyes"})
-    known: set[str] = set()
+    steered = SteeredWorkflow({"title": "Private findings", "summary": "for alice's eyes"})
     steered.install(bot)
     await emulator.trigger_command(
         "autointel", {"url": "http://example.test/", "private": True}, user="alice"
     )
     await steered.started.wait()
     steered.release.set()
-    record = await newest_record(bot, known)
+    record = await new_record(bot)
 
     async def finished() -> bool:
         row = await bot.store.get(record.workflow_id)

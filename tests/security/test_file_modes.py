@@ -23,9 +23,8 @@ from loguru import logger
 from notifier.fanout.outbox import OutboxStatus
 from notifier.logs import setup_logging
 from notifier.store import ResultQuery
-from notifier.testing import DiscordEmulator
-
-from .support import Steered, project_bot, wait_until
+from notifier.testing import DiscordEmulator, wait_until
+from notifier.testing.project_bot import SteeredWorkflow, project_bot
 
 ID = "0123456789abcdef0123456789abcdef"
 
@@ -76,7 +75,7 @@ async def test_everything_the_bot_stores_is_owner_only(
     }
     async with project_bot(emulator, data, overrides) as bot:
         for fail in (None, "the site is gone"):
-            steered = Steered()
+            steered = SteeredWorkflow()
             steered.fail_with = fail
             steered.install(bot)
             await emulator.trigger_command("autointel", {"url": "http://x.test/"}, user="alice")

@@ -28,26 +28,23 @@ from notifier.fanout.outbox import OutboxStatus
 from notifier.logs import redactor
 from notifier.records import WorkflowStatus
 from notifier.store import ResultQuery
-from notifier.testing import DiscordEmulator
-
-from .conftest import CapturedLogs, SecretScan
-from .support import (
-    PROJECT_ROOT,
-    EchoSink,
-    Steered,
-    newest_record,
+from notifier.testing import DiscordEmulator, HttpSink, Received, wait_until
+from notifier.testing.project_bot import (
+    SteeredWorkflow,
+    new_record,
     project_bot,
     settled_record,
-    smtp_server,
-    wait_until,
 )
+
+from .conftest import CapturedLogs, SecretScan
+from .support import PROJECT_ROOT, smtp_server
 
 SMTP_PASSWORD = "Smtp-Pa55word-never-logged"
 SINK_PASSWORD = "Sink-Pa55word-never-logged"
 ROTATED_PASSWORD = "Rotated-Pa55word-never-shown"
 
 
-async def run_one(emulator: DiscordEmulator, bot: object, steered: Steered) -> str:
+async def run_one(emulator: DiscordEmulator, bot: object, steered: SteeredWorkflow) -> str:
     from notifier.app import NotifierBot
 
     assert isinstance(bot, NotifierBot)
@@ -56,7 +53,7 @@ async def run_one(emulator: DiscordEmulator, bot: object, steered: Steered) -> s
     await emulator.trigger_command("autointel", {"url": "http://example.test/"}, user="alice")
     await steered.started.wait()
     steered.release.set()
-    record = await newest_record(bot, known)
+    record = await new_record(bot, known)
     await settled_record(bot, record.workflow_id)
     return record.workflow_id
 
@@ -78,7 +75,15 @@ async def test_no_configured_secret_is_ever_logged_shown_or_stored(
     data_dir = tmp_path / "data"
     config_path = tmp_path / "config.yaml"
     with smtp_server() as smtp:
-        async with EchoSink() as sink:
+        async with HttpSink() as sink:
+            # A hostile sink: its first answer is a 500 whose body repeats the path and the
+            # credentials it was sent.
+            async def echo_credentials(got: Received) -> None:
+                if not sink.received:
+                    error = f"cannot accept {got.path} for {got.basic_auth}"
+                    sink.statuses.append((500, {"error": error}))
+
+            sink.on_receive = echo_credentials
             events = ["started", "completed", "failed"]
             notifiers = [
                 {
@@ -103,7 +108,9 @@ async def test_no_configured_secret_is_ever_logged_shown_or_stored(
                     "name": "json",
                     "plugin": "apprise",
                     "on": events,
-                    "options": {"urls": [sink.json_url(f"ops:{SINK_PASSWORD}")]},
+                    "options": {
+                        "urls": [sink.json_url("/notices", userinfo=f"ops:{SINK_PASSWORD}")]
+                    },
                 },
                 {"name": "dm", "plugin": "dm", "on": ["failed"], "options": {}},
             ]
@@ -112,11 +119,11 @@ async def test_no_configured_secret_is_ever_logged_shown_or_stored(
                 "notifiers": notifiers,
             }
             async with project_bot(emulator, data_dir, overrides, config_path=config_path) as bot:
-                completed = await run_one(emulator, bot, Steered())
-                failing = Steered()
+                completed = await run_one(emulator, bot, SteeredWorkflow())
+                failing = SteeredWorkflow()
                 failing.fail_with = "the site refused the crawler"
                 failed = await run_one(emulator, bot, failing)
-                crashing = Steered()
+                crashing = SteeredWorkflow()
                 crashing.crash_with = KeyError("pages")
                 crashed = await run_one(emulator, bot, crashing)
 
@@ -168,7 +175,8 @@ async def test_no_configured_secret_is_ever_logged_shown_or_stored(
     assert {r.notifier for r in rows} == {"mail", "hook", "hook-apprise", "json", "dm"}
     assert any(r.notifier == "mail" and r.status is OutboxStatus.FAILED for r in rows)
     assert any(r.attempts > 1 for r in rows if r.notifier in ("hook", "json"))
-    assert sink.received and all(r["auth"] == f"ops:{SINK_PASSWORD}" for r in sink.received)
+    assert sink.received and all(r.basic_auth == f"ops:{SINK_PASSWORD}" for r in sink.received)
+    assert sink.received[0].status == 500  # the hostile answer was given
     assert emulator.webhook_messages(hook_id)
     log = production_logs.text()
     assert "crashed" in log and "Traceback" in log and "KeyError" in log

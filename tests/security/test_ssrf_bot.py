@@ -20,9 +20,7 @@ below is typed into `/autointel` by a user; a local "internal service" (an admin
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,14 +31,12 @@ from aiohttp import web
 from notifier.app import NotifierBot
 from notifier.config import AutointelSettings
 from notifier.store import ResultQuery
-from notifier.testing import DiscordEmulator
-from notifier.testing.loopback import LoopbackServer
+from notifier.testing import DiscordEmulator, LoopbackServer, text_of, wait_until
 from notifier.testing.model import Message
+from notifier.testing.project_bot import project_bot
+from notifier.testing.site import table_resolver
 from notifier.workflows.autointel import build_autointel
 from notifier.workflows.netguard import NetGuard
-
-from .conftest import message_texts
-from .support import project_bot, wait_until
 
 NO_PRIVATE = {"autointel": {"allow_private_networks": False, "connect_timeout": 5.0}}
 
@@ -77,10 +73,6 @@ async def bot(emulator: DiscordEmulator, tmp_path: Path) -> AsyncIterator[Notifi
     async with project_bot(emulator, tmp_path / "data", NO_PRIVATE) as running:
         assert running.settings.autointel.allow_private_networks is False
         yield running
-
-
-def text_of(message: Message) -> str:
-    return "\n".join(message_texts(message))
 
 
 async def refused(emulator: DiscordEmulator, url: str) -> Message:
@@ -160,18 +152,12 @@ FAKE_DNS = {
 }
 
 
-async def fake_resolver(host: str) -> list[str]:
-    await asyncio.sleep(0)
-    try:
-        return list(FAKE_DNS[host.rstrip(".").lower()])
-    except KeyError:
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
-
-
 async def test_names_resolving_to_forbidden_addresses_are_refused(
     emulator: DiscordEmulator, bot: NotifierBot, internal: Service
 ) -> None:
-    bot.workflows["autointel"] = build_autointel(bot.settings.autointel, resolver=fake_resolver)
+    bot.workflows["autointel"] = build_autointel(
+        bot.settings.autointel, resolver=table_resolver(FAKE_DNS)
+    )
     wrong: list[str] = []
     for name, addresses in FAKE_DNS.items():
         message = await refused(emulator, f"http://{name}:{internal.port}/")

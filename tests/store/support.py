@@ -1,10 +1,8 @@
-"""Helpers for the store tests: record builders, a settable clock, metric reads, polling waits."""
+"""Helpers for the store tests: record builders, a settable clock, metric reads."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,17 +90,6 @@ async def finished(
 def metric(name: str, **labels: str) -> float:
     value = REGISTRY.get_sample_value(name, labels)
     return 0.0 if value is None else value
-
-
-async def wait_until(condition: Callable[[], bool], *, deadline_s: float = 15.0) -> None:
-    """Poll until `condition` holds. The deadline only stops a broken test from hanging; nothing
-    asserts how long it took."""
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + deadline_s
-    while not condition():
-        if loop.time() > give_up:
-            raise AssertionError("condition never became true")
-        await asyncio.sleep(0.01)
 
 
 def files_under(root: Path) -> dict[str, bytes]:

@@ -18,8 +18,9 @@ from notifier.errors import StoreError
 from notifier.records import WorkflowStatus
 from notifier.store import ResultStore
 from notifier.store.document import build_document, encode_document
+from notifier.testing import wait_until
 
-from .support import EXAMPLE_RESULT, finished, make_record, result_files, wait_until
+from .support import EXAMPLE_RESULT, finished, make_record, result_files
 
 CRASH_EXIT = 70
 

@@ -16,8 +16,9 @@ import pytest
 from notifier.config import StorageSettings
 from notifier.records import DeliveryState, WorkflowStatus
 from notifier.store import ResultStore
+from notifier.testing import wait_until
 
-from .support import EXAMPLE_RESULT, FakeClock, make_record, metric, result_files, wait_until
+from .support import EXAMPLE_RESULT, FakeClock, make_record, metric, result_files
 
 
 class FlakyDisk:

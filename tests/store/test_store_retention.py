@@ -10,8 +10,9 @@ from notifier.records import WorkflowStatus
 from notifier.store import ResultStore
 from notifier.store import files as store_files
 from notifier.store.sqlite.index import ResultIndex
+from notifier.testing import wait_until
 
-from .support import DAY_S, FakeClock, finished, make_record, metric, result_files, wait_until
+from .support import DAY_S, FakeClock, finished, make_record, metric, result_files
 
 
 class Crash(Exception):

@@ -16,6 +16,7 @@ import pytest
 from aiohttp import web
 
 from notifier.testing.loopback import serve_loopback
+from notifier.testing.site import table_resolver
 
 Resolver = Callable[[str], Awaitable[list[str]]]
 
@@ -32,13 +33,8 @@ FAKE_DNS: dict[str, list[str]] = {
 }
 
 
-async def fake_resolver(host: str) -> list[str]:
-    """Injected in place of getaddrinfo: answers from FAKE_DNS, else raises like getaddrinfo."""
-    await asyncio.sleep(0)
-    try:
-        return list(FAKE_DNS[host.rstrip(".").lower()])
-    except KeyError:
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known") from None
+# Injected in place of getaddrinfo: answers from FAKE_DNS, else raises like getaddrinfo.
+fake_resolver = table_resolver(FAKE_DNS)
 
 
 async def refusing_resolver(host: str) -> list[str]:
