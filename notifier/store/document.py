@@ -13,7 +13,6 @@ from __future__ import annotations
 import enum
 import json
 import math
-import re
 from typing import Any, Final
 
 import orjson
@@ -137,9 +136,11 @@ def _finite(value: object) -> object:
     return value
 
 
-# Where orjson.loads may lose an integer (beyond 64 bits, or below -2**63): 19 digits in a row.
-# The run may as well be inside a string or a float's fraction; those just take the slow path.
-_LONG_DIGIT_RUN: Final = re.compile(rb"[0-9]{19}")
+# Where orjson.loads may lose an integer (beyond 64 bits, or below -2**63): 19 digits in a row,
+# found as nineteen 9s once every digit is a 9 and every other byte a space. The run may as well
+# be inside a string or a float's fraction; those just take the standard library's path.
+_DIGITS_AS_NINES: Final = bytes(0x39 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_DIGIT_RUN: Final = b"9" * 19
 
 _ORJSON_OPTIONS: Final = (
     orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_APPEND_NEWLINE
@@ -161,10 +162,20 @@ def encode_document(document: dict[str, Any]) -> bytes:
     same rules. Not indented, for the same reason: operators read results with ``python -m
     notifier results export ID`` (or ``jq``), which print them indented.
     """
+    return _encode(document)[0]
+
+
+def _encode(document: dict[str, Any]) -> tuple[bytes, bool]:
+    """`encode_document`'s bytes, and whether orjson wrote them (then orjson reads them back
+    exactly: no integer beyond 64 bits, no lone surrogate)."""
     try:
-        return orjson.dumps(document, default=_fallback, option=_ORJSON_OPTIONS)
+        return orjson.dumps(document, default=_fallback, option=_ORJSON_OPTIONS), True
     except orjson.JSONEncodeError:
         pass
+    return _encode_standard(document), False
+
+
+def _encode_standard(document: dict[str, Any]) -> bytes:
     value: object = document
     try:
         try:
@@ -192,10 +203,11 @@ def read_back(data: bytes) -> Any:
     standard library for what orjson refuses, which our own encoder can write (an escaped lone
     surrogate, the ``NaN`` tokens of documents written before results became standard JSON), and
     for bytes holding a run of 19 digits or more: orjson reads an integer beyond 64 bits as a
-    float without a word, and an exact integer must stay exact. Raises UnicodeDecodeError,
-    ValueError or RecursionError for bytes that are not JSON at all.
+    float without a word, and an exact integer must stay exact. (The digits are found with
+    ``bytes.translate`` and ``in``: a regular expression took 0.7 ms per 80 KB.) Raises
+    UnicodeDecodeError, ValueError or RecursionError for bytes that are not JSON at all.
     """
-    if _LONG_DIGIT_RUN.search(data) is None:
+    if _LONG_DIGIT_RUN not in data.translate(_DIGITS_AS_NINES):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -206,9 +218,10 @@ def read_back(data: bytes) -> Any:
 def encode_for_storage(
     record: WorkflowRecord, result: dict[str, Any] | None
 ) -> tuple[bytes, dict[str, Any]]:
-    """The bytes to write for a finished record, and the document a reader of them will get."""
-    data = encode_document(build_document(record, result))
-    document: dict[str, Any] = read_back(data)
+    """The bytes to write for a finished record, and the document a reader of them will get
+    (`read_back`'s values; bytes orjson wrote are read back by orjson without a scan)."""
+    data, by_orjson = _encode(build_document(record, result))
+    document: dict[str, Any] = orjson.loads(data) if by_orjson else read_back(data)
     return data, document
 
 

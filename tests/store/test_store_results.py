@@ -379,6 +379,41 @@ async def test_a_result_is_stored_as_standard_json_whatever_it_holds(
     assert (await store.read_result(stored.workflow_id))["result"] == on_disk["result"]
 
 
+@pytest.mark.parametrize(
+    ("result", "as_stored"),
+    [
+        pytest.param(
+            {"n": float("nan"), "edges": [-(2**63), 2**64 - 1, 1e300], "set": {1}, "t": (2, 3)},
+            {"n": None, "edges": [-(2**63), 2**64 - 1, 1e300], "set": [1], "t": [2, 3]},
+            id="fast-encoder",
+        ),
+        pytest.param(
+            {"big": 2**70, "neg": -(2**70), "digits": "1" * 40},
+            {"big": 2**70, "neg": -(2**70), "digits": "1" * 40},
+            id="long-integers",
+        ),
+        pytest.param(
+            {"half": "a\udc80b", "big": 2**64}, {"half": "a\udc80b", "big": 2**64}, id="surrogate"
+        ),
+    ],
+)
+async def test_finish_hands_back_the_document_every_later_read_gets(
+    store: ResultStore, result: dict[str, object], as_stored: dict[str, object]
+) -> None:
+    """What the runner renders first is what /retrieve_results and the CLI read later, and an
+    integer stays exact (orjson would read one beyond 64 bits as a float)."""
+    record = make_record()
+    await store.create(record)
+
+    stored = await store.finish(record.workflow_id, status=WorkflowStatus.COMPLETED, result=result)
+
+    assert stored.document["result"] == as_stored
+    assert [type(v) for v in stored.document["result"].values()] == [
+        type(v) for v in as_stored.values()
+    ]
+    assert stored.document == await store.read_result(record.workflow_id)
+
+
 async def test_a_result_stored_with_nan_tokens_before_is_the_same_outcome_again(
     store: ResultStore, storage: StorageSettings
 ) -> None:
