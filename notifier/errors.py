@@ -58,8 +58,8 @@ class StoreError(NotifierError):
 class DiscordCallFailed(NotifierError):
     """A Discord call failed in a way the delivery ladder acts on.
 
-    `kind` is the classification (see `notifier.discord.session.FailureKind`); `status` and `code` are
-    Discord's HTTP status and JSON error code when there was a response.
+    `kind` is the classification (see `notifier.discord.session.FailureKind`); `status` and `code`
+    are Discord's HTTP status and JSON error code when there was a response.
     """
 
     def __init__(

@@ -80,7 +80,7 @@ _SUMMARY_KEY: Final = "summary"
 
 @dataclass(frozen=True, slots=True)
 class RenderedFile:
-    """An attachment: its name and its bytes (fits `discord_io.FileLike`)."""
+    """An attachment: its name and its bytes (fits `notifier.discord.io.FileLike`)."""
 
     filename: str
     data: bytes

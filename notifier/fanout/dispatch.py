@@ -1,7 +1,7 @@
 """The notifier fanout: one notice in, one durable outbox row per matching notifier, sent concurrently.
 
-`emit` only decides who gets a notice and writes the rows (see `notifier.outbox` for why that makes
-notices survive crashes); sending happens in one background task per row, each bounded by
+`emit` only decides who gets a notice and writes the rows (see `notifier.fanout.outbox` for why that
+makes notices survive crashes); sending happens in one background task per row, each bounded by
 `fanout.timeout`, so a slow or broken notifier never delays the workflow, the Discord delivery or
 the other notifiers. Failed attempts come back through the retry loop at their `next_attempt_at`.
 

@@ -109,7 +109,7 @@ class Runner:
         self._notify = notify
         self._running: dict[str, _Running] = {}
         self._closing = False
-        # One budget for every workflow's bot-token progress edits (see notifier.progress). A
+        # One budget for every workflow's bot-token progress edits (see notifier.runner.progress). A
         # limiter's burst must hold one edit, so a rate under 1/s is one edit per 1/rate seconds.
         rate = settings.progress.bot_edits_per_second
         burst = max(1.0, rate)

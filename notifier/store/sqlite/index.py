@@ -447,7 +447,7 @@ class ResultIndex:
         created later than the worst row kept. Rows that share ``created_at`` sort by id, so the
         rows below the walk come after them, as ORDER BY created_at DESC, id DESC wants. For an
         ASCII needle the walk goes over the rows holding its rarest trigrams, each tested with
-        ``instr`` (`notifier.store.url_terms` says why); otherwise over the exact phrase matches.
+        ``instr`` (`url_terms` says why); otherwise over the exact phrase matches.
         """
         where, params = self._where(query, url=False)
         needle = query.url_contains or ""
