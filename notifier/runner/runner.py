@@ -326,23 +326,18 @@ class Runner:
         record = running.record
         duration_s = time.monotonic() - running.started_monotonic
         state = running.throttle.latest or running.state
-        stored = await self._persist(
-            record,
-            status,
-            result,
-            error,
-            stage=state.stage if state else "",
-            progress=state.progress if state else None,
-        )
+        stage, progress = (state.stage, state.progress) if state else ("", None)
+        stored = await self._persist(record, status, result, error, stage=stage, progress=progress)
         WORKFLOW_DURATION.labels(command=record.command).observe(duration_s)
-        if status is WorkflowStatus.COMPLETED and running.delivery.shows_status:
+        # The stored status: a result the store could not hold at all was stored as failed.
+        if stored.record.status is WorkflowStatus.COMPLETED and running.delivery.shows_status:
             await running.throttle.finish(ProgressState("done", 1.0, "", time.time()))
         else:
             # Failed, cancelled, or no status message was ever posted (a bot-token status still
             # waiting for the shared edit budget): the result or error message says it all, and
             # posting a status first would only spend one more request of Discord's 50/s.
             await running.throttle.close()
-        await self._notify_outcome(stored, duration_s=duration_s)
+        await self._notify_outcome(stored, duration_s=duration_s, stage=stage, progress=progress)
         await self._deliver_outcome(stored, running.delivery, give_up=True)
 
     async def _persist(
@@ -384,19 +379,20 @@ class Runner:
                 progress=progress,
             )
 
-    async def _notify_outcome(self, stored: StoredResult, *, duration_s: float | None) -> None:
-        record, result = stored.record, stored.result or {}
-        event = _OUTCOME_EVENTS.get(record.status, Event.FAILED)
-        progress = result.get("last_progress")
+    async def _notify_outcome(
+        self, stored: StoredResult, *, duration_s: float | None, stage: str, progress: float | None
+    ) -> None:
+        """The fanout hears the outcome; its summary is drawn from the stored result."""
+        record = stored.record
         await self._emit(
             self._notice(
                 record,
-                event,
-                duration_s=record.duration_s if duration_s is None else duration_s,
+                _OUTCOME_EVENTS.get(record.status, Event.FAILED),
+                duration_s=duration_s,
                 summary=_summary(stored.result),
                 error=record.error,
-                stage=str(result.get("last_stage") or record.stage),
-                progress=float(progress) if isinstance(progress, int | float) else None,
+                stage=stage,
+                progress=progress,
             )
         )
 
@@ -490,7 +486,9 @@ class Runner:
                 stage=record.stage,
                 progress=record.progress,
             )
-            await self._notify_outcome(stored, duration_s=None)
+            await self._notify_outcome(
+                stored, duration_s=None, stage=record.stage, progress=record.progress
+            )
             rung = await self._deliver_outcome(stored, self._ladder_for(record), give_up=False)
             settled.add(record.workflow_id)
             interrupted += 1
