@@ -55,6 +55,9 @@ class NotifierBot(commands.Bot):
             intents=intents,
             default_guild_ids=guild_ids,
             guild_ready_timeout=guild_ready_timeout_s,
+            # Everything nextcord sends for us (command replies, followups) pings nobody unless a
+            # call says otherwise; the ladder's own requests say it in every payload (io.py).
+            allowed_mentions=nextcord.AllowedMentions.none(),
         )
         self.settings = settings
         self.config_path = config_path
