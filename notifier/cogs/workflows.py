@@ -10,11 +10,11 @@ from nextcord.ext import commands
 
 from ..discord.access import NOT_FOUND_TEXT, can_access
 from ..discord.io import OutgoingMessage
-from ..discord.messages import progress_message
+from ..discord.messages import progress_message, retrieval_hint
 from ..discord.replies import attachment_limit, defer, reply_ephemeral
 from ..discord.session import InteractionLease, call_discord
 from ..errors import DiscordCallFailed, InvalidWorkflowId, NotifierError
-from ..records import ProgressState, WorkflowRecord, validate_workflow_id
+from ..records import ProgressState, WorkflowRecord, WorkflowStatus, validate_workflow_id
 from ..runner.runner import RunnerBusy, WorkflowRequest
 from ..workflows.autointel import DEPTHS
 from ..workflows.contract import InvalidWorkflowOptions
@@ -63,29 +63,36 @@ class WorkflowsCog(commands.Cog):
         )
         spec = services.workflows[command]
         try:
-            services.runner.check_capacity(interaction.user.id)
-            clean = await spec.validate(options)
-        except (InvalidWorkflowOptions, RunnerBusy) as exc:
-            await self._refuse(interaction, str(exc), private=private, lease=lease)
-            return
-        request = WorkflowRequest(
-            command=command,
-            options=clean,
-            user_id=interaction.user.id,
-            user_name=str(interaction.user),
-            guild_id=interaction.guild_id,
-            channel_id=interaction.channel_id,
-            ephemeral=private,
-            token=token,
-            interaction_created_at=interaction.created_at.timestamp(),
-            attachment_limit_bytes=attachment_limit(interaction),
-        )
-        estimate_s = await services.runner.estimate_s(command, clean.get("depth", ""))
-        try:
-            record = await services.runner.start(request, spec.run, estimate_s=estimate_s)
+            slot = services.runner.reserve(interaction.user.id)  # the check and the place, at once
         except RunnerBusy as exc:
             await self._refuse(interaction, str(exc), private=private, lease=lease)
             return
+        with slot:
+            try:
+                clean = await spec.validate(options)
+            except InvalidWorkflowOptions as exc:
+                await self._refuse(interaction, str(exc), private=private, lease=lease)
+                return
+            request = WorkflowRequest(
+                command=command,
+                options=clean,
+                user_id=interaction.user.id,
+                user_name=str(interaction.user),
+                guild_id=interaction.guild_id,
+                channel_id=interaction.channel_id,
+                ephemeral=private,
+                token=token,
+                interaction_created_at=interaction.created_at.timestamp(),
+                attachment_limit_bytes=attachment_limit(interaction),
+            )
+            estimate_s = await services.runner.estimate_s(command, clean.get("depth", ""))
+            try:
+                record = await services.runner.start(
+                    request, spec.run, estimate_s=estimate_s, slot=slot
+                )
+            except RunnerBusy as exc:
+                await self._refuse(interaction, str(exc), private=private, lease=lease)
+                return
         logger.debug("workflow {} accepted from the slash command", record.workflow_id)
 
     async def _refuse(
@@ -155,18 +162,36 @@ class WorkflowsCog(commands.Cog):
         if record is None:
             return
         if not self.services.runner.is_running(record.workflow_id):
-            await reply_ephemeral(
-                interaction, f"Workflow `{record.workflow_id}` is not running ({record.status})."
-            )
+            await reply_ephemeral(interaction, self._not_cancelled(record))
             return
         await defer(interaction, ephemeral=True)
-        cancelled = await self.services.runner.cancel(record.workflow_id, reason="cancelled")
-        text = (
-            f"Cancelled workflow `{record.workflow_id}`."
-            if cancelled
-            else f"Workflow `{record.workflow_id}` had already finished."
+        if await self.services.runner.cancel(record.workflow_id, reason="cancelled"):
+            await reply_ephemeral(interaction, f"Cancelled workflow `{record.workflow_id}`.")
+            return
+        # Its body had ended: the outcome is stored (or being stored) and on its way; say so.
+        try:
+            record = await self.services.store.get(record.workflow_id) or record
+        except NotifierError as exc:
+            logger.error("lookup of {} failed: {}", record.workflow_id, exc)
+        await reply_ephemeral(interaction, self._not_cancelled(record))
+
+    @staticmethod
+    def _not_cancelled(record: WorkflowRecord) -> str:
+        if record.status is WorkflowStatus.RUNNING:  # finishing: its result is being stored
+            return (
+                f"Workflow `{record.workflow_id}` had already finished; its result is being "
+                f"stored and delivered. Any time: {retrieval_hint(record.workflow_id)}"
+            )
+        if record.status is WorkflowStatus.LOST:
+            return f"Workflow `{record.workflow_id}` is not running (its result was lost)."
+        ended = {
+            WorkflowStatus.INTERRUPTED: "was interrupted",
+            WorkflowStatus.CANCELLED: "was cancelled",
+        }.get(record.status, record.status.value)
+        return (
+            f"Workflow `{record.workflow_id}` is not running: it {ended} and its result is "
+            f"stored. Retrieve it with {retrieval_hint(record.workflow_id)}"
         )
-        await reply_ephemeral(interaction, text)
 
     async def _lookup(
         self, interaction: nextcord.Interaction, workflow_id: str

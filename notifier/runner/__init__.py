@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from .progress import ProgressThrottle
-from .runner import Runner, RunnerBusy, WorkflowBody, WorkflowRequest
+from .runner import Runner, RunnerBusy, Slot, WorkflowBody, WorkflowRequest
 
-__all__ = ["ProgressThrottle", "Runner", "RunnerBusy", "WorkflowBody", "WorkflowRequest"]
+__all__ = [
+    "ProgressThrottle",
+    "Runner",
+    "RunnerBusy",
+    "Slot",
+    "WorkflowBody",
+    "WorkflowRequest",
+]

@@ -45,7 +45,7 @@ from ..records import ProgressState, StoredResult, WorkflowRecord, WorkflowStatu
 from ..store import ResultNotStorable, ResultStore, WorkflowExists
 from .progress import ProgressThrottle
 
-__all__ = ["Runner", "RunnerBusy", "WorkflowBody", "WorkflowRequest"]
+__all__ = ["Runner", "RunnerBusy", "Slot", "WorkflowBody", "WorkflowRequest"]
 
 Report = Callable[..., None]
 WorkflowBody = Callable[[Mapping[str, str], Report], Awaitable[dict[str, Any]]]
@@ -62,6 +62,37 @@ _OUTCOME_EVENTS: dict[WorkflowStatus, Event] = {
 
 class RunnerBusy(NotifierError):
     """A concurrency limit is reached; the message says which, for the user."""
+
+
+class Slot:
+    """A place among the running workflows, held from the capacity check until the workflow
+    counts as running, or until the start fails.
+
+    Taking a slot is the check (`Runner.reserve`, with no await between counting and taking), so
+    commands arriving together cannot all pass the check before any of them starts: without it,
+    twelve simultaneous commands from one user with ``max_per_user: 3`` started twelve, because
+    validation, the estimate and the store's row are awaited before a workflow is running.
+    Use it as a context manager: leaving the block gives the place back unless the workflow took
+    it (`Runner.start`).
+    """
+
+    __slots__ = ("_give_back", "held", "user_id")
+
+    def __init__(self, user_id: int, give_back: Callable[[Slot], None]) -> None:
+        self.user_id = user_id
+        self.held = True
+        self._give_back = give_back
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._give_back(self)
+
+    def __enter__(self) -> Slot:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +121,9 @@ class _Running:
     cancel_reason: str | None = None
     state: ProgressState | None = None
     helpers: list[asyncio.Task[Any]] = field(default_factory=list)
+    # Set the moment the body has ended: from then on the outcome is being stored and
+    # delivered, and a cancel must not cut that short (nor call a stored result "cancelled").
+    concluding: bool = False
 
 
 class Runner:
@@ -108,6 +142,7 @@ class Runner:
         self._io = io
         self._notify = notify
         self._running: dict[str, _Running] = {}
+        self._reserved: Counter[int] = Counter()  # slots taken, per user, not yet running
         self._closing = False
         # One budget for every workflow's bot-token progress edits (see notifier.runner.progress). A
         # limiter's burst must hold one edit, so a rate under 1/s is one edit per 1/rate seconds.
@@ -119,6 +154,9 @@ class Runner:
 
     def running_for(self, user_id: int) -> int:
         return sum(1 for r in self._running.values() if r.record.user_id == user_id)
+
+    def _counted(self) -> int:
+        return len(self._running) + self._reserved.total()
 
     def is_running(self, workflow_id: str) -> bool:
         return workflow_id in self._running
@@ -140,19 +178,28 @@ class Runner:
 
     # -- start ---------------------------------------------------------------------------------
 
-    def check_capacity(self, user_id: int) -> None:
+    def reserve(self, user_id: int) -> Slot:
+        """Take a place for a workflow of `user_id`, or raise RunnerBusy saying which limit is
+        reached. Workflows starting count like running ones (see `Slot`)."""
         limits = self._settings.runner
         if self._closing:
             raise RunnerBusy("The bot is shutting down; please try again in a minute.")
-        if len(self._running) >= limits.max_concurrent:
+        if self._counted() >= limits.max_concurrent:
             raise RunnerBusy(
                 f"{limits.max_concurrent} workflows are already running; please try again later."
             )
-        if self.running_for(user_id) >= limits.max_per_user:
+        if self.running_for(user_id) + self._reserved[user_id] >= limits.max_per_user:
             raise RunnerBusy(
                 f"You already have {limits.max_per_user} workflows running; wait for one to "
                 "finish or cancel one with `/workflow cancel`."
             )
+        self._reserved[user_id] += 1
+        return Slot(user_id, self._give_back)
+
+    def _give_back(self, slot: Slot) -> None:
+        self._reserved[slot.user_id] -= 1
+        if self._reserved[slot.user_id] <= 0:
+            del self._reserved[slot.user_id]
 
     async def start(
         self,
@@ -161,9 +208,29 @@ class Runner:
         *,
         estimate_s: float | None = None,
         workflow_id: str | None = None,
+        slot: Slot | None = None,
     ) -> WorkflowRecord:
-        """Store the workflow as running and start it in the background. Returns at once."""
-        self.check_capacity(request.user_id)
+        """Store the workflow as running and start it in the background. Returns at once.
+
+        `slot` is the place `reserve` gave the caller; without one, one is taken here (RunnerBusy
+        when the limits are reached). The workflow takes it over once it runs; a failed start
+        gives it back.
+        """
+        with slot or self.reserve(request.user_id) as held:
+            return await self._start(request, body, held, estimate_s, workflow_id)
+
+    async def _start(
+        self,
+        request: WorkflowRequest,
+        body: WorkflowBody,
+        slot: Slot,
+        estimate_s: float | None,
+        workflow_id: str | None,
+    ) -> WorkflowRecord:
+        if not slot.held:
+            raise RuntimeError("this slot was given back already; reserve another")
+        if self._closing:
+            raise RunnerBusy("The bot is shutting down; please try again in a minute.")
         record = WorkflowRecord(
             workflow_id=workflow_id or new_workflow_id(),
             command=request.command,
@@ -240,6 +307,7 @@ class Runner:
             asyncio.create_task(delivery.watch_handoff(self._handoff_builder(record)))
         )
         self._running[record.workflow_id] = running
+        slot.release()  # the running workflow counts now, in the same step
         WORKFLOWS_RUNNING.set(len(self._running))
         # The first status shows the workflow id at once; later edits are throttled.
         throttle.report(ProgressState("starting", 0.0, "", time.time()))
@@ -298,8 +366,19 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 - the workflow's own bug; logged, reported, stored
             logger.opt(exception=exc).error("workflow {} crashed", record.workflow_id)
             status, error = WorkflowStatus.FAILED, f"internal error ({type(exc).__name__})"
+        running.concluding = True  # no await since the body ended: no cancel got in between
         try:
             await self._conclude(running, status, result, error)
+        except StoreError as exc:
+            # The store refused the outcome (another result is already stored under this id, or
+            # the row vanished): nothing can be delivered that the store does not hold. Never
+            # silent: the log says it, and operators hear it through the fanout.
+            logger.error(
+                "workflow {}: its outcome was not stored, so it is not delivered: {}",
+                record.workflow_id,
+                exc,
+            )
+            await self._emit(self._notice(record, Event.STORAGE_ERROR, error=str(exc)))
         finally:
             for helper in running.helpers:
                 helper.cancel()
@@ -446,14 +525,25 @@ class Runner:
     # -- control -------------------------------------------------------------------------------
 
     async def cancel(self, workflow_id: str, *, reason: str = "cancelled") -> bool:
+        """Stop a running workflow; False if it is not running any more, or if its body has
+        already ended and its outcome is being stored and delivered (then it goes on)."""
         running = self._running.get(workflow_id)
-        if running is None or running.task.done():
+        if running is None or running.task.done() or running.concluding:
             return False
         running.cancel_reason = reason
         running.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running.task
         return True
+
+    async def _stop(self, workflow_id: str) -> None:
+        """At shutdown: interrupt a workflow, or let one whose outcome is being delivered end."""
+        running = self._running.get(workflow_id)
+        if running is None:
+            return
+        if not await self.cancel(workflow_id, reason="shutdown"):
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(running.task)
 
     async def shutdown(self) -> None:
         """Mark running workflows interrupted (their users are told) and stop them."""
@@ -464,9 +554,7 @@ class Runner:
         grace = self._settings.runner.shutdown_grace
         try:
             async with asyncio.timeout(grace + 30.0):
-                await asyncio.gather(
-                    *(self.cancel(wid, reason="shutdown") for wid in ids), return_exceptions=True
-                )
+                await asyncio.gather(*(self._stop(wid) for wid in ids), return_exceptions=True)
         except TimeoutError:
             logger.error("workflows did not stop in time; their rows stay 'running' for recovery")
 

@@ -59,6 +59,39 @@ async def test_the_per_user_limit_refuses_a_second_workflow(
     steered.release.set()
 
 
+@pytest.mark.notifier_config({"runner": {"max_per_user": 3, "max_concurrent": 20}})
+async def test_twelve_simultaneous_commands_from_one_user_start_exactly_the_limit(
+    emulator: DiscordEmulator, bot: NotifierBot
+) -> None:
+    """The limit holds when commands arrive together: each takes its place in the same step as
+    the check, before the awaits of validation, the estimate and the store's row."""
+    steered = SteeredWorkflow()
+    steered.install(bot)
+
+    handles = await asyncio.gather(
+        *(
+            emulator.trigger_command("autointel", {"url": f"http://x/{i}"}, user="alice")
+            for i in range(12)
+        )
+    )
+    answers = [
+        await handle.wait_for_message(
+            lambda m: "❌" in m.content or "Workflow id" in text_of(m), timeout_s=15
+        )
+        for handle in handles
+    ]
+
+    refused = [a for a in answers if "❌" in a.content]
+    started = [a for a in answers if "❌" not in a.content]
+    assert len(started) == 3, [text_of(a)[:80] for a in answers]
+    assert all("already have 3 workflows running" in a.content and a.ephemeral for a in refused)
+    assert len(refused) == 9
+    assert bot.runner.running_for(emulator.users["alice"].id) == 3
+    steered.release.set()
+    await wait_until(lambda: bot.runner.running_for(emulator.users["alice"].id) == 0)
+    assert len(await bot.store.search(ResultQuery(status=WorkflowStatus.COMPLETED))) == 3
+
+
 @pytest.mark.notifier_config(
     {"warnings": {"threshold": 600, "default_estimates": {"autointel": {"deep": 900}}}}
 )
@@ -155,3 +188,53 @@ async def test_autointel_on_a_real_site_stores_and_delivers_its_analysis(
     document = await bot.store.read_result(record.workflow_id)
     assert document["result"]["pages_analysed"] == 5
     assert len(site.hits) == 5
+
+
+async def test_cancel_once_the_result_is_stored_says_so_and_the_result_still_arrives(
+    emulator: DiscordEmulator, bot: NotifierBot
+) -> None:
+    steered = SteeredWorkflow()
+    steered.install(bot)
+    handle = await emulator.trigger_command("autointel", {"url": "http://x/"}, user="alice")
+    await steered.started.wait()
+    # The result's post to the interaction is held 3 s by "Discord": the result is stored and
+    # on its way when the cancel comes.
+    held = emulator.inject_fault("POST", "/webhooks/*", "hang", count=1, delay_s=3.0)
+    steered.release.set()
+    await wait_until(lambda: held.remaining == 0, what="the result's post to be held")
+
+    cancel = await emulator.trigger_command(
+        "workflow", {"workflow_id": await _only_id(bot)}, subcommand="cancel", user="alice"
+    )
+    answer = await cancel.wait_for_message(timeout_s=10)
+
+    assert answer.ephemeral
+    assert "completed and its result is stored" in answer.content
+    assert "/retrieve_results" in answer.content
+    await handle.wait_for_message(lambda m: "Steered result" in text_of(m), timeout_s=15)
+    (row,) = await bot.store.search(ResultQuery())
+    assert row.status is WorkflowStatus.COMPLETED
+
+
+async def _only_id(bot: NotifierBot) -> str:
+    (row,) = await bot.store.search(ResultQuery())
+    return row.workflow_id
+
+
+async def test_an_outcome_the_store_refuses_is_logged_at_error_with_the_workflow_id(
+    emulator: DiscordEmulator, bot: NotifierBot, captured_logs: list[str]
+) -> None:
+    steered = SteeredWorkflow()
+    steered.install(bot)
+    await emulator.trigger_command("autointel", {"url": "http://x/"}, user="alice")
+    await steered.started.wait()
+    workflow_id = await _only_id(bot)
+    # Someone else's outcome got stored under this id first (as a second bot on the same
+    # storage path would do): the store never overwrites it.
+    await bot.store.finish(workflow_id, status=WorkflowStatus.FAILED, result=None, error="other")
+    steered.release.set()
+
+    await wait_until(lambda: not bot.runner.is_running(workflow_id))
+
+    errors = [line for line in captured_logs if "| ERROR" in line and workflow_id in line]
+    assert any("its outcome was not stored" in line for line in errors), captured_logs[-5:]
