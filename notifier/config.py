@@ -74,6 +74,7 @@ class DiscordSettings(_Section):
     safety_margin: float = Field(default=5.0, ge=0)
     guild_ids: tuple[int, ...] = ()
     admin_role_ids: tuple[int, ...] = ()
+    operator_user_ids: tuple[int, ...] = ()
 
     @field_validator("token", mode="before")
     @classmethod

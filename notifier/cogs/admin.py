@@ -1,11 +1,11 @@
-"""`/notifier reload`: apply an edited config.yaml without a restart (admins only)."""
+"""`/notifier reload`: apply an edited config.yaml without a restart (the bot's operators only)."""
 
 from __future__ import annotations
 
 import nextcord
 from nextcord.ext import commands
 
-from ..discord.access import is_admin
+from ..discord.access import is_operator
 from ..discord.replies import defer, reply_ephemeral
 from ..errors import ConfigError
 from .services import Services
@@ -17,14 +17,20 @@ class AdminCog(commands.Cog):
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    @nextcord.slash_command(name="notifier", description="Operate the notifier")
+    @nextcord.slash_command(
+        name="notifier",
+        description="Operate the notifier",
+        # Discord shows it only to members with Manage Server (server admins may change that in
+        # their settings); who may run it is decided here, by `is_operator`, wherever it is seen.
+        default_member_permissions=nextcord.Permissions(manage_guild=True),
+    )
     async def notifier(self, interaction: nextcord.Interaction) -> None:
         """Parent of the subcommands; Discord never invokes it directly."""
 
     @notifier.subcommand(name="reload", description="Re-read config.yaml and apply its notifiers")
     async def reload(self, interaction: nextcord.Interaction) -> None:
-        if not is_admin(interaction, self.services.settings.discord.admin_role_ids):
-            await reply_ephemeral(interaction, "❌ Only server admins may reload the notifier.")
+        if not is_operator(interaction, self.services.settings.discord):
+            await reply_ephemeral(interaction, "❌ Only the bot's operators may reload it.")
             return
         await defer(interaction, ephemeral=True)
         try:

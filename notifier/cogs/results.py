@@ -132,7 +132,12 @@ class ResultsCog(commands.Cog):
                 f"`python -m notifier results show {record.workflow_id}`.",
             )
             return
-        if not await defer(interaction, ephemeral=record.ephemeral):
+        # Public only for its owner's own public workflow: an admin's copy of someone else's
+        # result stays between the admin and the bot, wherever the admin asks.
+        private = (
+            record.ephemeral or interaction.user is None or (interaction.user.id != record.user_id)
+        )
+        if not await defer(interaction, ephemeral=private):
             ORPHANED_RESULTS_RETRIEVED.labels(success="false").inc()
             return
         try:
@@ -142,30 +147,35 @@ class ResultsCog(commands.Cog):
             ORPHANED_RESULTS_RETRIEVED.labels(success="false").inc()
             await self._fail_privately(
                 interaction,
-                record,
+                private,
                 "❌ The stored result could not be read; an operator can inspect it with "
                 f"`python -m notifier results show {record.workflow_id}`.",
             )
             return
         stored = StoredResult(record, document)
         rendered = render_result(stored, attachment_limit_bytes=attachment_limit(interaction))
-        sent = await self._send(interaction, record, rendered)
+        sent = await self._send(interaction, record, rendered, private=private)
         if not sent and rendered.files:
             # Discord refused the upload after all (a smaller limit than announced, the request
             # too large): the summary, with the operator's export command, still gets through.
             summary = render_result(stored, attachment_limit_bytes=0)
-            sent = await self._send(interaction, record, summary)
+            sent = await self._send(interaction, record, summary, private=private)
         ORPHANED_RESULTS_RETRIEVED.labels(success="true" if sent else "false").inc()
         if not sent:
             await self._fail_privately(
                 interaction,
-                record,
+                private,
                 "❌ The result could not be sent here; it is stored, and an operator can export "
                 f"it with `{export_command(record.workflow_id)}`.",
             )
 
     async def _send(
-        self, interaction: nextcord.Interaction, record: WorkflowRecord, rendered: RenderedResult
+        self,
+        interaction: nextcord.Interaction,
+        record: WorkflowRecord,
+        rendered: RenderedResult,
+        *,
+        private: bool,
     ) -> bool:
         files = [nextcord.File(io.BytesIO(f.data), filename=f.filename) for f in rendered.files]
         try:
@@ -173,7 +183,7 @@ class ResultsCog(commands.Cog):
                 content=rendered.content,
                 embeds=[nextcord.Embed.from_dict(e) for e in rendered.embeds],
                 files=files,
-                ephemeral=record.ephemeral,
+                ephemeral=private,
             )
         except nextcord.HTTPException as exc:
             logger.warning(
@@ -187,11 +197,11 @@ class ResultsCog(commands.Cog):
         return True
 
     async def _fail_privately(
-        self, interaction: nextcord.Interaction, record: WorkflowRecord, text: str
+        self, interaction: nextcord.Interaction, private: bool, text: str
     ) -> None:
         """An error after a public defer: the public "thinking" message goes (the first followup
         would fill it, publicly), and the error is sent to the caller alone."""
-        if not record.ephemeral:
+        if not private:
             try:
                 await interaction.delete_original_message()
             except nextcord.HTTPException as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shlex
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +39,15 @@ def readme_token_command() -> list[str]:
     return words[1:]
 
 
-def write_config(tmp_path: Path, *, metrics_port: int | None = None) -> Path:
+def write_config(
+    tmp_path: Path, *, metrics_port: int | None = None, operators: Sequence[int] = ()
+) -> Path:
     text = (ROOT / "config.yaml").read_text(encoding="utf-8")
     replacements = {"  path: ./data\n": f"  path: {tmp_path / 'data'}\n"}
     if metrics_port is not None:
         replacements["  listen:\n"] = f"  listen: 127.0.0.1:{metrics_port}\n"
+    if operators:
+        replacements["  operator_user_ids: []\n"] = f"  operator_user_ids: {list(operators)}\n"
     for old, new in replacements.items():
         assert text.count(old) == 1, old
         text = text.replace(old, new)
@@ -107,7 +112,7 @@ async def test_run_bot_with_a_token_connects_serves_metrics_and_stops_on_sigterm
 async def test_sighup_reloads_the_config_and_an_invalid_edit_is_rejected(
     emulator: DiscordEmulator, tmp_path: Path
 ) -> None:
-    config = write_config(tmp_path)
+    config = write_config(tmp_path, operators=[emulator.users["carol"].id])
     original = config.read_text(encoding="utf-8")
     env = script_env(DISCORD_TOKEN=emulator.bot_token, DISCORD_API_BASE=emulator.api_base)
     async with CapturedProcess.running(
@@ -142,10 +147,11 @@ async def test_sighup_reloads_the_config_and_an_invalid_edit_is_rejected(
         assert "the running configuration stays" in line
         assert bot.process.returncode is None
 
-        # README: `/notifier reload` does the same for admins (carol has Manage Server).
+        # README: `/notifier reload` does the same for the bot's operators (carol is one).
         config.write_text(original, encoding="utf-8")
         refused = await emulator.trigger_command("notifier", subcommand="reload", user="bob")
-        assert "Only server admins" in (await refused.wait_for_message(timeout_s=15)).content
+        refusal = (await refused.wait_for_message(timeout_s=15)).content
+        assert "Only the bot's operators" in refusal
         done = await emulator.trigger_command("notifier", subcommand="reload", user="carol")
         answer = await done.wait_for_message(lambda m: "Reloaded" in m.content, timeout_s=15)
         assert answer.ephemeral

@@ -12,18 +12,20 @@ Callers, each asking in the guild's `general` channel unless marked DM:
 | dave        | `moderator` role: listed in `admin_role_ids`, no permission at all | yes    |
 | erin        | `helper` role: MANAGE_MESSAGES only, not listed                    | no     |
 | frank       | `manager` role: MANAGE_GUILD, not listed                           | yes    |
-| grace (DM)  | shares no guild with the bot                                       | no     |
+| grace (DM)  | shares no guild with the bot; the bot's operator (`operator_user_ids`) | no  |
 
 `/retrieve_results`, `/workflow status` and `/workflow cancel` on alice's workflow: the owner (from
 anywhere) and the guild's admins (from the guild) get it; everyone else gets exactly the answer an
-unknown id gets, ephemeral, so a workflow's existence never leaks. `/results` lists the caller's
-own workflows only, for admins too, and its buttons obey only the caller. `/notifier reload`:
-admins in the guild only.
+unknown id gets, ephemeral, so a workflow's existence never leaks; an admin's copy of someone
+else's result is private. `/results` lists the caller's own workflows only, for admins too, and
+its buttons obey only the caller. `/notifier reload` changes the configuration every guild shares:
+the bot's operators only (a listed user anywhere; an admin role only in the bot's own guilds).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,8 +73,8 @@ CALLERS = [
 ]
 # Who may see and control a workflow alice ran in the guild.
 ALICES_WORKFLOW = {"alice", "alice (DM)", "carol", "dave", "frank"}
-# Who may reload the notifier.
-ADMINS = {"alice", "carol", "dave", "frank"}
+# Who may reload the notifier of a bot registered in every guild (no `guild_ids`): its operator.
+OPERATORS = {"grace (DM)"}
 
 
 @dataclass
@@ -82,8 +84,8 @@ class World:
     config_path: Path
 
 
-@pytest.fixture
-async def world(emulator: DiscordEmulator, tmp_path: Path) -> AsyncIterator[World]:
+def _people(emulator: DiscordEmulator) -> list[int]:
+    """The callers of the table above; returns the ids of the roles `admin_role_ids` lists."""
     moderator = emulator.add_role("moderator", 0)
     emulator.add_role("helper", permissions.MANAGE_MESSAGES)
     emulator.add_role("manager", permissions.MANAGE_GUILD)
@@ -91,22 +93,33 @@ async def world(emulator: DiscordEmulator, tmp_path: Path) -> AsyncIterator[Worl
     emulator.add_user("erin", roles=["helper"])
     emulator.add_user("frank", roles=["manager"])
     emulator.add_user("grace", in_guild=False)
-    admin_roles = [emulator.roles["admin"].id, moderator.id]
+    return [emulator.roles["admin"].id, moderator.id]
+
+
+@asynccontextmanager
+async def _world(
+    emulator: DiscordEmulator, tmp_path: Path, discord: dict[str, Any]
+) -> AsyncIterator[World]:
     config = {
-        "discord": {
-            "token": emulator.bot_token,
-            "api_base": emulator.api_base,
-            "admin_role_ids": admin_roles,
-        },
+        "discord": {"token": emulator.bot_token, "api_base": emulator.api_base, **discord},
         "storage": {"path": str(tmp_path / "data")},
         "fanout": {"plugin_dirs": [str(PROJECT_ROOT / "plugins")]},
         "notifiers": [{"name": "ops-dm", "plugin": "dm", "on": ["failed"], "options": {}}],
     }
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    overrides = {"discord": {"admin_role_ids": admin_roles}}
+    overrides = {"discord": discord}
     async with project_bot(emulator, tmp_path / "data", overrides, config_path=config_path) as bot:
         yield World(emulator, bot, config_path)
+
+
+@pytest.fixture
+async def world(emulator: DiscordEmulator, tmp_path: Path) -> AsyncIterator[World]:
+    """The bot registered in every guild; grace is its operator."""
+    admin_roles = _people(emulator)
+    discord = {"admin_role_ids": admin_roles, "operator_user_ids": [emulator.users["grace"].id]}
+    async with _world(emulator, tmp_path, discord) as world:
+        yield world
 
 
 async def ask(
@@ -169,6 +182,12 @@ async def test_retrieve_results_gives_the_result_to_its_owner_and_guild_admins_o
             got = title in text_of(message)
             if caller.label in allowed and not got:
                 wrong.append(f"{caller.label} was refused {title!r}: {message.content!r}")
+            # The owner's public result is answered as asked; anyone else's copy is private.
+            owner = title.startswith(caller.name.capitalize())
+            if got and message.ephemeral == owner:
+                wrong.append(
+                    f"{caller.label} got {title!r} {'privately' if message.ephemeral else 'in public'}"
+                )
             if caller.label not in allowed and not refused_like_unknown(message, unknown):
                 wrong.append(
                     f"{caller.label} was not refused {title!r}: {text_of(message)[:200]!r}"
@@ -289,29 +308,51 @@ async def test_workflow_cancel_obeys_the_owner_and_admins_only(world: World) -> 
     assert wrong == []
 
 
-async def test_notifier_reload_is_for_guild_admins_only(
-    world: World, request: pytest.FixtureRequest
-) -> None:
-    emulator = world.emulator
-    reloads: list[str] = []  # the bot logs each reload it applies
+async def _reloads(world: World, callers: list[Caller], allowed: set[str]) -> list[str]:
+    """Ask each caller to reload; return what went wrong (an answer in public, an operator
+    refused, anyone else obeyed). Each reload the bot applies is in its log."""
+    reloads: list[str] = []
     sink_id = logger.add(
         lambda line: reloads.append(str(line)),
         filter=lambda r: r["message"].startswith("configuration reloaded from"),
     )
-    request.addfinalizer(lambda: logger.remove(sink_id))
     wrong: list[str] = []
-    for caller in CALLERS:
-        before = len(reloads)
-        message = await ask(emulator, caller, "notifier", {}, "reload")
-        if not message.ephemeral:
-            wrong.append(f"{caller.label}: the answer is public")
-        if caller.label in ADMINS:
-            if (
-                "✅ Reloaded. Notifiers: ops-dm" not in message.content
-                or len(reloads) != before + 1
-            ):
-                wrong.append(f"{caller.label} could not reload: {message.content!r}")
-        elif "Only server admins" not in message.content or len(reloads) != before:
-            wrong.append(f"{caller.label} was not refused: {message.content!r}")
-    assert wrong == []
-    assert len(reloads) == len(ADMINS)
+    try:
+        for caller in callers:
+            before = len(reloads)
+            message = await ask(world.emulator, caller, "notifier", {}, "reload")
+            if not message.ephemeral:
+                wrong.append(f"{caller.label}: the answer is public")
+            if caller.label in allowed:
+                if "✅ Reloaded. Notifiers: ops-dm" not in message.content or len(reloads) != (
+                    before + 1
+                ):
+                    wrong.append(f"{caller.label} could not reload: {message.content!r}")
+            elif "Only the bot's operators" not in message.content or len(reloads) != before:
+                wrong.append(f"{caller.label} was not refused: {message.content!r}")
+    finally:
+        logger.remove(sink_id)
+    return wrong
+
+
+async def test_notifier_reload_is_for_the_bots_operators_only(world: World) -> None:
+    """Registered in every guild, the bot has no guild of its own: server admins of whatever
+    guild (alice the owner, carol and dave with listed roles, frank with Manage Server) may not
+    change its configuration; its operator may, even from a DM."""
+    assert await _reloads(world, CALLERS, OPERATORS) == []
+    (command,) = [c for c in world.emulator.commands if c.name == "notifier"]
+    assert command.payload["default_member_permissions"] == str(permissions.MANAGE_GUILD)
+
+
+async def test_in_the_bots_own_guild_its_admin_roles_may_reload(
+    emulator: DiscordEmulator, tmp_path: Path
+) -> None:
+    admin_roles = _people(emulator)
+    discord = {
+        "guild_ids": [emulator.guild_id],
+        "admin_role_ids": admin_roles,
+        "operator_user_ids": [emulator.users["bob"].id],
+    }
+    async with _world(emulator, tmp_path, discord) as world:
+        in_guild = [c for c in CALLERS if not c.dm]
+        assert await _reloads(world, in_guild, {"bob", "carol", "dave"}) == []
