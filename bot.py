@@ -3,12 +3,14 @@
     python bot.py [--config config.yaml] [--demo] [--keep-running] [--verbose] [--demo-ttl S]
 
 With a Discord token configured (`discord.token`, usually `${DISCORD_TOKEN}`) it connects to Discord.
-Without one (or with --demo) it runs the demo: the embedded Discord emulator, a slow local web site,
-an SMTP sink and a webhook sink on 127.0.0.1, and a user whose `/autointel` outlives its interaction
-token; the timeline goes to stdout (see notifier/demo/run.py).
-A bad config file prints one line naming the field and exits with status 2; a nextcord release
-without the private names the bot relies on (notifier/discord/compat.py) prints one line and
-exits with status 3.
+Without one and without --config (or with --demo) it runs the demo: the embedded Discord
+emulator, a slow local web site, an SMTP sink and a webhook sink on 127.0.0.1, and a user whose
+`/autointel` outlives its interaction token; the timeline goes to stdout (see notifier/demo/run.py).
+A bad config file, or a start-up failure (no token with --config, the metrics port taken, the
+storage path unusable or held by another bot, a broken plugin under fanout.strict, a refused
+token), prints one line naming the cause and exits with status 2, leaving nothing running; a
+nextcord release without the private names the bot relies on (notifier/discord/compat.py) prints
+one line and exits with status 3.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from loguru import logger
 
 from notifier.config import Settings, load_config
 from notifier.demo.plan import DEFAULT_TTL_S, MAX_TTL_S, MIN_TTL_S
-from notifier.errors import ConfigError, NextcordIncompatible
+from notifier.errors import ConfigError, NextcordIncompatible, NotifierError
 from notifier.logs import setup_logging
 
-EXIT_CONFIG = 2
+EXIT_CONFIG = 2  # the configuration, or what it points at, cannot be used: one line says why
+DEFAULT_CONFIG = Path("config.yaml")
+EMPTY_TOKEN = "discord.token is empty (set DISCORD_TOKEN), or run without --config for the demo"
 EXIT_INCOMPATIBLE = 3  # the installed nextcord lacks a name notifier.discord.compat needs
 _LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 
@@ -35,7 +39,10 @@ _LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--config", type=Path, default=Path("config.yaml"), help="config file (./config.yaml)"
+        "--config",
+        type=Path,
+        default=None,
+        help="config file (default ./config.yaml; with --config, a token is required)",
     )
     parser.add_argument(
         "--demo",
@@ -87,6 +94,8 @@ async def run(
     keep_running: bool,
     demo_ttl_s: float = DEFAULT_TTL_S,
 ) -> int:
+    import nextcord
+
     from notifier.app import NotifierBot
     from notifier.demo.run import run_demo
     from notifier.runner.gc_tuning import tune_garbage_collector
@@ -100,7 +109,7 @@ async def run(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(_reload(bot)))
-    await bot.open()
+    await bot.open()  # a NotifierError here has closed what it opened; main() prints it
     tune_garbage_collector()  # start-up objects frozen, fewer collections: see notifier.runner.gc_tuning
     assert settings.discord.token is not None
     runner = asyncio.create_task(bot.start(settings.discord.token.get_secret_value()))
@@ -110,8 +119,11 @@ async def run(
         logger.info("signal received: shutting down gracefully")
     await bot.close()
     stopper.cancel()
-    if runner in done and runner.exception() is not None:
-        logger.error("the bot stopped: {}", runner.exception())
+    failure = runner.exception() if runner in done else None
+    if isinstance(failure, nextcord.LoginFailure):
+        raise ConfigError("discord.token", "Discord refused the token (401 Unauthorized)")
+    if failure is not None:
+        logger.error("the bot stopped: {}", failure)
         return 1
     runner.cancel()
     return 0
@@ -129,10 +141,16 @@ async def _reload(bot: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    config_path: Path = args.config or DEFAULT_CONFIG
     try:
-        settings = load_config(args.config)
+        settings = load_config(config_path)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if settings.discord.token is None and args.config is not None and not args.demo:
+        # Asked for a real deployment (a config file named) but given no token: a systemd unit
+        # with DISCORD_TOKEN unset must fail, not start the demo.
+        print(f"error: {EMPTY_TOKEN}", file=sys.stderr)
         return EXIT_CONFIG
     level = settings.logging.level
     demo = is_demo(settings, args)
@@ -145,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(
             run(
                 settings,
-                args.config,
+                config_path,
                 demo=demo,
                 keep_running=args.keep_running,
                 demo_ttl_s=args.demo_ttl,
@@ -154,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     except NextcordIncompatible as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INCOMPATIBLE
+    except NotifierError as exc:
+        # A start-up failure (metrics port taken, storage path unusable or held by another bot,
+        # a broken plugin under fanout.strict, a refused token): one line, nothing left running.
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
 

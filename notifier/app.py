@@ -82,32 +82,52 @@ class NotifierBot(commands.Bot):
     @property
     def store(self) -> ResultStore:
         if self._store is None:
-            raise RuntimeError("NotifierBot.open() has not run")
+            raise RuntimeError("NotifierBot.open() has not run, or the bot is closed")
         return self._store
 
     @property
     def fanout(self) -> Fanout:
         if self._fanout is None:
-            raise RuntimeError("NotifierBot.open() has not run")
+            raise RuntimeError("NotifierBot.open() has not run, or the bot is closed")
         return self._fanout
 
     @property
     def runner(self) -> Runner:
         if self._runner is None:
-            raise RuntimeError("NotifierBot.open() has not run")
+            raise RuntimeError("NotifierBot.open() has not run, or the bot is closed")
         return self._runner
 
     def get_interaction(self, data: Any, *, cls: type[Any] = TrackedInteraction) -> Any:
         return super().get_interaction(data, cls=cls)
 
     async def open(self) -> None:
-        """Open the store, the fanout and the runner, and add the commands. Call before start."""
+        """Open the store, the fanout and the runner, and add the commands. Call before start.
+
+        A failure (the metrics port taken, the storage path unusable or held by another bot, a
+        broken plugin under ``fanout.strict``) raises a NotifierError whose message is the one
+        line to show, after closing whatever had been opened: no thread is left running, so the
+        process can exit at once.
+        """
         if self._opened:
             return
+        try:
+            await self._open_services()
+        except BaseException:
+            await self._close_services()
+            raise
+        self._opened = True
+
+    async def _open_services(self) -> None:
         settings = self.settings
         set_api_base(settings.discord.api_base)
         if settings.metrics.listen:
-            serve_metrics(settings.metrics.listen)
+            try:
+                serve_metrics(settings.metrics.listen)
+            except OSError as exc:
+                raise ConfigError(
+                    "metrics.listen",
+                    f"cannot serve metrics on {settings.metrics.listen}: {exc.strerror or exc}",
+                ) from None
             logger.info("metrics served on http://{}/metrics", settings.metrics.listen)
         self._store = await ResultStore.open(
             settings.storage, on_storage_error=self._on_storage_error
@@ -139,7 +159,6 @@ class NotifierBot(commands.Bot):
                 reload_config=self.reload_config,
             ),
         )
-        self._opened = True
 
     async def _on_storage_error(self, workflow_id: str, exc: BaseException) -> None:
         """The store could not write a result (it is kept in memory and retried): tell operators."""
@@ -258,20 +277,34 @@ class NotifierBot(commands.Bot):
 
     async def close(self) -> None:
         try:
-            if self._recovery is not None and not self._recovery.done():
-                self._recovery.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._recovery
-            if self._runner is not None:
-                await self._runner.shutdown()
-            if self._fanout is not None:
-                await self._fanout.drain(timeout_s=self.settings.runner.shutdown_grace)
-                await self._fanout.close()
-            if self._store is not None:
-                await self._store.close()
+            await self._close_services()
         finally:
-            if self._http_session is not None:
-                await self._http_session.close()
-            if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
             await super().close()
+
+    async def _close_services(self) -> None:
+        """Stop what `open` started, in order: running workflows are interrupted and their users
+        told, the fanout drains, the store closes, then the shared HTTP session and threads.
+        Each service is closed once, however often this runs."""
+        recovery, self._recovery = self._recovery, None
+        runner, self._runner = self._runner, None
+        fanout, self._fanout = self._fanout, None
+        store, self._store = self._store, None
+        http_session, self._http_session = self._http_session, None
+        executor, self._executor = self._executor, None
+        try:
+            if recovery is not None and not recovery.done():
+                recovery.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await recovery
+            if runner is not None:
+                await runner.shutdown()
+            if fanout is not None:
+                await fanout.drain(timeout_s=self.settings.runner.shutdown_grace)
+                await fanout.close()
+            if store is not None:
+                await store.close()
+        finally:
+            if http_session is not None:
+                await http_session.close()
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)

@@ -96,7 +96,7 @@ def test_bot_py_prints_the_one_line_and_exits_3(tmp_path: Path) -> None:
         import runpy, sys
         import nextcord.http
         del nextcord.http.Route.BASE
-        sys.argv = ["bot.py", "--config", {str(config)!r}]
+        sys.argv = ["bot.py", "--config", {str(config)!r}, "--demo"]
         runpy.run_path({str(PROJECT_ROOT / "bot.py")!r}, run_name="__main__")
         """
     )
