@@ -6,6 +6,11 @@ the stored result (`StoredResult`: the record and the document as the store read
 the dict a workflow returned. No I/O and no Discord calls: the output is plain data, and every
 limit Discord enforces (`codes`) is checked here, where a table of tests can see it.
 
+Every piece of text that comes from outside (the result's keys and values, its title, the URL the
+user gave, an error a site caused) goes through `_printable`, which makes it `inert`: it can ping
+nobody and hide no link behind other words, in the embeds, the list of /results, the Markdown
+export and the CLI alike. The JSON export is the stored document, exactly.
+
 Three modes, tried in order:
 
 - ``embeds``: the whole result fits Discord's embed limits without cutting anything;
@@ -29,7 +34,7 @@ from urllib.parse import urlsplit
 
 from ..records import StoredResult, WorkflowRecord, WorkflowStatus
 from . import codes
-from .text import without_lone_surrogates
+from .text import inert, without_lone_surrogates
 
 __all__ = [
     "RenderMode",
@@ -190,8 +195,9 @@ def _clip(text: str, limit: int) -> str:
 
 
 def _printable(text: str) -> str:
-    """Lone surrogates (legal in JSON escapes, not in UTF-8) become "?" so the text can be sent."""
-    return without_lone_surrogates(text)
+    """Outside text as it may be shown: lone surrogates (legal in JSON escapes, not in UTF-8)
+    become "?" so the text can be sent, and mentions and masked links are made `inert`."""
+    return inert(without_lone_surrogates(text))
 
 
 def _one_line(text: str) -> str:
@@ -269,7 +275,7 @@ def _scalar(value: object) -> str | None:
         return _printable(value) if value.strip() else _EMPTY
     if isinstance(value, list | tuple | dict):
         return None
-    return str(value)
+    return _printable(str(value))
 
 
 def _inline(value: object, depth: int) -> str:
@@ -278,7 +284,7 @@ def _inline(value: object, depth: int) -> str:
     if text is not None:
         return text
     if depth >= _COMPACT_DEPTH_MAX:
-        return _json_compact(value)
+        return _printable(_json_compact(value))
     if isinstance(value, dict):
         return (
             " · ".join(f"{_label(k)}: {_inline(v, depth + 1)}" for k, v in value.items()) or _EMPTY
@@ -376,7 +382,7 @@ def _full_embeds(
     if result and _SUMMARY_KEY in result:
         description_parts.append(_compact(result[_SUMMARY_KEY]))
     if record.error:
-        description_parts.append(f"**Error:** {record.error}")
+        description_parts.append(f"**Error:** {_printable(record.error)}")
     description = "\n\n".join(description_parts)
     if len(description) > codes.EMBED_DESCRIPTION_MAX:
         return None
@@ -422,14 +428,15 @@ def _short_embed(
     if result and _SUMMARY_KEY in result:
         parts.append(_clip(_compact(result[_SUMMARY_KEY]), _SHORT_SUMMARY_CHARS))
     if record.error:
-        parts.append(_clip(f"**Error:** {_one_line(record.error)}", 500))
+        parts.append(_clip(f"**Error:** {_one_line(_printable(record.error))}", 500))
     parts.append(_clip(note, 1000))
     embed["description"] = _clip("\n\n".join(parts), codes.EMBED_DESCRIPTION_MAX)
     fields = [{"name": "Status", "value": record.status.value, "inline": True}]
     if duration := _duration_text(record.duration_s):
         fields.append({"name": "Duration", "value": duration, "inline": True})
     if record.url.strip():
-        fields.append({"name": "URL", "value": _clip(_one_line(record.url), 500), "inline": False})
+        shown_url = _one_line(_printable(record.url))
+        fields.append({"name": "URL", "value": _clip(shown_url, 500), "inline": False})
     embed["fields"] = fields
     embed["footer"] = _footer(record)
     return embed
@@ -506,7 +513,7 @@ def _md_lines(value: object, indent: int, depth: int) -> list[str]:
         lines = text.splitlines() or [text]
         return [f"{pad}{lines[0]}"] + [f"{pad}  {line}" for line in lines[1:]]
     if depth >= _MARKDOWN_DEPTH_MAX:
-        return [f"{pad}`{_json_compact(value)}`"]
+        return [f"{pad}`{_printable(_json_compact(value))}`"]
     out: list[str] = []
     if isinstance(value, dict):
         if not value:
@@ -564,17 +571,22 @@ def export_markdown(stored: StoredResult) -> str:
     lines = [f"# {_ICONS.get(record.status, '')} {_title_of(record, result)}".rstrip(), ""]
     meta = [
         ("Workflow", f"`{record.workflow_id}`"),
-        ("Command", record.command),
-        ("Options", ", ".join(f"{k}={v}" for k, v in sorted(record.options.items()))),
+        ("Command", _printable(record.command)),
+        (
+            "Options",
+            _printable(", ".join(f"{k}={v}" for k, v in sorted(record.options.items()))),
+        ),
         ("Status", record.status.value),
         (
             "User",
-            f"{record.user_name} ({record.user_id})" if record.user_name else str(record.user_id),
+            f"{_printable(record.user_name)} ({record.user_id})"
+            if record.user_name
+            else str(record.user_id),
         ),
         ("Started", _iso(record.created_at)),
         ("Finished", _iso(record.finished_at)),
         ("Duration", _duration_text(record.duration_s)),
-        ("Error", _one_line(record.error)),
+        ("Error", _one_line(_printable(record.error))),
     ]
     lines.extend(f"- **{name}:** {value}" for name, value in meta if value)
     if result and _SUMMARY_KEY in result:
@@ -597,9 +609,9 @@ def render_status_line(record: WorkflowRecord, *, now: float | None = None) -> s
     parts = [
         f"{_ICONS.get(record.status, '')} `{record.workflow_id[:8]}`",
         f"**{record.status.value}**",
-        f"/{_escape_markdown(_one_line(record.command))}",
+        f"/{_escape_markdown(_one_line(_printable(record.command)))}",
     ]
-    if url := _one_line(record.url):
+    if url := _one_line(_printable(record.url)):
         parts.append(_escape_markdown(_clip(url, _URL_IN_LIST_MAX)))
     parts.append(_age_text(max(0.0, current - record.created_at)))
     return _clip(" · ".join(parts), _STATUS_LINE_MAX)

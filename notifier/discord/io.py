@@ -18,7 +18,7 @@ import nextcord
 
 from . import codes
 from .compat import Route, request
-from .text import without_lone_surrogates
+from .text import allowed_mentions, without_lone_surrogates
 
 __all__ = ["DiscordIO", "FileLike", "OutgoingMessage"]
 
@@ -49,16 +49,16 @@ class OutgoingMessage:
         return sum(len(f.data) for f in self.files)
 
     def payload(self, *, for_edit: bool = False) -> dict[str, Any]:
+        """The JSON body of the request. It always says `allowed_mentions`, last so `extra` cannot
+        change it: nobody is pinged but `mention_user_id` (the requester, named on purpose in a
+        channel), whatever mention a result's text may still hold."""
         body: dict[str, Any] = {"content": self.content or "", "embeds": list(self.embeds)}
-        if self.mention_user_id is not None:
-            body["allowed_mentions"] = {"users": [str(self.mention_user_id)]}
-        else:
-            body["allowed_mentions"] = {"parse": []}
         if self.ephemeral and not for_edit:
             body["flags"] = codes.EPHEMERAL_FLAG
         if for_edit:
             body["attachments"] = []
         body.update(self.extra)
+        body["allowed_mentions"] = allowed_mentions(self.mention_user_id)
         return without_lone_surrogates(body)
 
 

@@ -1,7 +1,9 @@
 """The words the bot says about a workflow (progress, hand-off, warnings, errors), in one place.
 
 Results themselves are drawn by `notifier.discord.embeds`; these are the short status messages around them.
-Every builder is pure and returns an `OutgoingMessage` within Discord's limits.
+Every builder is pure and returns an `OutgoingMessage` within Discord's limits. What a workflow
+reports (its stage and detail, its error) comes from pages and from the URL a user typed, so it is
+made `inert` here: it can ping nobody and hide no link.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import time
 
 from ..records import ProgressState, StoredResult, WorkflowRecord
 from .io import OutgoingMessage
+from .text import inert
 
 __all__ = [
     "error_message",
@@ -48,15 +51,16 @@ def progress_message(
 ) -> OutgoingMessage:
     elapsed = (now or time.time()) - record.created_at
     done = state.progress >= 1.0
-    title = f"/{record.command}: {'finished' if done else state.stage or 'working'}"
+    stage, detail = inert(state.stage), inert(state.detail[:200])
+    title = f"/{record.command}: {'finished' if done else stage or 'working'}"
     lines = [
         f"`{state.bar()}` {state.progress:.0%}",
-        f"Stage: **{state.stage or '-'}**" + (f" — {state.detail[:200]}" if state.detail else ""),
+        f"Stage: **{stage or '-'}**" + (f" — {detail}" if detail else ""),
         f"Elapsed: {_duration(elapsed)}",
         f"Workflow id: `{record.workflow_id}`",
     ]
     if record.url:
-        lines.insert(0, record.url[:300])
+        lines.insert(0, inert(record.url[:300]))
     embed = {
         "title": title[:256],
         "description": "\n".join(lines),
@@ -103,7 +107,7 @@ def error_message(record: WorkflowRecord, error: str) -> OutgoingMessage:
     embed = {
         "title": f"/{record.command} failed"[:256],
         "description": (
-            f"{error[:1500]}\n\nWorkflow id: `{record.workflow_id}` — details: "
+            f"{inert(error[:1500])}\n\nWorkflow id: `{record.workflow_id}` — details: "
             f"{retrieval_hint(record.workflow_id)}"
         ),
         "color": _RED,
@@ -117,7 +121,7 @@ def interrupted_message(stored: StoredResult) -> OutgoingMessage:
     stage, progress = result.get("last_stage"), result.get("last_progress")
     where = ""
     if isinstance(stage, str) and stage and isinstance(progress, int | float):
-        where = f" at **{stage[:100]}** ({max(0.0, min(1.0, float(progress))):.0%})"
+        where = f" at **{inert(stage[:100])}** ({max(0.0, min(1.0, float(progress))):.0%})"
     embed = {
         "title": f"/{record.command} was interrupted"[:256],
         "description": (

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from pydantic import BaseModel
 
 from ..config import DEFAULT_API_BASE
+from ..discord.text import inert
 from ..errors import NotifierError
 from ..events import Event, Notice
-from .templates import DEFAULT_TEMPLATES, MessageTemplate
+from .templates import DEFAULT_TEMPLATES, TRUSTED_FIELDS, MessageTemplate
 
 if TYPE_CHECKING:
     import aiohttp
@@ -122,10 +123,21 @@ class RenderedNotice:
     def render(
         cls, template: MessageTemplate, fields: Mapping[str, str], **extra: Any
     ) -> RenderedNotice:
-        """Fill the template. Field names were checked at load time, so this cannot miss a key."""
+        """Fill the template. Field names were checked at load time, so this cannot miss a key.
+
+        Every field but the bot's own mention of the requester (`TRUSTED_FIELDS`) is outside text
+        (a page's title in `summary`, a user's name and URL, a site's error) and is made `inert`
+        before it goes in: it can ping nobody and hide no link in any sink, Apprise's Discord
+        plugin included, whose own `allowed_mentions` is broken. The template's own words are the
+        operator's and stay as written.
+        """
+        safe = {
+            name: value if name in TRUSTED_FIELDS else inert(value)
+            for name, value in fields.items()
+        }
         return cls(
-            title=template.title.format_map(fields),
-            body=template.body.format_map(fields),
+            title=template.title.format_map(safe),
+            body=template.body.format_map(safe),
             **extra,
         )
 

@@ -15,6 +15,7 @@ from ..events import Event, Notice
 
 __all__ = [
     "DEFAULT_TEMPLATES",
+    "TRUSTED_FIELDS",
     "MessageTemplate",
     "TemplateFieldError",
     "notice_field_names",
@@ -39,6 +40,12 @@ _NOTICE_FIELDS: frozenset[str] = frozenset(
     .template_fields()
     .keys()
 )
+
+
+# Fields the bot fills with its own words on purpose; every other field's value comes from outside
+# (pages, users, sites) and is made inert before a template holds it (`RenderedNotice.render`).
+# `user_mention` is the requester's `<@id>`: a template that names it pings them, and only them.
+TRUSTED_FIELDS: frozenset[str] = frozenset({"user_mention"})
 
 
 def notice_field_names() -> frozenset[str]:

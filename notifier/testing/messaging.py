@@ -30,6 +30,13 @@ MessageEvent = Literal["create", "edit", "delete"]
 MessageListener = Callable[[MessageEvent, Message], None]
 
 
+def _allowed_mentions(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The request's ``allowed_mentions`` as sent (a misspelt key, such as Apprise's
+    ``allow_mentions``, is not it: Discord ignores it)."""
+    value = payload.get("allowed_mentions")
+    return dict(value) if isinstance(value, dict) else None
+
+
 def _as_int(value: Any) -> int:
     try:
         return int(value)
@@ -113,6 +120,7 @@ class MessageService:
             webhook_id=webhook_id,
             application_id=application_id,
             message_type=message_type,
+            allowed_mentions=_allowed_mentions(payload),
         )
         self._world.add_message(message)
         if message.nonce is not None:
@@ -149,6 +157,7 @@ class MessageService:
         message.embeds = embeds
         message.components = components
         message.attachments = attachments
+        message.allowed_mentions = _allowed_mentions(payload)
         kept = message.flags & ~(allowed_flags | LOADING)
         if "flags" in payload:
             message.flags = kept | (_as_int(payload.get("flags")) & allowed_flags)

@@ -110,7 +110,11 @@ class Author:
 
 @dataclass(frozen=True)
 class MessageVersion:
-    """One state of a message; ``Message.history`` holds the replaced ones."""
+    """One state of a message; ``Message.history`` holds the replaced ones.
+
+    ``allowed_mentions`` is what the request that made this state said (``None``: it said
+    nothing, and Discord then pings every mention in the content).
+    """
 
     content: str
     embeds: list[JsonObject]
@@ -118,6 +122,7 @@ class MessageVersion:
     components: list[JsonObject]
     flags: int
     edited_at: datetime | None
+    allowed_mentions: JsonObject | None = None
 
 
 @dataclass
@@ -143,6 +148,8 @@ class Message:
     nonce: str | int | None = None
     message_type: int = 0
     tts: bool = False
+    # What the request that made the current state said (see MessageVersion).
+    allowed_mentions: JsonObject | None = None
 
     @property
     def ephemeral(self) -> bool:
@@ -163,6 +170,7 @@ class Message:
             components=list(self.components),
             flags=self.flags,
             edited_at=self.edited_at,
+            allowed_mentions=self.allowed_mentions,
         )
 
     @property

@@ -232,7 +232,7 @@ async def test_a_discord_webhook_notice_reaches_the_emulators_incoming_webhook(
         assert body.get("wait") is True
         assert posted.embeds
     else:
-        assert body.get("allowed_mentions") == {"parse": ["users"]}
+        assert body.get("allowed_mentions") == {"parse": []}
         assert calls[0].query.get("wait") == "true"
         assert posted.embeds[0]["footer"]["text"] == f"workflow {record.workflow_id}"
     assert_no_secrets(emulator, captured_logs, [emulator.bot_token, hook_token])

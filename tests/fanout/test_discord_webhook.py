@@ -57,7 +57,7 @@ async def test_native_post_carries_content_embed_wait_and_idempotency_key(
     (embed,) = request.body["embeds"]
     assert embed["description"] == "Error: site unreachable"
     assert embed["footer"]["text"] == f"workflow {notice.workflow_id}"
-    assert request.body["allowed_mentions"] == {"parse": ["users"]}
+    assert request.body["allowed_mentions"] == {"parse": []}  # the template names nobody
     assert row.status is OutboxStatus.SENT
 
 

@@ -333,6 +333,44 @@ def test_rendered_text_for_a_terminal() -> None:
     assert "Top keywords: example (12), domain (8), documentation (5)" in text
 
 
+PAGE_TEXT = "@everyone <@&7> <@!8> [verify](https://evil.example/login)"
+PAGE_RESULT = {
+    "title": PAGE_TEXT,
+    "summary": PAGE_TEXT,
+    PAGE_TEXT: PAGE_TEXT,  # a key too: it becomes a field's name
+    "pair": [PAGE_TEXT, 3],
+    "deep": {"a": {"b": {"c": [PAGE_TEXT]}}},  # past the depth shown as JSON text
+}
+
+
+@pytest.mark.parametrize(
+    ("result", "limit_bytes", "mode"),
+    [
+        pytest.param(PAGE_RESULT, codes.ATTACHMENT_SIZE_DEFAULT_BYTES, "embeds", id="embeds"),
+        pytest.param({**PAGE_RESULT, "n": "n" * 1025}, 10 * MIB, "attachments", id="attachments"),
+        pytest.param({**PAGE_RESULT, "n": "n" * 1025}, 0, "summary", id="summary"),
+    ],
+)
+def test_page_text_is_drawn_inert_in_every_mode_and_exported_exactly(
+    result: dict[str, Any], limit_bytes: int, mode: str
+) -> None:
+    stored = _stored(_record(error=PAGE_TEXT, url=f"https://example.com/{PAGE_TEXT}"), result)
+    rendered = render_result(stored, attachment_limit_bytes=limit_bytes)
+    assert rendered.mode == mode
+    shown = "\n".join(
+        [
+            rendered_as_text(rendered),
+            export_markdown(stored),
+            render_status_line(stored.record, now=START_S),
+        ]
+    )
+
+    assert "verify" in shown and "everyone" in shown  # the words are all there ...
+    for live in ("@everyone", "<@&7>", "<@!8>", "](", "@&7", "@!8"):
+        assert live not in shown  # ... but nothing in them pings or links
+    assert json.loads(export_json(stored))["result"] == result  # the export is the document
+
+
 def test_the_json_export_is_the_stored_document() -> None:
     stored = _stored(_record(), {**EXAMPLE_RESULT, "score": float("inf")})
 

@@ -8,6 +8,13 @@ cannot say why, and the outbox caps the retries); a URL Apprise cannot load is p
 A timeout on an executor send means "unknown": the worker thread keeps running and may still deliver.
 Its future is kept (keyed by idempotency key and target) and the next attempt first waits for that
 same call instead of starting a second one, so a slow SMTP server does not receive the mail twice.
+
+Apprise's Discord plugin (2.3) copies every ``@word``, ``@123`` and ``<@&id>`` of a body into the
+message's content and sends the list under ``allow_mentions`` (sic), which Discord ignores, so
+without help every one of them pings. The notice's outside text is inert before it gets here
+(`RenderedNotice.render`); on top of that, each post the plugin makes carries a real
+``allowed_mentions`` (nobody, or the requester where the operator's template names them) in place
+of the misspelt key (`_with_allowed_mentions`).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
+from ...discord import codes
+from ...discord.text import allowed_mentions, user_mention
 from ...events import Notice
 from ...logs import redactor
 from ..plugin import PluginContext, RenderedNotice, TargetResult, TargetStatus
@@ -104,6 +113,29 @@ class _UnfinishedCalls:
 _UNFINISHED = _UnfinishedCalls()
 
 
+def _with_allowed_mentions(service: Any, requester_id: int) -> None:
+    """Make every post of this NotifyDiscord instance say Discord's ``allowed_mentions``.
+
+    Apprise builds the payload inside `send()` and posts it with its `_send(payload, ...)`; there
+    is no public hook in between, so this instance's `_send` is wrapped (Apprise's own class is
+    left alone). The misspelt ``allow_mentions`` is dropped; the requester may be pinged only when
+    the content names them, which outside text cannot do (it is inert).
+    """
+    post = getattr(service, "_send", None)
+    if not callable(post):  # an Apprise without it: the inert text is then the only guard
+        return
+    mention = user_mention(requester_id)
+
+    def send_with_allowed_mentions(payload: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        payload = {k: v for k, v in payload.items() if k != "allow_mentions"}
+        content = payload.get("content")
+        named = isinstance(content, str) and mention in content
+        payload["allowed_mentions"] = allowed_mentions(requester_id if named else None)
+        return post(payload, *args, **kwargs)
+
+    service._send = send_with_allowed_mentions
+
+
 def _apprise_send_blocking(
     target_display: str,
     target_ident: str,
@@ -112,6 +144,7 @@ def _apprise_send_blocking(
     body: str,
     notify_type: str,
     discord_webhooks_url: str,
+    requester_id: int,
 ) -> TargetResult:
     """One send through a fresh Apprise object, in a worker thread.
 
@@ -140,6 +173,10 @@ def _apprise_send_blocking(
     service.request_rate_per_sec = 0
     if isinstance(service, NotifyDiscord):
         service.notify_url = discord_webhooks_url
+        _with_allowed_mentions(service, requester_id)
+        # Apprise sends the title as the embed's title uncut: past Discord's 256 characters the
+        # post is refused (50035) on every attempt.
+        title = title[: codes.EMBED_TITLE_MAX]
     apobj = Apprise(asset=asset)
     apobj.add(service)
     with apobj.notify(
@@ -193,6 +230,7 @@ async def _send_in_executor(
         message.body,
         notify_type_for(notice.event),
         f"{context.discord_api_base}/webhooks",
+        notice.user_id,
     )
     try:
         return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(future)), timeout_s)

@@ -2,7 +2,8 @@
 
 Same URL syntax as Apprise (`discord://[botname@]id/token[?thread=..&avatar_url=..]`, parsed by
 Apprise's own parser). A 429 with `retry_after` is retried no sooner than Discord asks; other 4xx
-are permanent.
+are permanent. Every post says `allowed_mentions`: nobody is pinged, or only the requester when the
+operator's template names them (`{user_mention}`); the notice's outside text is already inert.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, Final
 import aiohttp
 
 from ...discord import codes
+from ...discord.text import allowed_mentions, user_mention
 from ...events import Notice
 from ..plugin import PluginContext, RenderedNotice, TargetResult, TargetStatus
 from .apprise import _send_in_executor
@@ -72,10 +74,7 @@ class DiscordWebhookTarget:
         return [self.webhook_token, self.webhook_id]
 
     def payload(self, notice: Notice, message: RenderedNotice) -> dict[str, Any]:
-        payload: dict[str, Any] = {
-            # Pings only for explicit user mentions; a summary saying @everyone pings nobody.
-            "allowed_mentions": {"parse": ["users"]},
-        }
+        payload: dict[str, Any] = {}
         if self.embed:
             payload["content"] = message.title[: codes.CONTENT_MAX]
             embed = discord_embed(notice, message)
@@ -83,6 +82,9 @@ class DiscordWebhookTarget:
             payload["embeds"] = [embed]
         else:
             payload["content"] = f"{message.title}\n{message.body}"[: codes.CONTENT_MAX]
+        # Only the requester may be pinged, and only where the template names them on purpose.
+        named = user_mention(notice.user_id) in payload["content"]
+        payload["allowed_mentions"] = allowed_mentions(notice.user_id if named else None)
         if self.username:
             payload["username"] = self.username
         if self.avatar_url:
