@@ -13,6 +13,7 @@ __all__ = [
     "PluginError",
     "SessionClosed",
     "StoreError",
+    "StoreLocked",
 ]
 
 
@@ -53,6 +54,27 @@ class InvalidWorkflowId(NotifierError, ValueError):
 
 class StoreError(NotifierError):
     """The result store could not do what was asked (disk full, permission denied, corrupt file)."""
+
+
+class StoreLocked(StoreError):
+    """Another process holds the store's lock (``<storage.path>/lock``): a second bot on the same
+    folder would mark the first one's running workflows interrupted, refuse its results and send
+    every notice twice, so it must not start.
+
+    `path` is the store's folder and `pid` the holder's process id as it wrote it in the lock file
+    (None if unreadable). The message is the one line to show (`bot.py` exits 2 with it).
+    """
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        self.path = path
+        self.pid = pid
+        holder = f"PID {pid}" if pid is not None else "a process whose PID is unknown"
+        super().__init__(
+            _one_line(
+                f"storage.path {path} is locked by {holder} (another bot, or the CLI purging "
+                "it): stop that process, or give this bot its own storage.path"
+            )
+        )
 
 
 class DiscordCallFailed(NotifierError):

@@ -1,7 +1,9 @@
 """The operator's command line: ``python -m notifier [--config FILE] <group> <command> ...``.
 
 Works without Discord: it opens the result store directly (``maintain=False``, so it is safe beside
-a running bot: no reconciliation, no retention as a side effect of looking).
+a running bot: no reconciliation, no retention as a side effect of looking). Commands that delete
+(`results purge`) take the store's lock and refuse while the bot holds it; `outbox retry` only
+requeues, and the running bot sends (see `results` and `outbox`).
 
 Command groups register themselves: a group is a function that adds one subparser to the top-level
 ``subparsers`` and sets ``handler`` (an async function ``(args, settings) -> exit code``) on each of

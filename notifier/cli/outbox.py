@@ -3,9 +3,11 @@
     outbox list  [--status pending|sent|failed|skipped] [--limit N]
     outbox retry ID | --all-failed
 
-`retry` only flips failed rows back to pending with a fresh attempt budget; it sends nothing itself.
-A running bot picks them up within its retry-loop poll (`notifier.fanout.dispatch.POLL_INTERVAL_S`), a stopped
-one at its next start. So the CLI is safe to run next to the bot (SQLite WAL, short transactions).
+`retry` only flips failed rows back to pending with a fresh attempt budget; it sends nothing itself:
+it goes through the bot. A running bot (it holds the store's lock) picks them up within its
+retry-loop poll (`notifier.fanout.dispatch.POLL_INTERVAL_S`); with no bot running, `retry` takes
+the lock while it writes (so no bot starts half-way) and the bot sends them at its next start. Safe
+next to the bot either way: each requeue is one atomic statement (SQLite WAL). `list` only reads.
 
 `notifier.cli.main` lists `register` among its command groups; `run` is the group's handler.
 """
@@ -20,8 +22,9 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from ..config import Settings
-from ..errors import StoreError
+from ..errors import StoreError, StoreLocked
 from ..fanout.outbox import Outbox, OutboxRow, OutboxStatus, outbox_path
+from ..store import StoreLock
 
 __all__ = ["register", "run"]
 
@@ -49,7 +52,14 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     )
     listing.add_argument("--limit", type=_positive, default=50, help="rows to show (default 50)")
 
-    retry = actions.add_parser("retry", help="requeue failed notices (the bot sends them)")
+    retry = actions.add_parser(
+        "retry",
+        help="requeue failed notices (the bot sends them)",
+        description=(
+            "Put failed notices back in the queue with a fresh attempt budget. Nothing is sent "
+            "from here: a running bot sends them within seconds, a stopped one at its next start."
+        ),
+    )
     which = retry.add_mutually_exclusive_group(required=True)
     which.add_argument("id", nargs="?", type=int, help="the outbox id of one failed notice")
     which.add_argument("--all-failed", action="store_true", help="requeue every failed notice")
@@ -96,11 +106,13 @@ async def _list(outbox: Outbox, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-async def _retry(outbox: Outbox, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+async def _retry(
+    outbox: Outbox, args: argparse.Namespace, out: TextIO, err: TextIO, *, sender: str
+) -> int:
     now = time.time()
     if args.all_failed:
         count = await outbox.requeue_failed(now_s=now)
-        print(f"requeued {count} failed notice(s)", file=out)
+        print(f"requeued {count} failed notice(s); {sender.format(it='them')}", file=out)
         return 0
     row = await outbox.get(args.id)
     if row is None:
@@ -109,8 +121,23 @@ async def _retry(outbox: Outbox, args: argparse.Namespace, out: TextIO, err: Tex
     if not await outbox.requeue(args.id, now_s=now):
         print(f"notice {args.id} is {row.status.value}, not failed; nothing to retry", file=err)
         return 1
-    print(f"requeued notice {args.id} ({row.event.value} to {row.notifier})", file=out)
+    what = f"{row.event.value} to {row.notifier}"
+    print(f"requeued notice {args.id} ({what}); {sender.format(it='it')}", file=out)
     return 0
+
+
+async def _bot_lock(settings: Settings) -> tuple[StoreLock | None, str]:
+    """The store's lock if no bot holds it (None if there is no store folder: no bot runs there
+    either), and who will send what `retry` requeues (``{it}`` to fill in)."""
+    root = settings.storage.path
+    if not await asyncio.to_thread(root.is_dir):
+        return None, "the bot sends {it} when it starts"
+    try:
+        lock = await asyncio.to_thread(StoreLock.acquire, root)
+    except StoreLocked as exc:
+        holder = f"PID {exc.pid}" if exc.pid is not None else "PID unknown"
+        return None, f"the running bot ({holder}) sends {{it}} within seconds"
+    return lock, "the bot sends {it} when it starts"
 
 
 async def run(
@@ -127,12 +154,21 @@ async def run(
     if not await asyncio.to_thread(path.exists):
         print(f"no outbox at {path} (nothing was ever queued there)", file=err)
         return 2
+    lock: StoreLock | None = None
+    sender = ""
     try:
-        outbox = await Outbox.open(path)
-    except StoreError as exc:
-        print(str(exc), file=err)
-        return 2
-    async with outbox:
-        if args.outbox_command == "list":
-            return await _list(outbox, args, out)
-        return await _retry(outbox, args, out, err)
+        if args.outbox_command == "retry":
+            lock, sender = await _bot_lock(settings)
+        try:
+            # repair=False: a damaged outbox is the bot's to move aside, never the CLI's.
+            outbox = await Outbox.open(path, repair=False)
+        except StoreError as exc:
+            print(str(exc), file=err)
+            return 2
+        async with outbox:
+            if args.outbox_command == "list":
+                return await _list(outbox, args, out)
+            return await _retry(outbox, args, out, err, sender=sender)
+    finally:
+        if lock is not None:
+            await asyncio.to_thread(lock.release)

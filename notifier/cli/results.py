@@ -6,6 +6,11 @@
 
 `show` and `export` render the stored document, exactly as `/retrieve_results` and the bot's own
 delivery do (`notifier.discord.embeds`).
+
+Beside a running bot: `list`, `show`, `export` and `purge --dry-run` only read, and work. A real
+`purge` takes the store's lock (`notifier.store.store_lock`) and, while the bot holds it, refuses
+in one line naming the bot's PID and deletes nothing: files deleted under a running bot could be
+the result it is delivering or rendering. Retention, in the bot, purges by itself.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import TYPE_CHECKING, Final
 
 from ..config import Settings, StorageSettings
 from ..discord.embeds import export_json, export_markdown, render_result, rendered_as_text
-from ..errors import InvalidWorkflowId, StoreError
+from ..errors import InvalidWorkflowId, StoreError, StoreLocked
 from ..metrics import ORPHANED_RESULTS_RETRIEVED
 from ..records import StoredResult, WorkflowRecord, WorkflowStatus, validate_workflow_id
 from ..store import ResultQuery, ResultStore
@@ -61,11 +66,21 @@ def _clip(text: str, limit: int) -> str:
 # -- the store ----------------------------------------------------------------------------------
 
 
-async def open_store(storage: StorageSettings) -> ResultStore:
-    """Open an existing store for an operator command (never creates one at a mistyped path)."""
+async def open_store(storage: StorageSettings, *, exclusive: bool = False) -> ResultStore:
+    """Open an existing store for an operator command (never creates one at a mistyped path).
+    `exclusive`: take the store's lock (commands that delete); beside a running bot that is a
+    one-line refusal naming it."""
     if not await asyncio.to_thread(storage.path.is_dir):
         raise CommandError(f"no result store at {storage.path} (storage.path)", EXIT_NOT_FOUND)
-    return await ResultStore.open(storage, maintain=False)
+    try:
+        return await ResultStore.open(storage, maintain=False, exclusive=exclusive)
+    except StoreLocked as exc:
+        holder = f"PID {exc.pid}" if exc.pid is not None else "PID unknown"
+        raise CommandError(
+            f"the bot ({holder}) holds {exc.path}: stop it, or leave old results to its "
+            "retention (storage.retention_days); nothing was purged",
+            EXIT_NOT_FOUND,
+        ) from None
 
 
 async def _existing_record(store: ResultStore, workflow_id: str) -> WorkflowRecord:
@@ -186,7 +201,7 @@ async def _results_export(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _results_purge(args: argparse.Namespace, settings: Settings) -> int:
     older_than_s = parse_duration_s(args.older_than)
-    async with await open_store(settings.storage) as store:
+    async with await open_store(settings.storage, exclusive=not args.dry_run) as store:
         count = await store.purge(
             older_than_s=older_than_s,
             include_undelivered=args.include_undelivered,
@@ -225,7 +240,16 @@ def register(subparsers: SubParsers) -> None:
     export.add_argument("--output", metavar="PATH", help="write here instead of stdout")
     export.set_defaults(handler=_results_export)
 
-    purge = commands.add_parser("purge", help="delete results that finished long ago")
+    purge = commands.add_parser(
+        "purge",
+        help="delete results that finished long ago (refused while the bot runs)",
+        description=(
+            "Delete results (file, delivery mark and index row) that finished before the cutoff, "
+            "whatever the clock check of the bot's retention says. It takes the store's lock: "
+            "while the bot runs (it holds the lock) a purge is refused and deletes nothing; "
+            "--dry-run only counts and works beside it."
+        ),
+    )
     purge.add_argument("--older-than", required=True, metavar="AGE", help="e.g. 30d")
     purge.add_argument("--dry-run", action="store_true", help="count, delete nothing")
     purge.add_argument(

@@ -43,6 +43,14 @@ Crash windows.
 
 Every `last_error` and target error is passed through `redactor.redact` before it is written, so
 no configured secret reaches the file even if a plugin puts one in an exception message.
+
+A damaged file.
+    If SQLite finds the outbox damaged at open (not a database, or a page malformed: see
+    `notifier.groupcommit.damaged`), the bot's `open` moves it, with its -wal and -shm, to the
+    ``quarantine/`` folder beside it under a time-stamped name, logs an ERROR and starts with an
+    empty outbox: the notices still owed in the damaged file are not sent (they may be read from
+    the quarantined copy), but new ones flow, and the bot starts instead of stopping with a
+    traceback. The CLI (``repair=False``) never moves the bot's file: it says the file is damaged.
 """
 
 from __future__ import annotations
@@ -62,9 +70,16 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
 import aiosqlite
+from loguru import logger
 
 from ..errors import StoreError
 from ..events import Event, Notice
+from ..groupcommit.damaged import (
+    QUICK_CHECK,
+    integrity_problem,
+    is_damaged,
+    quarantine_database,
+)
 from ..groupcommit.sqlite_writer import SQLiteWriter
 from ..logs import redactor
 from ..metrics import OUTBOX_PENDING
@@ -85,6 +100,7 @@ __all__ = [
 
 SCHEMA_VERSION: Final = 1
 BUSY_TIMEOUT_MS: Final = 5000
+QUARANTINE_DIR: Final = "quarantine"  # beside the outbox file: <storage.path>/quarantine by default
 _WRITER_PRAGMAS: Final = (f"busy_timeout = {BUSY_TIMEOUT_MS}", "synchronous = FULL")
 # Characters of an error kept in `last_error`; the rest of a long response body adds nothing.
 LAST_ERROR_MAX_CHARS: Final = 2000
@@ -242,6 +258,10 @@ def _clean_targets(targets: Mapping[str, Mapping[str, Any]]) -> str:
     return json.dumps(cleaned, sort_keys=True)
 
 
+class _Damaged(Exception):
+    """SQLite says the outbox file is damaged (the message says how); `Outbox.open` decides."""
+
+
 def _prepare_file(path: Path) -> None:
     """Create the folder (0700) and an empty database file (0600) if missing: notices name users
     and carry summaries, so owner-only like the result store. SQLite gives its -wal and -shm
@@ -270,28 +290,68 @@ class Outbox:
         self.path = path
 
     @classmethod
-    async def open(cls, path: Path) -> Outbox:
+    async def open(cls, path: Path, *, repair: bool = True) -> Outbox:
         """Open (creating it and its folder if needed) with WAL and a full fsync per commit.
 
         Every write is one statement (the batch insert of `enqueue` included), run by the writer
         inside its own savepoint of a shared commit: atomic on its own, durable when it returns,
         and concurrent tasks never commit each other's half-done work.
+
+        `repair` (the bot): a damaged file is checked for (``PRAGMA quick_check``) and moved to
+        quarantine, and an empty outbox opened in its place (see the module docstring). Without
+        it (the CLI, beside a running bot), a damaged file is a StoreError saying so.
         """
+        try:
+            return await cls._open(path, check=repair)
+        except _Damaged as exc:
+            if not repair:
+                raise StoreError(
+                    f"the outbox {path} is damaged ({exc}); start the bot: it moves the file "
+                    "to quarantine and starts a new outbox"
+                ) from None
+            damage = str(exc)
+        try:
+            moved = await asyncio.to_thread(quarantine_database, path, path.parent / QUARANTINE_DIR)
+        except OSError as exc:
+            raise StoreError(
+                f"the outbox {path} is damaged ({damage}) and cannot be moved aside: {exc}"
+            ) from exc
+        logger.error(
+            "outbox: {} was damaged ({}); moved to {} and replaced by an empty outbox (notices "
+            "still owed in it are not sent)",
+            path,
+            damage,
+            moved,
+        )
+        return await cls._open(path, check=False)
+
+    @classmethod
+    async def _open(cls, path: Path, *, check: bool) -> Outbox:
         try:
             await asyncio.to_thread(_prepare_file, path)
             db = await aiosqlite.connect(path, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
+            if is_damaged(exc):
+                raise _Damaged(str(exc)) from exc
             raise StoreError(f"cannot open the outbox {path}: {exc}") from exc
         try:
+            await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            # Before anything writes: a damaged file goes to quarantine as it was found.
+            if check and (problem := integrity_problem(await db.execute_fetchall(QUICK_CHECK))):
+                raise _Damaged(problem)
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=FULL")
-            await db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             await db.executescript(_SCHEMA)
             await db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             writer = await SQLiteWriter.open(path, _WRITER_PRAGMAS, name="outbox")
         except sqlite3.Error as exc:
             await db.close()
+            if is_damaged(exc):
+                raise _Damaged(str(exc)) from exc
             raise StoreError(f"cannot set up the outbox {path}: {exc}") from exc
+        except BaseException:
+            await db.close()
+            raise
         outbox = cls(db, writer, path)
         await outbox.refresh_gauge()
         return outbox

@@ -6,8 +6,19 @@ Theory of operation
 Layout under ``storage.path`` (directories 0700, files 0600)::
 
     results/<id>.json      one document per finished workflow: the truth
-    quarantine/            corrupt documents and partial temps, moved aside, never deleted
+    results/<id>.delivered how it was delivered (`delivery_mark`), written when it was
+    quarantine/            corrupt documents, partial temps, damaged databases: moved aside,
+                           never deleted
     index.sqlite3          the index (WAL): running workflows, delivery state, search
+    lock                   held by the one process that maintains the store (`store_lock`)
+
+One process at a time
+---------------------
+The bot's store (``maintain=True``) holds an exclusive ``flock`` on ``lock`` for its whole life,
+with its PID written in the file; a second bot on the same folder gets StoreLocked naming that PID
+and stops before touching anything. Readers (the CLI's list, show, export) do not need the lock.
+The store's blocking work runs on its own bounded threads (`threads`), never in asyncio's
+default pool.
 
 Write-ahead
 -----------
@@ -41,7 +52,11 @@ Crashes and reconciliation (`ResultStore.reconcile`, run by `open`)
   differs from an existing result is quarantined (a result is never overwritten).
 - crash after the rename, before the index update (or a power cut that rolled the finished row
   back): the file has no (finished) row -> re-indexed from the document, which carries its own
-  row (delivery state starts pending: delivering twice beats never).
+  row, with the delivery its mark records (no mark: pending; delivering twice beats never).
+- the index lost (deleted) or damaged (then moved to quarantine/ by the bot at start): every
+  result is re-indexed that way, so nothing delivered is delivered again. A row that says
+  "pending" beside a mark (its update failed, or the index is an older copy) takes the mark's
+  delivery.
 - a row that promises a document (completed, failed, interrupted, cancelled) with no file -> marked
   ``lost`` and counted in ``workflow_results_lost``. A corrupt file is quarantined (and its row marked
   lost). Rows left ``running`` are the runner's to mark interrupted; reconcile leaves them alone.
@@ -53,16 +68,20 @@ rows ``purging`` (committed; hidden from every query), delete the files (directo
 the rows. A crash after the mark leaves rows that reconcile finishes deleting, instead of
 re-indexing a file that was meant to go or reporting a deleted file as lost. Running workflows are
 never purged; results not yet delivered are kept until they are (delivered or undeliverable),
-unless the operator asks (``include_undelivered``).
+unless the operator asks (``include_undelivered``). The automatic sweeps first ask whether the
+clock is believable (`clock_check`): a clock that jumped purges nothing, with a WARNING saying
+why, until it is believable again or an operator purges by hand.
 """
 
 from __future__ import annotations
 
+from ..errors import StoreLocked
 from .document import ResultNotStorable
 from .maintenance import ReconcileReport
 from .query import ResultQuery
 from .result_store import ResultStore, StorageErrorHook
 from .sqlite.index import WorkflowExists
+from .store_lock import StoreLock
 
 __all__ = [
     "ReconcileReport",
@@ -70,5 +89,7 @@ __all__ = [
     "ResultQuery",
     "ResultStore",
     "StorageErrorHook",
+    "StoreLock",
+    "StoreLocked",
     "WorkflowExists",
 ]

@@ -45,6 +45,7 @@ class _Write:
     data: bytes
     replace: bool
     future: asyncio.Future[None]
+    mark: bool = False  # a delivery mark (`<id>.delivered`) rather than the result
     error: OSError | None = None
     temp: Path | None = None
     fd: int | None = field(default=None, repr=False)
@@ -73,17 +74,27 @@ def _fsync(write: _Write) -> None:
         _abandon(write, exc)
 
 
+def _final_name(write: _Write) -> str:
+    if write.mark:
+        return files.mark_name(write.workflow_id)
+    return files.result_name(write.workflow_id)
+
+
 def _write_group(directory: Path, group: list[_Write], fsyncs: ThreadPoolExecutor) -> None:
     """In the writer thread: create and fill every temp, then fsync them all at once (`fsyncs`
     threads), then rename them, then fsync the folder once. Outcomes go into each `error`."""
     names: set[str] = set()
     for write in group:
-        final = directory / files.result_name(write.workflow_id)
+        final = directory / _final_name(write)
         if not write.replace and (final.name in names or os.path.lexists(final)):
             write.error = FileExistsError(errno.EEXIST, "a result is already stored", str(final))
             continue
         names.add(final.name)
-        write.temp = directory / files.temp_name(write.workflow_id)
+        write.temp = directory / (
+            files.mark_temp_name(write.workflow_id)
+            if write.mark
+            else files.temp_name(write.workflow_id)
+        )
         try:
             write.fd = files.open_private(write.temp)
             view = memoryview(write.data)
@@ -104,7 +115,7 @@ def _write_group(directory: Path, group: list[_Write], fsyncs: ThreadPoolExecuto
             continue
         assert write.temp is not None
         try:
-            os.replace(write.temp, directory / files.result_name(write.workflow_id))
+            os.replace(write.temp, directory / _final_name(write))
         except OSError as exc:
             _abandon(write, exc)
         else:
@@ -124,8 +135,9 @@ def _take(queue: list[_Write]) -> list[_Write]:
 
 
 class ResultFileWriter:
-    """Writes `<id>.json` files into one folder atomically (temp, fsync, rename, folder fsync),
-    grouping the writes that arrive while a group is on its way to the disk.
+    """Writes `<id>.json` files (and `<id>.delivered` marks) into one folder atomically (temp,
+    fsync, rename, folder fsync), grouping the writes that arrive while a group is on its way
+    to the disk.
 
     Close with `await writer.close()`: waits for queued writes, then stops the threads.
     """
@@ -157,9 +169,18 @@ class ResultFileWriter:
         the file before the folder fsync failed). Any other OSError: the file is not stored, or
         not provably durable; no temp is left behind.
         """
+        await self._submit(workflow_id, data, replace=replace, mark=False)
+
+    async def write_mark(self, workflow_id: str, data: bytes) -> None:
+        """Store `data` as the delivery mark of `workflow_id` (`<id>.delivered`, replacing an
+        earlier mark), as atomically and durably as a result; in the same groups."""
+        await self._submit(workflow_id, data, replace=True, mark=True)
+
+    async def _submit(self, workflow_id: str, data: bytes, *, replace: bool, mark: bool) -> None:
         if self._closed:
             raise RuntimeError("the result file writer is closed")
-        write = _Write(workflow_id, data, replace, asyncio.get_running_loop().create_future())
+        future = asyncio.get_running_loop().create_future()
+        write = _Write(workflow_id, data, replace, future, mark=mark)
         self._runner.submit(write)
         # shield: a cancelled caller must not cancel the group others wait for
         await asyncio.shield(write.future)
@@ -173,6 +194,7 @@ class ResultFileWriter:
             return
         self._closed = True
         await self._runner.drain()
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self._executor.shutdown)
-        await loop.run_in_executor(None, self._fsyncs.shutdown)
+        # Every write has run (drained): the threads are idle and end on their own. Not waited
+        # for in asyncio's default pool, which may be busy with work that is not the store's.
+        self._executor.shutdown(wait=False)
+        self._fsyncs.shutdown(wait=False)

@@ -17,6 +17,7 @@ from loguru import logger
 
 from ..config import StorageSettings
 from ..errors import StoreError
+from ..groupcommit.damaged import quarantine_database
 from ..metrics import STORE_WRITE_FAILURES, WORKFLOW_RESULTS_PERSISTED
 from ..records import (
     DeliveryState,
@@ -26,6 +27,16 @@ from ..records import (
     validate_workflow_id,
 )
 from . import files
+from .clock_check import (
+    LAST_SWEEP_NOTE,
+    HostTime,
+    Uptime,
+    clock_doubt,
+    decode_sweep,
+    encode_sweep,
+    host_uptime,
+)
+from .delivery_mark import DeliveryMark, encode_mark
 from .document import (
     FINISHED_STATUSES,
     DocumentError,
@@ -39,7 +50,9 @@ from .file_writer import ResultFileWriter
 from .locks import KeyedLocks
 from .maintenance import Maintenance, ReconcileReport
 from .query import MAX_PAGE_SIZE, ResultQuery
-from .sqlite.index import ResultIndex, WorkflowExists
+from .sqlite.index import IndexDamaged, ResultIndex, WorkflowExists
+from .store_lock import StoreLock
+from .threads import StoreThreads
 
 __all__ = ["INDEX_NAME", "ResultStore", "StorageErrorHook"]
 
@@ -79,6 +92,13 @@ def _errno_name(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
 
 
+def _read_document(path: Path, workflow_id: str) -> tuple[int, dict[str, Any]]:
+    """Read and check a stored result in one trip to a thread: (its size, the document).
+    OSError if it cannot be read, DocumentError if it is not a document this store wrote."""
+    data = files.read_bytes(path)
+    return len(data), decode_document(data, workflow_id)
+
+
 class ResultStore:
     """Workflow results on the local disk, one JSON file each, with an SQLite index beside them.
 
@@ -91,20 +111,30 @@ class ResultStore:
         settings: StorageSettings,
         index: ResultIndex,
         *,
+        threads: StoreThreads,
+        lock: StoreLock | None,
         on_storage_error: StorageErrorHook | None,
         clock: Callable[[], float],
+        uptime: Uptime,
     ) -> None:
         self._settings = settings
         self._results_dir = settings.path / files.RESULTS_DIR
         self._files = ResultFileWriter(self._results_dir)
         self._index = index
+        self._threads = threads
+        self._lock = lock
         self._on_storage_error = on_storage_error
         self._clock = clock
+        self._uptime = uptime
         self._live: dict[str, WorkflowRecord] = {}
         self._pending: dict[str, _PendingWrite] = {}
         self._locks = KeyedLocks()
         self._maintenance = Maintenance(
-            index=index, root=settings.path, locks=self._locks, in_flight=self._pending
+            index=index,
+            root=settings.path,
+            locks=self._locks,
+            in_flight=self._pending,
+            threads=threads,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = asyncio.Event()
@@ -119,31 +149,67 @@ class ResultStore:
         *,
         on_storage_error: StorageErrorHook | None = None,
         clock: Callable[[], float] = time.time,
+        uptime: Uptime = host_uptime,
         maintain: bool = True,
+        exclusive: bool | None = None,
     ) -> ResultStore:
-        """Prepare the directories and the index, then (if `maintain`) reconcile, purge expired
-        results and start the periodic retention task.
+        """Prepare the directories, take the store's lock, open the index, then (if `maintain`)
+        reconcile, purge expired results and start the periodic retention task.
+
+        `exclusive` (default: `maintain`) takes the lock on ``storage.path`` (`store_lock`) for
+        as long as the store is open; StoreLocked if another process holds it. A store that
+        maintains itself always holds it: two processes maintaining one store lose results.
 
         Pass ``maintain=False`` from tools that open the store beside a running bot (the CLI):
         reconciling there would treat the bot's in-flight writes as crash debris, and opening a
-        store to list it must not delete anything. Reads and an explicit `purge` still work.
+        store to list it must not delete anything. Reads and an explicit `purge` still work (a
+        purge should be made ``exclusive``). A damaged index is moved to quarantine/ and rebuilt
+        from the result files only by a store that maintains itself; others get StoreError.
+
+        `clock` is the wall clock (epoch seconds) and `uptime` the host's boot id and uptime
+        clock, which retention compares with it (`clock_check`); tests pass their own.
         """
+        exclusive = maintain if exclusive is None else exclusive
+        if maintain and not exclusive:
+            raise ValueError("a store that maintains itself must hold its lock (exclusive)")
         root = settings.path
+        threads = StoreThreads()
+        lock: StoreLock | None = None
+        index: ResultIndex | None = None
         try:
-            for directory in (root, root / files.RESULTS_DIR, root / files.QUARANTINE_DIR):
-                await files.ensure_private_dir(directory)
-            await files.ensure_private_file(root / INDEX_NAME)
-        except OSError as exc:
-            raise StoreError(f"cannot prepare the store at {root}: {exc.strerror}") from exc
-        index = await ResultIndex.open(root / INDEX_NAME)
-        store = cls(settings, index, on_storage_error=on_storage_error, clock=clock)
+            try:
+                for directory in (root, root / files.RESULTS_DIR, root / files.QUARANTINE_DIR):
+                    await threads.maintenance(files.ensure_private_dir, directory)
+            except OSError as exc:
+                raise StoreError(f"cannot prepare the store at {root}: {exc.strerror}") from exc
+            if exclusive:
+                lock = await threads.maintenance(StoreLock.acquire, root)
+            if maintain:
+                await threads.maintenance(uptime)  # reads the boot id once, off the loop
+            index = await cls._open_index(root, threads, repair=maintain)
+        except BaseException:
+            if index is not None:
+                await index.close()
+            if lock is not None:
+                await threads.maintenance(lock.release)
+            threads.close()
+            raise
+        store = cls(
+            settings,
+            index,
+            threads=threads,
+            lock=lock,
+            on_storage_error=on_storage_error,
+            clock=clock,
+            uptime=uptime,
+        )
         try:
             await store._tighten_index_files()
             if maintain:
                 report = await store.reconcile()
                 if not report.clean:
                     logger.warning("store: reconciliation at start-up: {}", report)
-                await store.purge()
+                await store._sweep()
                 store._spawn(store._retention_loop(), name="store-retention")
         except BaseException:
             await store.close()
@@ -151,22 +217,51 @@ class ResultStore:
         logger.info("store: opened {} (maintenance {})", root, "on" if maintain else "off")
         return store
 
+    @staticmethod
+    async def _open_index(root: Path, threads: StoreThreads, *, repair: bool) -> ResultIndex:
+        """The index, checked page by page when `repair`; a damaged one is moved to quarantine/
+        and an empty one opened in its place (reconciliation then re-indexes every result file,
+        delivery marks included). Without `repair`, a damaged index is the caller's error."""
+        path = root / INDEX_NAME
+        try:
+            await threads.maintenance(files.ensure_private_file, path)
+        except OSError as exc:
+            raise StoreError(f"cannot prepare the index {path}: {exc.strerror}") from exc
+        try:
+            return await ResultIndex.open(path, threads=threads, check=repair)
+        except IndexDamaged as exc:
+            if not repair:
+                raise StoreError(
+                    f"{exc}; start the bot: it moves the file to quarantine/ and rebuilds the "
+                    "index from the result files"
+                ) from exc
+            damage = str(exc)
+        try:
+            moved = await threads.maintenance(
+                quarantine_database, path, root / files.QUARANTINE_DIR
+            )
+            await threads.maintenance(files.ensure_private_file, path)
+        except OSError as exc:
+            raise StoreError(f"{damage}; and it cannot be moved aside: {exc.strerror}") from exc
+        logger.error(
+            "store: {}; moved to {} and rebuilt from the result files (delivery state from "
+            "their marks; workflows that were running are not in it)",
+            damage,
+            moved,
+        )
+        return await ResultIndex.open(path, threads=threads)
+
     async def _tighten_index_files(self) -> None:
         names = (INDEX_NAME, f"{INDEX_NAME}-wal", f"{INDEX_NAME}-shm")
         paths = [self._settings.path / name for name in names]
-
-        def tighten() -> None:
-            for path in paths:
-                with contextlib.suppress(FileNotFoundError):
-                    path.chmod(files.FILE_MODE)
-
         try:
-            await asyncio.to_thread(tighten)
+            await self._threads.maintenance(files.make_private, paths)
         except OSError as exc:
             raise StoreError(f"cannot make the index private: {exc.strerror}") from exc
 
     async def close(self) -> None:
-        """Stop the retention task, give every pending write one last try, close the index.
+        """Stop the retention task, give every pending write one last try, close the index,
+        release the store's lock and stop the store's threads.
 
         A result whose write still fails here exists only in this process's memory; that is
         logged as CRITICAL with its id, because it is lost when the process exits.
@@ -177,13 +272,21 @@ class ResultStore:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         self._closed = True
-        await self._files.close()
-        for workflow_id in self._pending:
-            logger.critical(
-                "store: workflow {}: result never reached the disk and is lost with this process",
-                workflow_id,
-            )
-        await self._index.close()
+        try:
+            await self._files.close()
+            for workflow_id in self._pending:
+                logger.critical(
+                    "store: workflow {}: result never reached the disk and is lost with this "
+                    "process",
+                    workflow_id,
+                )
+            await self._index.close()
+        finally:
+            try:
+                if self._lock is not None:
+                    await self._threads.maintenance(self._lock.release)
+            finally:
+                self._threads.close()
 
     async def __aenter__(self) -> Self:
         return self
@@ -338,7 +441,7 @@ class ResultStore:
             )
             # Outcomes are compared, and handed back, as a later read of the file returns them
             # (tuples become lists, NaN null, unknown types text): from the encoded bytes.
-            data, document = await asyncio.to_thread(encode_for_storage, finished, result)
+            data, document = await self._threads.work(encode_for_storage, finished, result)
             # The disk is asked only when the writer finds a file under the id (FileExistsError):
             # then the stored outcome decides, as if it had been read first. A corrupt file is
             # quarantined by _stored_outcome and the write goes ahead; twice means a file keeps
@@ -383,7 +486,7 @@ class ResultStore:
         """The outcome this process holds in memory for the id (its write is being retried)."""
         if (pending := self._pending.get(workflow_id)) is None:
             return None
-        document: dict[str, Any] = await asyncio.to_thread(read_back, pending.data)
+        document: dict[str, Any] = await self._threads.work(read_back, pending.data)
         return _Existing(document, len(pending.data), pending.record)
 
     async def _stored_outcome(self, workflow_id: str) -> _Existing | None:
@@ -393,20 +496,18 @@ class ResultStore:
         """
         path = self._result_path(workflow_id)
         try:
-            data = await files.read_bytes(path)
+            size_bytes, document = await self._threads.work(_read_document, path, workflow_id)
         except FileNotFoundError:
+            return None
+        except DocumentError as exc:
+            await self._maintenance.quarantine(path, str(exc))
             return None
         except OSError as exc:
             # Without reading it we cannot promise not to overwrite it: refuse.
             raise StoreError(
                 f"workflow {workflow_id}: cannot read the stored result: {exc.strerror}"
             ) from exc
-        try:
-            document = await asyncio.to_thread(decode_document, data, workflow_id)
-        except DocumentError as exc:
-            await self._maintenance.quarantine(path, str(exc))
-            return None
-        return _Existing(document, len(data), None)
+        return _Existing(document, size_bytes, None)
 
     async def _already_finished(self, workflow_id: str, existing: _Existing) -> WorkflowRecord:
         if existing.pending is not None:
@@ -490,7 +591,7 @@ class ResultStore:
                 if self._pending.get(workflow_id) is not pending:
                     return
                 try:
-                    await files.ensure_private_dir(self._results_dir)
+                    await self._threads.work(files.ensure_private_dir, self._results_dir)
                     # replace: an earlier attempt may have renamed it before its fsync failed
                     await self._files.write(workflow_id, pending.data, replace=True)
                 except OSError as exc:
@@ -514,6 +615,15 @@ class ResultStore:
                     )
                 else:
                     await self._written(pending)
+                    record = pending.record
+                    if record.delivery_state is not DeliveryState.PENDING:
+                        # Delivered while only memory held it: its mark failed with the disk.
+                        mark = DeliveryMark(
+                            record.delivery_state,
+                            record.delivered_via or "",
+                            record.delivered_at or self._clock(),
+                        )
+                        await self._write_mark(workflow_id, mark)
                     return
             delay_s = min(delay_s * 2, self._settings.write_retry_max)
 
@@ -530,23 +640,53 @@ class ResultStore:
         await self._set_delivery(workflow_id, DeliveryState.UNDELIVERABLE, reason)
 
     async def _set_delivery(self, workflow_id: str, state: DeliveryState, via: str) -> None:
-        # An index failure here is logged, not raised: it costs at most a second delivery after a
-        # restart, never a result, and must not turn a delivered result into a failed workflow.
+        """The row first (fsynced, and what every reader sees from then on), then the delivery
+        mark beside the result (`delivery_mark`: it survives the index, so an index rebuilt from
+        the files knows too). A failure of either is logged, not raised: it costs at most a
+        second delivery, never a result, and must not turn a delivered result into a failed
+        workflow."""
         workflow_id = validate_workflow_id(workflow_id)
         self._check_open()
         at = self._clock()
-        pending = self._pending.get(workflow_id)
-        if pending is not None:
-            pending.record.delivery_state = state
-            pending.record.delivered_via = via
-            pending.record.delivered_at = at
+        async with self._locks.hold(workflow_id):
+            pending = self._pending.get(workflow_id)
+            if pending is not None:
+                pending.record.delivery_state = state
+                pending.record.delivered_via = via
+                pending.record.delivered_at = at
+            try:
+                found = await self._index.set_delivery(workflow_id, state, via, at)
+            except StoreError as exc:
+                logger.error(
+                    "store: workflow {}: delivery state not recorded: {}", workflow_id, exc
+                )
+                found = True  # the index cannot say; the mark still records it
+            if not found and pending is None:
+                raise StoreError(f"unknown workflow {workflow_id}")
+            await self._write_mark(workflow_id, DeliveryMark(state, via, at))
+
+    async def _write_mark(self, workflow_id: str, mark: DeliveryMark) -> bool:
+        """Write the delivery mark; False (logged as a WARNING, counted) if the disk refused it.
+
+        Not an ERROR: no result is at stake. The index row, written durably first, keeps the
+        delivery; only an index rebuilt from the files would deliver the result once more. (A
+        result still waiting in memory gets its mark when its own write lands: `_retry`.)
+        """
         try:
-            found = await self._index.set_delivery(workflow_id, state, via, at)
-        except StoreError as exc:
-            logger.error("store: workflow {}: delivery state not recorded: {}", workflow_id, exc)
-            return
-        if not found and pending is None:
-            raise StoreError(f"unknown workflow {workflow_id}")
+            await self._files.write_mark(workflow_id, encode_mark(workflow_id, mark))
+        except OSError as exc:
+            name = _errno_name(exc)
+            STORE_WRITE_FAILURES.labels(error=name).inc()
+            logger.warning(
+                "store: workflow {}: delivery mark not written ({}: {}); the index records "
+                "that it was {}",
+                workflow_id,
+                name,
+                exc.strerror or exc,
+                mark.state.value,
+            )
+            return False
+        return True
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -576,10 +716,11 @@ class ResultStore:
         workflow_id = validate_workflow_id(workflow_id)
         self._check_open()
         if (pending := self._pending.get(workflow_id)) is not None:
-            document: dict[str, Any] = await asyncio.to_thread(read_back, pending.data)
+            document: dict[str, Any] = await self._threads.work(read_back, pending.data)
             return document
+        path = self._result_path(workflow_id)
         try:
-            data = await files.read_bytes(self._result_path(workflow_id))
+            _size, document = await self._threads.work(_read_document, path, workflow_id)
         except FileNotFoundError:
             record = await self.get(workflow_id)
             if record is None:
@@ -587,13 +728,12 @@ class ResultStore:
             raise StoreError(
                 f"workflow {workflow_id} has no stored result (status {record.status.value})"
             ) from None
-        except OSError as exc:
-            raise StoreError(f"workflow {workflow_id}: cannot read result: {exc.strerror}") from exc
-        try:
-            return await asyncio.to_thread(decode_document, data, workflow_id)
         except DocumentError as exc:
             logger.error("store: workflow {}: stored result is corrupt: {}", workflow_id, exc)
             raise StoreError(f"workflow {workflow_id}: stored result is corrupt: {exc}") from exc
+        except OSError as exc:
+            raise StoreError(f"workflow {workflow_id}: cannot read result: {exc.strerror}") from exc
+        return document
 
     async def search(self, query: ResultQuery) -> list[WorkflowRecord]:
         """Index rows matching `query`, newest first, one page (`limit`, `offset`)."""
@@ -671,8 +811,10 @@ class ResultStore:
         include_undelivered: bool = False,
         dry_run: bool = False,
     ) -> int:
-        """Delete finished results (file and row) that finished before the cutoff; return how
-        many (or, with `dry_run`, how many would go).
+        """Delete finished results (file, delivery mark and row) that finished before the cutoff;
+        return how many (or, with `dry_run`, how many would go). A purge asked for by hand: it
+        does what it is told, whatever the clock says, and (unless a dry run) records a sweep,
+        so retention's clock check takes this clock as its reference from then on.
 
         The cutoff is `before` (Unix seconds), or now minus `older_than_s`, or now minus
         ``retention_days``. Running workflows are never purged. Results not delivered yet are
@@ -687,16 +829,73 @@ class ResultStore:
         if older_than_s is not None and older_than_s < 0:
             raise ValueError("older_than_s must not be negative")
         self._check_open()
-        now = self._clock()
+        now = await self._host_time()
         if before is not None:
             cutoff = before
         elif older_than_s is not None:
-            cutoff = now - older_than_s
+            cutoff = now.wall_s - older_than_s
         else:
-            cutoff = now - self._settings.retention_days * _SECONDS_PER_DAY
-        return await self._maintenance.purge(
-            cutoff, now=now, include_undelivered=include_undelivered, dry_run=dry_run
+            cutoff = now.wall_s - self._retention_s
+        purged = await self._maintenance.purge(
+            cutoff, now=now.wall_s, include_undelivered=include_undelivered, dry_run=dry_run
         )
+        if not dry_run:
+            await self._record_sweep(now)
+        return purged
+
+    @property
+    def _retention_s(self) -> float:
+        return self._settings.retention_days * _SECONDS_PER_DAY
+
+    async def _host_time(self) -> HostTime:
+        boot_id, uptime_s = await self._threads.maintenance(self._uptime)
+        return HostTime(self._clock(), boot_id, uptime_s)
+
+    async def _record_sweep(self, now: HostTime) -> None:
+        try:
+            await self._index.set_note(LAST_SWEEP_NOTE, encode_sweep(now))
+        except StoreError as exc:
+            logger.warning("store: retention's sweep time not recorded: {}", exc)
+
+    async def _sweep(self) -> int:
+        """Retention's own pass (at open and every ``retention_interval``): `purge` with the
+        default cutoff, unless the clock is not believable (`clock_check`). Then it purges
+        nothing, records nothing, and says why in a WARNING if anything would have gone."""
+        self._check_open()
+        now = await self._host_time()
+        last = decode_sweep(await self._index.get_note(LAST_SWEEP_NOTE))
+        doubt = clock_doubt(
+            now,
+            last,
+            await self._index.newest_activity(),
+            retention_s=self._retention_s,
+            interval_s=self._settings.retention_interval,
+        )
+        if doubt is None:
+            purged = await self._maintenance.purge(
+                now.wall_s - self._retention_s,
+                now=now.wall_s,
+                include_undelivered=False,
+                dry_run=False,
+            )
+            await self._record_sweep(now)
+            return purged
+        would = await self._maintenance.purge(
+            now.wall_s - self._retention_s, now=now.wall_s, include_undelivered=False, dry_run=True
+        )
+        if would:
+            logger.warning(
+                "store: retention purged nothing ({} result(s) would have gone): {}. It purges "
+                "again once the clock is believable, or after an operator's `python -m notifier "
+                "results purge --older-than {}d` (with the bot stopped), which makes this clock "
+                "the reference",
+                would,
+                doubt,
+                f"{self._settings.retention_days:g}",
+            )
+        else:
+            logger.info("store: retention found nothing to purge; note: {}", doubt)
+        return 0
 
     async def _retention_loop(self) -> None:
         interval_s = self._settings.retention_interval
@@ -706,6 +905,6 @@ class ResultStore:
             if self._closing.is_set():
                 return
             try:
-                await self.purge()
+                await self._sweep()
             except Exception:  # noqa: BLE001 - logged; one bad pass must not end retention
                 logger.exception("store: periodic retention failed; trying again next interval")

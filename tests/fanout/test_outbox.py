@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import random
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from notifier.fanout.outbox import (
     outbox_path,
 )
 from notifier.plugins import PluginContext
+from notifier.store import StoreLock
 from notifier.testing import HttpSink, free_port, wait_until
 
 from .support import make_notice, make_settings, open_fanout, rows_of, settled
@@ -173,7 +176,10 @@ async def test_cli_lists_and_retries_failed_notices(
     assert "pending, not failed" in err
 
     code, out, _ = await run(settings, "outbox", "retry", "--all-failed")
-    assert (code, out.strip()) == (0, "requeued 1 failed notice(s)")
+    assert (code, out.strip()) == (
+        0,
+        "requeued 1 failed notice(s); the bot sends them when it starts",
+    )
 
     # The sink is up now: the next start sends both requeued notices.
     sink = await sinks(port=port)
@@ -197,18 +203,25 @@ async def test_a_running_fanout_picks_up_a_cli_retry(
         }
     ]
     settings = make_settings(tmp_path, entries)
+    settings.storage.path.mkdir()
+    bot_lock = StoreLock.acquire(settings.storage.path)  # held by "the bot", as its store does
     async with open_fanout(settings, context, poll_interval_s=0.1) as fanout:
         await fanout.emit(make_notice(Event.COMPLETED))
         (row,) = await settled(fanout, 1)
         assert row.status is OutboxStatus.FAILED  # a 400 is permanent
-        code, _, _ = await run(settings, "outbox", "retry", str(row.id))  # another process would
+        code, out, _ = await run(settings, "outbox", "retry", str(row.id))  # another process would
         assert code == 0
+        assert out.strip() == (
+            f"requeued notice {row.id} (completed to hook); "
+            f"the running bot (PID {os.getpid()}) sends it within seconds"
+        )
 
         async def sent() -> bool:
             (again,) = await rows_of(fanout)
             return again.status is OutboxStatus.SENT
 
         await wait_until(sent, what="the running fanout resent it")
+    bot_lock.release()
     assert len(sink.received) == 2
 
 
@@ -217,3 +230,37 @@ async def test_cli_without_an_outbox_says_so(tmp_path: Path) -> None:
     code, _, err = await run(settings, "outbox", "list")
     assert code == 2
     assert "no outbox at" in err
+
+
+async def test_a_damaged_outbox_is_moved_to_quarantine_and_a_new_one_takes_notices(
+    tmp_path: Path, log_lines: list[str]
+) -> None:
+    path = tmp_path / "data" / "outbox.sqlite3"
+    path.parent.mkdir()
+    garbage = b"not an outbox at all " * 200
+    path.write_bytes(garbage)
+
+    async with await Outbox.open(path) as outbox:
+        rows = await outbox.enqueue(
+            [NewNotice("ops", "apprise", make_notice(Event.COMPLETED))], now_s=1.0
+        )
+        assert [r.status for r in rows] == [OutboxStatus.PENDING]
+
+    [moved] = (path.parent / "quarantine").iterdir()
+    assert re.fullmatch(r"outbox\.sqlite3\.\d{8}T\d{6}Z\.[0-9a-f]{8}", moved.name)
+    assert moved.read_bytes() == garbage
+    assert moved.stat().st_mode & 0o777 == 0o600
+    assert any(line.startswith("ERROR") and "damaged" in line for line in log_lines)
+
+
+async def test_the_cli_leaves_a_damaged_outbox_alone_and_says_so(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, [])
+    path = outbox_path(settings)
+    path.write_bytes(b"not an outbox at all " * 200)
+
+    code, _, err = await run(settings, "outbox", "list")
+
+    assert code == 2
+    assert "is damaged" in err and "start the bot" in err
+    assert path.read_bytes().startswith(b"not an outbox")
+    assert not (tmp_path / "quarantine").exists()

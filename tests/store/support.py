@@ -32,16 +32,36 @@ EXAMPLE_RESULT: dict[str, Any] = {
 
 
 class FakeClock:
-    """The store's clock, moved by the test: retention and durations without sleeping."""
+    """The store's clock, moved by the test: retention and durations without sleeping.
+
+    `uptime` is the host's uptime clock to go with it (`ResultStore.open(uptime=...)`), moving
+    as the wall clock does: time that really passed. Without it the store reads the real uptime
+    clock, which barely moves while the test advances the wall clock: a clock jump.
+    """
 
     def __init__(self, now: float = START_S) -> None:
         self.now = now
+        self.boot_id = "fake-boot"
+        self.uptime_s = 1_000.0
 
     def __call__(self) -> float:
         return self.now
 
     def advance(self, seconds: float) -> None:
+        """Time passes: the wall clock and the uptime clock move together."""
         self.now += seconds
+        self.uptime_s += seconds
+
+    def jump(self, seconds: float) -> None:
+        """The wall clock is set (wrongly, or back to right): the uptime clock does not move."""
+        self.now += seconds
+
+    def reboot(self) -> None:
+        self.boot_id = f"{self.boot_id}+"
+        self.uptime_s = 30.0
+
+    def uptime(self) -> tuple[str, float]:
+        return self.boot_id, self.uptime_s
 
 
 def make_record(
@@ -103,4 +123,11 @@ def files_under(root: Path) -> dict[str, bytes]:
 
 
 def result_files(root: Path) -> list[str]:
+    """Every name in results/ (documents, delivery marks, temps), sorted."""
     return sorted(p.name for p in (root / "results").iterdir())
+
+
+def stored(*workflow_ids: str, marked: tuple[str, ...] = ()) -> list[str]:
+    """`result_files` as it should be: these results, and delivery marks for `marked`."""
+    names = [f"{w}.json" for w in workflow_ids] + [f"{w}.delivered" for w in marked]
+    return sorted(names)

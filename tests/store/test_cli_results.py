@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -168,6 +170,31 @@ def test_purge_dry_run_then_purge(filled: Filled) -> None:
     assert run.stdout.startswith("purged 1 result finished before")
     assert not (filled.data / "results" / f"{filled.old}.json").exists()
     assert _listed(results(filled, "list").stdout) == [filled.running, filled.failed, filled.recent]
+
+
+async def test_beside_a_running_bot_reads_work_and_a_purge_is_refused(filled: Filled) -> None:
+    # The bot's store holds the lock for as long as the bot runs.
+    async with await ResultStore.open(StorageSettings(path=filled.data, retention_days=365)):
+        listing = await asyncio.to_thread(results, filled, "list")
+        shown = await asyncio.to_thread(results, filled, "show", filled.recent)
+        dry = await asyncio.to_thread(results, filled, "purge", "--older-than", "30d", "--dry-run")
+        refused = await asyncio.to_thread(results, filled, "purge", "--older-than", "30d")
+
+    assert listing.returncode == shown.returncode == dry.returncode == 0
+    assert filled.old in listing.stdout and filled.recent in shown.stdout
+    assert dry.stdout.startswith("would purge 1 result")
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"python -m notifier: error: the bot (PID {os.getpid()}) holds {filled.data}: stop it, "
+        "or leave old results to its retention (storage.retention_days); nothing was purged"
+    ]
+    assert (filled.data / "results" / f"{filled.old}.json").exists()
+
+    # The bot stopped: the same purge goes through.
+    run = results(filled, "purge", "--older-than", "30d")
+    assert run.returncode == 0, run.stderr
+    assert not (filled.data / "results" / f"{filled.old}.json").exists()
+    assert not (filled.data / "results" / f"{filled.old}.delivered").exists()
 
 
 ERRORS = [

@@ -116,18 +116,30 @@ async def test_delivery_recorded_while_the_write_is_pending_is_kept(
     store = await ResultStore.open(slow)
     record = make_record()
     await store.create(record)
-    monkeypatch.setattr(os, "fsync", FlakyDisk(errno.ENOSPC, failures=1))
+    # The result's write fails, then the delivery mark's: the disk is full for both.
+    monkeypatch.setattr(os, "fsync", FlakyDisk(errno.ENOSPC, failures=2))
     await store.finish(record.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT)
     assert store.pending_writes == (record.workflow_id,)
 
     await store.mark_delivered(record.workflow_id, "dm")
-    await store.close()  # the last attempt at close succeeds
+    assert result_files(storage.path) == []
+    await store.close()  # the last attempt at close succeeds, and writes the mark too
 
-    assert result_files(storage.path) == [f"{record.workflow_id}.json"]
+    assert result_files(storage.path) == [
+        f"{record.workflow_id}.delivered",
+        f"{record.workflow_id}.json",
+    ]
     async with await ResultStore.open(storage) as reopened:
         got = await reopened.get(record.workflow_id)
     assert got is not None
     assert (got.delivery_state, got.delivered_via) == (DeliveryState.DELIVERED, "dm")
+    # Even an index rebuilt from the files knows it was delivered.
+    (storage.path / "index.sqlite3").unlink()
+    async with await ResultStore.open(storage) as rebuilt:
+        again = await rebuilt.get(record.workflow_id)
+        assert await rebuilt.pending_delivery() == []
+    assert again is not None
+    assert (again.delivery_state, again.delivered_via) == (DeliveryState.DELIVERED, "dm")
 
 
 async def test_a_write_still_refused_at_close_is_logged_critical(

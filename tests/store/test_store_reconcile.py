@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +15,7 @@ from notifier.errors import StoreError
 from notifier.records import DeliveryState, WorkflowStatus
 from notifier.store import ResultQuery, ResultStore
 
-from .support import finished, make_record, metric, result_files
+from .support import EXAMPLE_RESULT, finished, make_record, metric, result_files
 
 
 def _sql(storage: StorageSettings, statement: str, *params: object) -> None:
@@ -40,9 +43,76 @@ async def test_a_result_file_without_a_row_is_reindexed(storage: StorageSettings
         stored.size_bytes,
         stored.path,
     )
-    # Whether it was delivered is not in the file: delivered again rather than never.
-    assert row.delivery_state is DeliveryState.PENDING
+    # Whether it was delivered is in its delivery mark, beside the result.
+    assert (row.delivery_state, row.delivered_via) == (DeliveryState.DELIVERED, "followup")
     assert [r.workflow_id for r in found] == [stored.workflow_id]
+
+
+async def test_a_result_without_a_delivery_mark_is_reindexed_as_undelivered(
+    storage: StorageSettings,
+) -> None:
+    async with await ResultStore.open(storage) as store:
+        stored = await finished(store)
+        await store.mark_delivered(stored.workflow_id, "followup")
+    _sql(storage, "DELETE FROM workflows WHERE workflow_id = ?", stored.workflow_id)
+    (storage.path / "results" / f"{stored.workflow_id}.delivered").unlink()
+
+    async with await ResultStore.open(storage) as store:
+        row = await store.get(stored.workflow_id)
+        pending = [r.workflow_id for r in await store.pending_delivery()]
+
+    # Nothing says it was delivered: delivered again rather than never.
+    assert row is not None and row.delivery_state is DeliveryState.PENDING
+    assert pending == [stored.workflow_id]
+
+
+async def test_a_pending_row_beside_a_delivery_mark_takes_the_marks_delivery(
+    storage: StorageSettings,
+) -> None:
+    async with await ResultStore.open(storage) as store:
+        stored = await finished(store)
+        await store.mark_undeliverable(stored.workflow_id, "every rung failed")
+    # The row's update failed (a full disk), or the index came back from an older copy.
+    _sql(
+        storage,
+        "UPDATE workflows SET delivery_state = 'pending', delivered_via = NULL "
+        "WHERE workflow_id = ?",
+        stored.workflow_id,
+    )
+
+    async with await ResultStore.open(storage, maintain=False) as store:
+        report = await store.reconcile()
+        row = await store.get(stored.workflow_id)
+
+    assert report.deliveries_restored == 1
+    assert row is not None
+    assert (row.delivery_state, row.delivered_via) == (
+        DeliveryState.UNDELIVERABLE,
+        "every rung failed",
+    )
+
+
+async def test_stray_and_half_written_delivery_marks_are_removed(
+    storage: StorageSettings,
+) -> None:
+    async with await ResultStore.open(storage) as store:
+        kept = await finished(store)
+        await store.mark_delivered(kept.workflow_id, "dm")
+    results = storage.path / "results"
+    orphan = make_record().workflow_id  # a mark whose result is gone
+    (results / f"{orphan}.delivered").write_text("{}")
+    half = results / f".{kept.workflow_id}.0123456789abcdef.delivered.tmp"
+    half.write_text('{"format": "notifier.deliv')
+
+    async with await ResultStore.open(storage, maintain=False) as store:
+        report = await store.reconcile()
+
+    assert report.marks_removed == 2
+    assert report.quarantined == 0  # a half-written mark is not a partial result
+    assert result_files(storage.path) == [
+        f"{kept.workflow_id}.delivered",
+        f"{kept.workflow_id}.json",
+    ]
 
 
 async def test_a_lost_index_is_rebuilt_from_the_files(storage: StorageSettings) -> None:
@@ -248,3 +318,59 @@ async def test_repeating_a_finish_repairs_a_missing_row_with_the_real_file_size(
         stored.path,
         DeliveryState.DELIVERED,
     )
+
+
+def _garbage(path: Path) -> None:
+    path.write_bytes(b"this is not an SQLite database, " * 300)
+
+
+def _pages_overwritten(path: Path) -> None:
+    # A real index whose pages past the first are overwritten: SQLite opens it (the header and
+    # the schema are intact) and finds the damage only when it reads those pages.
+    with path.open("r+b") as handle:
+        handle.seek(3 * 4096)
+        handle.write(b"\xa5" * (8 * 4096))
+
+
+@pytest.mark.parametrize("damage", [_garbage, _pages_overwritten], ids=["garbage", "pages"])
+async def test_a_damaged_index_is_quarantined_and_rebuilt_from_the_files(
+    storage: StorageSettings, log_lines: list[str], damage: Callable[[Path], None]
+) -> None:
+    async with await ResultStore.open(storage) as store:
+        delivered = await finished(store)
+        await store.mark_delivered(delivered.workflow_id, "channel")
+        undelivered = await finished(store)
+    index = storage.path / "index.sqlite3"
+    damage(index)
+    damaged = index.read_bytes()
+
+    async with await ResultStore.open(storage) as store:
+        rows = {r.workflow_id: r for r in await store.search(ResultQuery(limit=100))}
+        pending = [r.workflow_id for r in await store.pending_delivery()]
+        document = await store.read_result(delivered.workflow_id)
+
+    assert set(rows) == {delivered.workflow_id, undelivered.workflow_id}
+    assert rows[delivered.workflow_id].delivery_state is DeliveryState.DELIVERED
+    assert pending == [undelivered.workflow_id]
+    assert document["result"] == EXAMPLE_RESULT
+    [moved] = (storage.path / "quarantine").glob("index.sqlite3.*[0-9a-f]")
+    assert moved.read_bytes() == damaged  # kept for an operator, under a time-stamped name
+    assert re.fullmatch(r"index\.sqlite3\.\d{8}T\d{6}Z\.[0-9a-f]{8}", moved.name)
+    assert any(
+        line.startswith("ERROR") and "index" in line and "damaged" in line for line in log_lines
+    )
+
+
+async def test_the_cli_does_not_touch_a_damaged_index_it_says_so(
+    storage: StorageSettings,
+) -> None:
+    async with await ResultStore.open(storage) as store:
+        await finished(store)
+    index = storage.path / "index.sqlite3"
+    _garbage(index)
+
+    with pytest.raises(StoreError, match=r"damaged.*start the bot"):
+        await ResultStore.open(storage, maintain=False)
+
+    assert index.read_bytes().startswith(b"this is not an SQLite database")
+    assert not list((storage.path / "quarantine").iterdir())

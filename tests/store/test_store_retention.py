@@ -12,7 +12,7 @@ from notifier.store import files as store_files
 from notifier.store.sqlite.index import ResultIndex
 from notifier.testing import wait_until
 
-from .support import DAY_S, FakeClock, finished, make_record, metric, result_files
+from .support import DAY_S, FakeClock, finished, make_record, metric, result_files, stored
 
 
 class Crash(Exception):
@@ -45,32 +45,35 @@ async def test_retention_removes_exactly_the_expired_results(
     assert await store.get(old_failed.workflow_id) is None
     for kept in (old_undelivered, old_running.workflow_id, recent):
         assert await store.get(kept) is not None, kept
-    assert result_files(storage.path) == sorted([f"{old_undelivered}.json", f"{recent}.json"])
+    # The purged results' delivery marks went with them.
+    assert result_files(storage.path) == stored(old_undelivered, recent, marked=(recent,))
 
 
 async def test_retention_runs_when_the_store_opens(
     storage: StorageSettings, clock: FakeClock
 ) -> None:
-    async with await ResultStore.open(storage, clock=clock) as store:
+    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
         expired = await _delivered(store)
         clock.advance(29 * DAY_S)
         fresh = await _delivered(store)
-    clock.advance(2 * DAY_S)
+    clock.advance(2 * DAY_S)  # the bot was stopped for two days: not a clock jump
 
-    async with await ResultStore.open(storage, clock=clock) as store:
+    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
         assert await store.get(expired) is None
         assert await store.get(fresh) is not None
-    assert result_files(storage.path) == [f"{fresh}.json"]
+    assert result_files(storage.path) == stored(fresh, marked=(fresh,))
 
 
 async def test_the_periodic_task_purges_without_a_restart(
     storage: StorageSettings, clock: FakeClock
 ) -> None:
     fast = storage.model_copy(update={"retention_interval": 0.02})
-    async with await ResultStore.open(fast, clock=clock) as store:
+    async with await ResultStore.open(fast, clock=clock, uptime=clock.uptime) as store:
         expired = await _delivered(store)
-        clock.advance(31 * DAY_S)
-        await wait_until(lambda: result_files(storage.path) == [])
+        clock.advance(29 * DAY_S)
+        fresh = await _delivered(store)
+        clock.advance(2 * DAY_S)
+        await wait_until(lambda: result_files(storage.path) == stored(fresh, marked=(fresh,)))
         assert await store.get(expired) is None
 
 
@@ -83,7 +86,8 @@ async def test_an_operator_can_purge_by_age_including_undelivered(
 
     assert await store.purge(older_than_s=2 * DAY_S, dry_run=True) == 1
     assert await store.purge(older_than_s=2 * DAY_S, include_undelivered=True, dry_run=True) == 2
-    assert len(result_files(storage.path)) == 2  # a dry run deletes nothing
+    # A dry run deletes nothing.
+    assert result_files(storage.path) == stored(undelivered, delivered, marked=(delivered,))
 
     assert await store.purge(older_than_s=2 * DAY_S, include_undelivered=True) == 2
     assert await store.get(undelivered) is None
@@ -130,7 +134,7 @@ async def test_a_crash_after_marking_rows_is_finished_by_the_next_start(
         survivor = await _delivered(store)
         clock.advance(21 * DAY_S)
 
-        async def crash(*args: object) -> None:
+        def crash(*args: object) -> None:
             raise Crash
 
         monkeypatch.setattr(store_files, "remove_results", crash)
@@ -139,7 +143,7 @@ async def test_a_crash_after_marking_rows_is_finished_by_the_next_start(
         monkeypatch.undo()
         # Marked rows are already invisible; their files are still there.
         assert [await store.get(w) for w in doomed] == [None, None, None]
-        assert len(result_files(storage.path)) == 4
+        assert result_files(storage.path) == stored(*doomed, survivor, marked=(*doomed, survivor))
 
     # Reopen with a retention so long that only reconciliation can be what removes them.
     patient = storage.model_copy(update={"retention_days": 10_000})
@@ -149,7 +153,7 @@ async def test_a_crash_after_marking_rows_is_finished_by_the_next_start(
         assert await store.get(survivor) is not None
         assert [await store.get(w) for w in doomed] == [None, None, None]
     assert report.clean  # the start-up pass already did it
-    assert result_files(storage.path) == [f"{survivor}.json"]
+    assert result_files(storage.path) == stored(survivor, marked=(survivor,))
     assert metric("workflow_results_lost_total") == lost_before
 
 

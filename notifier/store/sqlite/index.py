@@ -50,13 +50,15 @@ import aiosqlite
 from loguru import logger
 
 from ...errors import StoreError
+from ...groupcommit.damaged import QUICK_CHECK, integrity_problem, is_damaged
 from ...groupcommit.sqlite_writer import SQLiteWriter
 from ...records import DeliveryState, WorkflowRecord, WorkflowStatus
 from ..query import ResultQuery
+from ..threads import StoreThreads
 from .schema import BLOCK_BITS, BUSY_TIMEOUT_MS, prepare
 from .url_terms import TrigramCounts, fts_phrase, read_trigram_counts, trigram_query
 
-__all__ = ["ResultIndex", "RowState", "WorkflowExists"]
+__all__ = ["IndexDamaged", "ResultIndex", "RowState", "WorkflowExists"]
 
 _CHUNK: Final = 500  # ids per IN (...) list: far below SQLite's variable limit
 _WRITER_PRAGMAS: Final = (f"busy_timeout = {BUSY_TIMEOUT_MS}", "synchronous = FULL")
@@ -128,6 +130,11 @@ class WorkflowExists(StoreError):
     """`create` was given an id the index already holds."""
 
 
+class IndexDamaged(StoreError):
+    """The index file is damaged (SQLite says: not a database, or malformed): no retry cures it;
+    the store moves it to quarantine and rebuilds it from the result files."""
+
+
 @dataclass(frozen=True, slots=True)
 class RowState:
     """The part of a row reconciliation compares with the files."""
@@ -135,6 +142,7 @@ class RowState:
     status: WorkflowStatus
     path: str | None
     size_bytes: int | None
+    delivery_state: DeliveryState = DeliveryState.PENDING
 
 
 def _row_values(record: WorkflowRecord) -> tuple[Any, ...]:
@@ -247,26 +255,53 @@ class ResultIndex:
     connection), whose group commits let a crowd of finishes and progress rows share fsyncs."""
 
     def __init__(
-        self, db: aiosqlite.Connection, writer: SQLiteWriter, *, fts: bool, path: Path
+        self,
+        db: aiosqlite.Connection,
+        writer: SQLiteWriter,
+        *,
+        fts: bool,
+        path: Path,
+        threads: StoreThreads,
+        own_threads: bool,
     ) -> None:
         self._db = db
         self._writer = writer
         self._fts = fts
         self._path = path
+        self._threads = threads
+        self._own_threads = own_threads
         self._counts = TrigramCounts()
         self._counting: asyncio.Task[None] | None = None
 
     @classmethod
-    async def open(cls, path: Path) -> ResultIndex:
-        with _sqlite_errors(f"open {path}"):
+    async def open(
+        cls, path: Path, *, threads: StoreThreads | None = None, check: bool = False
+    ) -> ResultIndex:
+        """Open (creating) the index at `path`. `threads`: the store's, for the URL search's
+        statistics (without them the index makes its own). `check`: also read every page
+        (``PRAGMA quick_check``; the bot at start, not the CLI). IndexDamaged if SQLite finds
+        the file damaged, StoreError for any other failure."""
+        try:
             db = await aiosqlite.connect(path, isolation_level=None)
             try:
+                if check:  # before `prepare` writes: a damaged file is quarantined as found
+                    await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                    problem = integrity_problem(await db.execute_fetchall(QUICK_CHECK))
+                    if problem is not None:
+                        raise IndexDamaged(f"index {path} is damaged: {problem}")
                 fts = await prepare(db)
                 writer = await SQLiteWriter.open(path, _WRITER_PRAGMAS, name="index")
             except BaseException:
                 await db.close()
                 raise
-        return cls(db, writer, fts=fts, path=path)
+        except sqlite3.Error as exc:
+            if is_damaged(exc):
+                raise IndexDamaged(f"index {path} is damaged: {exc}") from exc
+            raise StoreError(f"index: cannot open {path}: {exc}") from exc
+        own = threads is None
+        if threads is None:
+            threads = StoreThreads(work_threads=1, maintenance_threads=1)
+        return cls(db, writer, fts=fts, path=path, threads=threads, own_threads=own)
 
     async def close(self) -> None:
         if self._counting is not None:
@@ -276,6 +311,8 @@ class ResultIndex:
                 await self._writer.close()
             finally:
                 await self._db.close()
+                if self._own_threads:
+                    self._threads.close()
 
     async def url_search_ready(self) -> None:
         """Read the trigram counts now if they are missing or stale, and wait for them (URL
@@ -296,7 +333,7 @@ class ResultIndex:
 
     async def _read_counts(self) -> None:
         try:
-            self._counts = await asyncio.to_thread(read_trigram_counts, self._path)
+            self._counts = await self._threads.maintenance(read_trigram_counts, self._path)
         except sqlite3.Error as exc:
             logger.warning("index: trigram counts not read ({}); URL search still exact", exc)
             self._counts = TrigramCounts(self._counts.docs, time.monotonic())
@@ -361,13 +398,22 @@ class ResultIndex:
             )
 
     async def set_delivery(
-        self, workflow_id: str, state: DeliveryState, via: str | None, at: float
+        self,
+        workflow_id: str,
+        state: DeliveryState,
+        via: str | None,
+        at: float,
+        *,
+        durable: bool = True,
     ) -> bool:
+        """`durable=False` for a row restored from its delivery mark (reconciliation): the mark
+        would restore it again if a power cut rolled the commit back."""
         with _sqlite_errors("record delivery"):
             changed = await self._write(
                 "UPDATE workflows SET delivery_state = ?, delivered_via = ?, delivered_at = ? "
                 f"WHERE workflow_id = ? AND {_LIVE}",
                 (state.value, via, at, workflow_id),
+                durable=durable,
             )
         return changed > 0
 
@@ -540,12 +586,14 @@ class ResultIndex:
         with _sqlite_errors("read workflow states"):
             for chunk in _chunks(workflow_ids):
                 rows = await self._fetch(
-                    "SELECT workflow_id, status, path, size_bytes FROM workflows "
+                    "SELECT workflow_id, status, path, size_bytes, delivery_state FROM workflows "
                     f"WHERE workflow_id IN ({_marks(chunk)}) AND {_LIVE}",
                     chunk,
                 )
-                for wid, status, path, size in rows:
-                    found[wid] = RowState(WorkflowStatus(status), path, size)
+                for wid, status, path, size, delivery in rows:
+                    found[wid] = RowState(
+                        WorkflowStatus(status), path, size, DeliveryState(delivery)
+                    )
         return found
 
     async def ids_with_documents(self, after: str, limit: int) -> list[str]:
@@ -574,6 +622,35 @@ class ResultIndex:
         with _sqlite_errors("mark results lost"):
             changed: int = await self._writer.run(mark)
         return changed
+
+    # -- the store's own notes ----------------------------------------------------------------
+
+    async def get_note(self, key: str) -> str | None:
+        """A value the store keeps about itself (retention's last sweep), or None."""
+        with _sqlite_errors("read the store's notes"):
+            rows = await self._fetch("SELECT value FROM store_notes WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    async def set_note(self, key: str, value: str) -> None:
+        with _sqlite_errors("write the store's notes"):
+            await self._write(
+                "INSERT INTO store_notes (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    async def newest_activity(self) -> float | None:
+        """The latest time any row records (a workflow created or finished), None if no row:
+        each a lookup in its index, not a scan."""
+        with _sqlite_errors("read the newest activity"):
+            created = await self._fetch("SELECT max(created_at) FROM workflows")
+            finished = await self._fetch(
+                "SELECT max(finished_at) FROM workflows WHERE finished_at IS NOT NULL"
+            )
+        times = [
+            float(rows[0][0]) for rows in (created, finished) if rows and rows[0][0] is not None
+        ]
+        return max(times) if times else None
 
     # -- retention -----------------------------------------------------------------------------
 

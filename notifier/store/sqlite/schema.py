@@ -65,6 +65,10 @@ CREATE TABLE IF NOT EXISTS workflow_blocks (
     block  INTEGER PRIMARY KEY,
     newest REAL    NOT NULL
 );
+CREATE TABLE IF NOT EXISTS store_notes (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 CREATE TRIGGER IF NOT EXISTS workflow_blocks_insert AFTER INSERT ON workflows BEGIN
     INSERT INTO workflow_blocks (block, newest) SELECT new.id >> 10, new.created_at
         WHERE NOT EXISTS (SELECT 1 FROM workflow_blocks WHERE block = new.id >> 10);
@@ -78,6 +82,9 @@ CREATE TRIGGER IF NOT EXISTS workflow_blocks_update AFTER UPDATE OF created_at O
         WHERE block = new.id >> 10 AND newest < new.created_at;
 END;
 """
+# store_notes: what the store keeps about itself rather than about a workflow (retention's last
+# sweep, see `notifier.store.clock_check`). Added without a version bump: an older program ignores
+# the table, so going back to it stays possible.
 # workflow_blocks: for each run of 1,024 row ids, the newest `created_at` it ever held (deletes
 # leave it as is: still an upper bound). A URL search walks FTS matches newest id first and stops
 # once no row below the walk can be newer than the last row of the page it has (see
