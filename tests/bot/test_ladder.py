@@ -46,7 +46,13 @@ async def test_a_workflow_outlasting_the_ttl_hands_off_and_delivers_in_the_chann
     )
     assert f"<@{emulator.users['alice'].id}>" in result.content
     record = await _only_record(bot)
-    await wait_until(lambda: bot.store.get(record.workflow_id))
+
+    async def delivered_via() -> str | None:
+        stored = await bot.store.get(record.workflow_id)
+        return stored.delivered_via if stored is not None else None
+
+    # The message is posted before the delivery is marked in the store, so wait for the mark.
+    await wait_until(delivered_via, what="the delivery mark")
     stored = await bot.store.get(record.workflow_id)
     assert stored is not None
     assert stored.status is WorkflowStatus.COMPLETED

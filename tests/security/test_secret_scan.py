@@ -114,7 +114,10 @@ async def test_no_configured_secret_is_ever_logged_shown_or_stored(
                 },
                 {"name": "dm", "plugin": "dm", "on": ["failed"], "options": {}},
             ]
+            # carol reloads below: only the bot's operators may.
+            operators = {"operator_user_ids": [emulator.users["carol"].id]}
             overrides = {
+                "discord": operators,
                 "fanout": {"max_attempts": 2, "backoff_initial": 0.1, "backoff_max": 0.2},
                 "notifiers": notifiers,
             }
@@ -129,7 +132,11 @@ async def test_no_configured_secret_is_ever_logged_shown_or_stored(
 
                 # An admin reloads a config whose new notifier is broken and holds a new password.
                 broken = {
-                    "discord": {"token": emulator.bot_token, "api_base": emulator.api_base},
+                    "discord": {
+                        "token": emulator.bot_token,
+                        "api_base": emulator.api_base,
+                        **operators,
+                    },
                     "storage": {"path": str(data_dir)},
                     "fanout": {"plugin_dirs": [str(PROJECT_ROOT / "plugins")]},
                     "notifiers": [
