@@ -281,9 +281,20 @@ class NotifierBot(commands.Bot):
         finally:
             await super().close()
 
+    async def _close_workflows(self) -> None:
+        """Release what workflows hold across runs (autointel's page worker processes), once the
+        runner has ended every run. Each `close` is idempotent; one failing does not stop the rest."""
+        for spec in list(self.workflows.values()):
+            if spec.close is None:
+                continue
+            try:
+                await spec.close()
+            except Exception:  # noqa: BLE001 - shutdown goes on; the cause is logged
+                logger.exception("closing workflow {!r} failed", spec.name)
+
     async def _close_services(self) -> None:
         """Stop what `open` started, in order: running workflows are interrupted and their users
-        told, the fanout drains, the store closes, then the shared HTTP session and threads.
+        told, the workflows' page workers stop, the fanout drains, the store closes, then the shared HTTP session and threads.
         Each service is closed once, however often this runs."""
         recovery, self._recovery = self._recovery, None
         runner, self._runner = self._runner, None
@@ -298,6 +309,7 @@ class NotifierBot(commands.Bot):
                     await recovery
             if runner is not None:
                 await runner.shutdown()
+            await self._close_workflows()
             if fanout is not None:
                 await fanout.drain(timeout_s=self.settings.runner.shutdown_grace)
                 await fanout.close()

@@ -137,6 +137,9 @@ class AutointelSettings(_Section):
     )
     page_delay: float = Field(default=0.0, ge=0)
     user_agent: str = "notifier-autointel/0.1 (+https://github.com/)"
+    # Page worker processes (decoding, parsing) shared by all runs, and the CPU one page may use.
+    analysis_workers: int = Field(default=2, ge=1, le=64)
+    analysis_cpu_seconds: float = Field(default=5.0, gt=0, le=600)
 
 
 class MetricsSettings(_Section):

@@ -6,19 +6,27 @@ why it is the example workflow: the result has to survive the interaction token 
 Every request goes through the SSRF guard twice: each URL, including every redirect hop (followed
 by hand, at most MAX_REDIRECTS), is checked with `NetGuard.check` before it is requested, and the
 session's connector judges the addresses it actually connects to. Pages are read as a stream and
-abandoned past `max_page_bytes`; only text/html and application/xhtml+xml are analysed. A failing
-sub-page is recorded in the result's `errors`; a failing start page fails the run with
-WorkflowFailed. Cancellation is never caught.
+abandoned past `max_page_bytes`; only text/html and application/xhtml+xml are analysed. Pages are
+fetched still compressed (gzip or deflate, the only encodings asked for; aiohttp's own inflating
+is off because it inflates a whole 2 MiB page in one callback on the loop) and inflated by the page
+worker, which stops at `max_page_bytes` too: a gzip bomb fails like any oversized page.
+
+Nothing a page says is decoded or parsed here: its bytes go to the shared page workers
+(`pagepool`), which decode them with the web's encodings only (`charsets`), parse them with a
+linear-time parser (`analysis`) under a CPU, wall-clock and memory limit, and send back a bounded
+`PageSummary`. Each summary is folded into the run's running totals (`_Totals`) and dropped, so a
+run holds a few hundred kilobytes however many or however hostile its pages are. A page over a
+limit fails like any page: a failing sub-page is recorded in the result's `errors`; a failing
+start page fails the run with WorkflowFailed. Cancellation is never caught (a page being analysed
+is stopped by killing its worker).
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
-import re
 from collections import Counter, deque
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Coroutine, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aiohttp
@@ -28,19 +36,21 @@ from yarl import URL
 from ..config import AutointelSettings
 from .analysis import (
     Heading,
-    PageAnalysis,
-    analyse_html,
-    keyword_counts,
+    most_frequent_in_order,
     reading_time_min,
     same_origin,
     top_keywords,
 )
 from .contract import InvalidWorkflowOptions, ReportProgress, WorkflowFailed, WorkflowSpec
 from .netguard import AddressRefused, NetGuard, Resolver, URLRefused, parse_http_url
+from .pagepool import PagePool, PageRejected
+from .pagewire import CONTENT_ENCODINGS, LinkKind, PageSummary
 
 __all__ = [
     "DEFAULT_DEPTH",
     "DEPTHS",
+    "MAX_KEYWORDS_PER_RUN",
+    "MAX_LINKS_COUNTED_PER_RUN",
     "MAX_REDIRECTS",
     "NAME",
     "STAGES",
@@ -55,25 +65,21 @@ DEFAULT_DEPTH: Final = "standard"
 STAGES: Final = ("fetching", "analysing", "crawling", "summarising")
 MAX_REDIRECTS: Final = 5
 TOP_KEYWORDS: Final = 10
+#: Distinct links a run counts (by 64-bit hash); past it the counts stop growing. 40 pages of
+#: 1,000 links each stay under it.
+MAX_LINKS_COUNTED_PER_RUN: Final = 50_000
+#: Keyword candidates a run keeps between pages; past it the most frequent half is kept.
+MAX_KEYWORDS_PER_RUN: Final = 4000
 
 _DEFAULT_PAGES: Final = {"quick": 1, "standard": 5, "deep": 15, "comprehensive": 40}
 _OPTIONS: Final = frozenset({"url", "depth"})
 _HTML_TYPES: Final = frozenset({"text/html", "application/xhtml+xml"})
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 _ACCEPT: Final = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"
+_ACCEPT_ENCODING: Final = "gzip, deflate"
 _CHUNK_BYTES: Final = 64 * 1024
-# Links to these are never worth a page of the crawl budget: they are not HTML.
-_NOT_PAGE_SUFFIXES = (
-    ".7z .avi .css .csv .dmg .doc .docx .exe .gif .gz .ico .iso .jpeg .jpg .js .json .mov .mp3"
-    " .mp4 .ogg .pdf .png .ppt .pptx .rar .rss .svg .tar .tgz .ttf .txt .wav .webm .webp .woff"
-    " .woff2 .xls .xlsx .xml .zip"
-)
-_NOT_PAGES: Final = frozenset(_NOT_PAGE_SUFFIXES.split())
 _MAX_QUEUE: Final = 1000
 _PAGES_SHARE: Final = 0.95  # of the progress bar; summarising takes the rest
-_META_CHARSET = re.compile(
-    rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]{1,40})""", re.I
-)
 
 
 class _PageFailed(Exception):
@@ -98,36 +104,37 @@ class _AlreadyAnalysed(Exception):
 class _Page:
     url: URL  # after redirects
     http_status: int
-    text: str
+    body: bytearray  # as served: still compressed with `encoding`; read into, never copied
+    charset: str | None  # as the Content-Type header says; the worker decides what it means
+    encoding: str  # the Content-Encoding, lowercase, one of CONTENT_ENCODINGS
 
 
-@dataclass(frozen=True, slots=True)
-class _Analysed:
-    url: URL
-    analysis: PageAnalysis
+@dataclass
+class _Totals:
+    """A run's running totals: each page's summary is folded in and dropped."""
 
+    site: URL
+    first: PageSummary | None = None
+    pages_analysed: int = 0
+    word_count: int = 0
+    keywords: Counter[str] = field(default_factory=Counter)
+    internal: set[int] = field(default_factory=set)
+    external: set[int] = field(default_factory=set)
 
-def _decode(body: bytes, charset: str | None) -> str:
-    """Bytes to text the way a browser would try: BOM, then the header charset, then a <meta>
-    charset, then UTF-8; undecodable bytes become U+FFFD rather than failing the page."""
-    if body.startswith(codecs.BOM_UTF8):
-        return body[len(codecs.BOM_UTF8) :].decode("utf-8", "replace")
-    sniffed = _META_CHARSET.search(body[:4096])
-    candidates = [charset, sniffed.group(1).decode("ascii") if sniffed else None]
-    for candidate in candidates:
-        if not candidate:
-            continue
-        try:
-            return body.decode(candidate, "replace")
-        except (LookupError, ValueError):
-            continue
-    return body.decode("utf-8", "replace")
-
-
-def _looks_like_page(url: URL) -> bool:
-    name = url.path.rsplit("/", 1)[-1].lower()
-    dot = name.rfind(".")
-    return dot < 0 or name[dot:] not in _NOT_PAGES
+    def fold(self, summary: PageSummary) -> None:
+        if self.first is None:
+            self.first = summary
+        self.pages_analysed += 1
+        self.word_count += summary.word_count
+        for word, count in summary.keywords:
+            self.keywords[word] += count
+        if len(self.keywords) > MAX_KEYWORDS_PER_RUN:
+            kept = most_frequent_in_order(self.keywords, MAX_KEYWORDS_PER_RUN // 2)
+            self.keywords = Counter(dict(kept))
+        for link, kind in summary.links:
+            if len(self.internal) + len(self.external) >= MAX_LINKS_COUNTED_PER_RUN:
+                break
+            (self.external if kind is LinkKind.ELSEWHERE else self.internal).add(hash(link))
 
 
 def _plural(count: int, word: str) -> str:
@@ -135,12 +142,18 @@ def _plural(count: int, word: str) -> str:
 
 
 class Autointel:
-    """The autointel workflow bound to its settings and network guard. Holds no connections: each
-    `run` opens (and closes) its own aiohttp session, so runs are independent and may overlap."""
+    """The autointel workflow bound to its settings, network guard and page workers. Holds no
+    connections: each `run` opens (and closes) its own aiohttp session, so runs are independent
+    and may overlap; they share the page workers (`pages`), which `close` stops."""
 
-    def __init__(self, settings: AutointelSettings, *, guard: NetGuard) -> None:
+    def __init__(self, settings: AutointelSettings, *, guard: NetGuard, pages: PagePool) -> None:
         self._settings = settings
         self._guard = guard
+        self.pages = pages
+
+    async def close(self) -> None:
+        """Stop the page workers (a page being analysed fails). For the bot's shutdown."""
+        await self.pages.close()
 
     # -- options -------------------------------------------------------------------------------
 
@@ -205,10 +218,13 @@ class Autointel:
             sock_connect=settings.connect_timeout,
             sock_read=settings.read_timeout,
         )
-        headers = {hdrs.USER_AGENT: settings.user_agent, hdrs.ACCEPT: _ACCEPT}
+        headers = {
+            hdrs.USER_AGENT: settings.user_agent,
+            hdrs.ACCEPT: _ACCEPT,
+            hdrs.ACCEPT_ENCODING: _ACCEPT_ENCODING,
+        }
         pages: list[dict[str, Any]] = []
         errors: list[dict[str, str]] = []
-        analysed: list[_Analysed] = []
 
         async with aiohttp.ClientSession(
             connector=self._guard.connector(),
@@ -216,36 +232,43 @@ class Autointel:
             headers=headers,
             cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,
+            auto_decompress=False,
         ) as session:
             report(stage="fetching", progress=0.0, detail=f"fetching {start_url}")
             try:
                 start = await self._fetch(session, start_url, site=None)
+                report(
+                    stage="analysing", progress=progress(0, 0.5), detail=f"analysing {start.url}"
+                )
+                first = await self._analyse(start, site=start.url, index=0)
             except _PageFailed as exc:
                 raise WorkflowFailed(f"could not analyse {start_url}: {exc.message}") from None
-            report(stage="analysing", progress=progress(0, 0.5), detail=f"analysing {start.url}")
-            first = await asyncio.to_thread(analyse_html, start.text, start.url)
-            analysed.append(_Analysed(start.url, first))
+            site = start.url
+            totals = _Totals(site=site)
+            totals.fold(first)
             pages.append(self._page_entry(start.url, "ok", start.http_status, first))
 
-            site = start.url
-            seen: set[URL] = {start_url, start.url}
+            # Links as the workers wrote them (yarl's text of a normalised URL); parsed back into
+            # a URL only when their turn comes.
+            seen: set[str] = {str(start_url), str(start.url)}
             done: set[URL] = {start.url}
-            queue: deque[URL] = deque()
+            queue: deque[str] = deque()
 
-            def enqueue(analysis: PageAnalysis) -> None:
-                for link in analysis.links:
+            def enqueue(summary: PageSummary) -> None:
+                for link, kind in summary.links:
                     if len(queue) >= _MAX_QUEUE:
                         return
-                    if link not in seen and same_origin(link, site) and _looks_like_page(link):
+                    if kind is LinkKind.SITE_PAGE and link not in seen:
                         seen.add(link)
                         queue.append(link)
 
             enqueue(first)
+            del start, first  # the page's bytes are not kept for the rest of the crawl
             attempted = 1
             while queue and attempted < max_pages:
                 if settings.page_delay > 0:
                     await asyncio.sleep(settings.page_delay)
-                url = queue.popleft()
+                url = URL(queue.popleft())
                 index = attempted
                 attempted += 1
                 report(
@@ -262,24 +285,48 @@ class Autointel:
                 except _AlreadyAnalysed as exc:
                     pages.append(self._page_entry(exc.url, "duplicate", None, None))
                     continue
-                done.add(page.url)
-                seen.add(page.url)
+                page_url, http_status = page.url, page.http_status
+                done.add(page_url)
+                seen.add(str(page_url))
                 report(
-                    stage="analysing", progress=progress(index, 0.5), detail=f"analysing {page.url}"
+                    stage="analysing", progress=progress(index, 0.5), detail=f"analysing {page_url}"
                 )
-                analysis = await asyncio.to_thread(analyse_html, page.text, page.url)
-                analysed.append(_Analysed(page.url, analysis))
-                pages.append(self._page_entry(page.url, "ok", page.http_status, analysis))
-                enqueue(analysis)
+                try:
+                    summary = await self._analyse(page, site=site, index=index)
+                except _PageFailed as exc:
+                    errors.append({"url": str(page_url), "error": exc.message})
+                    pages.append(self._page_entry(page_url, "error", http_status, None))
+                    continue
+                finally:
+                    del page  # not kept through the page delay and the next fetch
+                totals.fold(summary)
+                pages.append(self._page_entry(page_url, "ok", http_status, summary))
+                enqueue(summary)
 
         report(
             stage="summarising",
             progress=_PAGES_SHARE,
-            detail=f"summarising {_plural(len(analysed), 'page')}",
+            detail=f"summarising {_plural(totals.pages_analysed, 'page')}",
         )
-        result = self._result(start_url, start.url, depth, analysed, pages, errors)
+        result = self._result(start_url, depth, totals, pages, errors)
         report(stage="summarising", progress=1.0, detail="done")
         return result
+
+    async def _analyse(self, page: _Page, *, site: URL, index: int) -> PageSummary:
+        """The page's summary from a page worker; _PageFailed when it is over a limit. `index`
+        (pages of this run before this one) is its place in the workers' queue."""
+        try:
+            return await self.pages.analyse(
+                page.body,
+                url=page.url,
+                site=site,
+                charset=page.charset,
+                encoding=page.encoding,
+                max_bytes=self._settings.max_page_bytes,
+                priority=index,
+            )
+        except PageRejected as exc:
+            raise _PageFailed(exc.reason, http_status=page.http_status) from None
 
     # -- fetching ------------------------------------------------------------------------------
 
@@ -349,6 +396,12 @@ class Autointel:
                 status="skipped",
                 http_status=status,
             )
+        encoding = response.headers.get(hdrs.CONTENT_ENCODING, "").strip().lower()
+        if encoding not in CONTENT_ENCODINGS:
+            raise _PageFailed(
+                f"the page is compressed as {encoding[:20]!r}, which is not supported",
+                http_status=status,
+            )
         cap_bytes = self._settings.max_page_bytes
         too_large = _PageFailed(f"the page is larger than {cap_bytes:,} bytes", http_status=status)
         if response.content_length is not None and response.content_length > cap_bytes:
@@ -358,61 +411,59 @@ class Autointel:
             body += chunk
             if len(body) > cap_bytes:
                 raise too_large
-        return _Page(url=url, http_status=status, text=_decode(bytes(body), response.charset))
+        return _Page(
+            url=url,
+            http_status=status,
+            body=body,
+            charset=response.charset,
+            encoding=encoding,
+        )
 
     # -- result --------------------------------------------------------------------------------
 
     @staticmethod
     def _page_entry(
-        url: URL, status: str, http_status: int | None, analysis: PageAnalysis | None
+        url: URL, status: str, http_status: int | None, summary: PageSummary | None
     ) -> dict[str, Any]:
         return {
             "url": str(url),
-            "title": analysis.title if analysis else "",
-            "word_count": analysis.word_count if analysis else 0,
+            "title": summary.title if summary else "",
+            "word_count": summary.word_count if summary else 0,
             "status": status,
             "http_status": http_status,
         }
 
+    @staticmethod
     def _result(
-        self,
         start_url: URL,
-        final_url: URL,
         depth: str,
-        analysed: list[_Analysed],
+        totals: _Totals,
         pages: list[dict[str, Any]],
         errors: list[dict[str, str]],
     ) -> dict[str, Any]:
-        first = analysed[0].analysis
-        counts: Counter[str] = Counter()
-        internal: set[URL] = set()
-        external: set[URL] = set()
-        word_count = 0
-        for item in analysed:
-            word_count += item.analysis.word_count
-            counts.update(keyword_counts(item.analysis.words))
-            for link in item.analysis.links:
-                (internal if same_origin(link, final_url) else external).add(link)
-        keywords = top_keywords(counts, TOP_KEYWORDS)
-        minutes = reading_time_min(word_count)
+        first = totals.first
+        assert first is not None  # the start page was folded in first
+        keywords = top_keywords(totals.keywords, TOP_KEYWORDS)
+        minutes = reading_time_min(totals.word_count)
+        internal, external = len(totals.internal), len(totals.external)
         result: dict[str, Any] = {
             "url": str(start_url),
-            "final_url": str(final_url),
+            "final_url": str(totals.site),
             "title": first.title,
             "summary": "",
             "depth": depth,
-            "pages_analysed": len(analysed),
-            "word_count": word_count,
+            "pages_analysed": totals.pages_analysed,
+            "word_count": totals.word_count,
             "reading_time_min": minutes,
             "top_keywords": [[word, count] for word, count in keywords],
             "headings": [{"level": h.level, "text": h.text} for h in first.headings],
-            "links": {"internal": len(internal), "external": len(external)},
+            "links": {"internal": internal, "external": external},
             "pages": pages,
             "errors": errors,
         }
         result["summary"] = _summary(
-            final_url, depth, first, len(analysed), word_count, minutes, keywords,
-            len(internal), len(external), len(errors),
+            totals.site, depth, first, totals.pages_analysed, totals.word_count, minutes,
+            keywords, internal, external, len(errors),
         )  # fmt: skip
         return result
 
@@ -420,7 +471,7 @@ class Autointel:
 def _summary(
     final_url: URL,
     depth: str,
-    first: PageAnalysis,
+    first: PageSummary,
     page_count: int,
     word_count: int,
     minutes: float,
@@ -461,10 +512,15 @@ def build_autointel(
     *,
     resolver: Resolver | None = None,
     guard: NetGuard | None = None,
+    pages: PagePool | None = None,
 ) -> WorkflowSpec:
     """The autointel WorkflowSpec. The guard defaults to one built from
     `settings.allow_private_networks` and `resolver` (None: the system resolver); pass `guard`
-    instead to set more (tests use its `exempt_endpoints`)."""
+    instead to set more (tests use its `exempt_endpoints`).
+
+    The page workers default to a new pool of `settings.analysis_workers` processes (started
+    when the first page needs one) that the spec's `close` stops; a `pages` pool passed in is
+    shared and left to its owner to close."""
     if guard is not None and resolver is not None:
         raise TypeError("pass either resolver or guard, not both")
     if guard is None:
@@ -473,10 +529,18 @@ def build_autointel(
             resolver=resolver,
             resolve_timeout_s=settings.connect_timeout,
         )
-    workflow = Autointel(settings, guard=guard)
+    if pages is None:
+        pages = PagePool(
+            workers=settings.analysis_workers, page_cpu_s=settings.analysis_cpu_seconds
+        )
+        close: Callable[[], Coroutine[Any, Any, None]] | None = pages.close
+    else:
+        close = None  # the caller's pool: the caller closes it
+    workflow = Autointel(settings, guard=guard, pages=pages)
     return WorkflowSpec(
         name=NAME,
         description="Analyse a web page and crawl its site: title, headings, keywords, links.",
         validate=workflow.validate,
         run=workflow.run,
+        close=close,
     )

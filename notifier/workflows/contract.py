@@ -63,9 +63,13 @@ class WorkflowSpec:
     normalised (store and run those) or raises InvalidWorkflowOptions. `run(options, report)`
     returns the result dict or raises WorkflowFailed; asyncio.CancelledError passes through.
     Both return coroutines (not just awaitables) so the runner can hand them to create_task.
+
+    `close`, if set, releases what the workflow holds across runs (autointel's page worker
+    processes); the bot awaits it once at shutdown, after the last run has ended.
     """
 
     name: str
     description: str
     validate: Callable[[Mapping[str, str]], Coroutine[Any, Any, dict[str, str]]]
     run: Callable[[Mapping[str, str], ReportProgress], Coroutine[Any, Any, dict[str, Any]]]
+    close: Callable[[], Coroutine[Any, Any, None]] | None = None

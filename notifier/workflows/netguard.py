@@ -15,6 +15,11 @@ Three layers, because each one alone has a gap:
    the resolver for IP literals, so this is the one place that sees every address, whatever path
    it came by.
 
+Host names are looked up with getaddrinfo in this module's own small thread pool (DNS_THREADS),
+never the event loop's default executor: page work must not be able to queue lookups behind it,
+and a slow resolver holds at most DNS_THREADS threads (a thread blocked in getaddrinfo cannot be
+cancelled; `resolve_timeout_s` bounds the wait, not the thread).
+
 `allow_private=True` turns the address policy off (tests use it to reach their 127.0.0.1 site);
 the syntax rules still apply. `exempt_endpoints` lets exactly one (address, port) through while
 the policy stays on, so redirect handling can be tested against a loopback site without ever
@@ -24,22 +29,24 @@ connecting anywhere else.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 import socket
 from collections.abc import Awaitable, Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aiohttp
 from aiohappyeyeballs import AddrInfoType
 from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from ..errors import NotifierError
 
 __all__ = [
+    "DNS_THREADS",
     "MAX_URL_CHARS",
     "AddressRefused",
     "GuardedResolver",
@@ -59,6 +66,8 @@ type Resolver = Callable[[str], Awaitable[list[str]]]
 
 MAX_URL_CHARS: Final = 2048
 DEFAULT_RESOLVE_TIMEOUT_S: Final = 10.0
+#: Threads for getaddrinfo, shared by every guard in the process (bounded; see the docstring).
+DNS_THREADS: Final = 4
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _ALLOWED_SCHEMES: Final = frozenset(_DEFAULT_PORTS)
@@ -308,10 +317,21 @@ def forbidden_reason(address: IPAddress) -> str | None:
 # The guard
 
 
+_dns_pool: ThreadPoolExecutor | None = None
+
+
+def _dns_executor() -> ThreadPoolExecutor:
+    global _dns_pool
+    if _dns_pool is None:
+        _dns_pool = ThreadPoolExecutor(max_workers=DNS_THREADS, thread_name_prefix="netguard-dns")
+    return _dns_pool
+
+
 async def _system_resolve(host: str) -> list[str]:
     """Every address getaddrinfo gives for `host` (all families, no AI_ADDRCONFIG filtering), so
-    the check sees the addresses a later connection could pick."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    the check sees the addresses a later connection could pick. Runs in the DNS pool."""
+    lookup = functools.partial(socket.getaddrinfo, host, None, type=socket.SOCK_STREAM)
+    infos = await asyncio.get_running_loop().run_in_executor(_dns_executor(), lookup)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
@@ -401,12 +421,12 @@ class GuardedResolver(AbstractResolver):
     """aiohttp resolver that judges every address it hands to the connector.
 
     Numeric hosts that reach it (`0x7f.1` is not an "IP address" to aiohttp) are parsed here
-    instead of being passed to getaddrinfo, so the address judged is the address used.
+    instead of being passed to getaddrinfo, so the address judged is the address used. Names go
+    through the guard's resolver (the injected one, or getaddrinfo in the DNS pool).
     """
 
     def __init__(self, guard: NetGuard) -> None:
         self._guard = guard
-        self._inner: AbstractResolver | None = None if guard.resolver else DefaultResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -415,24 +435,20 @@ class GuardedResolver(AbstractResolver):
         if literal is not None:
             self._guard.judge(host, literal, port)
             return [_result(host, literal, port)]
-        if self._inner is not None:
-            results = await self._inner.resolve(host, port, family)
-        else:
-            addresses = await self._guard.resolve(host)
-            results = [
-                _result(host, address, port)
-                for address in addresses
-                if family in (socket.AF_UNSPEC, _family(address))
-            ]
-            if not results:
-                raise OSError(f"the host {host} has no address of the requested family")
+        addresses = await self._guard.resolve(host)
+        results = [
+            _result(host, address, port)
+            for address in addresses
+            if family in (socket.AF_UNSPEC, _family(address))
+        ]
+        if not results:
+            raise OSError(f"the host {host} has no address of the requested family")
         for result in results:
             self._guard.judge(host, _address_of(result["host"]), port)
         return results
 
     async def close(self) -> None:
-        if self._inner is not None:
-            await self._inner.close()
+        """Nothing to release: the DNS pool is the process's."""
 
 
 def _family(address: IPAddress) -> socket.AddressFamily:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -189,6 +190,19 @@ def _build_app(site: Site) -> web.Application:
         ).encode("cp1252")
         return web.Response(body=body, headers={"Content-Type": "text/html"})
 
+    async def gzipped(request: web.Request) -> web.Response:
+        packer = zlib.compressobj(6, zlib.DEFLATED, 31)
+        body = packer.compress(HOME.encode()) + packer.flush()
+        return web.Response(
+            body=body, headers={"Content-Type": "text/html", "Content-Encoding": "gzip"}
+        )
+
+    async def brotli(request: web.Request) -> web.Response:
+        return web.Response(
+            body=b"\x0b\x02\x80<p>x</p>\x03",
+            headers={"Content-Type": "text/html", "Content-Encoding": "br"},
+        )
+
     def redirect_to(
         location: str | Callable[[], str], status: int = 302
     ) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -205,6 +219,8 @@ def _build_app(site: Site) -> web.Application:
     app.router.add_get("/slow", slow)
     app.router.add_get("/latin1", latin1)
     app.router.add_get("/meta-charset", meta_charset)
+    app.router.add_get("/gzipped", gzipped)
+    app.router.add_get("/brotli", brotli)
     app.router.add_get("/redirect/about", redirect_to("/about#top", 301))
     app.router.add_get("/redirect/chain", redirect_to("/redirect/about", 307))
     app.router.add_get("/redirect/loop", redirect_to("/redirect/loop"))

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
 from notifier.workflows.analysis import (
+    MAX_HEADINGS_PER_PAGE,
+    MAX_KEYWORDS_PER_PAGE,
+    MAX_LINK_CHARS,
+    MAX_LINKS_PER_PAGE,
+    MAX_WORDS_PER_PAGE,
     STOPWORDS,
     Heading,
     analyse_html,
@@ -137,5 +143,72 @@ _MARKUP = st.lists(
 @settings(max_examples=300, deadline=None)
 def test_any_markup_is_analysed_without_raising(html: str) -> None:
     analysis = analyse_html(html, BASE)
-    assert analysis.word_count == len(analysis.words)
+    assert analysis.word_count == len(analysis.words)  # under the cap, every word is kept
     assert all(link.scheme in ("http", "https") and not link.fragment for link in analysis.links)
+
+
+# ---------------------------------------------------------------------------------------------
+# What a page can make the analysis keep is capped; counts still cover the whole page
+
+
+def test_links_are_capped_in_document_order() -> None:
+    html = "".join(f'<a href="/p/{i}">p</a>' for i in range(MAX_LINKS_PER_PAGE + 500))
+    links = analyse_html(html, BASE).links
+    assert len(links) == MAX_LINKS_PER_PAGE
+    assert str(links[0]) == "http://site.test/p/0"
+    assert str(links[-1]) == f"http://site.test/p/{MAX_LINKS_PER_PAGE - 1}"
+
+
+def test_overlong_links_are_not_kept() -> None:
+    long_path = "/" + "x" * MAX_LINK_CHARS
+    html = f'<a href="{long_path}">long</a><a href="/short">short</a>'
+    assert [str(u) for u in analyse_html(html, BASE).links] == ["http://site.test/short"]
+
+
+def test_words_are_counted_in_full_but_kept_up_to_the_cap() -> None:
+    html = "<p>" + "alpha beta " * MAX_WORDS_PER_PAGE + "</p>"
+    analysis = analyse_html(html, BASE)
+    assert analysis.word_count == 2 * MAX_WORDS_PER_PAGE
+    assert len(analysis.words) == MAX_WORDS_PER_PAGE
+    assert analysis.keywords == (("alpha", MAX_WORDS_PER_PAGE), ("beta", MAX_WORDS_PER_PAGE))
+
+
+def test_keywords_keep_the_most_frequent_in_first_seen_order() -> None:
+    rare = " ".join(f"rare{i}x" for i in range(MAX_KEYWORDS_PER_PAGE))  # each once, first
+    common = " ".join(["zebra"] * 3 + ["yak"] * 2)
+    analysis = analyse_html(f"<p>{rare} {common}</p>", BASE)
+    assert len(analysis.keywords) == MAX_KEYWORDS_PER_PAGE
+    kept = [word for word, _ in analysis.keywords]
+    # zebra and yak outrank the rare words; the rare ones kept are the first seen, in order.
+    assert kept[-2:] == ["zebra", "yak"]
+    assert kept[:-2] == [f"rare{i}x" for i in range(MAX_KEYWORDS_PER_PAGE - 2)]
+
+
+def test_overlong_words_count_but_are_not_keywords() -> None:
+    analysis = analyse_html("<p>" + "a" * 100_000 + " widget</p>", BASE)
+    assert analysis.word_count == 2
+    assert analysis.keywords == (("widget", 1),)
+
+
+def test_headings_are_capped() -> None:
+    html = "".join(f"<h2>Section {i}</h2>" for i in range(MAX_HEADINGS_PER_PAGE + 10))
+    headings = analyse_html(html, BASE).headings
+    assert len(headings) == MAX_HEADINGS_PER_PAGE
+    assert headings[-1] == Heading(2, f"Section {MAX_HEADINGS_PER_PAGE - 1}")
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<a " * 100_000,  # html.parser took minutes on this
+        "<div>" * 100_000,  # libxml2 stops at 256 levels
+        "<!--" * 100_000,
+        "</" * 100_000,
+        "<title>" + "<title " * 50_000,
+        "",
+        "\x00" * 1000,
+    ],
+)
+def test_hostile_markup_yields_an_analysis(html: str) -> None:
+    analysis = analyse_html(html, BASE)
+    assert analysis.word_count >= 0 and analysis.links == ()

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from notifier.config import AutointelSettings
+from notifier.testing import wait_until
+from notifier.testing.site import HOSTILE_KINDS, HostileSite
 from notifier.workflows import InvalidWorkflowOptions, WorkflowFailed, WorkflowSpec
 from notifier.workflows.autointel import MAX_REDIRECTS, STAGES, build_autointel
 from notifier.workflows.netguard import NetGuard
+from notifier.workflows.pagepool import PagePool
 
 from .conftest import PAGE_CAP_BYTES, Site, fake_resolver
 
@@ -49,8 +54,26 @@ def settings(**overrides: Any) -> AutointelSettings:
     return AutointelSettings(**values)
 
 
+_POOLS: list[PagePool] = []
+
+
+def pages(config: AutointelSettings) -> PagePool:
+    """Page workers for one spec, closed after the test (the bot closes its own at shutdown)."""
+    pool = PagePool(workers=config.analysis_workers, page_cpu_s=config.analysis_cpu_seconds)
+    _POOLS.append(pool)
+    return pool
+
+
+@pytest.fixture(autouse=True)
+async def _close_page_workers() -> AsyncIterator[None]:
+    yield
+    while _POOLS:
+        await _POOLS.pop().close()
+
+
 def spec(**overrides: Any) -> WorkflowSpec:
-    return build_autointel(settings(**overrides), resolver=fake_resolver)
+    config = settings(**overrides)
+    return build_autointel(config, resolver=fake_resolver, pages=pages(config))
 
 
 async def run(workflow: WorkflowSpec, url: str, depth: str) -> tuple[dict[str, Any], Recorder]:
@@ -297,6 +320,125 @@ async def test_run_rejects_unvalidated_bad_options(site: Site) -> None:
     assert site.hits == []
 
 
+async def test_a_gzipped_page_reads_as_the_plain_one(site: Site) -> None:
+    plain, _ = await run(spec(), site.url("/"), "quick")
+    zipped, _ = await run(spec(), site.url("/gzipped"), "quick")
+    for key in ("title", "word_count", "headings", "top_keywords", "links"):
+        assert zipped[key] == plain[key]
+
+
+async def test_a_page_in_an_encoding_not_asked_for_fails(site: Site) -> None:
+    with pytest.raises(WorkflowFailed) as caught:
+        await run(spec(), site.url("/brotli"), "quick")
+    assert "compressed as 'br', which is not supported" in caught.value.message
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile pages: each fails or completes within its limits, and the run reports which
+
+
+HOSTILE_PAGE_BYTES = 512 * 1024
+
+
+@pytest.fixture
+async def hostile() -> AsyncIterator[HostileSite]:
+    async with HostileSite(page_bytes=HOSTILE_PAGE_BYTES, bomb_bytes=32 * 1024 * 1024) as server:
+        yield server
+
+
+def hostile_spec(**overrides: Any) -> WorkflowSpec:
+    values: dict[str, Any] = {"max_page_bytes": HOSTILE_PAGE_BYTES, "analysis_cpu_seconds": 0.5}
+    values.update(overrides)
+    return spec(**values)
+
+
+async def test_a_crawl_of_hostile_pages_records_each_failure_and_completes(
+    hostile: HostileSite,
+) -> None:
+    pages = {"quick": 1, "standard": 5, "deep": 1 + len(HOSTILE_KINDS), "comprehensive": 40}
+    result, _ = await run(hostile_spec(pages=pages), hostile.url(), "deep")
+
+    assert hostile.hits == ["/", *(f"/{kind}" for kind in HOSTILE_KINDS)]
+    statuses = {p["url"].rsplit("/", 1)[-1]: p["status"] for p in result["pages"]}
+    assert statuses == {
+        "": "ok",
+        "punycode-header": "ok",
+        "punycode-meta": "ok",
+        "tag-run": "ok",
+        "links": "ok",
+        "gzip-bomb": "error",
+        "nesting": "ok",
+        "words": "ok",
+        "attributes": "error",
+    }
+    assert result["errors"] == [
+        {
+            "url": hostile.url("gzip-bomb"),
+            "error": f"the page is larger than {HOSTILE_PAGE_BYTES:,} bytes",
+        },
+        {
+            "url": hostile.url("attributes"),
+            "error": "analysing the page used more than 0.5 s of CPU",
+        },
+    ]
+    titles = {p["url"].rsplit("/", 1)[-1]: p["title"] for p in result["pages"]}
+    # Declared punycode, read as UTF-8: the title is there, undamaged.
+    assert titles["punycode-header"] == "Hostile punycode-header"
+    assert titles["punycode-meta"] == "Hostile punycode-meta"
+    assert result["pages_analysed"] == 7
+    # The links page holds about 20,000 distinct links; a page keeps 1,000 of them.
+    assert result["links"] == {"internal": 8 + 1000, "external": 0}
+    assert len(json.dumps(result)) < 20_000
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("attributes", "analysing the page used more than 0.5 s of CPU"),
+        ("gzip-bomb", f"the page is larger than {HOSTILE_PAGE_BYTES:,} bytes"),
+    ],
+)
+async def test_a_start_page_over_a_limit_fails_the_run_with_the_reason(
+    hostile: HostileSite, kind: str, message: str
+) -> None:
+    with pytest.raises(WorkflowFailed) as caught:
+        await run(hostile_spec(), hostile.url(kind), "quick")
+    assert caught.value.message == f"could not analyse {hostile.url(kind)}: {message}"
+
+
+async def test_cancellation_during_analysis_kills_the_page_worker(hostile: HostileSite) -> None:
+    config = settings(max_page_bytes=HOSTILE_PAGE_BYTES, analysis_cpu_seconds=60.0)
+    pool = pages(config)
+    workflow = build_autointel(config, resolver=fake_resolver, pages=pool)
+    analysing = asyncio.Event()
+
+    def report(*, stage: str, progress: float, detail: str = "") -> None:
+        if stage == "analysing":
+            analysing.set()
+
+    await workflow.run({"url": hostile.url(), "depth": "quick"}, Recorder())  # a worker is up
+    task = asyncio.create_task(
+        workflow.run({"url": hostile.url("attributes"), "depth": "quick"}, report)
+    )
+    async with asyncio.timeout(HANG_GUARD_S):
+        await analysing.wait()
+        await wait_until(lambda: pool.busy_pids, what="the page in a worker")
+        (pid,) = pool.busy_pids
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    await wait_until(gone, what=f"page worker {pid} killed")
+    assert pool.pids == []
+
+
 # ---------------------------------------------------------------------------------------------
 # Cancellation
 
@@ -349,7 +491,8 @@ def guarded_spec(site: Site) -> WorkflowSpec:
         resolver=fake_resolver,
         exempt_endpoints=[("127.0.0.1", site.port)],
     )
-    return build_autointel(settings(allow_private_networks=False), guard=guard)
+    config = settings(allow_private_networks=False)
+    return build_autointel(config, guard=guard, pages=pages(config))
 
 
 async def test_exempt_endpoint_is_reachable_with_the_policy_on(site: Site) -> None:
