@@ -44,6 +44,8 @@ __all__ = [
     "Settings",
     "StorageSettings",
     "WarningSettings",
+    "WorkflowSettings",
+    "WorkflowsSettings",
     "load_config",
     "parse_config",
     "secret_values",
@@ -142,6 +144,54 @@ class AutointelSettings(_Section):
     analysis_cpu_seconds: float = Field(default=5.0, gt=0, le=600)
 
 
+class WorkflowSettings(_Section):
+    """One workflow's operator settings (`workflows.<name>` in config.yaml).
+
+    `estimate_s`: how long a run is expected to take, one number, or a map from an option's value
+    to seconds (`{quick: 30, deep: 900}`: the first option whose value is a key decides); it feeds
+    the timeout warning until the workflow has history. `max_per_user`: at most this many of this
+    workflow running per user (the runner's own `max_per_user` still caps all of them).
+    `results_channel_id`: hand-offs and results go to this channel instead of the one the
+    command was used in; a map `{guild_id: channel_id}` chooses per guild."""
+
+    enabled: bool = True
+    estimate_s: float | dict[str, float] | None = None
+    max_per_user: int | None = Field(default=None, ge=1)
+    results_channel_id: int | dict[int, int] | None = None
+
+
+class WorkflowsSettings(BaseModel):
+    """`workflows:`: where workflows are found (`dirs`, relative to the config file's folder),
+    and under any other key a workflow's name and its WorkflowSettings."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, WorkflowSettings] = Field(init=False)
+
+    dirs: tuple[ConfigPath, ...] = (Path("workflows"),)
+
+    @model_validator(mode="after")
+    def _names(self) -> WorkflowsSettings:
+        for name in self.__pydantic_extra__ or {}:
+            if not re.fullmatch(r"[a-z0-9_-]{1,32}", name):
+                raise ConfigError(
+                    f"workflows.{name}",
+                    "a workflow name is 1-32 lowercase letters, digits, '-' or '_' "
+                    "(a slash command name)",
+                )
+        return self
+
+    def settings_for(self, name: str) -> WorkflowSettings:
+        """The settings of workflow `name` (the defaults if the file does not mention it)."""
+        extra = self.__pydantic_extra__ or {}
+        found = extra.get(name)
+        return found if isinstance(found, WorkflowSettings) else WorkflowSettings()
+
+    @property
+    def configured(self) -> dict[str, WorkflowSettings]:
+        """Every workflow the file names, with its settings."""
+        return dict(self.__pydantic_extra__ or {})
+
+
 class MetricsSettings(_Section):
     listen: str | None = None
 
@@ -230,6 +280,7 @@ class Settings(_Section):
     progress: ProgressSettings = ProgressSettings()
     warnings: WarningSettings = WarningSettings()
     autointel: AutointelSettings = AutointelSettings()
+    workflows: WorkflowsSettings = WorkflowsSettings()
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
     fanout: FanoutSettings = FanoutSettings()

@@ -8,7 +8,9 @@ requeues, and the running bot sends (see `results` and `outbox`).
 Command groups register themselves: a group is a function that adds one subparser to the top-level
 ``subparsers`` and sets ``handler`` (an async function ``(args, settings) -> exit code``) on each of
 its commands. `COMMAND_GROUPS` lists them (`results.register`, `outbox.register`); to add one,
-write its module like `results` and append its ``register`` there.
+write its module like `results` and append its ``register`` there. A command that reads the
+config file its own way sets ``load_settings=False`` (``set_defaults``): it is then handed the
+built-in defaults and ``args.config`` is left to it.
 
 Errors are one line on stderr, never a traceback: exit 2 for usage (bad id, bad duration, bad
 config), 1 for "not found" or a store that cannot answer.
@@ -86,7 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     setup_logging("WARNING")
     try:
-        settings = _settings(args.config)
+        # A command that reads the config its own way (`config check` reports every mistake,
+        # `run` starts the bot) sets `load_settings=False` and is handed built-in defaults.
+        settings = _settings(args.config) if getattr(args, "load_settings", True) else Settings()
         return asyncio.run(handler(args, settings))
     except ConfigError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
