@@ -36,6 +36,11 @@ class ConfigError(NotifierError):
         location = f"{field}: " if field else ""
         super().__init__(_one_line(f"{where}{location}{message}"))
 
+    def lines(self) -> list[str]:
+        """What to show the operator, one line per problem: this one error's line here; an
+        error that gathers every mistake of a file gives one line for each."""
+        return [str(self)]
+
 
 def _one_line(text: str) -> str:
     """`text` with every line break and other unprintable character escaped (a YAML key may hold
