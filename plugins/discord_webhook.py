@@ -1,4 +1,7 @@
-"""A Discord channel webhook, `discord://webhook_id/webhook_token` (Apprise's URL syntax).
+"""A Discord channel webhook: the URL Discord shows when the webhook is made,
+`https://discord.com/api/webhooks/ID/TOKEN` (also `discordapp.com`, `ptb.`/`canary.`, `/api/v10`,
+a trailing slash, `?wait=true`), or Apprise's `discord://ID/TOKEN`. Anything else is a config error
+naming `options.url`. The token is the webhook's password: it is masked in every log line and error.
 
 Sent natively by default: an aiohttp POST of content + one embed to
 `{discord_api_base}/webhooks/{id}/{token}?wait=true` (429 with `retry_after` is retried no sooner
@@ -10,7 +13,7 @@ NotifyDiscord in the executor, pointed at the same API base, with embeds (Appris
   plugin: discord_webhook
   on: [completed, failed]
   options:
-    url: "discord://${WEBHOOK_ID}/${WEBHOOK_TOKEN}"
+    url: "${OPS_WEBHOOK_URL}"  # https://discord.com/api/webhooks/ID/TOKEN, or discord://ID/TOKEN
     via: native        # or apprise
     embed: true
 ```

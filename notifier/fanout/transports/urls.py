@@ -1,7 +1,8 @@
 """From a configured Apprise URL to the `Target` that sends it.
 
-`json://`/`jsons://` (POST) and `discord://` are sent natively (`native=False` sends them through
-Apprise too); every other URL Apprise can load goes through Apprise in the executor. `AppriseUrl` is
+`json://`/`jsons://` (POST) and Discord webhooks (`discord://ID/TOKEN`, or the
+`https://discord.com/api/webhooks/ID/TOKEN` URL Discord shows, in all its spellings) are sent
+natively (`native=False` sends them through Apprise too); every other URL Apprise can load goes through Apprise in the executor. `AppriseUrl` is
 the option type of a plugin option holding one.
 """
 
@@ -14,7 +15,7 @@ from pydantic import AfterValidator
 from ...logs import redactor
 from .apprise import AppriseUrlTarget, apprise_secrets
 from .common import Target, mask_url, target_id
-from .discord_webhook import DiscordWebhookTarget
+from .discord_webhook import DiscordWebhookTarget, is_discord_webhook_url
 from .json_http import JsonTarget
 
 __all__ = ["AppriseUrl", "check_apprise_url", "parse_apprise_url"]
@@ -26,8 +27,7 @@ def parse_apprise_url(url: str, *, native: bool = True, embed: bool = True) -> T
     from apprise.plugins.custom_json import NotifyJSON
 
     text = url.strip()
-    scheme = text.partition("://")[0].lower()
-    if scheme == "discord":
+    if is_discord_webhook_url(text):
         return DiscordWebhookTarget.parse(text, embed=embed, via_apprise=not native)
     try:
         service = Apprise.instantiate(
