@@ -19,21 +19,25 @@ run holds a few hundred kilobytes however many or however hostile its pages are.
 limit fails like any page: a failing sub-page is recorded in the result's `errors`; a failing
 start page fails the run with WorkflowFailed. Cancellation is never caught (a page being analysed
 is stopped by killing its worker).
+
+It is an ordinary workflow (`AUTOINTEL`, a class workflow: one `Autointel` per bot holds the
+guard and the page workers, `close` stops them), found through the `notifier.workflows` entry
+point like any installed one; its slash command is read from `Autointel.run`'s signature.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter, deque
-from collections.abc import Callable, Collection, Coroutine, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal, get_args
 
 import aiohttp
 from aiohttp import hdrs
 from yarl import URL
 
-from ..config import AutointelSettings
+from ..config import AutointelSettings, Settings
 from .analysis import (
     Heading,
     most_frequent_in_order,
@@ -41,12 +45,14 @@ from .analysis import (
     same_origin,
     top_keywords,
 )
-from .contract import InvalidWorkflowOptions, ReportProgress, WorkflowFailed, WorkflowSpec
+from .api import Context, workflow
+from .contract import InvalidWorkflowOptions, WorkflowFailed, WorkflowSpec
 from .netguard import AddressRefused, NetGuard, Resolver, URLRefused, parse_http_url
 from .pagepool import PagePool, PageRejected
 from .pagewire import CONTENT_ENCODINGS, LinkKind, PageSummary
 
 __all__ = [
+    "AUTOINTEL",
     "DEFAULT_DEPTH",
     "DEPTHS",
     "MAX_KEYWORDS_PER_RUN",
@@ -55,12 +61,16 @@ __all__ = [
     "NAME",
     "STAGES",
     "Autointel",
+    "Depth",
     "build_autointel",
 ]
 
 NAME: Final = "autointel"
-DEPTHS: Final = ("quick", "standard", "deep", "comprehensive")
+Depth = Literal["quick", "standard", "deep", "comprehensive"]
+DEPTHS: Final[tuple[str, ...]] = get_args(Depth)
 DEFAULT_DEPTH: Final = "standard"
+#: How long a run of each depth takes before there is history (seconds), for the timeout warning.
+ESTIMATES_S: Final = {"quick": 30.0, "standard": 180.0, "deep": 900.0, "comprehensive": 1800.0}
 #: The stages reported, in order; "crawling" and "analysing" repeat once per sub-page.
 STAGES: Final = ("fetching", "analysing", "crawling", "summarising")
 MAX_REDIRECTS: Final = 5
@@ -72,7 +82,6 @@ MAX_LINKS_COUNTED_PER_RUN: Final = 50_000
 MAX_KEYWORDS_PER_RUN: Final = 4000
 
 _DEFAULT_PAGES: Final = {"quick": 1, "standard": 5, "deep": 15, "comprehensive": 40}
-_OPTIONS: Final = frozenset({"url", "depth"})
 _HTML_TYPES: Final = frozenset({"text/html", "application/xhtml+xml"})
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 _ACCEPT: Final = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"
@@ -142,56 +151,57 @@ def _plural(count: int, word: str) -> str:
 
 
 class Autointel:
-    """The autointel workflow bound to its settings, network guard and page workers. Holds no
+    """The autointel workflow of one bot: its settings, network guard and page workers. Holds no
     connections: each `run` opens (and closes) its own aiohttp session, so runs are independent
-    and may overlap; they share the page workers (`pages`), which `close` stops."""
+    and may overlap; they share the page workers (`pages`), which `close` stops.
 
-    def __init__(self, settings: AutointelSettings, *, guard: NetGuard, pages: PagePool) -> None:
-        self._settings = settings
-        self._guard = guard
-        self.pages = pages
+    Built once per bot from the bot's settings (`AUTOINTEL.bind(settings)`). The guard defaults
+    to one built from `autointel.allow_private_networks` and `resolver` (None: the system
+    resolver); pass `guard` instead to set more (tests use its `exempt_endpoints`). The page
+    workers default to a new pool of `autointel.analysis_workers` processes (started when the
+    first page needs one) that `close` stops; a `pages` pool passed in is shared and left to its
+    owner to close.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        resolver: Resolver | None = None,
+        guard: NetGuard | None = None,
+        pages: PagePool | None = None,
+    ) -> None:
+        if guard is not None and resolver is not None:
+            raise TypeError("pass either resolver or guard, not both")
+        own = settings.autointel
+        self._settings = own
+        self._guard = guard or NetGuard(
+            allow_private=own.allow_private_networks,
+            resolver=resolver,
+            resolve_timeout_s=own.connect_timeout,
+        )
+        self._owns_pages = pages is None
+        self.pages = pages or PagePool(
+            workers=own.analysis_workers, page_cpu_s=own.analysis_cpu_seconds
+        )
 
     async def close(self) -> None:
-        """Stop the page workers (a page being analysed fails). For the bot's shutdown."""
-        await self.pages.close()
+        """Stop the page workers this workflow started (a page being analysed fails). For the
+        bot's shutdown; a pool passed in is its owner's to close."""
+        if self._owns_pages:
+            await self.pages.close()
 
     # -- options -------------------------------------------------------------------------------
 
-    def parse_options(self, options: Mapping[str, str]) -> tuple[URL, str]:
-        """Syntax-only check of the options (no I/O): the start URL and the canonical depth.
-
-        The depth is matched case-insensitively; a missing depth means DEFAULT_DEPTH. Unknown
-        option names are refused so that a wiring mistake is loud, not silently ignored.
-        """
-        for key in options:
-            if key not in _OPTIONS:
-                raise InvalidWorkflowOptions(
-                    str(key)[:40], "unknown option (autointel takes url and depth)"
-                )
-        if "url" not in options:
-            raise InvalidWorkflowOptions("url", "a URL is required")
+    async def validate(self, url: str, depth: Depth) -> dict[str, str]:
+        """Check the URL before anything starts, including the SSRF check (which may resolve
+        the host, hence async); the depth is one of DEPTHS already. Returns the URL normalised,
+        which is what is stored and run."""
         try:
-            url = parse_http_url(options["url"])
+            checked = await self._guard.check(_start_url(url))
         except URLRefused as exc:
             raise InvalidWorkflowOptions("url", exc.reason) from None
-        depth = options.get("depth", DEFAULT_DEPTH)
-        key = depth.strip().lower() if isinstance(depth, str) else ""
-        if key not in DEPTHS:
-            shown = repr(depth)[:40] if isinstance(depth, str) else "not text"
-            raise InvalidWorkflowOptions(
-                "depth", f"must be one of {', '.join(DEPTHS)} (got {shown})"
-            )
-        return url, key
-
-    async def validate(self, options: Mapping[str, str]) -> dict[str, str]:
-        """Check the options before anything starts, including the SSRF check of the URL (which
-        may resolve the host, hence async). Returns the normalised options to store and run."""
-        url, depth = self.parse_options(options)
-        try:
-            checked = await self._guard.check(url)
-        except URLRefused as exc:
-            raise InvalidWorkflowOptions("url", exc.reason) from None
-        return {"url": str(checked), "depth": depth}
+        return {"url": str(checked)}
 
     def pages_for(self, depth: str) -> int:
         """Page budget for `depth` (start page included); settings may leave a depth out."""
@@ -199,17 +209,22 @@ class Autointel:
 
     # -- run -----------------------------------------------------------------------------------
 
-    async def run(self, options: Mapping[str, str], report: ReportProgress) -> dict[str, Any]:
+    async def run(
+        self,
+        ctx: Context,
+        url: Annotated[str, "The page to analyse (http or https)"],
+        depth: Annotated[Depth, "How many pages of the site to analyse"] = DEFAULT_DEPTH,
+    ) -> dict[str, Any]:
         """Analyse the start page and up to `pages_for(depth) - 1` same-origin pages.
 
         Raises WorkflowFailed when the start page cannot be analysed, InvalidWorkflowOptions if
-        the options were never validated and are wrong.
+        the URL was never validated and is wrong.
         """
-        start_url, depth = self.parse_options(options)
+        start_url = _start_url(url)
         max_pages = self.pages_for(depth)
         share = _PAGES_SHARE / max_pages
 
-        def progress(index: int, fraction: float) -> float:
+        def share_of(index: int, fraction: float) -> float:
             return min(_PAGES_SHARE, (index + fraction) * share)
 
         settings = self._settings
@@ -234,11 +249,11 @@ class Autointel:
             trust_env=False,
             auto_decompress=False,
         ) as session:
-            report(stage="fetching", progress=0.0, detail=f"fetching {start_url}")
+            ctx.progress(stage="fetching", fraction=0.0, detail=f"fetching {start_url}")
             try:
                 start = await self._fetch(session, start_url, site=None)
-                report(
-                    stage="analysing", progress=progress(0, 0.5), detail=f"analysing {start.url}"
+                ctx.progress(
+                    stage="analysing", fraction=share_of(0, 0.5), detail=f"analysing {start.url}"
                 )
                 first = await self._analyse(start, site=start.url, index=0)
             except _PageFailed as exc:
@@ -268,19 +283,19 @@ class Autointel:
             while queue and attempted < max_pages:
                 if settings.page_delay > 0:
                     await asyncio.sleep(settings.page_delay)
-                url = URL(queue.popleft())
+                next_url = URL(queue.popleft())
                 index = attempted
                 attempted += 1
-                report(
+                ctx.progress(
                     stage="crawling",
-                    progress=progress(index, 0.0),
-                    detail=f"page {attempted} of up to {max_pages}: {url}",
+                    fraction=share_of(index, 0.0),
+                    detail=f"page {attempted} of up to {max_pages}: {next_url}",
                 )
                 try:
-                    page = await self._fetch(session, url, site=site, analysed=done)
+                    page = await self._fetch(session, next_url, site=site, analysed=done)
                 except _PageFailed as exc:
-                    errors.append({"url": str(url), "error": exc.message})
-                    pages.append(self._page_entry(url, exc.status, exc.http_status, None))
+                    errors.append({"url": str(next_url), "error": exc.message})
+                    pages.append(self._page_entry(next_url, exc.status, exc.http_status, None))
                     continue
                 except _AlreadyAnalysed as exc:
                     pages.append(self._page_entry(exc.url, "duplicate", None, None))
@@ -288,8 +303,8 @@ class Autointel:
                 page_url, http_status = page.url, page.http_status
                 done.add(page_url)
                 seen.add(str(page_url))
-                report(
-                    stage="analysing", progress=progress(index, 0.5), detail=f"analysing {page_url}"
+                ctx.progress(
+                    stage="analysing", fraction=share_of(index, 0.5), detail=f"analysing {page_url}"
                 )
                 try:
                     summary = await self._analyse(page, site=site, index=index)
@@ -303,13 +318,13 @@ class Autointel:
                 pages.append(self._page_entry(page_url, "ok", http_status, summary))
                 enqueue(summary)
 
-        report(
+        ctx.progress(
             stage="summarising",
-            progress=_PAGES_SHARE,
+            fraction=_PAGES_SHARE,
             detail=f"summarising {_plural(totals.pages_analysed, 'page')}",
         )
         result = self._result(start_url, depth, totals, pages, errors)
-        report(stage="summarising", progress=1.0, detail="done")
+        ctx.progress(stage="summarising", fraction=1.0, detail="done")
         return result
 
     async def _analyse(self, page: _Page, *, site: URL, index: int) -> PageSummary:
@@ -507,6 +522,20 @@ def _summary(
     return " ".join(sentences)
 
 
+def _start_url(url: str) -> URL:
+    try:
+        return parse_http_url(url)
+    except URLRefused as exc:
+        raise InvalidWorkflowOptions("url", exc.reason) from None
+
+
+AUTOINTEL: Final = workflow(
+    name=NAME,
+    description="Analyse a web site (can take a while)",
+    estimate_s=ESTIMATES_S,
+)(Autointel)
+
+
 def build_autointel(
     settings: AutointelSettings,
     *,
@@ -514,33 +543,8 @@ def build_autointel(
     guard: NetGuard | None = None,
     pages: PagePool | None = None,
 ) -> WorkflowSpec:
-    """The autointel WorkflowSpec. The guard defaults to one built from
-    `settings.allow_private_networks` and `resolver` (None: the system resolver); pass `guard`
-    instead to set more (tests use its `exempt_endpoints`).
-
-    The page workers default to a new pool of `settings.analysis_workers` processes (started
-    when the first page needs one) that the spec's `close` stops; a `pages` pool passed in is
-    shared and left to its owner to close."""
-    if guard is not None and resolver is not None:
-        raise TypeError("pass either resolver or guard, not both")
-    if guard is None:
-        guard = NetGuard(
-            allow_private=settings.allow_private_networks,
-            resolver=resolver,
-            resolve_timeout_s=settings.connect_timeout,
-        )
-    if pages is None:
-        pages = PagePool(
-            workers=settings.analysis_workers, page_cpu_s=settings.analysis_cpu_seconds
-        )
-        close: Callable[[], Coroutine[Any, Any, None]] | None = pages.close
-    else:
-        close = None  # the caller's pool: the caller closes it
-    workflow = Autointel(settings, guard=guard, pages=pages)
-    return WorkflowSpec(
-        name=NAME,
-        description="Analyse a web page and crawl its site: title, headings, keywords, links.",
-        validate=workflow.validate,
-        run=workflow.run,
-        close=close,
+    """The autointel WorkflowSpec for these settings, as the bot builds it, with a resolver, a
+    guard or a page pool of the caller's (see `Autointel`): for tests and benchmarks."""
+    return AUTOINTEL.spec_for(
+        Autointel(Settings(autointel=settings), resolver=resolver, guard=guard, pages=pages)
     )

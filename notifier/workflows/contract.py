@@ -4,6 +4,10 @@ A workflow knows nothing about Discord: the runner validates the user's options 
 `WorkflowSpec.validate` before anything starts (so a bad option becomes an ephemeral error, not a
 failed run), then awaits `WorkflowSpec.run`, which reports progress through a plain callback and
 returns a JSON-serialisable result dict that the runner persists before delivering it.
+
+Authors rarely build a `WorkflowSpec` by hand: `@workflow` (`notifier.workflows.api`) reads one
+from an async function's signature, and discovery (`notifier.workflows.discovery`) finds the
+decorated functions in the operator's folders and installed packages.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from ..errors import NotifierError
 __all__ = [
     "InvalidWorkflowOptions",
     "ReportProgress",
+    "WorkflowDefinitionError",
+    "WorkflowError",
     "WorkflowFailed",
     "WorkflowSpec",
 ]
@@ -55,6 +61,33 @@ class WorkflowFailed(NotifierError):
         super().__init__(message)
 
 
+class WorkflowDefinitionError(NotifierError, TypeError):
+    """A `@workflow` cannot become a slash command as written (an annotation Discord has no
+    option type for, a default outside its choices, a sync function...).
+
+    Raised by the decorator, so a workflow file fails when it is loaded; discovery reports it with
+    the file and `line` (the workflow's definition) instead of the decorator's own frame.
+    """
+
+    def __init__(self, workflow: str, message: str, *, line: int | None = None) -> None:
+        self.workflow = workflow
+        self.message = message
+        self.line = line
+        super().__init__(f"workflow {workflow!r}: {message}")
+
+
+class WorkflowError(NotifierError):
+    """The workflows could not be loaded or set up; the bot does not start.
+
+    The message is one line (the first problem, and how many more there are); `problems` holds
+    every one of them as text, for a caller that lists them all.
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        self.problems = problems or (message,)
+        super().__init__(message)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkflowSpec:
     """What the runner needs to know about one workflow.
@@ -63,9 +96,15 @@ class WorkflowSpec:
     normalised (store and run those) or raises InvalidWorkflowOptions. `run(options, report)`
     returns the result dict or raises WorkflowFailed; asyncio.CancelledError passes through.
     Both return coroutines (not just awaitables) so the runner can hand them to create_task.
+    `report` may be a `Context` (which is also a ReportProgress): that is how a run learns its
+    workflow id, its user and its guild.
 
     `close`, if set, releases what the workflow holds across runs (autointel's page worker
     processes); the bot awaits it once at shutdown, after the last run has ended.
+
+    `estimate_s` is the workflow's own idea of how long a run takes (seconds, or seconds per
+    option value: ``{"deep": 900}``), used for the timeout warning until there is history and
+    unless the operator configured one.
     """
 
     name: str
@@ -73,3 +112,4 @@ class WorkflowSpec:
     validate: Callable[[Mapping[str, str]], Coroutine[Any, Any, dict[str, str]]]
     run: Callable[[Mapping[str, str], ReportProgress], Coroutine[Any, Any, dict[str, Any]]]
     close: Callable[[], Coroutine[Any, Any, None]] | None = None
+    estimate_s: float | Mapping[str, float] | None = None
