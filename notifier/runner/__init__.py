@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from .progress import ProgressThrottle
-from .runner import Runner, RunnerBusy, Slot, WorkflowBody, WorkflowRequest
+from .runner import (
+    EstimateSource,
+    Runner,
+    RunnerBusy,
+    Slot,
+    WorkflowBody,
+    WorkflowRequest,
+    results_channel,
+)
 
 __all__ = [
+    "EstimateSource",
     "ProgressThrottle",
     "Runner",
     "RunnerBusy",
     "Slot",
     "WorkflowBody",
     "WorkflowRequest",
+    "results_channel",
 ]

@@ -26,7 +26,7 @@ from typing import Any
 from aiolimiter import AsyncLimiter
 from loguru import logger
 
-from ..config import Settings
+from ..config import Settings, WorkflowSettings
 from ..discord.delivery import Delivery, DeliveryTarget, Rung
 from ..discord.embeds import render_result
 from ..discord.io import DiscordIO, OutgoingMessage
@@ -42,17 +42,30 @@ from ..errors import NotifierError, StoreError
 from ..events import Event, Notice
 from ..metrics import WORKFLOW_DURATION, WORKFLOWS_RUNNING
 from ..records import ProgressState, StoredResult, WorkflowRecord, WorkflowStatus, new_workflow_id
-from ..store import ResultNotStorable, ResultStore, WorkflowExists
+from ..store import ResultNotStorable, ResultQuery, ResultStore, WorkflowExists
 from .progress import ProgressThrottle
 
-__all__ = ["Runner", "RunnerBusy", "Slot", "WorkflowBody", "WorkflowRequest"]
+__all__ = [
+    "EstimateSource",
+    "Runner",
+    "RunnerBusy",
+    "Slot",
+    "WorkflowBody",
+    "WorkflowRequest",
+    "results_channel",
+]
 
 Report = Callable[..., None]
 WorkflowBody = Callable[[Mapping[str, str], Report], Awaitable[dict[str, Any]]]
 Notify = Callable[[Notice], Awaitable[None]]
+# An estimate as configured or declared: seconds, or seconds per option value ({deep: 900}).
+EstimateSource = float | Mapping[str, float] | None
 
 
 _STOPPED = "the bot stopped while this workflow ran"
+# Completed runs looked through for the history of a workflow whose estimate an option other
+# than `depth` decides (the index has no column for it).
+_HISTORY_WINDOW = 1000
 
 _OUTCOME_EVENTS: dict[WorkflowStatus, Event] = {
     WorkflowStatus.COMPLETED: Event.COMPLETED,
@@ -74,12 +87,20 @@ class Slot:
     validation, the estimate and the store's row are awaited before a workflow is running.
     Use it as a context manager: leaving the block gives the place back unless the workflow took
     it (`Runner.start`).
+
+    `workflow` is the workflow the place is for, once known: its own `max_per_user`
+    (``workflows.<name>.max_per_user``) is checked when it is set, in the same step as the place
+    among that workflow's runs is taken (by `reserve`, or by `start` for a slot reserved without
+    a name).
     """
 
-    __slots__ = ("_give_back", "held", "user_id")
+    __slots__ = ("_give_back", "held", "user_id", "workflow")
 
-    def __init__(self, user_id: int, give_back: Callable[[Slot], None]) -> None:
+    def __init__(
+        self, user_id: int, give_back: Callable[[Slot], None], workflow: str | None = None
+    ) -> None:
         self.user_id = user_id
+        self.workflow = workflow
         self.held = True
         self._give_back = give_back
 
@@ -143,6 +164,8 @@ class Runner:
         self._notify = notify
         self._running: dict[str, _Running] = {}
         self._reserved: Counter[int] = Counter()  # slots taken, per user, not yet running
+        # The same slots per (user, workflow), for the workflows' own max_per_user.
+        self._reserved_for: Counter[tuple[int, str]] = Counter()
         self._closing = False
         # One budget for every workflow's bot-token progress edits (see notifier.runner.progress). A
         # limiter's burst must hold one edit, so a rate under 1/s is one edit per 1/rate seconds.
@@ -152,8 +175,13 @@ class Runner:
 
     # -- queries -------------------------------------------------------------------------------
 
-    def running_for(self, user_id: int) -> int:
-        return sum(1 for r in self._running.values() if r.record.user_id == user_id)
+    def running_for(self, user_id: int, workflow: str | None = None) -> int:
+        """Workflows of `user_id` running now (only those of `workflow`, if given)."""
+        return sum(
+            1
+            for r in self._running.values()
+            if r.record.user_id == user_id and (workflow is None or r.record.command == workflow)
+        )
 
     def _counted(self) -> int:
         return len(self._running) + self._reserved.total()
@@ -168,19 +196,81 @@ class Runner:
             return None
         return running.record, running.throttle.latest or running.state
 
-    async def estimate_s(self, command: str, depth: str) -> float | None:
-        """Median of the last finished runs of (command, depth), else the configured default."""
+    def workflow_settings(self, command: str) -> WorkflowSettings:
+        """The operator's settings for one workflow (`workflows.<command>` in config.yaml)."""
+        return self._settings.workflows.settings_for(command)
+
+    async def estimate_s(
+        self,
+        command: str,
+        options: Mapping[str, str] | str = "",
+        *,
+        default_s: EstimateSource = None,
+    ) -> float | None:
+        """How long a run of `command` with `options` is expected to take, for the warning.
+
+        Once there is history, the median of the last `warnings.history` completed runs alike
+        (same value of the option that decides the estimate below; with no deciding option, the
+        same `depth` option, which the store indexes). Before that, the first of these that has
+        a number for these options: `workflows.<command>.estimate_s` (the operator's), then
+        `warnings.default_estimates[<command>]` (the older per-command table, kept as a
+        fallback), then `default_s` (the workflow's own, `@workflow(estimate_s=...)`, passed by
+        the caller). Each is one number or a map from an option's value to seconds; for a map
+        the first option (in the command's order) whose value is a key decides.
+
+        A bare string for `options` is the `depth` option (the older call form).
+        """
+        chosen = {"depth": options} if isinstance(options, str) else dict(options)
         warnings = self._settings.warnings
-        history = await self._store.durations(command, depth, warnings.history)
+        fallback: float | None = None
+        deciding: tuple[str, str] | None = None
+        for source in (
+            self.workflow_settings(command).estimate_s,
+            warnings.default_estimates.get(command),
+            default_s,
+        ):
+            fallback, deciding = _estimate_from(source, chosen)
+            if fallback is not None:
+                break
+        history = await self._history(command, chosen, deciding, warnings.history)
         if history:
             return float(statistics.median(history))
-        return warnings.default_estimates.get(command, {}).get(depth)
+        return fallback
+
+    async def _history(
+        self,
+        command: str,
+        options: Mapping[str, str],
+        deciding: tuple[str, str] | None,
+        limit: int,
+    ) -> list[float]:
+        """Durations of the latest completed runs like this one, newest first."""
+        if deciding is None or deciding[0] == "depth":
+            return await self._store.durations(command, options.get("depth", ""), limit)
+        # Another option decides: the index has no column for it, so look through the latest
+        # completed runs of the command (a bounded window) for those with the same value.
+        key, value = deciding
+        window = ResultQuery(
+            command=command,
+            status=WorkflowStatus.COMPLETED,
+            limit=min(limit * 10, _HISTORY_WINDOW),
+        )
+        durations = [
+            record.duration_s
+            for record in await self._store.search(window)
+            if record.options.get(key) == value and record.duration_s is not None
+        ]
+        return durations[:limit]
 
     # -- start ---------------------------------------------------------------------------------
 
-    def reserve(self, user_id: int) -> Slot:
+    def reserve(self, user_id: int, workflow: str | None = None) -> Slot:
         """Take a place for a workflow of `user_id`, or raise RunnerBusy saying which limit is
-        reached. Workflows starting count like running ones (see `Slot`)."""
+        reached. Workflows starting count like running ones (see `Slot`).
+
+        With `workflow` (the command's name), that workflow's own `max_per_user` is checked and
+        its place taken in the same step; without it, `start` does that for the slot.
+        """
         limits = self._settings.runner
         if self._closing:
             raise RunnerBusy("The bot is shutting down; please try again in a minute.")
@@ -193,13 +283,47 @@ class Runner:
                 f"You already have {limits.max_per_user} workflows running; wait for one to "
                 "finish or cancel one with `/workflow cancel`."
             )
+        if workflow is not None:
+            self._check_workflow_limit(user_id, workflow)
         self._reserved[user_id] += 1
-        return Slot(user_id, self._give_back)
+        slot = Slot(user_id, self._give_back)
+        if workflow is not None:
+            self._reserved_for[(user_id, workflow)] += 1
+            slot.workflow = workflow
+        return slot
+
+    def _check_workflow_limit(self, user_id: int, workflow: str) -> None:
+        """RunnerBusy if `user_id` has `workflows.<workflow>.max_per_user` of it already."""
+        limit = self.workflow_settings(workflow).max_per_user
+        if limit is None:
+            return
+        if self.running_for(user_id, workflow) + self._reserved_for[(user_id, workflow)] >= limit:
+            runs = "run" if limit == 1 else "runs"
+            raise RunnerBusy(
+                f"You already have {limit} /{workflow} {runs} going, the most /{workflow} allows "
+                "per user at once; wait for one to finish or cancel one with `/workflow cancel`."
+            )
+
+    def _bind(self, slot: Slot, workflow: str) -> None:
+        """Give a slot reserved without a workflow its workflow: check that workflow's limit and
+        take its place, in one step (no await), or raise RunnerBusy."""
+        if slot.workflow is not None:
+            if slot.workflow != workflow:
+                raise RuntimeError(f"this slot was reserved for /{slot.workflow}, not /{workflow}")
+            return
+        self._check_workflow_limit(slot.user_id, workflow)
+        self._reserved_for[(slot.user_id, workflow)] += 1
+        slot.workflow = workflow
 
     def _give_back(self, slot: Slot) -> None:
         self._reserved[slot.user_id] -= 1
         if self._reserved[slot.user_id] <= 0:
             del self._reserved[slot.user_id]
+        if slot.workflow is not None:
+            key = (slot.user_id, slot.workflow)
+            self._reserved_for[key] -= 1
+            if self._reserved_for[key] <= 0:
+                del self._reserved_for[key]
 
     async def start(
         self,
@@ -213,10 +337,14 @@ class Runner:
         """Store the workflow as running and start it in the background. Returns at once.
 
         `slot` is the place `reserve` gave the caller; without one, one is taken here (RunnerBusy
-        when the limits are reached). The workflow takes it over once it runs; a failed start
-        gives it back.
+        when the limits are reached). A slot reserved without the workflow's name gets it here,
+        before anything is awaited, so the workflow's own `max_per_user` holds for commands
+        arriving together too (RunnerBusy if it is reached). The workflow takes the slot over
+        once it runs; a failed start gives it back.
         """
-        with slot or self.reserve(request.user_id) as held:
+        with slot or self.reserve(request.user_id, request.command) as held:
+            if held.held:
+                self._bind(held, request.command)
             return await self._start(request, body, held, estimate_s, workflow_id)
 
     async def _start(
@@ -267,7 +395,7 @@ class Runner:
         target = DeliveryTarget(
             workflow_id=record.workflow_id,
             user_id=request.user_id,
-            channel_id=request.channel_id,
+            channel_id=self._results_channel(record),
             ephemeral=request.ephemeral,
             token=request.token,
             attachment_limit_bytes=request.attachment_limit_bytes,
@@ -332,10 +460,21 @@ class Runner:
         return record
 
     def _handoff_builder(self, record: WorkflowRecord) -> Callable[[Rung], OutgoingMessage]:
+        channel_id = self._results_channel(record)
+
         def build(rung: Rung) -> OutgoingMessage:
-            return handoff_message(record, rung=rung.value, channel_id=record.channel_id)
+            return handoff_message(record, rung=rung.value, channel_id=channel_id)
 
         return build
+
+    def _results_channel(self, record: WorkflowRecord) -> int | None:
+        """Where the channel rung posts for this workflow (see `results_channel`)."""
+        return results_channel(
+            self.workflow_settings(record.command).results_channel_id,
+            guild_id=record.guild_id,
+            channel_id=record.channel_id,
+            ephemeral=record.ephemeral,
+        )
 
     # -- the workflow's life -------------------------------------------------------------------
 
@@ -517,7 +656,7 @@ class Runner:
         target = DeliveryTarget(
             workflow_id=record.workflow_id,
             user_id=record.user_id,
-            channel_id=record.channel_id,
+            channel_id=self._results_channel(record),
             ephemeral=record.ephemeral,
         )
         return Delivery(self._io, target, None)
@@ -626,6 +765,42 @@ class Runner:
             logger.opt(exception=exc).error(
                 "fanout refused {} for workflow {}", notice.event.value, notice.workflow_id
             )
+
+
+def results_channel(
+    configured: int | Mapping[int, int] | None,
+    *,
+    guild_id: int | None,
+    channel_id: int | None,
+    ephemeral: bool,
+) -> int | None:
+    """The channel a workflow's hand-off points to and its later progress and result go to.
+
+    `configured` is `workflows.<name>.results_channel_id`: one channel, or `{guild_id:
+    channel_id}` per guild (a guild not in the map keeps the command's channel). A command
+    used outside a guild (a DM) and a private run keep the command's channel: the ladder never
+    posts a private run in a channel, and a DM has no server whose channel could take over.
+    """
+    if configured is None or guild_id is None or ephemeral:
+        return channel_id
+    if isinstance(configured, Mapping):
+        return configured.get(guild_id, channel_id)
+    return configured
+
+
+def _estimate_from(
+    source: EstimateSource, options: Mapping[str, str]
+) -> tuple[float | None, tuple[str, str] | None]:
+    """Seconds from one estimate source for these options, and the (option, value) that chose
+    them from a map (None for a single number, or when no option's value is a key)."""
+    if source is None:
+        return None, None
+    if not isinstance(source, Mapping):
+        return float(source), None
+    for key, value in options.items():
+        if value in source:
+            return float(source[value]), (key, value)
+    return None, None
 
 
 def _summary(document: Mapping[str, Any] | None) -> str:
