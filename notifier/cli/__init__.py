@@ -1,4 +1,4 @@
-"""The operator CLI (``python -m notifier``): `results` and `outbox` command groups, no Discord."""
+"""The `notifier` command (also ``python -m notifier``): run, demo, init and the operator groups."""
 
 from __future__ import annotations
 

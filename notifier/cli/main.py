@@ -1,9 +1,11 @@
-"""The operator's command line: ``python -m notifier [--config FILE] <group> <command> ...``.
+"""The `notifier` command (also ``python -m notifier``): ``notifier [--config FILE] <group> ...``.
 
-Works without Discord: it opens the result store directly (``maintain=False``, so it is safe beside
-a running bot: no reconciliation, no retention as a side effect of looking). Commands that delete
-(`results purge`) take the store's lock and refuse while the bot holds it; `outbox retry` only
-requeues, and the running bot sends (see `results` and `outbox`).
+`run` starts the bot, `demo` plays the no-token demo, `init` writes a config file to start from
+(see `run` and `init`). The operator commands work without Discord: they open the result store
+directly (``maintain=False``, so it is safe beside a running bot: no reconciliation, no retention
+as a side effect of looking). Commands that delete (`results purge`) take the store's lock and
+refuse while the bot holds it; `outbox retry` only requeues, and the running bot sends (see
+`results` and `outbox`).
 
 Command groups register themselves: a group is a function that adds one subparser to the top-level
 ``subparsers`` and sets ``handler`` (an async function ``(args, settings) -> exit code``) on each of
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Final, NoReturn, cast
 
 from ..config import Settings, load_config
 from ..errors import ConfigError, InvalidWorkflowId, StoreError
-from . import outbox, results
+from . import init, outbox, results, run
 from .common import EXIT_NOT_FOUND, EXIT_USAGE, CommandError, Handler
 
 if TYPE_CHECKING:
@@ -39,7 +41,12 @@ DEFAULT_CONFIG: Final = Path("config.yaml")
 
 GroupRegistrar = Callable[["SubParsers"], None]
 
-COMMAND_GROUPS: list[GroupRegistrar] = [results.register, outbox.register]
+COMMAND_GROUPS: list[GroupRegistrar] = [
+    run.register,  # run, demo
+    init.register,
+    results.register,
+    outbox.register,
+]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -48,10 +55,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def build_parser(groups: Sequence[GroupRegistrar] = COMMAND_GROUPS) -> argparse.ArgumentParser:
+def _prog() -> str:
+    """How the user ran us, for usage lines: the console script, or ``python -m notifier``."""
+    return "python -m notifier" if Path(sys.argv[0]).name == "__main__.py" else "notifier"
+
+
+def build_parser(
+    groups: Sequence[GroupRegistrar] = COMMAND_GROUPS, *, prog: str | None = None
+) -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="python -m notifier",
-        description="Operator commands for the notifier bot; no Discord connection needed.",
+        prog=prog or _prog(),
+        description=(
+            "The notifier bot (run, demo), its configuration (init) and the operator commands "
+            "(results, outbox; no Discord connection needed)."
+        ),
     )
     parser.add_argument(
         "--config",

@@ -2,9 +2,9 @@
 
 Plugins come from two places, both read by `discover_plugins`:
 
-- every `*.py` file (not starting with `_`) in the project's built-in `plugins/` folder and in each of
-  `fanout.plugin_dirs`, imported by file path under a prefixed module name so two folders may both
-  hold an `email.py`;
+- every `*.py` file (not starting with `_`) in the built-in plugins' folder (`BUILTIN_PLUGIN_DIR`)
+  and in each of `fanout.plugin_dirs`, imported by file path under a prefixed module name so two
+  folders may both hold an `email.py`;
 - the `notifier.plugins` entry-point group, so a plugin can ship as its own installed distribution.
 
 A file that cannot be imported, holds no plugin class (or more than one), or declares bad metadata is
@@ -49,9 +49,31 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "notifier.plugins"
 
-# The project's own top-level `plugins/` folder (email, discord_webhook, apprise, dm, ...). Always
-# searched first, so an operator's `plugin_dirs` adds plugins without hiding the built-in ones.
-BUILTIN_PLUGIN_DIR = Path(__file__).resolve().parents[2] / "plugins"
+
+def _builtin_plugin_dir() -> Path:
+    """The folder of the built-in plugins (email, discord_webhook, apprise, dm, ...).
+
+    An installed copy holds them in the package, `notifier/builtin_plugins/` (setup.py maps the
+    source tree's top-level `plugins/` there at build time); a source checkout (an editable
+    install too) has only `plugins/` beside the package. Found by path, never by importing a
+    module named `plugins`: that name belongs to whoever installs a package called so, and the
+    folder beside an installed `notifier` is site-packages, not ours unless it is a checkout.
+    """
+    package = Path(__file__).resolve().parents[1]
+    packaged = package / "builtin_plugins"
+    checkout = package.parent / "plugins"
+    if (
+        not packaged.is_dir()
+        and (package.parent / "pyproject.toml").is_file()
+        and checkout.is_dir()
+    ):
+        return checkout
+    return packaged
+
+
+# Always searched first, so an operator's `plugin_dirs` adds plugins without hiding the built-in
+# ones.
+BUILTIN_PLUGIN_DIR = _builtin_plugin_dir()
 
 _PLUGIN_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
