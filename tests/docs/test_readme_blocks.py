@@ -55,12 +55,15 @@ def setup_commands() -> list[str]:
 
 def test_the_two_set_up_commands_are_the_scripts() -> None:
     assert setup_commands() == ["scripts/run-bot", "scripts/run-tests"]
+    # The bot's environment without the dev extras, the tests' with them (scripts/venv.sh).
+    kinds = {"scripts/run-bot": "bot", "scripts/run-tests": "dev"}
     for command in setup_commands():
         script = ROOT / command
         assert script.is_file() and os.access(script, os.X_OK), command
         text = script.read_text(encoding="utf-8")
         assert text.startswith("#!/usr/bin/env bash\n")
-        assert 'source "$(dirname "$0")/venv.sh"' in text and "\nensure_venv\n" in text
+        assert 'source "$(dirname "$0")/venv.sh"' in text
+        assert f"\nensure_venv {kinds[command]}\n" in text
         subprocess.run(["bash", "-n", str(script)], check=True)
 
 
@@ -104,7 +107,15 @@ def test_run_bot_takes_the_options_the_readme_names() -> None:
     text = section("Set up (two commands)")
     paragraph = text[text.index("`scripts/run-bot` passes") :].split("\n\n")[0]
     named = set(re.findall(r"`(--[a-z-]+)", paragraph))
-    assert named == {"--config", "--demo", "--keep-running", "--verbose", "--demo-ttl"}
+    assert named == {
+        "--config",
+        "--demo",
+        "--keep-running",
+        "--verbose",
+        "--demo-ttl",
+        "--workflow",
+        "--option",
+    }
     done = subprocess.run(
         [str(ROOT / "scripts" / "run-bot"), "--help"],
         cwd=ROOT,
@@ -125,7 +136,7 @@ def test_the_systemd_unit_runs_bot_py_and_reloads_with_hup() -> None:
     service = unit["Service"]
     workdir = Path(service["WorkingDirectory"])
     argv = shlex.split(service["ExecStart"])
-    assert argv[0] == str(workdir / ".venv" / "bin" / "python")  # the venv the scripts make
+    assert argv[0] == str(workdir / ".venv-bot" / "bin" / "python")  # the venv run-bot makes
     assert argv[1:] == ["bot.py", "--config", "config.yaml"]
     assert (ROOT / argv[1]).is_file() and (ROOT / argv[3]).is_file()
     assert shlex.split(service["ExecReload"]) == ["/bin/kill", "-HUP", "$MAINPID"]
@@ -137,6 +148,7 @@ def test_the_systemd_unit_runs_bot_py_and_reloads_with_hup() -> None:
     assert float(service["TimeoutStopSec"]) >= 2 * grace + 30
     assert unit["Install"]["WantedBy"] == "multi-user.target"
     assert "network-online.target" in unit["Unit"]["After"]
-    # bot.py really handles the two signals the unit sends (run: tests/docs/test_readme_bot.py).
-    bot = (ROOT / "bot.py").read_text(encoding="utf-8")
-    assert "signal.SIGHUP" in bot and "signal.SIGTERM" in bot
+    # bot.py's start really handles the two signals the unit sends (run:
+    # tests/docs/test_readme_bot.py); bot.py is a shim over notifier.cli.run.
+    start = (ROOT / "notifier" / "cli" / "run.py").read_text(encoding="utf-8")
+    assert "signal.SIGHUP" in start and "signal.SIGTERM" in start
