@@ -1,8 +1,28 @@
-"""The bot: wiring config, store, fanout, runner and commands into one nextcord client.
+"""The notifier, attached to a nextcord bot: config, store, fanout, runner and commands, wired.
 
-One place starts everything (`NotifierBot.open`) and one place drains it (`NotifierBot.close`):
-running workflows are interrupted and their users told, then the fanout drains, then the store
-closes, then the gateway.
+Theory of operation. `Notifier` owns the services (the result store, the fanout and its outbox,
+the runner, the workflows) and one place starts them (`open`) and drains them (`close`): running
+workflows are interrupted and their users told, the workflows' resources (autointel's page
+workers) released, the fanout drained, the store closed, then the shared HTTP session and
+threads.
+
+`Notifier.attach(bot)` installs it into any `commands.Bot` or `AutoShardedBot` without
+subclassing (the `notifier.ext` extension and `await notifier.setup(bot, config)` call it):
+
+- the commands (one cog per concern), rolled out to `discord.guild_ids` when it is set;
+- the session safety the ladder relies on: interactions are created as `TrackedInteraction`
+  (they ride the client's live HTTP session; see `discord/compat.py`), and the gateway's
+  connect loop is restarted when the HTTP session closed under it;
+- the lifecycle: the services open inside the bot's own loop just before its first connect
+  (so a start-up failure ends `bot.start()` with the one-line NotifierError), and close before
+  the bot's own `close`;
+- recovery (workflows a dead process left running, results stored but not delivered) after
+  every READY and RESUME, and a private answer when one of the notifier's own commands fails.
+
+The bot's `connect`, `close` and `get_interaction` are wrapped on the instance: the bot's own
+overrides, if it has any, still run inside the wrappers. `detach` undoes all of it. `NotifierBot`
+is a `commands.Bot` with a Notifier attached and its services as properties: the convenience
+`bot.py` runs.
 """
 
 from __future__ import annotations
@@ -11,6 +31,8 @@ import asyncio
 import concurrent.futures
 import contextlib
 import time
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +41,7 @@ import nextcord
 from loguru import logger
 from nextcord.ext import commands
 
-from .cogs import Services, add_cogs
+from .cogs import build_cogs
 from .config import Settings, load_config, secret_values
 from .discord.compat import TrackedInteraction, is_session_closed, recreate_session, set_api_base
 from .discord.io import DiscordIO, OutgoingMessage
@@ -35,34 +57,54 @@ from .store import ResultStore
 from .workflows.autointel import build_autointel
 from .workflows.contract import WorkflowSpec
 
-__all__ = ["NotifierBot"]
+__all__ = ["Notifier", "NotifierBot"]
+
+# Which notifier is attached to which bot. Here, not in `notifier.ext`: nextcord executes an
+# extension's module afresh on every load, so state kept there would not be shared.
+_ATTACHED: weakref.WeakKeyDictionary[commands.Bot, Notifier] = weakref.WeakKeyDictionary()
+
+_NOT_OPEN = "the notifier is not open (it opens with the bot's first connect), or it is closed"
 
 
-class NotifierBot(commands.Bot):
-    """A nextcord bot whose workflows never lose their results."""
+async def keep_connected(
+    bot: nextcord.Client, connect: Callable[..., Awaitable[None]], *, reconnect: bool
+) -> None:
+    """`connect` (nextcord's connect loop), restarted when the HTTP session closed under it.
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        config_path: Path | None = None,
-        guild_ready_timeout_s: float = 2.0,
-    ) -> None:
-        intents = nextcord.Intents.none()
-        intents.guilds = True
-        guild_ids = list(settings.discord.guild_ids) or None
-        super().__init__(
-            intents=intents,
-            default_guild_ids=guild_ids,
-            guild_ready_timeout=guild_ready_timeout_s,
-            # Everything nextcord sends for us (command replies, followups) pings nobody unless a
-            # call says otherwise; the ladder's own requests say it in every payload (io.py).
-            allowed_mentions=nextcord.AllowedMentions.none(),
-        )
+    nextcord reconnects the gateway on network errors, but a closed aiohttp session makes its
+    `ws_connect` raise `RuntimeError: Session is closed`, which ends the loop for good. Here the
+    session is recreated and the connection started again (a new IDENTIFY; READY then delivers
+    whatever was stored meanwhile).
+    """
+    delay_s = 1.0
+    while True:
+        try:
+            await connect(reconnect=reconnect)
+            return
+        except RuntimeError as exc:
+            if not is_session_closed(exc) or not reconnect or bot.is_closed():
+                raise
+        DISCORD_SESSION_CLOSED.labels(stage="gateway").inc()
+        logger.warning("HTTP session closed under the gateway: recreating it and reconnecting")
+        await recreate_session(bot)
+        await asyncio.sleep(delay_s)
+        delay_s = min(delay_s * 2, 60.0)
+
+
+class Notifier:
+    """The services of one bot and their wiring; see the module docstring.
+
+    It is also what the cogs see as their `Services`: settings, store, runner, io, workflows and
+    reload_config. `workflows` is a live mapping (command name -> spec): a workflow registered
+    after the cogs were added is found.
+    """
+
+    def __init__(self, settings: Settings, *, config_path: Path | None = None) -> None:
         self.settings = settings
         self.config_path = config_path
-        self.io = DiscordIO(self)
         self.workflows: dict[str, WorkflowSpec] = {}
+        self._bot: commands.Bot | None = None
+        self._io: DiscordIO | None = None
         self._store: ResultStore | None = None
         self._fanout: Fanout | None = None
         self._runner: Runner | None = None
@@ -71,6 +113,9 @@ class NotifierBot(commands.Bot):
         self._reload_lock = asyncio.Lock()
         self._opened = False
         self._recovery: asyncio.Task[None] | None = None
+        self._cogs: list[commands.Cog] = []
+        self._listeners: list[tuple[Callable[..., Coroutine[Any, Any, None]], str]] = []
+        self._wrapped: dict[str, Any] = {}
         # Set once the recovery pass after the latest connect or resume has run (workflows a dead
         # process left running marked interrupted, stored results delivered); clear while one
         # runs. Tools and tests wait on it instead of polling.
@@ -82,26 +127,122 @@ class NotifierBot(commands.Bot):
     @property
     def store(self) -> ResultStore:
         if self._store is None:
-            raise RuntimeError("NotifierBot.open() has not run, or the bot is closed")
+            raise RuntimeError(_NOT_OPEN)
         return self._store
 
     @property
     def fanout(self) -> Fanout:
         if self._fanout is None:
-            raise RuntimeError("NotifierBot.open() has not run, or the bot is closed")
+            raise RuntimeError(_NOT_OPEN)
         return self._fanout
 
     @property
     def runner(self) -> Runner:
         if self._runner is None:
-            raise RuntimeError("NotifierBot.open() has not run, or the bot is closed")
+            raise RuntimeError(_NOT_OPEN)
         return self._runner
 
-    def get_interaction(self, data: Any, *, cls: type[Any] = TrackedInteraction) -> Any:
-        return super().get_interaction(data, cls=cls)
+    @property
+    def io(self) -> DiscordIO:
+        if self._io is None:
+            raise RuntimeError("the notifier is not attached to a bot")
+        return self._io
+
+    @property
+    def bot(self) -> commands.Bot:
+        if self._bot is None:
+            raise RuntimeError("the notifier is not attached to a bot")
+        return self._bot
+
+    # -- attaching -----------------------------------------------------------------------------
+
+    def attach(self, bot: commands.Bot) -> None:
+        """Install the notifier into `bot` (see the module docstring). Call before the bot
+        connects; the services open with its first connect (or call `open` yourself)."""
+        if self._bot is not None:
+            raise RuntimeError("this notifier is already attached to a bot")
+        if bot in _ATTACHED:
+            raise RuntimeError("a notifier is already attached to this bot")
+        _ATTACHED[bot] = self
+        self._bot = bot
+        self._io = DiscordIO(bot)
+        set_api_base(self.settings.discord.api_base)
+
+        original_connect = bot.connect
+        original_close = bot.close
+        original_get_interaction = bot.get_interaction
+
+        async def connect(*, reconnect: bool = True) -> None:
+            await self.open()
+            await keep_connected(bot, original_connect, reconnect=reconnect)
+
+        async def close() -> None:
+            try:
+                await self.close()
+            finally:
+                await original_close()
+
+        def get_interaction(data: Any, *, cls: type[Any] = TrackedInteraction) -> Any:
+            return original_get_interaction(data, cls=cls)
+
+        self._wrapped = {
+            "connect": original_connect,
+            "close": original_close,
+            "get_interaction": original_get_interaction,
+        }
+        # Per instance, so nothing is subclassed and the bot's own overrides run inside.
+        setattr(bot, "connect", connect)  # noqa: B010
+        setattr(bot, "close", close)  # noqa: B010
+        setattr(bot, "get_interaction", get_interaction)  # noqa: B010
+
+        self._listeners = [
+            (self._on_ready, "on_ready"),
+            (self._on_resumed, "on_resumed"),
+            (self._on_application_command_error, "on_application_command_error"),
+        ]
+        for listener, event in self._listeners:
+            bot.add_listener(listener, event)
+
+        self._cogs = build_cogs(self)
+        guild_ids = self.settings.discord.guild_ids
+        for cog in self._cogs:
+            if guild_ids:
+                for command in cog.application_commands:
+                    if command.use_default_guild_ids:
+                        command.use_default_guild_ids = False
+                        for guild_id in guild_ids:
+                            command.add_guild_rollout(guild_id)
+            bot.add_cog(cog)
+
+    def detach(self) -> None:
+        """Undo `attach`: the commands, listeners and wrappers go. The services stay as they
+        are (close them first, or let the bot's close do it before detaching)."""
+        bot = self._bot
+        if bot is None:
+            return
+        for cog in self._cogs:
+            with contextlib.suppress(Exception):
+                bot.remove_cog(cog.__cog_name__)
+        for listener, event in self._listeners:
+            bot.remove_listener(listener, event)
+        for name in self._wrapped:
+            with contextlib.suppress(AttributeError):
+                delattr(bot, name)  # the class's method shows through again
+        self._cogs, self._listeners, self._wrapped = [], [], {}
+        self._bot = None
+        if _ATTACHED.get(bot) is self:
+            del _ATTACHED[bot]
+
+    @staticmethod
+    def of(bot: commands.Bot) -> Notifier | None:
+        """The notifier attached to `bot`, if any."""
+        return _ATTACHED.get(bot)
+
+    # -- lifecycle -----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the store, the fanout and the runner, and add the commands. Call before start.
+        """Open the store, the fanout and the runner, and build the workflows. Runs once (the
+        first connect calls it; later calls return at once).
 
         A failure (the metrics port taken, the storage path unusable or held by another bot, a
         broken plugin under ``fanout.strict``) raises a NotifierError whose message is the one
@@ -110,16 +251,17 @@ class NotifierBot(commands.Bot):
         """
         if self._opened:
             return
+        if self._bot is None:
+            raise RuntimeError("attach the notifier to a bot before opening it")
         try:
             await self._open_services()
         except BaseException:
-            await self._close_services()
+            await self.close()
             raise
         self._opened = True
 
     async def _open_services(self) -> None:
         settings = self.settings
-        set_api_base(settings.discord.api_base)
         if settings.metrics.listen:
             try:
                 serve_metrics(settings.metrics.listen)
@@ -147,18 +289,49 @@ class NotifierBot(commands.Bot):
             settings=settings, store=self._store, io=self.io, notify=self._fanout.emit
         )
         autointel = build_autointel(settings.autointel)
-        self.workflows[autointel.name] = autointel
-        add_cogs(
-            self,
-            Services(
-                settings=settings,
-                store=self._store,
-                runner=self._runner,
-                io=self.io,
-                workflows=self.workflows,
-                reload_config=self.reload_config,
-            ),
-        )
+        self.workflows.setdefault(autointel.name, autointel)
+
+    async def close(self) -> None:
+        """Stop what `open` started, in order: running workflows are interrupted and their users
+        told, the workflows' resources released, the fanout drains, the store closes, then the
+        shared HTTP session and threads. Each service is closed once, however often this runs."""
+        self._opened = False
+        recovery, self._recovery = self._recovery, None
+        runner, self._runner = self._runner, None
+        fanout, self._fanout = self._fanout, None
+        store, self._store = self._store, None
+        http_session, self._http_session = self._http_session, None
+        executor, self._executor = self._executor, None
+        try:
+            if recovery is not None and not recovery.done():
+                recovery.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await recovery
+            if runner is not None:
+                await runner.shutdown()
+            await self._close_workflows()
+            if fanout is not None:
+                await fanout.drain(timeout_s=self.settings.runner.shutdown_grace)
+                await fanout.close()
+            if store is not None:
+                await store.close()
+        finally:
+            if http_session is not None:
+                await http_session.close()
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _close_workflows(self) -> None:
+        """Release what workflows hold across runs (autointel's page worker processes), once the
+        runner has ended every run. Each `close` is idempotent; one failing does not stop the
+        rest."""
+        for spec in list(self.workflows.values()):
+            if spec.close is None:
+                continue
+            try:
+                await spec.close()
+            except Exception:  # noqa: BLE001 - shutdown goes on; the cause is logged
+                logger.exception("closing workflow {!r} failed", spec.name)
 
     async def _on_storage_error(self, workflow_id: str, exc: BaseException) -> None:
         """The store could not write a result (it is kept in memory and retried): tell operators."""
@@ -182,40 +355,36 @@ class NotifierBot(commands.Bot):
             lambda: self.io.channel_send(channel_id, message, nonce=nonce), stage="notifier"
         )
 
-    # -- lifecycle -----------------------------------------------------------------------------
+    async def reload_config(self) -> Settings:
+        """Re-read config.yaml and apply its notifiers; an invalid file changes nothing."""
+        if self.config_path is None:
+            raise ConfigError("", "the bot was not started from a config file")
+        async with self._reload_lock:
+            path = self.config_path
+            new = await asyncio.to_thread(load_config, path)
+            await self.fanout.reload(new)
+            redactor.add(secret_values(new))
+            logger.info("configuration reloaded from {}", path)
+            return new
 
-    async def connect(self, *, reconnect: bool = True) -> None:
-        """nextcord's connect loop, restarted when the HTTP session closed under it.
+    # -- events --------------------------------------------------------------------------------
 
-        nextcord reconnects the gateway on network errors, but a closed aiohttp session makes its
-        `ws_connect` raise `RuntimeError: Session is closed`, which ends the loop for good. Here the
-        session is recreated and the connection started again (a new IDENTIFY; `on_ready` then
-        delivers whatever was stored meanwhile).
-        """
-        delay_s = 1.0
-        while True:
-            try:
-                await super().connect(reconnect=reconnect)
-                return
-            except RuntimeError as exc:
-                if not is_session_closed(exc) or not reconnect or self.is_closed():
-                    raise
-            DISCORD_SESSION_CLOSED.labels(stage="gateway").inc()
-            logger.warning("HTTP session closed under the gateway: recreating it and reconnecting")
-            await recreate_session(self)
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, 60.0)
-
-    async def on_ready(self) -> None:
+    async def _on_ready(self) -> None:
+        bot = self.bot
         logger.info(
             "ready as {} ({} guild(s), {} command(s))",
-            self.user,
-            len(self.guilds),
-            len(self.get_all_application_commands()),
+            bot.user,
+            len(bot.guilds),
+            len(bot.get_all_application_commands()),
         )
         self._start_recovery()
 
+    async def _on_resumed(self) -> None:
+        self._start_recovery()
+
     def _start_recovery(self) -> None:
+        if self._runner is None:
+            return
         if self._recovery is None or self._recovery.done():
             self.recovered.clear()
             self._recovery = asyncio.create_task(self._recover(), name="recovery")
@@ -242,81 +411,89 @@ class NotifierBot(commands.Bot):
                 delivered,
             )
 
-    async def on_application_command_error(
+    async def _on_application_command_error(
         self, interaction: nextcord.Interaction, exception: Exception
     ) -> None:
-        """A command's own bug: logged once with its traceback, and the caller gets a private,
-        honest answer instead of a spinner (never a second error)."""
+        """One of the notifier's own commands failed (a bug): logged once with its traceback,
+        and the caller gets a private, honest answer instead of a spinner. Other commands of the
+        bot are its own business."""
+        name = getattr(interaction.application_command, "qualified_name", "") or "?"
+        ours = {command.name for cog in self._cogs for command in cog.application_commands}
+        if name.split(" ", 1)[0] not in ours:
+            return
         original = getattr(exception, "original", exception)
-        command = getattr(interaction.application_command, "qualified_name", "?")
-        logger.opt(exception=original).error("command /{} failed", command)
+        logger.opt(exception=original).error("command /{} failed", name)
         await reply_ephemeral(
             interaction,
             "❌ Something went wrong on our side; it has been logged. Any workflow result is "
             "safe in the store (`/retrieve_results`).",
         )
 
+
+class NotifierBot(commands.Bot):
+    """A nextcord bot whose workflows never lose their results: a `commands.Bot` with a
+    `Notifier` attached (`bot.notifier`), its services as properties, intents kept to what the
+    notifier needs, and mentions off by default."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_path: Path | None = None,
+        guild_ready_timeout_s: float = 2.0,
+    ) -> None:
+        intents = nextcord.Intents.none()
+        intents.guilds = True
+        guild_ids = list(settings.discord.guild_ids) or None
+        super().__init__(
+            intents=intents,
+            default_guild_ids=guild_ids,
+            guild_ready_timeout=guild_ready_timeout_s,
+            # Everything nextcord sends for us (command replies, followups) pings nobody unless a
+            # call says otherwise; the ladder's own requests say it in every payload (io.py).
+            allowed_mentions=nextcord.AllowedMentions.none(),
+        )
+        self.settings = settings
+        self.config_path = config_path
+        self.notifier = Notifier(settings, config_path=config_path)
+        self.notifier.attach(self)
+
+    @property
+    def io(self) -> DiscordIO:
+        return self.notifier.io
+
+    @property
+    def workflows(self) -> dict[str, WorkflowSpec]:
+        return self.notifier.workflows
+
+    @property
+    def recovered(self) -> asyncio.Event:
+        return self.notifier.recovered
+
+    @property
+    def store(self) -> ResultStore:
+        return self.notifier.store
+
+    @property
+    def fanout(self) -> Fanout:
+        return self.notifier.fanout
+
+    @property
+    def runner(self) -> Runner:
+        return self.notifier.runner
+
+    async def open(self) -> None:
+        """Open the services now (the first connect would otherwise); see `Notifier.open`."""
+        await self.notifier.open()
+
+    async def reload_config(self) -> Settings:
+        return await self.notifier.reload_config()
+
+    async def send_dm(
+        self, user_id: int, content: str, embed: dict[str, Any] | None, *, nonce: str | None = None
+    ) -> None:
+        await self.notifier.send_dm(user_id, content, embed, nonce=nonce)
+
     async def on_connect(self) -> None:
         await super().on_connect()
         logger.info("application commands registered")
-
-    async def on_resumed(self) -> None:
-        self._start_recovery()
-
-    async def reload_config(self) -> Settings:
-        """Re-read config.yaml and apply its notifiers; an invalid file changes nothing."""
-        if self.config_path is None:
-            raise ConfigError("", "the bot was not started from a config file")
-        async with self._reload_lock:
-            path = self.config_path
-            new = await asyncio.to_thread(load_config, path)
-            await self.fanout.reload(new)
-            redactor.add(secret_values(new))
-            logger.info("configuration reloaded from {}", path)
-            return new
-
-    async def close(self) -> None:
-        try:
-            await self._close_services()
-        finally:
-            await super().close()
-
-    async def _close_workflows(self) -> None:
-        """Release what workflows hold across runs (autointel's page worker processes), once the
-        runner has ended every run. Each `close` is idempotent; one failing does not stop the rest."""
-        for spec in list(self.workflows.values()):
-            if spec.close is None:
-                continue
-            try:
-                await spec.close()
-            except Exception:  # noqa: BLE001 - shutdown goes on; the cause is logged
-                logger.exception("closing workflow {!r} failed", spec.name)
-
-    async def _close_services(self) -> None:
-        """Stop what `open` started, in order: running workflows are interrupted and their users
-        told, the workflows' page workers stop, the fanout drains, the store closes, then the shared HTTP session and threads.
-        Each service is closed once, however often this runs."""
-        recovery, self._recovery = self._recovery, None
-        runner, self._runner = self._runner, None
-        fanout, self._fanout = self._fanout, None
-        store, self._store = self._store, None
-        http_session, self._http_session = self._http_session, None
-        executor, self._executor = self._executor, None
-        try:
-            if recovery is not None and not recovery.done():
-                recovery.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await recovery
-            if runner is not None:
-                await runner.shutdown()
-            await self._close_workflows()
-            if fanout is not None:
-                await fanout.drain(timeout_s=self.settings.runner.shutdown_grace)
-                await fanout.close()
-            if store is not None:
-                await store.close()
-        finally:
-            if http_session is not None:
-                await http_session.close()
-            if executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)

@@ -9,10 +9,10 @@ from .results import ResultsCog
 from .services import Services
 from .workflows import WorkflowsCog
 
-__all__ = ["AdminCog", "ResultsCog", "Services", "WorkflowsCog", "add_cogs"]
+__all__ = ["AdminCog", "ResultsCog", "Services", "WorkflowsCog", "build_cogs"]
 
 
-def add_cogs(bot: commands.Bot, services: Services) -> None:
-    bot.add_cog(WorkflowsCog(services))
-    bot.add_cog(ResultsCog(services))
-    bot.add_cog(AdminCog(services))
+def build_cogs(services: Services) -> list[commands.Cog]:
+    """The notifier's cogs, ready for `bot.add_cog` (the app adds them, after choosing the guilds
+    their commands are rolled out to)."""
+    return [WorkflowsCog(services), ResultsCog(services), AdminCog(services)]

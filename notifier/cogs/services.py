@@ -7,8 +7,8 @@ services and the cogs, and no cog imports `app`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Mapping
+from typing import Protocol
 
 from ..config import Settings
 from ..discord.io import DiscordIO
@@ -19,18 +19,29 @@ from ..workflows import WorkflowSpec
 __all__ = ["Services"]
 
 
-@dataclass(frozen=True, slots=True)
-class Services:
-    """The bot's services, as the commands see them.
+class Services(Protocol):
+    """The bot's services, as the commands see them (the app's `Notifier` is one).
 
-    `workflows` is the bot's own mapping (command name -> spec), so a workflow registered after
-    the cogs were added is found. `reload_config` re-reads the config file and applies what can
-    change at run time (it raises ConfigError and changes nothing for an invalid file).
+    Read when a command runs, not when the cog is made: the notifier opens its store and runner
+    with the bot's first connect, after the cogs were added. `workflows` is the live mapping
+    (command name -> spec), so a workflow registered after the cogs were added is found.
+    `reload_config` re-reads the config file and applies what can change at run time (it raises
+    ConfigError and changes nothing for an invalid file).
     """
 
-    settings: Settings
-    store: ResultStore
-    runner: Runner
-    io: DiscordIO
-    workflows: Mapping[str, WorkflowSpec]
-    reload_config: Callable[[], Awaitable[Settings]]
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def store(self) -> ResultStore: ...
+
+    @property
+    def runner(self) -> Runner: ...
+
+    @property
+    def io(self) -> DiscordIO: ...
+
+    @property
+    def workflows(self) -> Mapping[str, WorkflowSpec]: ...
+
+    def reload_config(self) -> Awaitable[Settings]: ...
