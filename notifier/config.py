@@ -1,19 +1,29 @@
 """Reading and validating `config.yaml`.
 
-The file is parsed with pyyaml, `${VAR}` / `${VAR:-default}` are replaced from the environment in
-every string value, and the result is validated by frozen pydantic models that forbid unknown keys.
-Every failure becomes one `ConfigError` naming the field path and the bad value, so `bot.py` can print
-one line and exit non-zero instead of a traceback.
+The file is parsed with pyyaml (its node tree is kept: it knows the line of every key),
+`${VAR}` / `${VAR:-default}` are replaced from the environment in every string value, and the
+result is validated by frozen pydantic models that forbid unknown keys. Every problem in the file
+is gathered, in plain words (never pydantic's), as a `ConfigError` naming the file, the line, the
+field path and the bad value (`config.yaml:12: notifiers[2].on: unknown event 'complete'`), so
+`config check`, the bot's start and a reload all show every mistake at once, one line each.
+
+Relative paths inside a config file (storage.path, fanout.plugin_dirs, fanout.outbox_path,
+logging.file, workflows.dirs) are taken relative to the file's folder, not to wherever the bot
+was started; text parsed without a file keeps them as written.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 from pydantic import (
@@ -33,6 +43,7 @@ from .events import Event
 __all__ = [
     "DEFAULT_API_BASE",
     "AutointelSettings",
+    "ConfigDocument",
     "DiscordSettings",
     "FanoutSettings",
     "LoggingSettings",
@@ -46,8 +57,14 @@ __all__ = [
     "WarningSettings",
     "WorkflowSettings",
     "WorkflowsSettings",
+    "document_of",
+    "field_path",
     "load_config",
     "parse_config",
+    "parse_config_document",
+    "plain_errors",
+    "read_config_document",
+    "resolve_paths",
     "secret_values",
 ]
 
@@ -211,10 +228,22 @@ class MetricsSettings(_Section):
         return value
 
 
+LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
+_LEVELS: tuple[str, ...] = get_args(LogLevel)
+
+
 class LoggingSettings(_Section):
-    level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    level: LogLevel = "INFO"
     file: ConfigPath | None = None
     json_format: bool = False
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _any_case(cls, value: object) -> object:
+        # `info` and `Info` mean INFO: loguru's names are upper-case, operators' often are not.
+        if isinstance(value, str) and value.strip().upper() in _LEVELS:
+            return value.strip().upper()
+        return value  # anything else is refused with the list of levels, as written
 
 
 class FanoutSettings(_Section):
@@ -242,8 +271,14 @@ class Template(_Section):
 _EVENT_NAMES = ", ".join(e.value for e in Event)
 
 
+def _notifier_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ValueError("must be letters, digits, '.', '-' or '_' only (no spaces)")
+    return name
+
+
 class NotifierEntry(_Section):
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    name: Annotated[str, Field(min_length=1), AfterValidator(_notifier_name)]
     plugin: Annotated[str, Field(min_length=1)]
     on: tuple[Event, ...]
     enabled: bool = True
@@ -325,25 +360,43 @@ _Loader.add_implicit_resolver(
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 
 
-def _substitute(value: str, env: Mapping[str, str], path: str) -> str:
+@dataclass
+class _Expansion:
+    """What `_expand` found besides the expanded document: unset variables (one problem each)
+    and the original text of every value a variable was substituted into, by field path, so an
+    error about such a value shows `${VAR}` and never the secret the environment holds."""
+
+    problems: list[ConfigError] = field(default_factory=list)
+    originals: dict[str, str] = field(default_factory=dict)
+
+
+def _substitute(value: str, env: Mapping[str, str], path: str, found: _Expansion) -> str:
+    substituted = False
+
     def replace(match: re.Match[str]) -> str:
+        nonlocal substituted
         if match.group(0) == "$$":
             return "$"
+        substituted = True
         name, default = match.group(1), match.group(2)
         if name in env and (env[name] != "" or default is None):
             return env[name]
         if default is not None:
             return default
-        raise ConfigError(path, f"environment variable {name} is not set")
+        found.problems.append(ConfigError(path, f"environment variable {name} is not set"))
+        return ""
 
-    return _VAR.sub(replace, value)
+    result = _VAR.sub(replace, value)
+    if substituted:
+        found.originals[path] = value
+    return result
 
 
 # A config file holds a few hundred values; more means YAML aliases multiplying each other.
 _MAX_VALUES = 100_000
 
 
-def _expand(node: Any, env: Mapping[str, str], path: str) -> Any:
+def _expand(node: Any, env: Mapping[str, str], path: str, found: _Expansion) -> Any:
     """A copy of the parsed document with `${VAR}` substituted in every string.
 
     YAML aliases may make the document a graph: one that contains itself (``a: &a [*a]``) is
@@ -358,7 +411,7 @@ def _expand(node: Any, env: Mapping[str, str], path: str) -> Any:
         if count > _MAX_VALUES:
             raise ConfigError("", f"more than {_MAX_VALUES:,} values (YAML aliases multiplying?)")
         if isinstance(node, str):
-            return _substitute(node, env, path)
+            return _substitute(node, env, path, found)
         if not isinstance(node, list | dict):
             return node
         if id(node) in inside:
@@ -378,12 +431,16 @@ def _expand(node: Any, env: Mapping[str, str], path: str) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# Error formatting
+# Plain words for validation errors
+
+_SECRET_WORDS = ("token", "password", "secret", "key")
+_PATH_PART = re.compile(r"\[(\d+)\]|([^.\[\]]+)")
 
 
-def _field_path(loc: tuple[int | str, ...]) -> str:
+def field_path(parts: Sequence[int | str]) -> str:
+    """``("notifiers", 2, "on")`` -> ``notifiers[2].on``."""
     path = ""
-    for part in loc:
+    for part in parts:
         if isinstance(part, int):
             path += f"[{part}]"
         else:
@@ -391,107 +448,562 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return path
 
 
+def _path_parts(path: str) -> list[int | str]:
+    """``notifiers[2].on`` -> ``["notifiers", 2, "on"]`` (the inverse of `field_path`)."""
+    return [int(index) if index else name for index, name in _PATH_PART.findall(path)]
+
+
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _first_error(error: ValidationError) -> ConfigError:
-    detail = error.errors(include_url=False)[0]
-    path = _field_path(tuple(detail["loc"]))
-    kind = detail["type"]
-    message = str(detail["msg"]).removeprefix("Value error, ")
-    if kind == "extra_forbidden":
-        return ConfigError(path, "unknown key")
+def _unwrap(annotation: Any) -> Any:
+    """`X | None` -> X; `Annotated[X, ...]` -> X."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, UnionType):
+            members = [a for a in get_args(annotation) if a is not type(None)]
+            if len(members) != 1:
+                return annotation
+            annotation = members[0]
+        else:
+            return annotation
+
+
+def _keys_at(model: type[BaseModel], parts: Sequence[int | str]) -> list[str]:
+    """The keys the model (section, entry) found at `parts` below `model` accepts; [] if the path
+    does not lead to a model."""
+    current: Any = model
+    for part in parts:
+        current = _unwrap(current)
+        if isinstance(part, int):
+            if get_origin(current) not in (tuple, list):
+                return []
+            current = get_args(current)[0]
+        elif isinstance(current, type) and issubclass(current, BaseModel):
+            if part in current.model_fields:
+                current = current.model_fields[part].annotation
+            elif current.model_config.get("extra") == "allow":
+                extra = get_type_hints(current).get("__pydantic_extra__")
+                if get_origin(extra) is not dict:
+                    return []
+                current = get_args(extra)[1]
+            else:
+                return []
+        else:
+            return []
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _number(value: object) -> str:
+    """A bound as an operator wrote it: 0, not 0.0."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _plain(detail: Mapping[str, Any]) -> str:
+    """What a pydantic error means, in the words an operator uses (never pydantic's own)."""
+    kind = str(detail["type"])
+    ctx: Mapping[str, Any] = detail.get("ctx") or {}
+    message = str(detail["msg"])
     if kind == "missing":
-        return ConfigError(path, "required key is missing")
-    if (
-        "input" in detail
-        and kind not in {"value_error"}
-        and not isinstance(detail["input"], dict | list)
-    ):
-        return ConfigError(path, f"{message} (got {_short(detail['input'])})")
-    return ConfigError(path, message)
+        return "is required"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return "must be a whole number"
+    if kind == "int_parsing_size":
+        return "is too large a number"
+    if kind in ("float_type", "float_parsing", "decimal_type", "decimal_parsing"):
+        return "must be a number"
+    if kind == "finite_number":
+        return "must be a finite number"
+    if kind in ("bool_type", "bool_parsing"):
+        return "must be true or false"
+    if kind in ("string_type", "string_sub_type", "bytes_type"):
+        return "must be text"
+    if kind == "string_unicode":
+        return "must be valid text (not bytes)"
+    if kind in ("tuple_type", "list_type", "set_type", "frozen_set_type", "iterable_type"):
+        return "must be a list"
+    if kind in ("dict_type", "mapping_type", "model_type", "model_attributes_type"):
+        return "must be a mapping of keys to values"
+    if kind in ("literal_error", "enum"):
+        return f"must be one of {ctx.get('expected', '')}".rstrip()
+    if kind == "greater_than":
+        return f"must be greater than {_number(ctx.get('gt'))}"
+    if kind == "greater_than_equal":
+        return f"must be at least {_number(ctx.get('ge'))}"
+    if kind == "less_than":
+        return f"must be less than {_number(ctx.get('lt'))}"
+    if kind == "less_than_equal":
+        return f"must be at most {_number(ctx.get('le'))}"
+    if kind in ("string_too_short", "too_short"):
+        least = ctx.get("min_length", 1)
+        if least == 1:
+            return "must not be empty"
+        unit = "characters" if kind == "string_too_short" else "items"
+        return f"must have at least {least} {unit}"
+    if kind in ("string_too_long", "too_long"):
+        unit = "characters" if kind == "string_too_long" else "items"
+        return f"must have at most {ctx.get('max_length')} {unit}"
+    if kind == "string_pattern_mismatch":
+        return f"does not have the expected form (the pattern {ctx.get('pattern')})"
+    if kind == "path_type":
+        return "must be a path"
+    if kind == "path_not_file":
+        return "must be an existing file"
+    if kind == "path_not_directory":
+        return "must be an existing folder"
+    if kind in ("url_parsing", "url_type", "url_scheme", "url_syntax_violation"):
+        return "must be a URL"
+    if kind == "none_required":
+        return "must be empty"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if message.startswith(prefix):
+            return message.removeprefix(prefix)
+    # A kind not listed above: pydantic's words, turned into ours as far as they go.
+    message = message.replace("Input should be", "must be").replace("Field required", "is required")
+    return message[:1].lower() + message[1:]
 
 
-def parse_config(
-    text: str, *, env: Mapping[str, str] | None = None, source: str | None = None
-) -> Settings:
-    """Validate a YAML document as Settings; raise ConfigError (one line) on any problem."""
-    environ = os.environ if env is None else env
+def _normalised(data: Any, loc: Sequence[int | str], kind: str) -> tuple[list[int | str], bool]:
+    """The part of an error's `loc` that points into the document, and whether it went through a
+    union (pydantic adds the member's type name, ``estimate_s.float``) or a dict's key check.
+
+    Parts that do not index into `data` are pydantic's own tags and are dropped; the last part of
+    a `missing` error is the absent key and is kept."""
+    parts: list[int | str] = []
+    tagged = False
+    node = data
+    for position, part in enumerate(loc):
+        into_dict = isinstance(node, dict) and part in node
+        into_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if into_dict or into_list:
+            node = node[part]
+            parts.append(part)
+        elif kind == "missing" and position == len(loc) - 1:
+            parts.append(part)
+        elif part != "[key]":
+            tagged = True  # a union member's name: the walk goes on at the same value
+    return parts, tagged
+
+
+def _is_secret(parts: Sequence[int | str]) -> bool:
+    last = next((p for p in reversed(parts) if isinstance(p, str)), "")
+    return any(word in last.lower() for word in _SECRET_WORDS)
+
+
+def plain_errors(
+    error: ValidationError,
+    *,
+    data: Any,
+    model: type[BaseModel],
+    prefix: str = "",
+    show: Callable[[object], str] = _short,
+    originals: Mapping[str, str] | None = None,
+) -> list[ConfigError]:
+    """Every problem of a pydantic `error` as a ConfigError in plain words, one per field.
+
+    `data` is what was validated (errors are placed by walking it), `model` the model it was
+    validated against (for "did you mean" on unknown keys), `prefix` the field path of `data` in
+    the whole file (``notifiers[2].options``). `show` renders a bad value (the fanout's masks
+    URLs); a value at a path in `originals` was substituted from the environment and is shown
+    as its original text (``${SMTP_PASSWORD}``), so a secret never reaches an error line.
+    """
+    raw = error.errors(include_url=False)
+    found: list[tuple[list[int | str], bool, bool, str, str | None]] = []
+    gathered: list[ConfigError] = []
+    for detail in raw:
+        inner = (detail.get("ctx") or {}).get("error")
+        if isinstance(inner, ConfigError):
+            # Raised by one of our own validators, which names its field itself.
+            for problem in inner.problems:
+                where = ".".join(p for p in (prefix, problem.field) if p)
+                gathered.append(ConfigError(where, problem.message))
+            continue
+        kind = str(detail["type"])
+        parts, tagged = _normalised(data, tuple(detail["loc"]), kind)
+        key_check = "[key]" in detail["loc"]
+        message = _plain(detail)
+        if key_check:
+            message = f"key {message}"
+        if kind == "extra_forbidden" and parts and isinstance(parts[-1], str):
+            close = difflib.get_close_matches(parts[-1], _keys_at(model, parts[:-1]), n=1)
+            if close:
+                message += f", did you mean {close[0]!r}?"
+        got: str | None = None
+        bad = detail.get("input")
+        if kind not in ("missing", "extra_forbidden") and not isinstance(bad, dict | list):
+            path = field_path([*_path_parts(prefix), *parts])
+            if originals is not None and path in originals:
+                got = originals[path]
+                message = message.replace(repr(bad), repr(got)).replace(str(bad), got)
+                got = repr(got)
+            elif _is_secret(parts):
+                got = "a value not shown (a secret)"
+            else:
+                got = show(bad)
+            if got in message or "got " in message:
+                got = None
+        found.append((parts, tagged, key_check, message, got))
+
+    # A value that fits no member of a union gets one error per member: keep the ones that went
+    # deepest (the member the value looks like), and say the rest as one line.
+    kept = [
+        item
+        for item in found
+        if not (
+            item[1]
+            and any(len(o[0]) > len(item[0]) and o[0][: len(item[0])] == item[0] for o in found)
+        )
+    ]
+    merged: dict[tuple[str, bool], list[tuple[str, str | None]]] = {}
+    for parts, _, key_check, message, got in kept:
+        merged.setdefault((field_path(parts), key_check), []).append((message, got))
+    for (path, _), items in merged.items():
+        messages = list(dict.fromkeys(m for m, _ in items))
+        if len(messages) > 1 and all(m.startswith("must be ") for m in messages):
+            message = "must be " + " or ".join(m.removeprefix("must be ") for m in messages)
+        else:
+            message = "; ".join(messages)
+        got = next((g for _, g in items if g is not None), None)
+        where = ".".join(p for p in (prefix, path) if p) if path else prefix
+        if path.startswith("["):
+            where = f"{prefix}{path}"
+        gathered.append(ConfigError(where, message + (f" (got {got})" if got else "")))
+    return gathered
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a document: every problem, each with its line
+
+
+@dataclass(frozen=True)
+class ConfigDocument:
+    """A config file (or text) read and checked: its settings if it is valid, every problem in
+    it (each with its line), and what `config check` needs to go on checking past them.
+
+    `data` is the document after `${VAR}` substitution (empty if it is not a YAML mapping),
+    `base_dir` the folder its relative paths are resolved against (None for text without a file:
+    paths stay as written).
+    """
+
+    source: str | None
+    settings: Settings | None
+    problems: tuple[ConfigError, ...]
+    data: Mapping[str, Any]
+    base_dir: Path | None = None
+    root: yaml.Node | None = None
+
+    def line_of(self, path: str) -> int | None:
+        """The line (1-based) of the key at field `path`, or of the nearest enclosing one that is
+        in the file (a missing key points at its section or list item)."""
+        node = self.root
+        line: int | None = None
+        for part in _path_parts(path):
+            if isinstance(node, yaml.MappingNode):
+                for key, value in node.value:
+                    if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                        line, node = key.start_mark.line + 1, value
+                        break
+                else:
+                    return line
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                if not 0 <= part < len(node.value):
+                    return line
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            else:
+                return line
+        return line
+
+    def locate(self, error: ConfigError) -> ConfigError:
+        """`error` (each of its problems) with this document's file name and the line filled in."""
+        located = [
+            problem.located(
+                source=self.source,
+                line=self.line_of(problem.field) if problem.field else None,
+            )
+            for problem in error.problems
+        ]
+        return ConfigError.gather(located)
+
+    @property
+    def error(self) -> ConfigError | None:
+        """Every problem as one ConfigError (None for a valid document)."""
+        return ConfigError.gather(self.problems) if self.problems else None
+
+    def usable_settings(self) -> Settings:
+        """The settings, or for a document with problems, its sections that are valid (the others
+        at their defaults, and no notifiers): enough to go on checking plugins and paths."""
+        if self.settings is not None:
+            return self.settings
+        broken = {_path_parts(p.field)[0] for p in self.problems if p.field}
+        kept = {
+            key: value
+            for key, value in self.data.items()
+            if key not in broken and key != "notifiers" and key in Settings.model_fields
+        }
+        try:
+            settings = Settings.model_validate(kept)
+        except (ValidationError, ConfigError):
+            settings = Settings()
+        return resolve_paths(settings, self.base_dir) if self.base_dir else settings
+
+    def notifier_entries(self) -> list[tuple[int, NotifierEntry]]:
+        """Each `notifiers[i]` entry that is valid on its own, with its index: the ones whose
+        plugin can be checked even when other parts of the file are wrong."""
+        if self.settings is not None:
+            return list(enumerate(self.settings.notifiers))
+        raw = self.data.get("notifiers")
+        entries: list[tuple[int, NotifierEntry]] = []
+        for index, item in enumerate(raw if isinstance(raw, list) else []):
+            try:
+                entries.append((index, NotifierEntry.model_validate(item)))
+            except (ValidationError, ConfigError):
+                continue
+        return entries
+
+
+# Where each Settings made by `parse_config` came from, for errors found later (a notifier's plugin
+# options are checked by the fanout) to name the file and line: id(settings) -> its document,
+# dropped with the settings. Settings are frozen and carry no field for it.
+_DOCUMENTS: dict[int, ConfigDocument] = {}
+
+
+def document_of(settings: Settings) -> ConfigDocument | None:
+    """The document `settings` were read from (None for settings built in code)."""
+    document = _DOCUMENTS.get(id(settings))
+    return document if document is not None and document.settings is settings else None
+
+
+def _remember(document: ConfigDocument) -> None:
+    if document.settings is not None:
+        key = id(document.settings)
+        _DOCUMENTS[key] = document
+        weakref.finalize(document.settings, _DOCUMENTS.pop, key, None)
+
+
+def resolve_paths(settings: Settings, base_dir: Path) -> Settings:
+    """`settings` with every relative path (storage.path, fanout.plugin_dirs, fanout.outbox_path,
+    logging.file, workflows.dirs) taken as relative to `base_dir`: a config file's paths mean
+    the same wherever the bot is started from."""
+
+    def resolved(path: Path) -> Path:
+        return path if path.is_absolute() else base_dir / path
+
+    storage, fanout, logs, workflows = (
+        settings.storage,
+        settings.fanout,
+        settings.logging,
+        settings.workflows,
+    )
+    return settings.model_copy(
+        update={
+            "storage": storage.model_copy(update={"path": resolved(storage.path)}),
+            "fanout": fanout.model_copy(
+                update={
+                    "plugin_dirs": tuple(resolved(p) for p in fanout.plugin_dirs),
+                    "outbox_path": None
+                    if fanout.outbox_path is None
+                    else resolved(fanout.outbox_path),
+                }
+            ),
+            "logging": logs.model_copy(
+                update={"file": None if logs.file is None else resolved(logs.file)}
+            ),
+            "workflows": workflows.model_copy(
+                update={"dirs": tuple(resolved(p) for p in workflows.dirs)}
+            ),
+        }
+    )
+
+
+def _compose(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree (it knows each key's line) and the data built from it."""
+    loader = _Loader(text)
     try:
-        raw = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
+        root = loader.get_single_node()
+        return root, (loader.construct_document(root) if root is not None else None)
+    finally:
+        loader.dispose()
+
+
+def _unreadable_yaml(exc: BaseException) -> ConfigError:
+    if isinstance(exc, yaml.YAMLError):
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError("", f"{where}not valid YAML ({problem})", source=source) from None
-    except RecursionError:
-        raise ConfigError("", "not valid YAML (nested too deeply)", source=source) from None
-    except Exception as exc:  # noqa: BLE001 - pyyaml's constructors are not error-safe
-        # They raise plain Python errors for a scalar the resolver (or an explicit tag) matched
-        # but that does not convert: an integer past Python's 4300-digit limit, the date
-        # 2001-13-45, the hex `0x_` (ValueError), `!!int ''` (IndexError), `!!bool maybe`
-        # (KeyError), `!!timestamp x` (AttributeError). Each is a document that is not valid.
-        reason = (str(exc).splitlines() or [""])[0] or type(exc).__name__
-        raise ConfigError(
-            "", f"not valid YAML (a value cannot be read: {reason})", source=source
-        ) from None
+        line = mark.line + 1 if mark is not None else None
+        column = f"column {mark.column + 1}: " if mark is not None else ""
+        return ConfigError("", f"{column}not valid YAML ({problem})", line=line)
+    if isinstance(exc, RecursionError):
+        return ConfigError("", "not valid YAML (nested too deeply)")
+    # pyyaml's constructors are not error-safe: they raise plain Python errors for a scalar the
+    # resolver (or an explicit tag) matched but that does not convert: an integer past Python's
+    # 4300-digit limit, the date 2001-13-45, the hex `0x_` (ValueError), `!!int ''`
+    # (IndexError), `!!bool maybe` (KeyError), `!!timestamp x` (AttributeError).
+    reason = (str(exc).splitlines() or [""])[0] or type(exc).__name__
+    return ConfigError("", f"not valid YAML (a value cannot be read: {reason})")
+
+
+def _duplicate_names(data: Mapping[str, Any]) -> list[ConfigError]:
+    """Two notifiers with one name, found in the raw list so they are reported together with
+    every other mistake (the model's own check runs only when every entry is valid)."""
+    raw = data.get("notifiers")
+    seen: set[str] = set()
+    problems: list[ConfigError] = []
+    for index, item in enumerate(raw if isinstance(raw, list) else []):
+        name = item.get("name") if isinstance(item, dict) else None
+        if isinstance(name, str):
+            if name in seen:
+                problems.append(ConfigError(f"notifiers[{index}].name", f"duplicate name {name!r}"))
+            seen.add(name)
+    return problems
+
+
+def parse_config_document(
+    text: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    source: str | None = None,
+    base_dir: Path | None = None,
+) -> ConfigDocument:
+    """Read a YAML document and check it against Settings, gathering every problem (each with
+    its line) instead of stopping at the first. Never raises for what the document says.
+
+    `base_dir`: the folder relative paths in it are resolved against (the config file's); None
+    keeps them as written."""
+    environ = os.environ if env is None else env
+
+    def failed(
+        *problems: ConfigError, root: yaml.Node | None = None, data: Any = None
+    ) -> ConfigDocument:
+        document = ConfigDocument(
+            source, None, (), data if isinstance(data, dict) else {}, base_dir, root
+        )
+        located = [document.locate(p) for p in problems]
+        located.sort(key=lambda p: p.line or 0)
+        return ConfigDocument(source, None, tuple(located), document.data, base_dir, root)
+
+    try:
+        root, raw = _compose(text)
+    except Exception as exc:  # noqa: BLE001 - see _unreadable_yaml: any failure is a bad document
+        return failed(_unreadable_yaml(exc))
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(
-            "",
-            f"the top level must be a mapping of sections, got {type(raw).__name__}",
-            source=source,
+        return failed(
+            ConfigError(
+                "", f"the top level must be a mapping of sections, got {type(raw).__name__}"
+            )
         )
     for key in raw:
         if not isinstance(key, str):
-            raise ConfigError(_short(key), "keys must be text", source=source)
+            return failed(ConfigError(_short(key), "keys must be text"), root=root)
+    found = _Expansion()
     try:
-        expanded = _expand(raw, environ, "")
-        discord = expanded.get("discord")
-        if environ.get("DISCORD_API_BASE"):
-            if discord is None:
-                discord = expanded["discord"] = {}
-            if isinstance(discord, dict) and "api_base" not in discord:
-                discord["api_base"] = environ["DISCORD_API_BASE"]
-        return Settings.model_validate(expanded)
+        expanded = _expand(raw, environ, "", found)
     except ConfigError as exc:
-        raise ConfigError(exc.field, exc.message, source=source) from None
-    except ValidationError as exc:
-        # A ConfigError raised inside a validator arrives wrapped; keep its own field path.
-        for detail in exc.errors(include_url=False):
-            ctx_error = (detail.get("ctx") or {}).get("error")
-            if isinstance(ctx_error, ConfigError):
-                raise ConfigError(ctx_error.field, ctx_error.message, source=source) from None
-        first = _first_error(exc)
-        raise ConfigError(first.field, first.message, source=source) from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError("", str(exc), source=source) from None
+        return failed(exc, root=root)
     except RecursionError:
-        raise ConfigError("", "the document is nested too deeply", source=source) from None
+        return failed(ConfigError("", "the document is nested too deeply"), root=root)
+    discord = expanded.get("discord")
+    if environ.get("DISCORD_API_BASE"):
+        if discord is None:
+            discord = expanded["discord"] = {}
+        if isinstance(discord, dict) and "api_base" not in discord:
+            discord["api_base"] = environ["DISCORD_API_BASE"]
+    try:
+        settings = Settings.model_validate(expanded)
+    except ConfigError as exc:
+        problems = [*found.problems, exc]
+    except ValidationError as exc:
+        problems = [
+            *found.problems,
+            *plain_errors(exc, data=expanded, model=Settings, originals=found.originals),
+        ]
+        problems += _duplicate_names(expanded)
+    except (TypeError, ValueError) as exc:
+        problems = [*found.problems, ConfigError("", str(exc))]
+    except RecursionError:
+        problems = [*found.problems, ConfigError("", "the document is nested too deeply")]
+    else:
+        problems = list(found.problems)
+        if not problems:
+            if base_dir is not None:
+                settings = resolve_paths(settings, base_dir)
+            document = ConfigDocument(source, settings, (), expanded, base_dir, root)
+            _remember(document)
+            return document
+    # A value that is wrong because its variable is unset is reported once, as the variable.
+    unset = {p.field for p in found.problems}
+    problems = [
+        p
+        for p in problems
+        if p in found.problems
+        or not any(p.field == u or p.field.startswith(f"{u}.") for u in unset)
+    ]
+    return failed(*dict.fromkeys(problems), root=root, data=expanded)
 
 
-def load_config(path: Path | str, *, env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate a config file. Blocking: call it before the event loop starts, or in an
-    executor (the reload path does)."""
+def parse_config(
+    text: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    source: str | None = None,
+    base_dir: Path | None = None,
+) -> Settings:
+    """Validate a YAML document as Settings; raise ConfigError holding every problem (each a
+    line of `lines()`, naming the file, the line and the field) if there is any."""
+    document = parse_config_document(text, env=env, source=source, base_dir=base_dir)
+    if document.settings is None:
+        assert document.error is not None
+        raise document.error
+    return document.settings
+
+
+def read_config_document(
+    path: Path | str, *, env: Mapping[str, str] | None = None
+) -> ConfigDocument:
+    """Read a config file and check it (`parse_config_document`), its relative paths resolved
+    against its folder. Blocking: call it before the event loop starts, or in a thread."""
     file = Path(path)
+    source = str(file)
+    problem: str | None = None
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("", "file not found", source=str(file)) from None
+        problem = "file not found"
     except IsADirectoryError:
-        raise ConfigError("", "is a directory, not a file", source=str(file)) from None
+        problem = "is a directory, not a file"
     except PermissionError:
-        raise ConfigError(
-            "", "permission denied (cannot read the file)", source=str(file)
-        ) from None
+        problem = "permission denied (cannot read the file)"
     except UnicodeDecodeError as exc:
-        raise ConfigError("", f"not UTF-8 text ({exc.reason})", source=str(file)) from None
+        problem = f"not UTF-8 text ({exc.reason})"
     except OSError as exc:
-        raise ConfigError("", f"cannot read ({exc.strerror})", source=str(file)) from None
-    return parse_config(text, env=env, source=str(file))
+        problem = f"cannot read ({exc.strerror})"
+    if problem is not None:
+        return ConfigDocument(source, None, (ConfigError("", problem, source=source),), {})
+    return parse_config_document(text, env=env, source=source, base_dir=file.parent.absolute())
+
+
+def load_config(path: Path | str, *, env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate a config file; raise ConfigError holding every problem. Relative paths
+    in it are resolved against the file's folder. Blocking: call it before the event loop
+    starts, or in a thread (the reload path does)."""
+    document = read_config_document(path, env=env)
+    if document.settings is None:
+        assert document.error is not None
+        raise document.error
+    return document.settings
 
 
 def secret_values(settings: Settings) -> list[str]:

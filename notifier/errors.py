@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
 __all__ = [
     "ConfigError",
     "DeliveryFailed",
@@ -24,22 +26,74 @@ class NotifierError(Exception):
 class ConfigError(NotifierError):
     """A configuration value is missing or wrong.
 
-    `field` is the dotted path of the offending key (``notifiers[2].on``) so the message can be
-    shown to an operator as one line that points at the line to fix.
+    `field` is the dotted path of the offending key (``notifiers[2].on``), `source` the file and
+    `line` the line of that key in it (1-based; None when not known), so each problem shows as one
+    line that points at the line to fix: ``config.yaml:12: notifiers[2].on: unknown event``.
+
+    A file usually holds more than one mistake and the operator should see them all at once:
+    `ConfigError.gather` makes one error of several. Its own `field`, `message` and `line` are the
+    first problem's, `problems` holds every one, `lines()` gives one line for each, and `str()`
+    stays one line (the first, and how many more) for callers that show a single line.
     """
 
-    def __init__(self, field: str, message: str, *, source: str | None = None) -> None:
+    def __init__(
+        self,
+        field: str,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        problems: Sequence[ConfigError] = (),
+    ) -> None:
         self.field = field
         self.message = message
         self.source = source
-        where = f"{source}: " if source else ""
-        location = f"{field}: " if field else ""
-        super().__init__(_one_line(f"{where}{location}{message}"))
+        self.line = line
+        self.problems: tuple[ConfigError, ...] = tuple(problems) or (self,)
+        text = _one_line(self._where() + message)
+        if len(self.problems) > 1:
+            more = len(self.problems) - 1
+            text += f" (and {more} more mistake{'s' if more > 1 else ''})"
+        super().__init__(text)
+
+    def _where(self) -> str:
+        if self.source is not None and self.line is not None:
+            where = f"{self.source}:{self.line}: "
+        elif self.source is not None:
+            where = f"{self.source}: "
+        elif self.line is not None:
+            where = f"line {self.line}: "
+        else:
+            where = ""
+        return where + (f"{self.field}: " if self.field else "")
+
+    @classmethod
+    def gather(cls, errors: Iterable[ConfigError]) -> ConfigError:
+        """One error holding every problem of `errors` (each gathered error's own problems are
+        taken apart, so nothing nests). Raise it; `lines()` shows them all."""
+        problems = [problem for error in errors for problem in error.problems]
+        if not problems:
+            raise ValueError("ConfigError.gather needs at least one error")
+        if len(problems) == 1:
+            return problems[0]
+        first = problems[0]
+        return cls(
+            first.field, first.message, source=first.source, line=first.line, problems=problems
+        )
+
+    def located(self, *, source: str | None = None, line: int | None = None) -> ConfigError:
+        """This (single) problem with the file and line it is in filled in where not yet known."""
+        return ConfigError(
+            self.field,
+            self.message,
+            source=self.source if self.source is not None else source,
+            line=self.line if self.line is not None else line,
+        )
 
     def lines(self) -> list[str]:
         """What to show the operator, one line per problem: this one error's line here; an
         error that gathers every mistake of a file gives one line for each."""
-        return [str(self)]
+        return [_one_line(problem._where() + problem.message) for problem in self.problems]
 
 
 def _one_line(text: str) -> str:

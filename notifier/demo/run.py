@@ -32,7 +32,7 @@ from typing import Any, Final, TextIO
 
 import yaml
 
-from ..config import AutointelSettings, Settings, WarningSettings
+from ..config import AutointelSettings, Settings, WarningSettings, resolve_paths
 from ..testing import DiscordEmulator, EmulatorConfig
 from ..testing.nextcord_support import patch_route_base
 from ..testing.project_bot import running_bot
@@ -109,7 +109,9 @@ def demo_settings(
         ],
     }
     raw["fanout"] = {**raw.get("fanout", {}), "outbox_path": None}
-    return Settings.model_validate(raw)
+    # Absolute paths: the config file the demo writes sits in its own folder, and relative paths
+    # in a config file are read relative to that folder.
+    return resolve_paths(Settings.model_validate(raw), Path.cwd())
 
 
 def _write_config(settings: Settings, path: Path) -> None:

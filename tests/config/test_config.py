@@ -15,15 +15,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
-    ("document", "env", "field", "fragment"),
+    ("document", "env", "field", "line", "fragment"),
     [
-        ("discord:\n  tokn: x\n", {}, "discord.tokn", "unknown key"),
-        ("bogus: 1\n", {}, "bogus", "unknown key"),
-        ("discord:\n  interaction_ttl: soon\n", {}, "discord.interaction_ttl", "'soon'"),
-        ("discord:\n  token: ${BOT_TOKEN}\n", {}, "discord.token", "BOT_TOKEN is not set"),
-        ("storage:\n  retention_days: -3\n", {}, "storage.retention_days", "greater than 0"),
-        ("metrics:\n  listen: nowhere\n", {}, "metrics.listen", "HOST:PORT"),
-        ("discord:\n  api_base: ftp://x\n", {}, "discord.api_base", "http(s) URL"),
+        ("discord:\n  tokn: x\n", {}, "discord.tokn", 2, "unknown key, did you mean 'token'?"),
+        ("bogus: 1\n", {}, "bogus", 1, "unknown key"),
+        ("discord:\n  interaction_ttl: soon\n", {}, "discord.interaction_ttl", 2, "(got 'soon')"),
+        ("discord:\n  token: ${BOT_TOKEN}\n", {}, "discord.token", 2, "BOT_TOKEN is not set"),
+        ("storage:\n  retention_days: -3\n", {}, "storage.retention_days", 2, "greater than 0"),
+        ("metrics:\n  listen: nowhere\n", {}, "metrics.listen", 2, "HOST:PORT"),
+        ("discord:\n  api_base: ftp://x\n", {}, "discord.api_base", 2, "http(s) URL"),
         (
             "notifiers:\n"
             "  - {name: a, plugin: email, on: [started]}\n"
@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
             "  - {name: c, plugin: email, on: [complete]}\n",
             {},
             "notifiers[2].on",
+            4,
             "unknown event 'complete'",
         ),
         (
@@ -38,19 +39,21 @@ ROOT = Path(__file__).resolve().parents[2]
             "  - {name: a, plugin: dm, on: [failed]}\n",
             {},
             "notifiers[1].name",
+            3,
             "duplicate name 'a'",
         ),
-        ("notifiers:\n  - {name: a, on: [started]}\n", {}, "notifiers[0].plugin", "missing"),
+        ("notifiers:\n  - {name: a, on: [started]}\n", {}, "notifiers[0].plugin", 2, "is required"),
         (
             "discord:\n  interaction_ttl: 30\n  handoff_before: 60\n",
             {},
             "discord",
+            1,
             "shorter than interaction_ttl",
         ),
     ],
 )
-def test_bad_documents_name_the_field(
-    document: str, env: dict[str, str], field: str, fragment: str
+def test_bad_documents_name_the_line_and_the_field(
+    document: str, env: dict[str, str], field: str, line: int, fragment: str
 ) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config(document, env=env, source="config.yaml")
@@ -58,7 +61,8 @@ def test_bad_documents_name_the_field(
     assert error.field == field
     assert fragment in str(error)
     assert "\n" not in str(error)
-    assert str(error).startswith(f"config.yaml: {field}")
+    assert str(error).startswith(f"config.yaml:{line}: {field}: ")
+    assert error.lines() == [str(error)]
 
 
 def test_environment_substitution_with_defaults() -> None:
@@ -134,11 +138,24 @@ def test_secret_values_cover_token_and_url_credentials() -> None:
 
 
 @pytest.mark.parametrize(
-    ("document", "field"),
-    [("discord:\n  tokn: x\n", "discord.tokn"), ("notifiers: [{name: a}]\n", "notifiers[0]")],
+    ("document", "expected"),
+    [
+        ("discord:\n  tokn: x\n", ["config.yaml:2: discord.tokn: unknown key"]),
+        (
+            "notifiers: [{name: a}]\n",
+            ["config.yaml:1: notifiers[0].plugin: is required", "config.yaml:1: notifiers[0].on"],
+        ),
+        (
+            "logging:\n  level: loud\nrunner:\n  max_concurrent: many\n",
+            [
+                "config.yaml:2: logging.level: must be one of 'TRACE', 'DEBUG', 'INFO'",
+                "config.yaml:4: runner.max_concurrent: must be a whole number (got 'many')",
+            ],
+        ),
+    ],
 )
-def test_bot_exits_non_zero_with_one_line_and_no_traceback(
-    tmp_path: Path, document: str, field: str
+def test_bot_exits_2_with_one_line_per_mistake_and_no_traceback(
+    tmp_path: Path, document: str, expected: list[str]
 ) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(document)
@@ -151,6 +168,120 @@ def test_bot_exits_non_zero_with_one_line_and_no_traceback(
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert field in lines[0]
+    assert len(lines) == len(expected), proc.stderr
+    for line, start in zip(lines, expected, strict=True):
+        assert line.startswith(f"error: {config.parent}/{start}"), proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+    assert "Input should" not in proc.stderr
+
+
+@pytest.mark.parametrize("written", ["info", "Info", " debug ", "WARNING"])
+def test_logging_level_is_read_in_any_case(written: str) -> None:
+    settings = parse_config(f"logging:\n  level: '{written}'\n")
+    assert settings.logging.level == written.strip().upper()
+
+
+def test_an_unknown_logging_level_lists_the_valid_ones_as_written() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("logging:\n  level: verbose\n", source="config.yaml")
+    assert str(caught.value) == (
+        "config.yaml:2: logging.level: must be one of 'TRACE', 'DEBUG', 'INFO', 'SUCCESS', "
+        "'WARNING', 'ERROR' or 'CRITICAL' (got 'verbose')"
+    )
+
+
+PATHS_DOCUMENT = """\
+storage: {path: ./data}
+logging: {file: logs/bot.log}
+workflows: {dirs: [workflows, /opt/shared/workflows]}
+fanout:
+  plugin_dirs: [plugins, ../common/plugins]
+  outbox_path: state/outbox.sqlite3
+"""
+
+
+def test_relative_paths_in_a_config_file_are_relative_to_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "etc" / "notifier"
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(PATHS_DOCUMENT)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # where an operator happens to start the bot from
+
+    settings = load_config("../etc/notifier/config.yaml", env={})
+
+    here = elsewhere / "../etc/notifier"
+    assert settings.storage.path.resolve() == folder / "data"
+    assert settings.logging.file is not None
+    assert settings.logging.file.resolve() == folder / "logs/bot.log"
+    assert [p.resolve() for p in settings.workflows.dirs] == [
+        folder / "workflows",
+        Path("/opt/shared/workflows"),
+    ]
+    assert [p.resolve() for p in settings.fanout.plugin_dirs] == [
+        folder / "plugins",
+        tmp_path / "etc/common/plugins",
+    ]
+    assert settings.fanout.outbox_path == here.absolute() / "state/outbox.sqlite3"
+    # Keys the file does not set resolve against its folder too (the defaults are relative).
+    defaults = tmp_path / "defaults.yaml"
+    defaults.write_text("{}\n")
+    assert load_config(defaults, env={}).storage.path == tmp_path / "data"
+
+
+def test_config_text_without_a_file_keeps_paths_as_written() -> None:
+    settings = parse_config(PATHS_DOCUMENT, env={})
+    assert settings.storage.path == Path("data")
+    assert settings.fanout.plugin_dirs == (Path("plugins"), Path("../common/plugins"))
+    assert settings.fanout.outbox_path == Path("state/outbox.sqlite3")
+
+
+def test_every_mistake_of_a_file_is_reported_at_once_in_plain_words(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "discord:\n"
+        "  guild_ids: 12345\n"  # 2
+        "runner:\n"
+        "  max_concurrent: 2.5\n"  # 4
+        "  shutdown_grace: -1\n"  # 5
+        "fanout:\n"
+        "  strict: maybe\n"  # 7
+        "  plugin_dirs: [plugins]\n"
+        "  tmeout: 3\n"  # 9
+        "notifiers:\n"
+        "  - name: ops mail\n"  # 11
+        "    plugin: email\n"
+        "    on: [failed]\n"
+        "    options: {urls: ['${SMTP_URL}']}\n"  # 14
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(config, env={})
+    assert caught.value.lines() == [
+        f"{config}:2: discord.guild_ids: must be a list (got 12345)",
+        f"{config}:4: runner.max_concurrent: must be a whole number (got 2.5)",
+        f"{config}:5: runner.shutdown_grace: must be at least 0 (got -1)",
+        f"{config}:7: fanout.strict: must be true or false (got 'maybe')",
+        f"{config}:9: fanout.tmeout: unknown key, did you mean 'timeout'?",
+        f"{config}:11: notifiers[0].name: must be letters, digits, '.', '-' or '_' only "
+        "(no spaces) (got 'ops mail')",
+        f"{config}:14: notifiers[0].options.urls[0]: environment variable SMTP_URL is not set",
+    ]
+    assert (
+        str(caught.value)
+        == f"{config}:2: discord.guild_ids: must be a list (got 12345) (and 6 more mistakes)"
+    )
+
+
+def test_a_value_from_the_environment_is_shown_as_its_variable_never_its_value() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(
+            "runner:\n  max_per_user: ${LIMIT}\nmetrics:\n  listen: ${LISTEN}\n",
+            env={"LIMIT": "s3cr3t-limit", "LISTEN": "s3cr3t-listen"},
+            source="config.yaml",
+        )
+    text = "\n".join(caught.value.lines())
+    assert "s3cr3t" not in text
+    assert "config.yaml:2: runner.max_per_user: must be a whole number (got '${LIMIT}')" in text
+    assert "config.yaml:4: metrics.listen: must be HOST:PORT, got '${LISTEN}'" in text

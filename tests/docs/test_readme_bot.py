@@ -143,7 +143,8 @@ async def test_sighup_reloads_the_config_and_an_invalid_edit_is_rejected(
         bot.send(signal.SIGHUP)
         await bot.wait_until(lambda: bot.stderr_has("reload rejected"), what="the rejection")
         (line,) = [line for line in bot.stderr if "reload rejected" in line]
-        assert f"{config}: notifiers[0].on: unknown event 'complete'" in line
+        on_line = config.read_text(encoding="utf-8").splitlines().index("    on: [complete]") + 1
+        assert f"{config}:{on_line}: notifiers[0].on: unknown event 'complete'" in line
         assert "the running configuration stays" in line
         assert bot.process.returncode is None
 
@@ -180,8 +181,8 @@ async def test_a_bad_config_prints_one_line_naming_the_field_and_exits_2(
         assert await bot.finish() == 2
     lines = [line for line in bot.stderr if line.strip()]
     assert len(lines) == 1, bot.output()
-    # README: `config.yaml: notifiers[2].on: unknown event 'complete'`
-    assert lines[0].startswith(f"error: {config}: notifiers[2].on: unknown event 'complete'")
+    # README: `config.yaml:4: notifiers[2].on: unknown event 'complete'`
+    assert lines[0].startswith(f"error: {config}:4: notifiers[2].on: unknown event 'complete'")
     assert "Traceback" not in bot.output()
 
 

@@ -50,7 +50,7 @@ def test_every_code_in_the_table_is_a_named_constant_and_has_a_test() -> None:
     assert codes <= named
     assert codes == set(EXPECTED_KIND)
     assert any("Session is closed" in cell for cell in rows())
-    assert any(cell.startswith("`config.yaml: FIELD:") for cell in rows())  # test_readme_bot
+    assert any(cell.startswith("`config.yaml:LINE: FIELD:") for cell in rows())  # test_readme_bot
 
 
 @pytest.fixture
