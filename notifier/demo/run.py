@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shlex
+import shutil
 import signal
 import socket
 import sys
@@ -146,11 +147,17 @@ async def run_demo(
     workflow: str | None = None,
     options: Mapping[str, str] | None = None,
 ) -> int:
-    """Play the story; 0 when every step happened, 1 when one did not (the timeline says which).
+    """Play the story; 0 when every step happened, 1 when one did not (the timeline says which),
+    128 + the signal's number when SIGINT (Ctrl-C) or SIGTERM stopped it midway.
 
     `config_path` is the file `settings` came from (only named in the header). `workflow` and
     `options` (`notifier demo --workflow NAME --option k=v`) play that workflow instead of the
     story; None plays the story.
+
+    Everything the demo writes is under one new `notifier-demo-*` folder in the temporary
+    directory, removed however the demo ends: done, failed, with `--keep-running` after Ctrl-C,
+    or interrupted midway by SIGINT or SIGTERM (the bot, the emulator and the sinks are closed
+    first, so nothing writes into the folder while it goes).
     """
     out = out or sys.stdout
     if workflow is not None or options:
@@ -161,6 +168,33 @@ async def run_demo(
     plan = DemoPlan(ttl_s)
     timeline = Timeline(out)
     root = Path(tempfile.mkdtemp(prefix="notifier-demo-"))
+    stops = _Stops(timeline)
+    stops.install()
+    try:
+        return await _play_story(settings, config_path, root, plan, timeline, stops, keep_running)
+    except asyncio.CancelledError:
+        if stops.received is None:
+            raise  # not ours: whoever cancelled the demo hears of it
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return 128 + stops.received
+    finally:
+        stops.closing = True
+        await _remove(root)
+        stops.remove()
+        timeline.line(f"the demo's temporary folder {root} is removed")
+
+
+async def _play_story(
+    settings: Settings,
+    config_path: Path | None,
+    root: Path,
+    plan: DemoPlan,
+    timeline: Timeline,
+    stops: _Stops,
+    keep_running: bool,
+) -> int:
     data_dir = root / "data"
     demo_config = root / "config.yaml"
     why = "no Discord token configured" if settings.discord.token is None else "--demo"
@@ -204,19 +238,87 @@ async def run_demo(
                     facts = await story.play(url_label=site.url)
                 except StoryStalled as exc:
                     timeline.say(f"STOPPED: {exc}")
-                    timeline.line(f"(the bot's log: run again with --verbose; store: {data_dir})")
+                    timeline.line("(the bot's log: run again with --verbose)")
                     return 1
                 timeline.line()
                 for line in summary_lines(facts, ttl_s=plan.ttl_s, requests=emulator.requests):
                     timeline.line(line)
                 cli = f"{_python()} -m notifier --config {shlex.quote(str(demo_config))}"
-                timeline.line(f"  The store stays for you to look at: {cli} results list")
                 ok = facts.owner_served and facts.others_refused and facts.calls_after_expiry == 0
                 if keep_running:
                     _explore(timeline, emulator, site, metrics_port, cli)
-                    await _wait_for_signal()
+                    await stops.wait()
                     timeline.line("stopping: the bot closes, then the emulator and the sinks")
+                else:
+                    timeline.line(
+                        "  The store was in a temporary folder, removed at exit; "
+                        "--keep-running keeps it (and everything else) up to look around."
+                    )
     return 0 if ok else 1
+
+
+class _Stops:
+    """SIGINT (Ctrl-C) and SIGTERM while the demo runs.
+
+    Before `--keep-running`'s wait, a signal cancels the demo's task: the bot, the emulator and
+    the sinks close as their blocks unwind, then the temporary folder is removed (`run_demo`).
+    During the wait, it ends the wait. Once the demo is closing, another one is ignored, so a
+    second Ctrl-C cannot leave the folder behind half removed.
+    """
+
+    def __init__(self, timeline: Timeline) -> None:
+        self._timeline = timeline
+        self._task = asyncio.current_task()
+        self._waiting: asyncio.Event | None = None
+        self._installed: list[signal.Signals] = []
+        self.received: int | None = None
+        self.closing = False
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, self._on_signal, signum)
+            except (RuntimeError, ValueError):  # not the main thread: the caller handles signals
+                continue
+            self._installed.append(signum)
+
+    def remove(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in self._installed:
+            loop.remove_signal_handler(signum)
+        self._installed.clear()
+
+    async def wait(self) -> None:
+        """Until SIGINT or SIGTERM (`--keep-running`)."""
+        self._waiting = asyncio.Event()
+        await self._waiting.wait()
+        self.closing = True
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        if self.closing:
+            return
+        if self._waiting is not None:
+            self._waiting.set()
+            return
+        self.closing = True
+        self.received = int(signum)
+        self._timeline.line()
+        self._timeline.line(
+            f"{signum.name} received: stopping; the bot closes, then the emulator and the sinks"
+        )
+        if self._task is not None:
+            self._task.cancel()
+
+
+async def _remove(root: Path) -> None:
+    """Remove the demo's folder, on a thread (it holds the store: files and SQLite databases);
+    should this await be cancelled too, the removal finishes here before the cancellation goes on."""
+    try:
+        await asyncio.to_thread(shutil.rmtree, root, True)
+    except asyncio.CancelledError:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
 
 
 def _name(command: Any) -> str:
@@ -268,15 +370,3 @@ def _explore(
     ]
     for line in lines:
         timeline.line(line)
-
-
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)

@@ -103,6 +103,7 @@ def test_the_readme_command_plays_the_whole_story(tmp_path: Path) -> None:
     )
     report = f"--- stdout ---\n{done.stdout}\n--- stderr ---\n{done.stderr}"
     assert done.returncode == 0, report
+    assert list(tmp_path.glob("notifier-demo-*")) == [], "the demo left its folder behind"
     assert "Traceback" not in done.stdout + done.stderr, report
     assert "| ERROR" not in done.stderr, report
     lines = timeline(done.stdout)
@@ -163,7 +164,7 @@ async def test_keep_running_stays_up_to_look_around_until_ctrl_c(tmp_path: Path)
             async with http.get(curl_general[-1], headers=headers) as response:
                 assert response.status == 200
                 messages = await response.json()
-        assert 'workflow_delivery_total{rung="channel"} 1.0' in metrics
+        assert 'notifier_workflow_delivery_total{rung="channel"} 1.0' in metrics
         assert any(workflow_id in json.dumps(m) for m in messages)
 
         assert demo.process.returncode is None
@@ -171,6 +172,7 @@ async def test_keep_running_stays_up_to_look_around_until_ctrl_c(tmp_path: Path)
         assert await demo.finish() == 0
     assert "stopping:" in "".join(demo.stdout)
     assert "Traceback" not in demo.output()
+    assert list(tmp_path.glob("notifier-demo-*")) == []  # its store went with it
 
 
 async def run(command: str) -> subprocess.CompletedProcess[str]:
