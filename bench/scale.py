@@ -246,7 +246,7 @@ async def start_all(runner: Runner, workload: Workload, first: int, count: int) 
 
 
 def running(runner: Runner) -> int:
-    """Workflows the runner tracks, from its own `workflows_running` gauge."""
+    """Workflows the runner tracks, from its own `notifier_workflows_running` gauge."""
     del runner
     return int(next(iter(WORKFLOWS_RUNNING.collect())).samples[0].value)
 

@@ -26,7 +26,7 @@ The runner calls `ResultStore.create` before a workflow starts (a row with statu
 `ResultStore.finish` before any delivery is tried. When `finish` returns, the result is on disk, or,
 if the disk refused it, held in memory, readable through `get`/`read_result`, retried in the
 background with exponential backoff (``write_retry_initial`` .. ``write_retry_max``), counted in
-``store_write_failures{error}`` and reported through the ``on_storage_error`` hook. Delivery may then
+``notifier_store_write_failures{error}`` and reported through the ``on_storage_error`` hook. Delivery may then
 fail in any way it likes: the result is already safe. `close` gives pending writes a last try.
 
 Atomic writes
@@ -58,7 +58,7 @@ Crashes and reconciliation (`ResultStore.reconcile`, run by `open`)
   "pending" beside a mark (its update failed, or the index is an older copy) takes the mark's
   delivery.
 - a row that promises a document (completed, failed, interrupted, cancelled) with no file -> marked
-  ``lost`` and counted in ``workflow_results_lost``. A corrupt file is quarantined (and its row marked
+  ``lost`` and counted in ``notifier_workflow_results_lost``. A corrupt file is quarantined (and its row marked
   lost). Rows left ``running`` are the runner's to mark interrupted; reconcile leaves them alone.
 
 Retention (`ResultStore.purge`, on open and every ``retention_interval`` seconds)

@@ -35,7 +35,7 @@ DAY_S = 86_400.0
 
 def retrieved(success: bool) -> float:
     value = REGISTRY.get_sample_value(
-        "orphaned_results_retrieved_total", {"success": "true" if success else "false"}
+        "notifier_orphaned_results_retrieved_total", {"success": "true" if success else "false"}
     )
     return value or 0.0
 

@@ -158,17 +158,22 @@ async def test_a_hundred_updates_a_second_stay_within_the_rate_limit(
 async def test_metrics_move_for_duration_and_delivery_rung(
     emulator: DiscordEmulator, bot: NotifierBot
 ) -> None:
-    delivered_before = _metric("workflow_delivery_total", {"rung": "interaction"})
-    count_before = _metric("workflow_duration_seconds_count", {"command": "autointel"})
+    delivered_before = _metric("notifier_workflow_delivery_total", {"rung": "interaction"})
+    count_before = _metric("notifier_workflow_duration_seconds_count", {"command": "autointel"})
     steered = SteeredWorkflow()
     steered.install(bot)
     steered.release.set()
     handle = await emulator.trigger_command("autointel", {"url": "http://x/"}, user="alice")
     await handle.wait_for_message(lambda m: "Steered result" in text_of(m), timeout_s=10)
     await wait_until(
-        lambda: _metric("workflow_delivery_total", {"rung": "interaction"}) > delivered_before
+        lambda: (
+            _metric("notifier_workflow_delivery_total", {"rung": "interaction"}) > delivered_before
+        )
     )
-    assert _metric("workflow_duration_seconds_count", {"command": "autointel"}) == count_before + 1
+    assert (
+        _metric("notifier_workflow_duration_seconds_count", {"command": "autointel"})
+        == count_before + 1
+    )
 
 
 async def test_autointel_on_a_real_site_stores_and_delivers_its_analysis(

@@ -18,7 +18,7 @@ from .support import make_notice, make_settings, open_fanout, rows_of, settled
 
 def counter(plugin: str, outcome: str) -> float:
     value = REGISTRY.get_sample_value(
-        "notifications_sent_total", {"plugin": plugin, "outcome": outcome}
+        "notifier_notifications_sent_total", {"plugin": plugin, "outcome": outcome}
     )
     return value or 0.0
 

@@ -9,7 +9,7 @@ the fault's `strike` at the chosen one; `assert_cell_outcome` is the common verd
    or, when no rung could carry it, the fanout carried the notice with the retrieval command;
 3. no traceback in the captured logs (loguru, stdlib logging, stderr), and no ERROR line the
    fault does not explain (each fault keeps an explicit allow-list);
-4. the metrics moved: the write-ahead's `workflow_results_persisted_total{reason}` and the
+4. the metrics moved: the write-ahead's `notifier_workflow_results_persisted_total{reason}` and the
    fault's own counters.
 
 Across every cell, too: the interaction token is used at most once after it died.
@@ -141,7 +141,7 @@ class CellRun:
     def expect_persisted(self) -> None:
         """The write-ahead's counter must move (the result reached the disk in this process)."""
         reason = "failed" if self.failed else "completed"
-        self.metrics.insert(0, ("workflow_results_persisted_total", {"reason": reason}))
+        self.metrics.insert(0, ("notifier_workflow_results_persisted_total", {"reason": reason}))
 
     def require_bot(self) -> NotifierBot:
         assert self.bot is not None, "the bot is not running"
@@ -447,7 +447,7 @@ async def assert_cell_outcome(
     assert run.metrics, "a cell must name the metrics its fault moves"
     for name, labels in run.metrics:
         assert after.moved(run.before, name, **labels) > 0, f"{name}{labels} did not move"
-    assert after.moved(run.before, "orphaned_results_retrieved_total", success="true") >= 1
+    assert after.moved(run.before, "notifier_orphaned_results_retrieved_total", success="true") >= 1
 
 
 def big_result(keys: int = 60) -> dict[str, Any]:

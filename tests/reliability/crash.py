@@ -163,17 +163,19 @@ async def _restart_and_check(
         run.stored_override = INTERRUPTED_STORED
         run.expected_rungs = {"channel"}  # the token died with the process
         run.metrics = [
-            ("workflow_results_persisted_total", {"reason": "interrupted"}),
-            ("workflow_delivery_total", {"rung": "channel"}),
+            ("notifier_workflow_results_persisted_total", {"reason": "interrupted"}),
+            ("notifier_workflow_delivery_total", {"rung": "channel"}),
         ]
     elif stage in ("final", "error"):
         if stage == "error":
             run.steered.fail_with = "the analysed site went away mid-run"
         run.expected_rungs = {"channel"}
-        run.metrics = [("workflow_delivery_total", {"rung": "channel"})]
+        run.metrics = [("notifier_workflow_delivery_total", {"rung": "channel"})]
     else:  # fanout: the notice left pending by the dead process goes out now
         run.expected_rungs = {"interaction"}
-        run.metrics = [("notifications_sent_total", {"plugin": "apprise", "outcome": "sent"})]
+        run.metrics = [
+            ("notifier_notifications_sent_total", {"plugin": "apprise", "outcome": "sent"})
+        ]
     run.before = MetricSnapshot.take()
     seen_before = len(run.ops.received)
     run.ops.release()

@@ -125,10 +125,12 @@ class TokenExpired(Fault):
 
     async def configure(self, run: CellRun) -> None:
         run.expected_rungs = {"channel"}
-        run.metrics = [("workflow_delivery_total", {"rung": "channel"})]
+        run.metrics = [("notifier_workflow_delivery_total", {"rung": "channel"})]
         if run.stage == "fanout":
             self.with_requester_dm(run)
-            run.metrics.append(("notifications_sent_total", {"plugin": "dm", "outcome": "sent"}))
+            run.metrics.append(
+                ("notifier_notifications_sent_total", {"plugin": "dm", "outcome": "sent"})
+            )
 
     async def strike(self, run: CellRun) -> None:
         run.require_handle().expire()
@@ -153,10 +155,12 @@ class SessionClosed(Fault):
     strike_after_defer = True
 
     async def configure(self, run: CellRun) -> None:
-        run.metrics = [("discord_session_closed_total", {})]
+        run.metrics = [("notifier_discord_session_closed_total", {})]
         if run.stage == "fanout":
             self.with_requester_dm(run)
-            run.metrics.append(("notifications_sent_total", {"plugin": "dm", "outcome": "sent"}))
+            run.metrics.append(
+                ("notifier_notifications_sent_total", {"plugin": "dm", "outcome": "sent"})
+            )
 
     async def strike(self, run: CellRun) -> None:
         bot = run.require_bot()
@@ -186,10 +190,12 @@ class GatewayResumed(Fault):
     name = "gateway_resumed"
 
     async def configure(self, run: CellRun) -> None:
-        run.metrics = [("workflow_delivery_total", {"rung": run.natural_rung})]
+        run.metrics = [("notifier_workflow_delivery_total", {"rung": run.natural_rung})]
         if run.stage == "fanout":
             self.with_requester_dm(run)
-            run.metrics.append(("notifications_sent_total", {"plugin": "dm", "outcome": "sent"}))
+            run.metrics.append(
+                ("notifier_notifications_sent_total", {"plugin": "dm", "outcome": "sent"})
+            )
 
     async def strike(self, run: CellRun) -> None:
         run.notes["resumes"] = run.emulator.resume_count
@@ -216,15 +222,15 @@ class ServerErrorBurst(Fault):
     async def configure(self, run: CellRun) -> None:
         if run.stage in ("handoff", "final", "error"):
             run.expected_rungs = {"channel"}
-            run.metrics = [("workflow_delivery_total", {"rung": "channel"})]
+            run.metrics = [("notifier_workflow_delivery_total", {"rung": "channel"})]
         else:
             run.expected_rungs = {"interaction"}
-            run.metrics = [("workflow_delivery_total", {"rung": "interaction"})]
+            run.metrics = [("notifier_workflow_delivery_total", {"rung": "interaction"})]
         if run.stage == "fanout":
             self.with_requester_dm(run)
             run.metrics += [
-                ("notifications_sent_total", {"plugin": "apprise", "outcome": "retried"}),
-                ("notifications_sent_total", {"plugin": "dm", "outcome": "retried"}),
+                ("notifier_notifications_sent_total", {"plugin": "apprise", "outcome": "retried"}),
+                ("notifier_notifications_sent_total", {"plugin": "dm", "outcome": "retried"}),
             ]
 
     async def strike(self, run: CellRun) -> None:
@@ -278,14 +284,14 @@ class RateLimitStorm(Fault):
     rule = RateLimitRule(1, 0.5)
 
     async def configure(self, run: CellRun) -> None:
-        run.metrics = [("workflow_delivery_total", {"rung": run.natural_rung})]
+        run.metrics = [("notifier_workflow_delivery_total", {"rung": run.natural_rung})]
         # nextcord's own line for a 429 without `Via` (it takes it for a Cloudflare ban).
         run.allowed_errors = [r"\[nextcord\.http\] .*appears to be a CloudFlare ban"]
         if run.stage == "fanout":
             self.with_requester_dm(run)
             run.metrics += [
-                ("notifications_sent_total", {"plugin": "apprise", "outcome": "retried"}),
-                ("notifications_sent_total", {"plugin": "dm", "outcome": "sent"}),
+                ("notifier_notifications_sent_total", {"plugin": "apprise", "outcome": "retried"}),
+                ("notifier_notifications_sent_total", {"plugin": "dm", "outcome": "sent"}),
             ]
 
     async def strike(self, run: CellRun) -> None:
@@ -409,10 +415,12 @@ class ChannelForbidden(Fault):
         if run.stage == "fanout":
             run.expected_rungs = {"none"}
             run.allowed_errors = [NO_RUNG]
-            run.metrics = [("notifications_sent_total", {"plugin": "apprise", "outcome": "sent"})]
+            run.metrics = [
+                ("notifier_notifications_sent_total", {"plugin": "apprise", "outcome": "sent"})
+            ]
         else:
             run.expected_rungs = {"dm"}
-            run.metrics = [("workflow_delivery_total", {"rung": "dm"})]
+            run.metrics = [("notifier_workflow_delivery_total", {"rung": "dm"})]
 
     async def strike(self, run: CellRun) -> None:
         run.emulator.forbid_channel(run.emulator.channel_id)
@@ -442,14 +450,16 @@ class DmsClosed(Fault):
             run.expected_rungs = {"interaction"}
             run.allowed_errors = [r"to 'requester' failed: dm:\d+: failed .*\(code 50007\)"]
             run.metrics = [
-                ("notifications_sent_total", {"plugin": "dm", "outcome": "failed"}),
-                ("notifications_sent_total", {"plugin": "apprise", "outcome": "sent"}),
+                ("notifier_notifications_sent_total", {"plugin": "dm", "outcome": "failed"}),
+                ("notifier_notifications_sent_total", {"plugin": "apprise", "outcome": "sent"}),
             ]
             return
         run.private = True
         run.expected_rungs = {"none"}
         run.allowed_errors = [NO_RUNG]
-        run.metrics = [("notifications_sent_total", {"plugin": "apprise", "outcome": "sent"})]
+        run.metrics = [
+            ("notifier_notifications_sent_total", {"plugin": "apprise", "outcome": "sent"})
+        ]
         run.status_refused = lambda: 50007 in codes_seen(run)
 
     async def strike(self, run: CellRun) -> None:
@@ -492,10 +502,12 @@ class AttachmentTooLarge(Fault):
             )
         rung = "channel" if run.stage == "handoff" else "interaction"
         run.expected_rungs = {rung}
-        run.metrics = [("workflow_delivery_total", {"rung": rung})]
+        run.metrics = [("notifier_workflow_delivery_total", {"rung": rung})]
         if run.stage == "fanout":
             self.with_requester_dm(run)
-            run.metrics.append(("notifications_sent_total", {"plugin": "dm", "outcome": "sent"}))
+            run.metrics.append(
+                ("notifier_notifications_sent_total", {"plugin": "dm", "outcome": "sent"})
+            )
 
     async def strike(self, run: CellRun) -> None:
         run.emulator.config.attachment_size_limit = self.limit_bytes
@@ -532,12 +544,14 @@ class NotifierDown(Fault):
     async def configure(self, run: CellRun) -> None:
         run.notes["event"] = STAGE_EVENT[run.stage]
         run.metrics = [
-            ("notifications_sent_total", {"plugin": "apprise", "outcome": "retried"}),
-            ("notifications_sent_total", {"plugin": "apprise", "outcome": "sent"}),
+            ("notifier_notifications_sent_total", {"plugin": "apprise", "outcome": "retried"}),
+            ("notifier_notifications_sent_total", {"plugin": "apprise", "outcome": "sent"}),
         ]
         if run.stage == "fanout":
             self.with_requester_dm(run)
-            run.metrics.append(("notifications_sent_total", {"plugin": "dm", "outcome": "sent"}))
+            run.metrics.append(
+                ("notifier_notifications_sent_total", {"plugin": "dm", "outcome": "sent"})
+            )
 
     async def strike(self, run: CellRun) -> None:
         await run.ops.close()
@@ -589,12 +603,14 @@ class SmtpDown(Fault):
             {"name": "mail", "plugin": "email", "on": [event], "options": {"urls": [smtp.url()]}}
         )
         run.metrics = [
-            ("notifications_sent_total", {"plugin": "email", "outcome": "retried"}),
-            ("notifications_sent_total", {"plugin": "email", "outcome": "sent"}),
+            ("notifier_notifications_sent_total", {"plugin": "email", "outcome": "retried"}),
+            ("notifier_notifications_sent_total", {"plugin": "email", "outcome": "sent"}),
         ]
         if run.stage == "fanout":
             self.with_requester_dm(run)
-            run.metrics.append(("notifications_sent_total", {"plugin": "dm", "outcome": "sent"}))
+            run.metrics.append(
+                ("notifier_notifications_sent_total", {"plugin": "dm", "outcome": "sent"})
+            )
 
     async def strike(self, run: CellRun) -> None:
         await run.notes["smtp"].stop()
@@ -640,7 +656,7 @@ class DiskFull(Fault):
         run.overrides["storage"]["path"] = str(run.data_dir)
         if run.stage != "fanout":
             run.overrides["fanout"]["outbox_path"] = str(run.tmp_path / "outbox.sqlite3")
-        run.metrics = [("store_write_failures_total", {"error": "ENOSPC"})]
+        run.metrics = [("notifier_store_write_failures_total", {"error": "ENOSPC"})]
         run.allowed_errors = [
             r"result not written \(ENOSPC",
             r"not indexed either: .*(full|disk)",
@@ -680,7 +696,9 @@ class DiskFull(Fault):
         assert (run.data_dir / "results" / f"{run.workflow_id}.json").exists()
         reason = "failed" if run.failed else "completed"
         assert (
-            MetricSnapshot.take().moved(before, "workflow_results_persisted_total", reason=reason)
+            MetricSnapshot.take().moved(
+                before, "notifier_workflow_results_persisted_total", reason=reason
+            )
             == 1
         )
         if run.stage == "fanout":  # the held notices are queued and sent now

@@ -147,13 +147,13 @@ class LogCapture:
 
 _FAMILIES = frozenset(
     {
-        "workflow_results_persisted",
-        "workflow_delivery",
-        "discord_session_closed",
-        "notifications_sent",
-        "store_write_failures",
-        "orphaned_results_retrieved",
-        "workflow_results_lost",
+        "notifier_workflow_results_persisted",
+        "notifier_workflow_delivery",
+        "notifier_discord_session_closed",
+        "notifier_notifications_sent",
+        "notifier_store_write_failures",
+        "notifier_orphaned_results_retrieved",
+        "notifier_workflow_results_lost",
     }
 )
 

@@ -67,7 +67,7 @@ async def test_a_refused_write_is_kept_in_memory_reported_and_retried(
     try:
         record = make_record()
         await store.create(record)
-        failures_before = metric("store_write_failures_total", error=name)
+        failures_before = metric("notifier_store_write_failures_total", error=name)
         disk = FlakyDisk(code, failures=3)
         monkeypatch.setattr(os, "fsync", disk)
 
@@ -84,7 +84,7 @@ async def test_a_refused_write_is_kept_in_memory_reported_and_retried(
         assert got is not None and got.status is WorkflowStatus.COMPLETED
         assert [r.workflow_id for r in await store.pending_delivery()] == [record.workflow_id]
         # Operators and the fanout were told.
-        assert metric("store_write_failures_total", error=name) >= failures_before + 1
+        assert metric("notifier_store_write_failures_total", error=name) >= failures_before + 1
         assert [(w, getattr(e, "errno", None)) for w, e in hook.calls] == [
             (record.workflow_id, code)
         ]
@@ -96,7 +96,7 @@ async def test_a_refused_write_is_kept_in_memory_reported_and_retried(
         # The retries land it on disk, and the index learns where.
         await wait_until(lambda: not store.pending_writes)
         assert disk.calls > 3
-        assert metric("store_write_failures_total", error=name) == failures_before + 3
+        assert metric("notifier_store_write_failures_total", error=name) == failures_before + 3
         assert result_files(storage.path) == [f"{record.workflow_id}.json"]
         got = await store.get(record.workflow_id)
         assert got is not None and got.path == f"results/{record.workflow_id}.json"
@@ -196,7 +196,7 @@ async def test_an_index_that_refuses_writes_does_not_lose_the_result(
                 "CREATE TRIGGER refuse BEFORE UPDATE ON workflows "
                 "BEGIN SELECT RAISE(ABORT, 'simulated index failure'); END"
             )
-        failures_before = metric("store_write_failures_total", error="index")
+        failures_before = metric("notifier_store_write_failures_total", error="index")
 
         stored = (
             await store.finish(
@@ -207,7 +207,7 @@ async def test_an_index_that_refuses_writes_does_not_lose_the_result(
         assert stored.status is WorkflowStatus.COMPLETED
         assert result_files(storage.path) == [f"{record.workflow_id}.json"]
         assert (await store.read_result(record.workflow_id))["result"] == EXAMPLE_RESULT
-        assert metric("store_write_failures_total", error="index") == failures_before + 1
+        assert metric("notifier_store_write_failures_total", error="index") == failures_before + 1
         assert any("not indexed" in line for line in log_lines)
     finally:
         await store.close()

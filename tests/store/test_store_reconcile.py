@@ -162,7 +162,7 @@ async def test_a_row_whose_file_is_missing_is_marked_lost_and_counted(
         failed = await finished(store, status=WorkflowStatus.FAILED, error="boom")
     (storage.path / "results" / f"{gone.workflow_id}.json").unlink()
     (storage.path / "results" / f"{failed.workflow_id}.json").unlink()
-    lost_before = metric("workflow_results_lost_total")
+    lost_before = metric("notifier_workflow_results_lost_total")
 
     store = await ResultStore.open(storage)
     try:
@@ -175,7 +175,7 @@ async def test_a_row_whose_file_is_missing_is_marked_lost_and_counted(
     finally:
         await store.close()
 
-    assert metric("workflow_results_lost_total") == lost_before + 2
+    assert metric("notifier_workflow_results_lost_total") == lost_before + 2
     statuses = {w: r.status for w, r in rows.items() if r is not None}
     assert statuses == {
         gone.workflow_id: WorkflowStatus.LOST,
@@ -234,7 +234,7 @@ async def test_a_corrupt_orphan_file_is_quarantined_not_indexed(
     bad = corrupt(_document(workflow_id))  # type: ignore[operator]
     (storage.path / "results").mkdir(parents=True)
     (storage.path / "results" / f"{workflow_id}.json").write_bytes(bad)
-    quarantined_before = metric("workflow_results_quarantined_total")
+    quarantined_before = metric("notifier_workflow_results_quarantined_total")
 
     async with await ResultStore.open(storage) as store:
         assert await store.get(workflow_id) is None
@@ -242,7 +242,7 @@ async def test_a_corrupt_orphan_file_is_quarantined_not_indexed(
     [kept] = (storage.path / "quarantine").iterdir()
     assert kept.read_bytes() == bad
     assert result_files(storage.path) == []
-    assert metric("workflow_results_quarantined_total") == quarantined_before + 1
+    assert metric("notifier_workflow_results_quarantined_total") == quarantined_before + 1
     assert any(line.startswith("ERROR") and "quarantined" in line for line in log_lines)
 
 

@@ -24,7 +24,7 @@ from .support import EXAMPLE_RESULT, FakeClock, finished, make_record, metric, r
 async def test_finish_writes_the_document_then_indexes_it(
     store: ResultStore, storage: StorageSettings, clock: FakeClock
 ) -> None:
-    before = metric("workflow_results_persisted_total", reason="completed")
+    before = metric("notifier_workflow_results_persisted_total", reason="completed")
     record = make_record(user_id=42, url="https://example.com/")
     await store.create(record)
     clock.advance(83)
@@ -46,7 +46,7 @@ async def test_finish_writes_the_document_then_indexes_it(
     assert stored.duration_s == pytest.approx(83)
     assert await store.get(record.workflow_id) == stored
     assert await store.read_result(record.workflow_id) == on_disk
-    assert metric("workflow_results_persisted_total", reason="completed") == before + 1
+    assert metric("notifier_workflow_results_persisted_total", reason="completed") == before + 1
 
 
 async def test_the_same_result_again_is_a_no_op(
@@ -55,7 +55,7 @@ async def test_the_same_result_again_is_a_no_op(
     first = await finished(store)
     path = storage.path / "results" / f"{first.workflow_id}.json"
     bytes_before = path.read_bytes()
-    persisted = metric("workflow_results_persisted_total", reason="completed")
+    persisted = metric("notifier_workflow_results_persisted_total", reason="completed")
 
     again = (
         await store.finish(
@@ -65,7 +65,7 @@ async def test_the_same_result_again_is_a_no_op(
 
     assert again == first
     assert path.read_bytes() == bytes_before
-    assert metric("workflow_results_persisted_total", reason="completed") == persisted
+    assert metric("notifier_workflow_results_persisted_total", reason="completed") == persisted
 
 
 @pytest.mark.parametrize(

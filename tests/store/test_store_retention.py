@@ -147,14 +147,14 @@ async def test_a_crash_after_marking_rows_is_finished_by_the_next_start(
 
     # Reopen with a retention so long that only reconciliation can be what removes them.
     patient = storage.model_copy(update={"retention_days": 10_000})
-    lost_before = metric("workflow_results_lost_total")
+    lost_before = metric("notifier_workflow_results_lost_total")
     async with await ResultStore.open(patient, clock=clock) as store:
         report = await store.reconcile()
         assert await store.get(survivor) is not None
         assert [await store.get(w) for w in doomed] == [None, None, None]
     assert report.clean  # the start-up pass already did it
     assert result_files(storage.path) == stored(survivor, marked=(survivor,))
-    assert metric("workflow_results_lost_total") == lost_before
+    assert metric("notifier_workflow_results_lost_total") == lost_before
 
 
 async def test_a_crash_after_deleting_files_is_not_reported_as_lost(
@@ -172,14 +172,14 @@ async def test_a_crash_after_deleting_files_is_not_reported_as_lost(
             await store.purge()
         monkeypatch.undo()
     assert result_files(storage.path) == []
-    lost_before = metric("workflow_results_lost_total")
+    lost_before = metric("notifier_workflow_results_lost_total")
 
     async with await ResultStore.open(
         storage.model_copy(update={"retention_days": 10_000}), clock=clock
     ) as store:
         assert await store.get(doomed) is None
         assert (await store.reconcile()).clean
-    assert metric("workflow_results_lost_total") == lost_before
+    assert metric("notifier_workflow_results_lost_total") == lost_before
 
 
 async def test_a_half_done_purge_is_counted_in_the_report(
