@@ -48,14 +48,13 @@ from .discord.io import DiscordIO, OutgoingMessage
 from .discord.replies import reply_ephemeral
 from .discord.session import call_discord
 from .errors import ConfigError, NotifierError
-from .fanout.dispatch import Fanout
+from .fanout.dispatch import Fanout, NotifierReport
 from .fanout.plugin import PluginContext
 from .logs import redactor
 from .metrics import DISCORD_SESSION_CLOSED, serve_metrics
 from .runner.runner import Runner
 from .store import ResultStore
-from .workflows.autointel import build_autointel
-from .workflows.contract import WorkflowSpec
+from .workflows import Workflow, WorkflowSpec, bind_workflows, close_workflows, load_workflows
 
 __all__ = ["Notifier", "NotifierBot"]
 
@@ -103,6 +102,10 @@ class Notifier:
         self.settings = settings
         self.config_path = config_path
         self.workflows: dict[str, WorkflowSpec] = {}
+        # The workflows whose commands are offered (discovered in `attach`) and the specs built
+        # for them in `open` (closed and dropped in `close`).
+        self._found: dict[str, Workflow] = {}
+        self._bound: dict[str, WorkflowSpec] = {}
         self._bot: commands.Bot | None = None
         self._io: DiscordIO | None = None
         self._store: ResultStore | None = None
@@ -163,6 +166,9 @@ class Notifier:
             raise RuntimeError("this notifier is already attached to a bot")
         if bot in _ATTACHED:
             raise RuntimeError("a notifier is already attached to this bot")
+        # Before anything is installed: a broken workflow file (or any other workflow problem)
+        # is a WorkflowError in one line, and the bot is left as it was.
+        self._found = load_workflows(self.settings)
         _ATTACHED[bot] = self
         self._bot = bot
         self._io = DiscordIO(bot)
@@ -203,7 +209,7 @@ class Notifier:
         for listener, event in self._listeners:
             bot.add_listener(listener, event)
 
-        self._cogs = build_cogs(self)
+        self._cogs = build_cogs(self, self._found.values())
         guild_ids = self.settings.discord.guild_ids
         for cog in self._cogs:
             if guild_ids:
@@ -288,8 +294,11 @@ class Notifier:
         self._runner = Runner(
             settings=settings, store=self._store, io=self.io, notify=self._fanout.emit
         )
-        autointel = build_autointel(settings.autointel)
-        self.workflows.setdefault(autointel.name, autointel)
+        # A spec already in `workflows` (installed by hand, or by a test) is kept; the others
+        # are built now (a class workflow's resources, such as autointel's page workers).
+        missing = {name: found for name, found in self._found.items() if name not in self.workflows}
+        self._bound = await bind_workflows(missing, settings)
+        self.workflows.update(self._bound)
 
     async def close(self) -> None:
         """Stop what `open` started, in order: running workflows are interrupted and their users
@@ -323,15 +332,15 @@ class Notifier:
 
     async def _close_workflows(self) -> None:
         """Release what workflows hold across runs (autointel's page worker processes), once the
-        runner has ended every run. Each `close` is idempotent; one failing does not stop the
-        rest."""
-        for spec in list(self.workflows.values()):
-            if spec.close is None:
-                continue
-            try:
-                await spec.close()
-            except Exception:  # noqa: BLE001 - shutdown goes on; the cause is logged
-                logger.exception("closing workflow {!r} failed", spec.name)
+        runner has ended every run: every spec in `workflows`, and those `open` built even if
+        one was replaced since. Each is closed once; one failing does not stop the rest. The
+        specs `open` built are dropped (a later `open` builds them anew)."""
+        bound, self._bound = self._bound, {}
+        specs = {id(spec): spec for spec in [*self.workflows.values(), *bound.values()]}
+        await close_workflows(specs.values())
+        for name, spec in bound.items():
+            if self.workflows.get(name) is spec:
+                del self.workflows[name]
 
     async def _on_storage_error(self, workflow_id: str, exc: BaseException) -> None:
         """The store could not write a result (it is kept in memory and retried): tell operators."""
@@ -355,17 +364,20 @@ class Notifier:
             lambda: self.io.channel_send(channel_id, message, nonce=nonce), stage="notifier"
         )
 
-    async def reload_config(self) -> Settings:
-        """Re-read config.yaml and apply its notifiers; an invalid file changes nothing."""
+    async def reload_config(self) -> NotifierReport:
+        """Re-read config.yaml and apply its notifiers by the rules of a start: an invalid file
+        (or, with `fanout.strict`, an invalid notifier) raises ConfigError holding every problem
+        and changes nothing; otherwise the report says which notifiers run and which were left
+        out, as the start would have said it."""
         if self.config_path is None:
             raise ConfigError("", "the bot was not started from a config file")
         async with self._reload_lock:
             path = self.config_path
             new = await asyncio.to_thread(load_config, path)
-            await self.fanout.reload(new)
+            report = await self.fanout.reload(new)
             redactor.add(secret_values(new))
-            logger.info("configuration reloaded from {}", path)
-            return new
+            logger.info("configuration reloaded from {}: {}", path, report.line)
+            return report
 
     # -- events --------------------------------------------------------------------------------
 
@@ -486,7 +498,7 @@ class NotifierBot(commands.Bot):
         """Open the services now (the first connect would otherwise); see `Notifier.open`."""
         await self.notifier.open()
 
-    async def reload_config(self) -> Settings:
+    async def reload_config(self) -> NotifierReport:
         return await self.notifier.reload_config()
 
     async def send_dm(

@@ -1,8 +1,12 @@
-"""`/autointel` (the example workflow) and `/workflow status|cancel`."""
+"""Starting a workflow (`start_workflow`, which every workflow's slash command calls) and
+`/workflow status|cancel`. The workflows' own commands are generated from their signatures
+(`workflow_commands`); nothing here knows any workflow by name."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Mapping
+from typing import Any
 
 import nextcord
 from loguru import logger
@@ -14,10 +18,16 @@ from ..discord.messages import progress_message, retrieval_hint
 from ..discord.replies import attachment_limit, defer, reply_ephemeral
 from ..discord.session import InteractionLease, call_discord
 from ..errors import DiscordCallFailed, InvalidWorkflowId, NotifierError
-from ..records import ProgressState, WorkflowRecord, WorkflowStatus, validate_workflow_id
-from ..runner.runner import RunnerBusy, WorkflowRequest
-from ..workflows.autointel import DEPTHS
-from ..workflows.contract import InvalidWorkflowOptions
+from ..records import (
+    ProgressState,
+    WorkflowRecord,
+    WorkflowStatus,
+    new_workflow_id,
+    validate_workflow_id,
+)
+from ..runner.runner import RunnerBusy, WorkflowBody, WorkflowRequest
+from ..workflows.api import Context
+from ..workflows.contract import InvalidWorkflowOptions, ReportProgress, WorkflowSpec
 from .services import Services
 
 __all__ = ["WorkflowsCog"]
@@ -27,22 +37,6 @@ class WorkflowsCog(commands.Cog):
     def __init__(self, services: Services) -> None:
         self.services = services
 
-    @nextcord.slash_command(name="autointel", description="Analyse a web site (can take a while)")
-    async def autointel(
-        self,
-        interaction: nextcord.Interaction,
-        url: str = nextcord.SlashOption(description="The page to analyse (http or https)"),
-        depth: str = nextcord.SlashOption(
-            description="How many pages of the site to analyse",
-            choices=list(DEPTHS),
-            default="standard",
-        ),
-        private: bool = nextcord.SlashOption(
-            description="Only you see the progress and the result", default=False
-        ),
-    ) -> None:
-        await self.start_workflow(interaction, "autointel", {"url": url, "depth": depth}, private)
-
     async def start_workflow(
         self,
         interaction: nextcord.Interaction,
@@ -50,7 +44,11 @@ class WorkflowsCog(commands.Cog):
         options: dict[str, str],
         private: bool,
     ) -> None:
-        """Defer within 3 s, validate, store as running, start in the background."""
+        """Defer within 3 s, validate, store as running, start in the background.
+
+        `options` are the workflow's options as text (the stored form); `private` is the
+        visibility switch. A refusal (a limit reached, an option the workflow refuses) is the
+        private "not started" reply, and nothing is stored."""
         services = self.services
         if not await defer(interaction, ephemeral=private):
             return
@@ -85,10 +83,15 @@ class WorkflowsCog(commands.Cog):
                 interaction_created_at=interaction.created_at.timestamp(),
                 attachment_limit_bytes=attachment_limit(interaction),
             )
-            estimate_s = await services.runner.estimate_s(command, clean.get("depth", ""))
+            estimate_s = await services.runner.estimate_s(command, clean, default_s=spec.estimate_s)
+            workflow_id = new_workflow_id()
             try:
                 record = await services.runner.start(
-                    request, spec.run, estimate_s=estimate_s, slot=slot
+                    request,
+                    _with_context(spec, request, workflow_id),
+                    estimate_s=estimate_s,
+                    slot=slot,
+                    workflow_id=workflow_id,
                 )
             except RunnerBusy as exc:
                 await self._refuse(interaction, str(exc), private=private, lease=lease)
@@ -210,3 +213,21 @@ class WorkflowsCog(commands.Cog):
             await reply_ephemeral(interaction, NOT_FOUND_TEXT)
             return None
         return record
+
+
+def _with_context(spec: WorkflowSpec, request: WorkflowRequest, workflow_id: str) -> WorkflowBody:
+    """The body the runner runs: the spec's `run`, handed a Context (the run's facts and its
+    progress) in place of the bare progress callback."""
+
+    def body(options: Mapping[str, str], report: ReportProgress) -> Awaitable[dict[str, Any]]:
+        ctx = Context(
+            workflow_id=workflow_id,
+            user_id=request.user_id,
+            guild_id=request.guild_id,
+            private=request.ephemeral,
+            options=options,
+            report=report,
+        )
+        return spec.run(options, ctx)
+
+    return body

@@ -298,16 +298,16 @@ def _choices_of(annotation: Any) -> tuple[type, tuple[Choice, ...], type[enum.En
     if typing.get_origin(annotation) is Literal:
         values = typing.get_args(annotation)
         if any(isinstance(v, bool) or not isinstance(v, str | int | float) for v in values):
-            raise ValueError("a Literal's values must be strings or numbers")
+            raise ValueError("has a Literal whose values are not all strings or numbers")
         return _kind_of_values(values), tuple(Choice(str(v), v) for v in values), None
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         members = list(annotation)
         values = tuple(m.value for m in members)
         if not members:
-            raise ValueError(f"the Enum {annotation.__name__} has no members")
+            raise ValueError(f"has the Enum {annotation.__name__}, which has no members")
         if any(isinstance(v, bool) or not isinstance(v, str | int | float) for v in values):
             raise ValueError(
-                f"the values of the Enum {annotation.__name__} must be strings or numbers"
+                f"has the Enum {annotation.__name__}, whose values are not all strings or numbers"
             )
         choices = tuple(Choice(m.name, m.value) for m in members)
         return _kind_of_values(values), choices, annotation
@@ -316,15 +316,13 @@ def _choices_of(annotation: Any) -> tuple[type, tuple[Choice, ...], type[enum.En
 
 def _kind_of_values(values: tuple[Any, ...]) -> type:
     kinds = {str if isinstance(v, str) else float if isinstance(v, float) else int for v in values}
-    if kinds == {int, float}:
-        return float
-    if len(kinds) != 1:
-        raise ValueError("the choices mix text and numbers (Discord needs one type)")
+    if str in kinds and len(kinds) > 1:
+        raise ValueError("has choices that mix text and numbers (Discord needs one type)")
     if len(values) > _MAX_CHOICES:
-        raise ValueError(f"Discord allows at most {_MAX_CHOICES} choices (got {len(values)})")
+        raise ValueError(f"has {len(values)} choices; Discord allows at most {_MAX_CHOICES}")
     if len({str(v).casefold() for v in values}) != len(values):
-        raise ValueError("two choices differ only in case")
-    return kinds.pop()
+        raise ValueError("has two choices that differ only in case")
+    return float if float in kinds else kinds.pop()
 
 
 def _read_option(parameter: inspect.Parameter, annotation: Any) -> WorkflowOption:
@@ -357,7 +355,7 @@ def _read_option(parameter: inspect.Parameter, annotation: Any) -> WorkflowOptio
             "one of " + ", ".join(c.label for c in options) if options else _KIND_WORDS[kind]
         )
     if len(description) > _MAX_DESCRIPTION:
-        raise ValueError(f"its description is longer than {_MAX_DESCRIPTION} characters")
+        raise ValueError(f"has a description longer than {_MAX_DESCRIPTION} characters")
     has_default = parameter.default is not inspect.Parameter.empty
     option = WorkflowOption(
         name=name,

@@ -235,7 +235,7 @@ def discover_workflows(
     sources: dict[str, str] = {}
     problems: list[WorkflowProblem] = []
 
-    def add(found: Sequence[Workflow], source: str) -> None:
+    def add(found: Sequence[Workflow], source: str, *, in_file: bool) -> None:
         for item in found:
             if item.name in workflows:
                 if workflows[item.name] is item:  # the same object, found twice (one package
@@ -244,7 +244,7 @@ def discover_workflows(
                     WorkflowProblem(
                         f"workflow name {item.name!r} is already taken by {sources[item.name]}",
                         source,
-                        item.line or None,
+                        item.line if in_file and item.line else None,
                     )
                 )
                 continue
@@ -254,23 +254,23 @@ def discover_workflows(
                         f"workflow name {item.name!r} is one of the bot's own commands "
                         f"({', '.join(sorted(RESERVED_NAMES))}); choose another with name=...",
                         source,
-                        item.line or None,
+                        item.line if in_file and item.line else None,
                     )
                 )
                 continue
             workflows[item.name] = item
-            sources[item.name] = source if not item.line else f"{source}:{item.line}"
+            sources[item.name] = f"{source}:{item.line}" if in_file and item.line else source
 
     if entry_points:
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             source = f"entry point {ep.name!r} ({ep.value})"
             try:
-                add(_load_entry_point(ep), source)
+                add(_load_entry_point(ep), source, in_file=False)
             except _Problem as problem:
                 problems.append(WorkflowProblem(problem.message, source, problem.line))
     for path in _workflow_files(settings.workflows.dirs, base_dir):
         try:
-            add(_load_file(path), str(path))
+            add(_load_file(path), str(path), in_file=True)
         except _Problem as problem:
             problems.append(WorkflowProblem(problem.message, str(path), problem.line))
 
