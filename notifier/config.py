@@ -14,6 +14,7 @@ was started; text parsed without a file keeps them as written.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import os
@@ -609,6 +610,7 @@ def plain_errors(
     prefix: str = "",
     show: Callable[[object], str] = _short,
     originals: Mapping[str, str] | None = None,
+    unknown_key: str = "unknown key",
 ) -> list[ConfigError]:
     """Every problem of a pydantic `error` as a ConfigError in plain words, one per field.
 
@@ -617,6 +619,7 @@ def plain_errors(
     the whole file (``notifiers[2].options``). `show` renders a bad value (the fanout's masks
     URLs); a value at a path in `originals` was substituted from the environment and is shown
     as its original text (``${SMTP_PASSWORD}``), so a secret never reaches an error line.
+    `unknown_key` is what an unknown key is called (a plugin's: "unknown option for ...").
     """
     raw = error.errors(include_url=False)
     found: list[tuple[list[int | str], bool, bool, str, str | None]] = []
@@ -632,7 +635,7 @@ def plain_errors(
         kind = str(detail["type"])
         parts, tagged = _normalised(data, tuple(detail["loc"]), kind)
         key_check = "[key]" in detail["loc"]
-        message = _plain(detail)
+        message = unknown_key if kind == "extra_forbidden" else _plain(detail)
         if key_check:
             message = f"key {message}"
         if kind == "extra_forbidden" and parts and isinstance(parts[-1], str):
@@ -693,7 +696,8 @@ class ConfigDocument:
 
     `data` is the document after `${VAR}` substitution (empty if it is not a YAML mapping),
     `base_dir` the folder its relative paths are resolved against (None for text without a file:
-    paths stay as written).
+    paths stay as written), `originals` the written text of each value a variable was substituted
+    into, by field path (an error shows that, never the value: see `plain_errors`).
     """
 
     source: str | None
@@ -702,6 +706,7 @@ class ConfigDocument:
     data: Mapping[str, Any]
     base_dir: Path | None = None
     root: yaml.Node | None = None
+    originals: Mapping[str, str] = field(default_factory=dict)
 
     def line_of(self, path: str) -> int | None:
         """The line (1-based) of the key at field `path`, or of the nearest enclosing one that is
@@ -882,16 +887,23 @@ def parse_config_document(
     `base_dir`: the folder relative paths in it are resolved against (the config file's); None
     keeps them as written."""
     environ = os.environ if env is None else env
+    found = _Expansion()
 
     def failed(
         *problems: ConfigError, root: yaml.Node | None = None, data: Any = None
     ) -> ConfigDocument:
         document = ConfigDocument(
-            source, None, (), data if isinstance(data, dict) else {}, base_dir, root
+            source,
+            None,
+            (),
+            data if isinstance(data, dict) else {},
+            base_dir,
+            root,
+            found.originals,
         )
-        located = [document.locate(p) for p in problems]
-        located.sort(key=lambda p: p.line or 0)
-        return ConfigDocument(source, None, tuple(located), document.data, base_dir, root)
+        unique = {(p.field, p.message): p for p in problems}.values()
+        located = sorted((document.locate(p) for p in unique), key=lambda p: p.line or 0)
+        return dataclasses.replace(document, problems=tuple(located))
 
     try:
         root, raw = _compose(text)
@@ -908,7 +920,6 @@ def parse_config_document(
     for key in raw:
         if not isinstance(key, str):
             return failed(ConfigError(_short(key), "keys must be text"), root=root)
-    found = _Expansion()
     try:
         expanded = _expand(raw, environ, "", found)
     except ConfigError as exc:
@@ -940,7 +951,9 @@ def parse_config_document(
         if not problems:
             if base_dir is not None:
                 settings = resolve_paths(settings, base_dir)
-            document = ConfigDocument(source, settings, (), expanded, base_dir, root)
+            document = ConfigDocument(
+                source, settings, (), expanded, base_dir, root, found.originals
+            )
             _remember(document)
             return document
     # A value that is wrong because its variable is unset is reported once, as the variable.
@@ -951,7 +964,7 @@ def parse_config_document(
         if p in found.problems
         or not any(p.field == u or p.field.startswith(f"{u}.") for u in unset)
     ]
-    return failed(*dict.fromkeys(problems), root=root, data=expanded)
+    return failed(*problems, root=root, data=expanded)
 
 
 def parse_config(

@@ -380,4 +380,5 @@ async def _reload(bot: NotifierBot) -> None:
     try:
         await bot.reload_config()
     except ConfigError as exc:
-        logger.error("reload rejected, the running configuration stays: {}", exc)
+        for line in exc.lines():  # every mistake of the file, one line each
+            logger.error("reload rejected, the running configuration stays: {}", line)

@@ -34,11 +34,36 @@ class AdminCog(commands.Cog):
             return
         await defer(interaction, ephemeral=True)
         try:
-            settings = await self.services.reload_config()
+            report = await self.services.reload_config()
         except ConfigError as exc:
             await reply_ephemeral(
-                interaction, f"❌ The new configuration was rejected; the old one stays.\n`{exc}`"
+                interaction,
+                "❌ The new configuration was rejected; the old one stays.\n"
+                + _code_block(exc.lines()),
             )
             return
-        names = ", ".join(entry.name for entry in settings.notifiers) or "none"
-        await reply_ephemeral(interaction, f"✅ Reloaded. Notifiers: {names}")
+        if report.left_out:
+            await reply_ephemeral(interaction, f"⚠️ Reloaded. {_cut(report.line)}")
+            return
+        names = ", ".join(report.started) or "none"
+        await reply_ephemeral(interaction, f"✅ Reloaded. Notifiers: {_cut(names)}")
+
+
+# A reply holds at most 2000 characters; what the reload says must fit beside its first words.
+_REPLY_BUDGET = 1800
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _REPLY_BUDGET else text[: _REPLY_BUDGET - 1] + "…"
+
+
+def _code_block(lines: list[str]) -> str:
+    """Every line of a refused file, as many as fit (`notifier config check` prints them all)."""
+    shown: list[str] = []
+    for index, line in enumerate(lines):
+        if sum(len(s) + 1 for s in shown) + len(line) > _REPLY_BUDGET - 80:
+            more = len(lines) - index
+            shown.append(f"... and {more} more (`notifier config check` shows them all)")
+            break
+        shown.append(line.replace("`", "'"))
+    return "```\n" + "\n".join(shown) + "\n```"

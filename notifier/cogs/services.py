@@ -12,6 +12,7 @@ from typing import Protocol
 
 from ..config import Settings
 from ..discord.io import DiscordIO
+from ..fanout.dispatch import NotifierReport
 from ..runner import Runner
 from ..store import ResultStore
 from ..workflows import WorkflowSpec
@@ -25,8 +26,9 @@ class Services(Protocol):
     Read when a command runs, not when the cog is made: the notifier opens its store and runner
     with the bot's first connect, after the cogs were added. `workflows` is the live mapping
     (command name -> spec), so a workflow registered after the cogs were added is found.
-    `reload_config` re-reads the config file and applies what can change at run time (it raises
-    ConfigError and changes nothing for an invalid file).
+    `reload_config` re-reads the config file and applies what can change at run time by the
+    rules of a start (it raises ConfigError, every problem in it, and changes nothing for a file
+    it refuses; otherwise it reports the notifiers started and the ones left out).
     """
 
     @property
@@ -44,4 +46,4 @@ class Services(Protocol):
     @property
     def workflows(self) -> Mapping[str, WorkflowSpec]: ...
 
-    def reload_config(self) -> Awaitable[Settings]: ...
+    def reload_config(self) -> Awaitable[NotifierReport]: ...

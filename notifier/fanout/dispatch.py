@@ -34,7 +34,9 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import asyncio
+import difflib
 import random
+import re
 import time
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,8 +48,8 @@ from typing import Any, Final
 from loguru import logger
 from pydantic import BaseModel, ValidationError
 
-from ..config import NotifierEntry, Settings, secret_values
-from ..errors import ConfigError, StoreError
+from ..config import NotifierEntry, Settings, document_of, plain_errors, secret_values
+from ..errors import ConfigError, PluginError, StoreError
 from ..events import Event, Notice
 from ..logs import redactor
 from ..metrics import NOTIFICATION_LATENCY, NOTIFICATIONS_SENT
@@ -77,8 +79,12 @@ __all__ = [
     "POLL_INTERVAL_S",
     "PROGRESS_INTERVAL_S",
     "Fanout",
+    "LeftOut",
     "Notifier",
+    "NotifierReport",
     "build_notifiers",
+    "check_notifier",
+    "load_notifiers",
 ]
 
 # At most one progress notice per (notifier, workflow) in this many seconds.
@@ -165,6 +171,45 @@ class Notifier:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class LeftOut:
+    """A notifier entry that was not started, and why (every problem of it, with lines)."""
+
+    name: str
+    error: ConfigError
+
+    @property
+    def reason(self) -> str:
+        """Its first problem in a few words: the key inside the entry (not for `plugin` and `on`,
+        whose messages name the plugin) and what is wrong; the full path and the line are in
+        `error.lines()`."""
+        first, more = self.error.problems[0], len(self.error.problems) - 1
+        key = re.sub(r"^notifiers\[\d+\]\.?", "", first.field)
+        text = first.message if key in ("", "plugin", "on") else f"{key}: {first.message}"
+        return text + (f"; and {more} more problem{'s' if more > 1 else ''}" if more else "")
+
+
+@dataclass(frozen=True, slots=True)
+class NotifierReport:
+    """What a start or a reload made of the enabled `notifiers:` entries: the ones running and
+    the ones left out (never silently: `line` says which and why)."""
+
+    started: tuple[str, ...]
+    left_out: tuple[LeftOut, ...] = ()
+
+    @property
+    def line(self) -> str:
+        """``2 of 3 notifiers started; left out: phone (unknown plugin 'ntfy_topik', ...)``, the
+        same words at start and on reload."""
+        total = len(self.started) + len(self.left_out)
+        head = f"{len(self.started)} of {total} notifiers started"
+        if not self.left_out:
+            return head + (f": {', '.join(self.started)}" if self.started else "")
+        return f"{head}; left out: " + ", ".join(
+            f"{item.name} ({item.reason})" for item in self.left_out
+        )
+
+
 def _show(value: object) -> str:
     """A bad option value for an error message: URLs masked, long values cut, secrets redacted."""
     if isinstance(value, str) and "://" in value:
@@ -174,50 +219,51 @@ def _show(value: object) -> str:
     return redactor.redact(text)
 
 
-def _loc(parts: Sequence[int | str]) -> str:
-    path = ""
-    for part in parts:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
-
-
-def _validate_options(path: str, cls: PluginClass, options: Mapping[str, Any]) -> BaseModel:
+def _check_options(
+    path: str, cls: PluginClass, options: Mapping[str, Any], originals: Mapping[str, str]
+) -> tuple[BaseModel | None, list[ConfigError]]:
+    """The entry's options validated by the plugin's own `Options` model; every problem, in the
+    same plain words as the rest of the file."""
     try:
-        return cls.Options.model_validate(dict(options))
+        return cls.Options.model_validate(dict(options)), []
     except ValidationError as exc:
-        detail = exc.errors(include_url=False)[0]
-        where = f"{path}.options{_loc(tuple(detail['loc']))}"
-        kind = detail["type"]
-        if kind == "extra_forbidden":
-            message = f"unknown option for plugin {cls.name!r}"
-        elif kind == "missing":
-            message = "required option is missing"
-        else:
-            message = str(detail["msg"]).removeprefix("Value error, ")
-            bad = detail.get("input")
-            if "input" in detail and not isinstance(bad, dict) and _show(bad) not in message:
-                message += f" (got {_show(bad)})"
-        raise ConfigError(where, redactor.redact(message)) from None
+        problems = plain_errors(
+            exc,
+            data=dict(options),
+            model=cls.Options,
+            prefix=f"{path}.options",
+            show=_show,
+            originals=originals,
+            unknown_key=f"unknown option for plugin {cls.name!r}",
+        )
+        return None, [ConfigError(p.field, redactor.redact(p.message)) for p in problems]
 
 
-def _compile_templates(
-    path: str, entry: NotifierEntry, cls: PluginClass
-) -> dict[Event, MessageTemplate]:
+def _check_templates(
+    path: str, entry: NotifierEntry, cls: PluginClass, events: Iterable[Event]
+) -> tuple[dict[Event, MessageTemplate], list[ConfigError]]:
     """Each event's title and body (the entry's, else the plugin's default), checked now so an
-    unknown `{field}` is a config error at load time, not a KeyError at send time."""
+    unknown `{field}` is a config error at load time, not a KeyError at send time. Events the
+    plugin never receives are reported by the caller (`on`) or here (`templates`)."""
     allowed = notice_field_names() | cls.extra_fields
     trial = dict.fromkeys(allowed, "")
     compiled: dict[Event, MessageTemplate] = {}
-    for event in dict.fromkeys([*entry.on, *entry.templates]):
+    problems: list[ConfigError] = []
+    for event in dict.fromkeys(events):
         if event not in cls.events:
-            raise ConfigError(
-                f"{path}.templates.{event.value}",
-                f"plugin {cls.name!r} never receives {event.value!r}",
-            )
+            if event not in entry.on:
+                problems.append(
+                    ConfigError(
+                        f"{path}.templates.{event.value}",
+                        f"plugin {cls.name!r} never receives {event.value!r}",
+                    )
+                )
+            continue
         default = cls.templates[event]
         override = entry.templates.get(event)
         title = override.title if override and override.title is not None else default.title
         body = override.body if override and override.body is not None else default.body
+        good = True
         for part, text in (("title", title), ("body", body)):
             where = f"{path}.templates.{event.value}.{part}"
             try:
@@ -225,47 +271,83 @@ def _compile_templates(
                 if not unknown:
                     text.format_map(trial)  # catches format specs a string cannot take
             except (TemplateFieldError, ValueError) as exc:
-                raise ConfigError(where, f"invalid template: {exc}") from None
+                problems.append(ConfigError(where, f"invalid template: {exc}"))
+                good = False
+                continue
             if unknown:
                 names = ", ".join(f"{{{n}}}" for n in sorted(unknown))
                 known = ", ".join(sorted(allowed))
-                raise ConfigError(where, f"unknown template field {names} (known: {known})")
-        compiled[event] = MessageTemplate(title=title, body=body)
-    return compiled
+                problems.append(
+                    ConfigError(where, f"unknown template field {names} (known: {known})")
+                )
+                good = False
+        if good:
+            compiled[event] = MessageTemplate(title=title, body=body)
+    return compiled, problems
 
 
-def _build_one(
-    index: int, entry: NotifierEntry, registry: PluginRegistry, context: PluginContext
-) -> Notifier:
+def _unknown_plugin(name: str, registry: PluginRegistry) -> str:
+    """Why no plugin is called `name`: its file failed to load, or a close name exists, or what
+    the available ones are."""
+    for failure in registry.errors:
+        if Path(failure.source).stem == name:
+            return f"plugin {name!r} did not load: {failure}"
+    close = difflib.get_close_matches(name, registry.names, n=1)
+    if close:
+        return f"unknown plugin {name!r}, did you mean {close[0]!r}?"
+    return f"unknown plugin {name!r} (available: {', '.join(registry.names) or 'none'})"
+
+
+def check_notifier(
+    index: int,
+    entry: NotifierEntry,
+    registry: PluginRegistry,
+    context: PluginContext,
+    *,
+    originals: Mapping[str, str] | None = None,
+    events: Iterable[Event] = (),
+) -> tuple[Notifier | None, list[ConfigError]]:
+    """The one check every notifier entry goes through, at start, on reload, by `config check`
+    and `notifiers test`: its plugin exists, accepts the entry's events, its templates name
+    known fields, its options pass the plugin's own validation (the `Options` model, then the
+    plugin's `__init__`). Gathers every problem; returns the loaded notifier only if there is
+    none. `events`: more events to get templates for (a test notice of an event not in `on:`).
+    """
     path = f"notifiers[{index}]"
     cls = registry.get(entry.plugin)
     if cls is None:
-        available = ", ".join(registry.names) or "none"
-        raise ConfigError(
-            f"{path}.plugin", f"unknown plugin {entry.plugin!r} (available: {available})"
-        )
+        return None, [ConfigError(f"{path}.plugin", _unknown_plugin(entry.plugin, registry))]
+    problems: list[ConfigError] = []
     refused = [e.value for e in entry.on if e not in cls.events]
     if refused:
         accepts = ", ".join(sorted(e.value for e in cls.events))
-        raise ConfigError(
-            f"{path}.on",
-            f"plugin {cls.name!r} does not accept {', '.join(refused)} (accepts: {accepts})",
+        problems.append(
+            ConfigError(
+                f"{path}.on",
+                f"plugin {cls.name!r} does not accept {', '.join(refused)} (accepts: {accepts})",
+            )
         )
-    templates = _compile_templates(path, entry, cls)
-    options = _validate_options(path, cls, entry.options)
+    templates, template_problems = _check_templates(
+        path, entry, cls, [*entry.on, *entry.templates, *events]
+    )
+    problems += template_problems
+    options, option_problems = _check_options(path, cls, entry.options, originals or {})
+    problems += option_problems
+    if options is None or problems:
+        return None, problems
     try:
         plugin = cls(options, context)
     except ConfigError as exc:
         where = f"{path}.options.{exc.field}" if exc.field else f"{path}.options"
-        raise ConfigError(where, redactor.redact(exc.message)) from None
+        return None, [ConfigError(where, redactor.redact(exc.message))]
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{path}.options", redactor.redact(str(exc))) from None
+        return None, [ConfigError(f"{path}.options", redactor.redact(str(exc)))]
     except Exception as exc:  # noqa: BLE001 - a plugin's own bug becomes one config error
-        raise ConfigError(
-            f"{path}.plugin", f"plugin {cls.name!r} failed to start: {_describe(exc)}"
-        ) from None
+        return None, [
+            ConfigError(f"{path}.plugin", f"plugin {cls.name!r} failed to start: {_describe(exc)}")
+        ]
     redactor.add(plugin.secrets())
-    return Notifier(index=index, entry=entry, plugin=plugin, templates=templates)
+    return Notifier(index=index, entry=entry, plugin=plugin, templates=templates), []
 
 
 async def _close_plugins(notifiers: Iterable[Notifier]) -> None:
@@ -276,6 +358,35 @@ async def _close_plugins(notifiers: Iterable[Notifier]) -> None:
             _log("WARNING", f"notifier {notifier.name!r}: close failed: {_describe(exc)}")
 
 
+async def load_notifiers(
+    settings: Settings, registry: PluginRegistry, context: PluginContext
+) -> tuple[dict[str, Notifier], NotifierReport]:
+    """Every enabled `notifiers[i]` entry through `check_notifier`; the ones that pass are
+    loaded, the others are in the report with every problem (file and line when `settings` were
+    read from a file). Disabled entries are not loaded and not counted."""
+    redactor.add(secret_values(settings))
+    document = document_of(settings)
+    originals = document.originals if document is not None else {}
+    built: dict[str, Notifier] = {}
+    left_out: list[LeftOut] = []
+    try:
+        for index, entry in enumerate(settings.notifiers):
+            if not entry.enabled:
+                continue
+            notifier, problems = check_notifier(
+                index, entry, registry, context, originals=originals
+            )
+            if notifier is not None:
+                built[entry.name] = notifier
+                continue
+            error = ConfigError.gather(problems)
+            left_out.append(LeftOut(entry.name, document.locate(error) if document else error))
+    except BaseException:
+        await _close_plugins(built.values())
+        raise
+    return built, NotifierReport(tuple(built), tuple(left_out))
+
+
 async def build_notifiers(
     settings: Settings,
     registry: PluginRegistry,
@@ -284,30 +395,36 @@ async def build_notifiers(
     strict: bool,
     skipped: list[ConfigError] | None = None,
 ) -> dict[str, Notifier]:
-    """Every enabled `notifiers[i]` entry, validated and loaded. Disabled entries are not loaded.
+    """Every enabled `notifiers[i]` entry, validated and loaded (`load_notifiers`), by the rule a
+    start and a reload both follow.
 
-    `strict`: the first invalid entry raises ConfigError (after closing what was already loaded).
-    Not strict: an invalid entry is logged with its field path, appended to `skipped`, and left
-    out, so one bad notifier does not keep the bot (and its other notifiers) from starting.
+    `strict`: any invalid entry raises one ConfigError holding every problem of every entry
+    (after closing what was already loaded). Not strict: each invalid entry is logged with its
+    problems, appended to `skipped`, and left out, so one bad notifier does not keep the bot (and
+    its other notifiers) from starting.
     """
-    redactor.add(secret_values(settings))
-    built: dict[str, Notifier] = {}
-    try:
-        for index, entry in enumerate(settings.notifiers):
-            if not entry.enabled:
-                continue
-            try:
-                built[entry.name] = _build_one(index, entry, registry, context)
-            except ConfigError as exc:
-                if strict:
-                    raise
-                _log("ERROR", f"{exc}; notifier {entry.name!r} is left out")
-                if skipped is not None:
-                    skipped.append(exc)
-    except BaseException:
-        await _close_plugins(built.values())
-        raise
+    built, report = await _build(settings, registry, context, strict=strict)
+    if skipped is not None:
+        skipped.extend(item.error for item in report.left_out)
     return built
+
+
+async def _build(
+    settings: Settings, registry: PluginRegistry, context: PluginContext, *, strict: bool
+) -> tuple[dict[str, Notifier], NotifierReport]:
+    built, report = await load_notifiers(settings, registry, context)
+    if report.left_out and strict:
+        await _close_plugins(built.values())
+        raise ConfigError.gather(item.error for item in report.left_out)
+    for item in report.left_out:
+        for line in item.error.lines():
+            _log("ERROR", f"{line}; notifier {item.name!r} is left out")
+    return built, report
+
+
+def _discover(settings: Settings) -> PluginRegistry:
+    """The plugins `settings` can use; a broken plugin file raises PluginError under strict."""
+    return discover_plugins(settings.fanout.plugin_dirs, strict=settings.fanout.strict)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -351,7 +468,7 @@ class Fanout:
         *,
         progress_interval_s: float = PROGRESS_INTERVAL_S,
         poll_interval_s: float = POLL_INTERVAL_S,
-        config_errors: Sequence[ConfigError] = (),
+        report: NotifierReport | None = None,
     ) -> None:
         """Use `Fanout.open`; this only assembles parts that are already open."""
         self._settings = settings
@@ -361,7 +478,7 @@ class Fanout:
         self._outbox = outbox
         self._progress_interval_s = progress_interval_s
         self._poll_interval_s = poll_interval_s
-        self._config_errors = tuple(config_errors)
+        self._report = report if report is not None else NotifierReport(tuple(notifiers))
         self._tasks: set[asyncio.Task[None]] = set()  # one per row being sent
         self._timers: set[asyncio.Task[None]] = set()  # held-progress flushes
         self._retiring: set[asyncio.Task[None]] = set()  # closing plugins replaced by reload
@@ -391,15 +508,13 @@ class Fanout:
         """Discover plugins, build the notifiers, open the outbox, send what a previous process
         left pending (all of it, now: a restart is a natural retry point) and start the retry loop.
 
-        Raises PluginError (a broken plugin file, only with `fanout.strict`), ConfigError (an
-        invalid notifier entry, only with `fanout.strict`; otherwise it is logged, left out and
-        listed in `config_errors`) or StoreError (the outbox cannot be opened).
+        Raises PluginError (a broken plugin file, only with `fanout.strict`), ConfigError (every
+        invalid notifier entry, only with `fanout.strict`; otherwise each is logged, left out and
+        listed in `report`, and one WARNING line says which: `NotifierReport.line`) or StoreError
+        (the outbox cannot be opened).
         """
-        registry = discover_plugins(settings.fanout.plugin_dirs, strict=settings.fanout.strict)
-        skipped: list[ConfigError] = []
-        notifiers = await build_notifiers(
-            settings, registry, context, strict=settings.fanout.strict, skipped=skipped
-        )
+        registry = _discover(settings)
+        notifiers, report = await _build(settings, registry, context, strict=settings.fanout.strict)
         try:
             outbox = await Outbox.open(outbox_path(settings))
         except BaseException:
@@ -413,7 +528,7 @@ class Fanout:
             outbox,
             progress_interval_s=progress_interval_s,
             poll_interval_s=poll_interval_s,
-            config_errors=skipped,
+            report=report,
         )
         try:
             await fanout._resume()
@@ -426,6 +541,8 @@ class Fanout:
             f"notifier fanout started: {len(notifiers)} notifier(s) "
             f"({', '.join(notifiers) or 'none'}), outbox {outbox.path}",
         )
+        if report.left_out:
+            _log("WARNING", report.line)
         return fanout
 
     async def close(self, *, drain_timeout_s: float = CLOSE_DRAIN_S) -> None:
@@ -492,8 +609,14 @@ class Fanout:
 
     @property
     def config_errors(self) -> tuple[ConfigError, ...]:
-        """Notifier entries left out at start (non-strict mode), each naming its field path."""
-        return self._config_errors
+        """Notifier entries left out by the last start or reload (not strict), each naming its
+        field path."""
+        return tuple(item.error for item in self._report.left_out)
+
+    @property
+    def report(self) -> NotifierReport:
+        """The notifiers the last start or reload started and the ones it left out."""
+        return self._report
 
     @property
     def outbox(self) -> Outbox:
@@ -523,20 +646,27 @@ class Fanout:
         if notifiers:
             await self._queue(notice, notifiers)
 
-    async def reload(self, settings: Settings) -> None:
-        """Swap in the notifiers of `settings`, or raise (ConfigError, PluginError) and keep the
-        running ones. In-flight sends finish with the old plugin instances, which are closed after.
+    async def reload(self, settings: Settings) -> NotifierReport:
+        """Swap in the notifiers of `settings` by the rules of a start, and say what was started.
 
-        Every notifier entry must be valid here, whatever `fanout.strict` says: an operator who
-        reloads gets the error back and loses nothing, since the running set stays.
+        With `fanout.strict` (the new file's), any invalid entry or broken plugin file raises
+        ConfigError (every problem in it) and the running set stays as it was. Without it, the
+        invalid entries are left out, loudly: each problem is logged, and the returned report's
+        `line` (also logged) names them, in the words of the start. In-flight sends finish with
+        the old plugin instances, which are closed after.
 
         `fanout.outbox_path` and the executor size need a restart; timeouts, attempts, backoff,
         plugin_dirs and notifiers take effect now."""
         if self._closed:
             raise RuntimeError("the fanout is closed")
-        registry = discover_plugins(settings.fanout.plugin_dirs, strict=settings.fanout.strict)
-        new = await build_notifiers(settings, registry, self._context, strict=True)
-        self._config_errors = ()
+        try:
+            registry = _discover(settings)
+        except PluginError as exc:
+            error = ConfigError("fanout.plugin_dirs", str(exc))
+            document = document_of(settings)
+            raise (document.locate(error) if document is not None else error) from None
+        new, report = await _build(settings, registry, self._context, strict=settings.fanout.strict)
+        self._report = report
         if outbox_path(settings).resolve() != self._outbox.path.resolve():
             _log("WARNING", "fanout.outbox_path changed; the new path is used after a restart")
         old, self._notifiers = self._notifiers, new
@@ -559,7 +689,10 @@ class Fanout:
                 else ""
             ),
         )
+        if report.left_out:
+            _log("WARNING", report.line)
         self._wake.set()
+        return report
 
     # -- queueing ---------------------------------------------------------------------------
 

@@ -161,3 +161,34 @@ async def test_dm_needs_a_running_bot(tmp_path: Path, context: PluginContext) ->
         await Fanout.open(settings, no_bot)
     assert caught.value.field == "notifiers[0].options"
     assert "send_dm" in caught.value.message
+
+
+async def test_a_strict_start_names_every_problem_of_every_entry_at_once(
+    tmp_path: Path, context: PluginContext
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        [
+            entry({"plugin": "emial", "on": ["completed"]}),
+            {
+                "name": "hook",
+                "plugin": "timeout_warning",
+                "on": ["started", "failed"],
+                "options": {"threshold_s": "soon", "urls": [SINK], "priority": 1},
+                "templates": {"started": {"body": "{summary} {elapsed}"}},
+            },
+        ],
+        strict=True,
+    )
+    with pytest.raises(ConfigError) as caught:
+        await Fanout.open(settings, context)
+    lines = caught.value.lines()
+    assert lines[0] == "notifiers[0].plugin: unknown plugin 'emial', did you mean 'email'?"
+    assert sorted(line.split(":")[0] for line in lines[1:]) == [
+        "notifiers[1].on",
+        "notifiers[1].options.priority",
+        "notifiers[1].options.threshold_s",
+        "notifiers[1].templates.started.body",
+    ]
+    assert "notifiers[1].options.threshold_s: must be a number (got 'soon')" in lines
+    assert not any("Input should" in line or "Extra inputs" in line for line in lines)

@@ -39,6 +39,7 @@ async def test_invalid_reload_keeps_the_running_set_and_a_valid_one_swaps(
             hook("new", new_sink),
             hook("typo", new_sink, templates={"completed": {"body": "{sumary}"}}),
         ],
+        strict=True,
     )
     valid = make_settings(tmp_path, [hook("new", new_sink)])
 
@@ -61,17 +62,24 @@ async def test_invalid_reload_keeps_the_running_set_and_a_valid_one_swaps(
     assert [r.path for r in new_sink.received] == ["/new"]
 
 
-async def test_reload_is_strict_even_when_the_start_was_not(
-    tmp_path: Path, context: PluginContext, sinks: Callable[..., Awaitable[HttpSink]]
+async def test_a_reload_without_strict_leaves_a_broken_notifier_out_and_says_so(
+    tmp_path: Path,
+    context: PluginContext,
+    sinks: Callable[..., Awaitable[HttpSink]],
+    log_lines: list[str],
 ) -> None:
     sink = await sinks()
     settings = make_settings(tmp_path, [hook("ok", sink)])
-    bad = make_settings(tmp_path, [hook("ok", sink), {**hook("x", sink), "plugin": "nope"}])
+    bad = make_settings(tmp_path, [hook("ok", sink), {**hook("x", sink), "plugin": "emial"}])
     async with open_fanout(settings, context) as fanout:
-        with pytest.raises(ConfigError) as caught:
-            await fanout.reload(bad)
-        assert caught.value.field == "notifiers[1].plugin"
+        report = await fanout.reload(bad)
         assert fanout.notifier_names == ["ok"]
+        assert (
+            report.line
+            == "1 of 2 notifiers started; left out: x (unknown plugin 'emial', did you mean 'email'?)"
+        )
+        assert [e.field for e in fanout.config_errors] == ["notifiers[1].plugin"]
+    assert f"WARNING {report.line}\n" in log_lines
 
 
 async def test_pending_notices_of_a_removed_notifier_are_marked_failed(
