@@ -1,5 +1,5 @@
 """Every fenced block and command in README.md is exercised by a test, and the small ones are
-exercised here: the set-up scripts and the systemd unit.
+exercised here: the set-up scripts (the systemd unit: tests/operating/test_systemd_unit.py).
 
 The inventory below names the test of each block; a new block in the README without an entry
 (or an entry whose block is gone) fails `test_every_readme_block_has_a_test`.
@@ -7,14 +7,10 @@ The inventory below names the test of each block; a new block in the README with
 
 from __future__ import annotations
 
-import configparser
 import os
 import re
 import shlex
 import subprocess
-from pathlib import Path
-
-from notifier.config import Settings
 
 from .readme import ROOT, block, blocks, section
 from .support import script_env
@@ -29,7 +25,8 @@ INVENTORY: dict[tuple[str, str], str] = {
     ("yaml", "notifiers:"): "tests/docs/test_readme_plugin.py",
     ("python", "from notifier.workflows import"): "tests/docs/test_readme_workflow.py",
     ("python", "import nextcord"): "tests/docs/test_readme_workflow.py",
-    ("ini", "[Unit]"): "here (test_the_systemd_unit_runs_bot_py_and_reloads_with_hup)",
+    ("sh", "pip install nextcord-notifier"): "tests/packaging/test_wheel_install.py",
+    ("ini", "[Unit]"): "tests/operating/test_systemd_unit.py (and systemd-analyze verify)",
     ("tree", "notifier/"): "tests/docs/test_readme_layout.py (the package as built)",
     ("floors", "__main__"): "tests/docs/test_readme_layout.py (the import-linter contract)",
 }
@@ -127,28 +124,3 @@ def test_run_bot_takes_the_options_the_readme_names() -> None:
     assert done.returncode == 0, done.stderr
     offered = set(re.findall(r"(--[a-z-]+)", done.stdout))
     assert named <= offered
-
-
-def test_the_systemd_unit_runs_bot_py_and_reloads_with_hup() -> None:
-    unit = configparser.ConfigParser(interpolation=None, strict=True)
-    unit.optionxform = str  # type: ignore[assignment,method-assign]
-    unit.read_string(block("ini", "[Unit]").text)
-    service = unit["Service"]
-    workdir = Path(service["WorkingDirectory"])
-    argv = shlex.split(service["ExecStart"])
-    assert argv[0] == str(workdir / ".venv-bot" / "bin" / "python")  # the venv run-bot makes
-    assert argv[1:] == ["bot.py", "--config", "config.yaml"]
-    assert (ROOT / argv[1]).is_file() and (ROOT / argv[3]).is_file()
-    assert shlex.split(service["ExecReload"]) == ["/bin/kill", "-HUP", "$MAINPID"]
-    assert service["KillSignal"] == "SIGTERM"
-    assert service["Environment"].startswith("DISCORD_TOKEN=")
-    assert service["Restart"] == "on-failure"  # bot.py exits 0 on SIGTERM: no restart then
-    # systemd waits longer than the bot's own drain (workflows' grace, then the fanout's).
-    grace = Settings().runner.shutdown_grace
-    assert float(service["TimeoutStopSec"]) >= 2 * grace + 30
-    assert unit["Install"]["WantedBy"] == "multi-user.target"
-    assert "network-online.target" in unit["Unit"]["After"]
-    # bot.py's start really handles the two signals the unit sends (run:
-    # tests/docs/test_readme_bot.py); bot.py is a shim over notifier.cli.run.
-    start = (ROOT / "notifier" / "cli" / "run.py").read_text(encoding="utf-8")
-    assert "signal.SIGHUP" in start and "signal.SIGTERM" in start
