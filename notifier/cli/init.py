@@ -68,7 +68,7 @@ def register(subparsers: SubParsers) -> None:
 
 def write_config(folder: Path, *, command: str = "notifier") -> int:
     """Write STARTER_CONFIG to `folder/config.yaml` and say what to do next; refuse to overwrite."""
-    target = folder / _CONFIG_NAME
+    target = folder.absolute() / _CONFIG_NAME  # the commands printed work from any folder
     try:
         text = STARTER_CONFIG.read_bytes()
     except OSError as exc:
