@@ -20,6 +20,7 @@ autointel and warning settings are its own. `--keep-running` leaves it all up un
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import shutil
@@ -27,9 +28,10 @@ import signal
 import socket
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import yaml
 
@@ -38,9 +40,15 @@ from ..testing import DiscordEmulator, EmulatorConfig
 from ..testing.nextcord_support import patch_route_base
 from ..testing.project_bot import running_bot
 from ..testing.site import DemoSite
+from ..workflows.contract import InvalidWorkflowOptions
+from .choice import EXIT_REQUEST, ChosenWorkflow, DemoRequestError, choose_workflow
 from .plan import DEFAULT_TTL_S, SITE_PAGES, DemoPlan
+from .play import PlayRefused, PlayStalled, WorkflowPlay, play_summary
 from .smtp import SmtpSink
 from .story import Story, StoryStalled, Timeline, summary_lines
+
+if TYPE_CHECKING:
+    from ..app import NotifierBot
 
 __all__ = ["demo_settings", "run_demo"]
 
@@ -67,6 +75,7 @@ def demo_settings(
     """The bot's settings for the demo: `base`'s runner, progress, logging and fanout retries;
     everything the story depends on is the demo's own."""
     kept = base.model_dump(mode="json", include={"runner", "progress", "logging", "fanout"})
+    kept["workflows"] = _kept_workflows(base)
     hook_url = f"discord://{webhook[0]}/{webhook[1]}"
     pages = dict(AutointelSettings().pages, deep=SITE_PAGES)
     raw: dict[str, Any] = {
@@ -98,7 +107,7 @@ def demo_settings(
             {
                 "name": "ops-webhook",
                 "plugin": "discord_webhook",
-                "on": ["handoff", "completed"],
+                "on": ["handoff", "completed", "failed"],
                 "options": {"url": hook_url},
             },
             {
@@ -113,6 +122,17 @@ def demo_settings(
     # Absolute paths: the config file the demo writes sits in its own folder, and relative paths
     # in a config file are read relative to that folder.
     return resolve_paths(Settings.model_validate(raw), Path.cwd())
+
+
+def _kept_workflows(base: Settings) -> dict[str, Any]:
+    """`base`'s `workflows:` section for the demo: where workflows are found and each one's
+    settings, but no `results_channel_id` (a real Discord channel means nothing in the
+    emulator: results go to the command's channel, #general)."""
+    section = base.workflows
+    kept: dict[str, Any] = {"dirs": [str(folder) for folder in section.dirs]}
+    for name, settings in section.configured.items():
+        kept[name] = settings.model_dump(mode="json", exclude={"results_channel_id"})
+    return kept
 
 
 def _write_config(settings: Settings, path: Path) -> None:
@@ -147,12 +167,16 @@ async def run_demo(
     workflow: str | None = None,
     options: Mapping[str, str] | None = None,
 ) -> int:
-    """Play the story; 0 when every step happened, 1 when one did not (the timeline says which),
-    128 + the signal's number when SIGINT (Ctrl-C) or SIGTERM stopped it midway.
+    """Play the story, or with `workflow` one run of that workflow (`notifier demo --workflow
+    NAME --option k=v`, `options` as text). Returns 0 when every step happened (for a workflow:
+    its result was delivered), 1 when one did not (the timeline says which), 2 with one line on
+    stderr for an unknown workflow or an option it refuses (before anything starts, or the
+    bot's own refusal), 128 + the signal's number when SIGINT (Ctrl-C) or SIGTERM stopped it
+    midway.
 
-    `config_path` is the file `settings` came from (only named in the header). `workflow` and
-    `options` (`notifier demo --workflow NAME --option k=v`) play that workflow instead of the
-    story; None plays the story.
+    `config_path` is the file `settings` came from (named in the header; its folder is where
+    relative `workflows.dirs` are read, when `settings` were not loaded with their paths
+    resolved).
 
     Everything the demo writes is under one new `notifier-demo-*` folder in the temporary
     directory, removed however the demo ends: done, failed, with `--keep-running` after Ctrl-C,
@@ -160,18 +184,23 @@ async def run_demo(
     first, so nothing writes into the folder while it goes).
     """
     out = out or sys.stdout
-    if workflow is not None or options:
-        # Playing a chosen workflow arrives with workflow discovery (issue 16); until then the
-        # flags are refused in one line rather than ignored.
-        print("error: --workflow/--option are not playable in this build yet", file=sys.stderr)
-        return 2
     plan = DemoPlan(ttl_s)
+    chosen: ChosenWorkflow | None = None
+    if workflow is not None or options:
+        try:
+            chosen = await choose_workflow(settings, config_path, workflow, options or {})
+        except DemoRequestError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_REQUEST
     timeline = Timeline(out)
     root = Path(tempfile.mkdtemp(prefix="notifier-demo-"))
     stops = _Stops(timeline)
     stops.install()
     try:
-        return await _play_story(settings, config_path, root, plan, timeline, stops, keep_running)
+        async with _world(settings, config_path, root, plan, timeline, chosen) as world:
+            if chosen is None:
+                return await _play_story(world, plan, timeline, stops, keep_running)
+            return await _play_workflow(world, chosen, plan, timeline, stops, keep_running)
     except asyncio.CancelledError:
         if stops.received is None:
             raise  # not ours: whoever cancelled the demo hears of it
@@ -186,18 +215,46 @@ async def run_demo(
         timeline.line(f"the demo's temporary folder {root} is removed")
 
 
-async def _play_story(
+@dataclass(frozen=True, slots=True)
+class _World:
+    """Everything the demo started, with the bot connected to it."""
+
+    emulator: DiscordEmulator
+    site: DemoSite
+    smtp: SmtpSink
+    ops_channel_id: int
+    ops_webhook_id: int
+    metrics_port: int
+    data_dir: Path
+    config: Path
+    bot: NotifierBot
+
+    @property
+    def cli(self) -> str:
+        """The CLI against the demo's store, as a command to paste."""
+        return f"{_python()} -m notifier --config {shlex.quote(str(self.config))}"
+
+
+@contextlib.asynccontextmanager
+async def _world(
     settings: Settings,
     config_path: Path | None,
     root: Path,
     plan: DemoPlan,
     timeline: Timeline,
-    stops: _Stops,
-    keep_running: bool,
-) -> int:
+    chosen: ChosenWorkflow | None,
+) -> AsyncIterator[_World]:
+    """Start the emulator, the slow site and the SMTP sink, then the bot, wired as the real bot
+    is (`running_bot`: NotifierBot, its workflows and commands), with the demo's settings; print
+    the header; close it all in reverse order on the way out."""
     data_dir = root / "data"
     demo_config = root / "config.yaml"
-    why = "no Discord token configured" if settings.discord.token is None else "--demo"
+    if chosen is not None:
+        why = f"--workflow {chosen.name}"
+    elif settings.discord.token is None:
+        why = "no Discord token configured"
+    else:
+        why = "--demo"
     emulator_config = EmulatorConfig(interaction_ttl_s=plan.ttl_s)
     async with (
         DiscordEmulator(emulator_config) as emulator,
@@ -219,42 +276,111 @@ async def _play_story(
             )
             _write_config(bot_settings, demo_config)
             _header(timeline, why, config_path, emulator, plan, site, smtp, bot_settings)
+            if chosen is not None:
+                timeline.line(f"  workflow          /{chosen.name} from {chosen.source}")
             async with running_bot(emulator, bot_settings, config_path=demo_config) as bot:
                 names = ", ".join(f"/{c.name}" for c in sorted(emulator.commands, key=_name))
                 timeline.line(f"bot ready as {bot.user}; slash commands {names}")
                 timeline.line()
-                story = Story(
+                yield _World(
                     emulator=emulator,
-                    bot=bot,
-                    site_url=site.url,
+                    site=site,
                     smtp=smtp,
                     ops_channel_id=ops.id,
                     ops_webhook_id=webhook[0],
-                    store_path=data_dir,
-                    timeline=timeline,
-                    step_limit_s=plan.step_limit_s,
+                    metrics_port=metrics_port,
+                    data_dir=data_dir,
+                    config=demo_config,
+                    bot=bot,
                 )
-                try:
-                    facts = await story.play(url_label=site.url)
-                except StoryStalled as exc:
-                    timeline.say(f"STOPPED: {exc}")
-                    timeline.line("(the bot's log: run again with --verbose)")
-                    return 1
-                timeline.line()
-                for line in summary_lines(facts, ttl_s=plan.ttl_s, requests=emulator.requests):
-                    timeline.line(line)
-                cli = f"{_python()} -m notifier --config {shlex.quote(str(demo_config))}"
-                ok = facts.owner_served and facts.others_refused and facts.calls_after_expiry == 0
-                if keep_running:
-                    _explore(timeline, emulator, site, metrics_port, cli)
-                    await stops.wait()
-                    timeline.line("stopping: the bot closes, then the emulator and the sinks")
-                else:
-                    timeline.line(
-                        "  The store was in a temporary folder, removed at exit; "
-                        "--keep-running keeps it (and everything else) up to look around."
-                    )
+
+
+async def _play_story(
+    world: _World, plan: DemoPlan, timeline: Timeline, stops: _Stops, keep_running: bool
+) -> int:
+    story = Story(
+        emulator=world.emulator,
+        bot=world.bot,
+        site_url=world.site.url,
+        smtp=world.smtp,
+        ops_channel_id=world.ops_channel_id,
+        ops_webhook_id=world.ops_webhook_id,
+        store_path=world.data_dir,
+        timeline=timeline,
+        step_limit_s=plan.step_limit_s,
+    )
+    try:
+        facts = await story.play(url_label=world.site.url)
+    except StoryStalled as exc:
+        timeline.say(f"STOPPED: {exc}")
+        timeline.line("(the bot's log: run again with --verbose)")
+        return 1
+    timeline.line()
+    for line in summary_lines(facts, ttl_s=plan.ttl_s, requests=world.emulator.requests):
+        timeline.line(line)
+    ok = facts.owner_served and facts.others_refused and facts.calls_after_expiry == 0
+    await _after(world, timeline, stops, keep_running)
     return 0 if ok else 1
+
+
+async def _play_workflow(
+    world: _World,
+    chosen: ChosenWorkflow,
+    plan: DemoPlan,
+    timeline: Timeline,
+    stops: _Stops,
+    keep_running: bool,
+) -> int:
+    emulator = world.emulator
+    if emulator.command_named(chosen.name) is None:
+        offered = ", ".join(sorted(f"/{c.name}" for c in emulator.commands))
+        timeline.line(f"STOPPED: the bot registered no /{chosen.name} command (it has {offered})")
+        return 1
+    try:
+        typed = chosen.command_options(site_url=world.site.url)
+    except InvalidWorkflowOptions as exc:  # checked before the start; kept for certainty
+        print(f"error: /{chosen.name}: {exc}", file=sys.stderr)
+        return EXIT_REQUEST
+    play = WorkflowPlay(
+        emulator=emulator,
+        bot=world.bot,
+        command=chosen.name,
+        options=typed,
+        smtp=world.smtp,
+        ops_webhook_id=world.ops_webhook_id,
+        store_path=world.data_dir,
+        timeline=timeline,
+        step_limit_s=plan.step_limit_s,
+    )
+    try:
+        facts = await play.play()
+    except PlayStalled as exc:
+        timeline.say(f"STOPPED: {exc}")
+        timeline.line("(the bot's log: run again with --verbose)")
+        return 1
+    except PlayRefused as exc:
+        print(f"error: /{chosen.name} was not started: {exc}", file=sys.stderr)
+        return EXIT_REQUEST
+    timeline.line()
+    summary = play_summary(facts, command=chosen.name, ttl_s=plan.ttl_s, requests=emulator.requests)
+    for line in summary:
+        timeline.line(line)
+    await _after(world, timeline, stops, keep_running)
+    return 0 if facts.delivered else 1
+
+
+async def _after(world: _World, timeline: Timeline, stops: _Stops, keep_running: bool) -> None:
+    """The end of a play: with --keep-running, the hints to look around and the wait for
+    Ctrl-C; otherwise a word on where the store went."""
+    if keep_running:
+        _explore(timeline, world.emulator, world.site, world.metrics_port, world.cli)
+        await stops.wait()
+        timeline.line("stopping: the bot closes, then the emulator and the sinks")
+    else:
+        timeline.line(
+            "  The store was in a temporary folder, removed at exit; "
+            "--keep-running keeps it (and everything else) up to look around."
+        )
 
 
 class _Stops:

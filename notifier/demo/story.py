@@ -25,14 +25,26 @@ from .smtp import SmtpSink
 if TYPE_CHECKING:
     from ..app import NotifierBot
 
-__all__ = ["Story", "StoryStalled", "Timeline"]
+__all__ = [
+    "ESTIMATE",
+    "Story",
+    "StoryStalled",
+    "Timeline",
+    "continues",
+    "embed_text",
+    "message_parts",
+    "progress_of",
+    "shown",
+    "summary_lines",
+    "title_of",
+]
 
 _POLL_S = 0.1
 _PERCENT = re.compile(r"(\d+)%")
 _STAGE = re.compile(r"Stage: \*\*([^*]+)\*\*(?: — ([^\n]+))?")
 _URL = re.compile(r":?\s*https?://\S+")
 _CHANNEL_MENTION = re.compile(r"<#(\d+)>")
-_ESTIMATE = re.compile(r"Estimated duration: about ([^.\n]+)\.")
+ESTIMATE = re.compile(r"Estimated duration: about ([^.\n]+)\.")
 
 
 class StoryStalled(Exception):
@@ -64,7 +76,7 @@ class Timeline:
         print(text, file=self._out, flush=True)
 
 
-def _shown(text: str, limit: int = 90) -> str:
+def shown(text: str, limit: int = 90) -> str:
     """One line of a message, as a quote: markdown and emoji removed, cut at `limit`."""
     flat = " ".join(text.replace("`", "").replace("**", "").split())
     flat = "".join(ch for ch in flat if ch.isascii() or ch.isalpha())
@@ -72,14 +84,22 @@ def _shown(text: str, limit: int = 90) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3].rstrip() + "..."
 
 
-def _embed_text(message: Message) -> str:
+def continues(text: str, emulator: DiscordEmulator) -> str:
+    """The hand-off's "... will continue in #general" part, with the channel named."""
+    names = {str(c.id): c.name for c in emulator.channels.values()}
+    text = _CHANNEL_MENTION.sub(lambda m: f"#{names.get(m.group(1), m.group(1))}", text)
+    sentence = next((s for s in text.split(", so ") if "continue" in s), text)
+    return shown(sentence.split("\n")[0], 80)
+
+
+def embed_text(message: Message) -> str:
     parts: list[str] = []
     for embed in message.embeds:
         parts += [str(embed.get("title", "")), str(embed.get("description", ""))]
     return "\n".join(parts)
 
 
-def _title(message: Message) -> str:
+def title_of(message: Message) -> str:
     for embed in message.embeds:
         if embed.get("title"):
             return str(embed["title"])
@@ -93,11 +113,11 @@ class _Progress:
     detail: str
 
 
-def _progress_of(message: Message | None, workflow_id: str) -> _Progress | None:
+def progress_of(message: Message | None, workflow_id: str) -> _Progress | None:
     """The progress a status message shows (its embed: bar and percent, stage — detail, id)."""
     if message is None or message.loading or message.deleted:
         return None
-    text = _embed_text(message)
+    text = embed_text(message)
     if workflow_id not in text or "Stage:" not in text:
         return None
     percent = _PERCENT.search(text)
@@ -228,11 +248,11 @@ class Story:
         warning = await self._step(
             "the private timeout warning",
             handle.wait_for_message(
-                lambda m: m.ephemeral and "Long workflow" in _embed_text(m),
+                lambda m: m.ephemeral and "Long workflow" in embed_text(m),
                 timeout_s=self.step_limit_s,
             ),
         )
-        estimate = _ESTIMATE.search(_embed_text(warning))
+        estimate = ESTIMATE.search(embed_text(warning))
         shown = estimate.group(1) if estimate else "longer than the token lives"
         self.say(
             f"timeout warning shown privately to alice: estimated {shown}, "
@@ -263,14 +283,7 @@ class Story:
         self.facts.handoff_left_s = left
         when = f"while the token had {left:.1f} s left" if left is not None else "before expiry"
         self._handed_off = True
-        self.say(f'hand-off posted {when}: "...{self._continues(message.content)}"')
-
-    def _continues(self, text: str) -> str:
-        """The hand-off's "... will continue in #general" part, with the channel named."""
-        names = {str(c.id): c.name for c in self.emulator.channels.values()}
-        text = _CHANNEL_MENTION.sub(lambda m: f"#{names.get(m.group(1), m.group(1))}", text)
-        sentence = next((s for s in text.split(", so ") if "continue" in s), text)
-        return _shown(sentence.split("\n")[0], 80)
+        self.say(f'hand-off posted {when}: "...{continues(message.content, self.emulator)}"')
 
     async def _expiry(self, handle: InteractionHandle) -> None:
         async def expired() -> bool | None:
@@ -332,7 +345,7 @@ class Story:
             )
             self.say(
                 f"result delivered in #general with the bot token, mentioning alice "
-                f"({_parts(message)})"
+                f"({message_parts(message)})"
             )
         elif via == "dm":
             self.say("result delivered by DM to alice (bot token)")
@@ -351,11 +364,11 @@ class Story:
                 lambda m: bool(m.embeds) or bool(m.attachments), timeout_s=self.step_limit_s
             ),
         )
-        text = _embed_text(shown) + shown.content
+        text = embed_text(shown) + shown.content
         self.facts.owner_served = (workflow_id in text) or bool(shown.attachments)
         self.say(
             "/retrieve_results by alice: her result, read from the store, as the command's "
-            f"reply ({_parts(shown)})"
+            f"reply ({message_parts(shown)})"
         )
 
         other = await emulator.trigger_command(
@@ -387,7 +400,7 @@ class Story:
             if (
                 message.interaction_id is None
                 and message.webhook_id is None
-                and _progress_of(message, workflow_id) is not None
+                and progress_of(message, workflow_id) is not None
             ):
                 return message
         return None
@@ -403,10 +416,10 @@ class Story:
                 continue
             if self._handed_off:
                 now_place = "channel"
-                progress = _progress_of(self._status_in_channel(workflow_id), workflow_id)
+                progress = progress_of(self._status_in_channel(workflow_id), workflow_id)
             else:
                 now_place = "interaction"
-                progress = _progress_of(handle.original, workflow_id)
+                progress = progress_of(handle.original, workflow_id)
             if progress is None or progress.percent >= 100:
                 continue
             if now_place == place and progress.percent // 20 == bucket:
@@ -433,8 +446,8 @@ class Story:
                     continue
                 seen.add(message.id)
                 self.facts.webhook_posts += 1
-                title = _title(message)
-                self.say(f'webhook received in #ops: "{_shown(title, 70)}"')
+                title = title_of(message)
+                self.say(f'webhook received in #ops: "{shown(title, 70)}"')
                 if title.startswith("Completed"):
                     self._seen["webhook:completed"].set()
 
@@ -445,13 +458,13 @@ class Story:
             for mail in messages[count:]:
                 self.facts.emails += 1
                 to = ", ".join(mail.rcpt_tos)
-                self.say(f'email received by {to}: subject "{_shown(mail.subject, 80)}"')
+                self.say(f'email received by {to}: subject "{shown(mail.subject, 80)}"')
                 if "finished" in mail.subject:
                     self._seen["email:completed"].set()
             count = len(messages)
 
 
-def _parts(message: Message) -> str:
+def message_parts(message: Message) -> str:
     embeds = len(message.embeds)
     files = len(message.attachments)
     parts = [f"{embeds} embed{'s' if embeds != 1 else ''}"]

@@ -72,6 +72,11 @@ def readme_first_command() -> list[str]:
     return shlex.split(first.split("#", 1)[0])
 
 
+def demo_folders(tmpdir: Path) -> list[Path]:
+    """What a demo left in the temporary directory."""
+    return sorted(tmpdir.glob("notifier-demo-*"))
+
+
 def timeline(stdout: str) -> list[str]:
     return [re.sub(STAMP, "", line) for line in stdout.splitlines() if re.match(STAMP, line)]
 
@@ -103,7 +108,7 @@ def test_the_readme_command_plays_the_whole_story(tmp_path: Path) -> None:
     )
     report = f"--- stdout ---\n{done.stdout}\n--- stderr ---\n{done.stderr}"
     assert done.returncode == 0, report
-    assert list(tmp_path.glob("notifier-demo-*")) == [], "the demo left its folder behind"
+    assert demo_folders(tmp_path) == [], "the demo left its folder behind"
     assert "Traceback" not in done.stdout + done.stderr, report
     assert "| ERROR" not in done.stderr, report
     lines = timeline(done.stdout)
@@ -172,7 +177,7 @@ async def test_keep_running_stays_up_to_look_around_until_ctrl_c(tmp_path: Path)
         assert await demo.finish() == 0
     assert "stopping:" in "".join(demo.stdout)
     assert "Traceback" not in demo.output()
-    assert list(tmp_path.glob("notifier-demo-*")) == []  # its store went with it
+    assert demo_folders(tmp_path) == []  # its store went with it
 
 
 async def run(command: str) -> subprocess.CompletedProcess[str]:
