@@ -9,8 +9,10 @@ A workflow's messages climb down a ladder of rungs, always using the highest one
 2. Hand-off — while the token still works, `handoff_before_s` before it expires, one followup tells
    the user where the rest will arrive (channel or DM), with the workflow id and `/retrieve_results`.
    The lease is then retired: nothing is ever sent with a token known to be dead.
-3. ``channel`` — a message in the same channel with the bot token (no 15-minute limit), then edits of
-   it. Sends carry `nonce` + `enforce_nonce`, so a retried send cannot post twice. Never used for an
+3. ``channel`` — a message in the target's channel with the bot token (no 15-minute limit), then
+   edits of it. That is the command's channel, or the workflow's results channel when the operator
+   set one (`workflows.<name>.results_channel_id`, resolved by the runner: `DeliveryTarget`).
+   Sends carry `nonce` + `enforce_nonce`, so a retried send cannot post twice. Never used for an
    ephemeral interaction: its content must stay private.
 4. ``dm`` — the same in a DM with the user.
 5. Attachments — the renderer decides (embeds, or a short embed plus files within the interaction's
@@ -84,7 +86,9 @@ def choose_rung(state: LadderState) -> Rung:
 @dataclass(frozen=True, slots=True)
 class DeliveryTarget:
     """Where a workflow's messages may go. `token` is None when there is no interaction (a result
-    delivered after a restart)."""
+    delivered after a restart). `channel_id` is the channel rung's channel: the command's, or the
+    workflow's results channel (`notifier.runner.results_channel`); the ladder never posts a
+    private run in any channel."""
 
     workflow_id: str
     user_id: int

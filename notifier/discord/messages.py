@@ -87,9 +87,21 @@ def handoff_message(
 
 
 def timeout_warning_message(
-    record: WorkflowRecord, *, estimate_s: float, ttl_s: float, ephemeral: bool
+    record: WorkflowRecord,
+    *,
+    estimate_s: float,
+    ttl_s: float,
+    ephemeral: bool,
+    channel_id: int | None = None,
 ) -> OutgoingMessage:
-    route = "by DM" if ephemeral else "in this channel (or by DM)"
+    """The private warning at start. `channel_id` is where the workflow continues after the
+    hand-off when that is not the command's channel (`workflows.<name>.results_channel_id`)."""
+    if ephemeral:
+        route = "by DM"
+    elif channel_id is not None and channel_id != record.channel_id:
+        route = f"in <#{channel_id}> (or by DM)"
+    else:
+        route = "in this channel (or by DM)"
     embed = {
         "title": "⚠️ Long workflow",
         "description": (

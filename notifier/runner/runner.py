@@ -445,6 +445,7 @@ class Runner:
                 estimate_s=estimate_s,
                 ttl_s=discord.interaction_ttl,
                 ephemeral=request.ephemeral,
+                channel_id=target.channel_id,
             )
             running.helpers.append(
                 asyncio.create_task(delivery.whisper(warning, stage="start"), name="warning")

@@ -143,12 +143,19 @@ async def test_the_hand_off_and_the_late_result_go_to_the_workflows_results_chan
         # The command's guild is not in the map: the command's channel, as without the setting.
         "another guild's map": ({emulator.guild_id + 1: results}, general),
     }[form]
-    overrides = {"workflows": {"autointel": {"results_channel_id": configured}}}
+    settings = {"results_channel_id": configured, "estimate_s": 1200}
+    overrides = {"workflows": {"autointel": settings}}
     async with project_bot(emulator, tmp_path / "data", overrides) as bot:
         steered = SteeredWorkflow()
         steered.install(bot)
         handle = await emulator.trigger_command("autointel", {"url": "http://x/"}, user="alice")
         await steered.started.wait()
+        # The warning at start already says where the workflow will continue.
+        warning = await handle.wait_for_message(
+            lambda m: "Long workflow" in text_of(m), timeout_s=10
+        )
+        route = "in this channel" if expected == general else f"in <#{expected}>"
+        assert f"keep you posted {route} (or by DM)" in text_of(warning)
         handoff = await handle.wait_for_message(
             lambda m: "Still working" in m.content, timeout_s=10
         )
