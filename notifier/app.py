@@ -17,7 +17,10 @@ subclassing (the `notifier.ext` extension and `await notifier.setup(bot, config)
   (so a start-up failure ends `bot.start()` with the one-line NotifierError), and close before
   the bot's own `close`;
 - recovery (workflows a dead process left running, results stored but not delivered) after
-  every READY and RESUME, and a private answer when one of the notifier's own commands fails.
+  every READY and RESUME, and a private answer when one of the notifier's own commands fails;
+- the gateway's state from its events (READY, RESUMED, disconnects, per shard), shown as
+  `notifier_gateway_connected` and, with the store's and the outbox's, on ``/healthz``
+  (`Notifier.health`, registered on the metrics listener while the services are open).
 
 The bot's `connect`, `close` and `get_interaction` are wrapped on the instance: the bot's own
 overrides, if it has any, still run inside the wrappers. `detach` undoes all of it. `NotifierBot`
@@ -43,15 +46,29 @@ from nextcord.ext import commands
 
 from .cogs import build_cogs
 from .config import Settings, load_config, secret_values
-from .discord.compat import TrackedInteraction, is_session_closed, recreate_session, set_api_base
+from .discord.compat import (
+    TrackedInteraction,
+    heartbeat_ack_age_s,
+    is_session_closed,
+    recreate_session,
+    set_api_base,
+)
 from .discord.io import DiscordIO, OutgoingMessage
 from .discord.replies import reply_ephemeral
 from .discord.session import call_discord
 from .errors import ConfigError, NotifierError
 from .fanout.dispatch import Fanout, NotifierReport
+from .fanout.outbox import OutboxStatus
 from .fanout.plugin import PluginContext
 from .logs import redactor
-from .metrics import DISCORD_SESSION_CLOSED, serve_metrics
+from .metrics import (
+    DISCORD_SESSION_CLOSED,
+    GATEWAY_CONNECTED,
+    OUTBOX_PENDING,
+    Health,
+    MetricsServer,
+    serve_metrics,
+)
 from .runner.runner import Runner
 from .store import ResultStore
 from .workflows import Workflow, WorkflowSpec, bind_workflows, close_workflows, load_workflows
@@ -63,6 +80,11 @@ __all__ = ["Notifier", "NotifierBot"]
 _ATTACHED: weakref.WeakKeyDictionary[commands.Bot, Notifier] = weakref.WeakKeyDictionary()
 
 _NOT_OPEN = "the notifier is not open (it opens with the bot's first connect), or it is closed"
+
+# /healthz looks a workflow id up in the store's index: a real read through the store's threads.
+# The id is well formed and never issued (ids are random), so the answer is always "none".
+_HEALTH_PROBE_ID = "0" * 32
+_HEALTH_PROBE_TIMEOUT_S = 2.0
 
 
 async def keep_connected(
@@ -118,6 +140,10 @@ class Notifier:
         self._recovery: asyncio.Task[None] | None = None
         self._cogs: list[commands.Cog] = []
         self._listeners: list[tuple[Callable[..., Coroutine[Any, Any, None]], str]] = []
+        self._metrics: MetricsServer | None = None
+        # The gateway as its events tell it: up from READY until a disconnect (per shard).
+        self._gateway_ready = False
+        self._shards_down: set[int] = set()
         self._wrapped: dict[str, Any] = {}
         # Set once the recovery pass after the latest connect or resume has run (workflows a dead
         # process left running marked interrupted, stored results delivered); clear while one
@@ -205,6 +231,13 @@ class Notifier:
             (self._on_ready, "on_ready"),
             (self._on_resumed, "on_resumed"),
             (self._on_application_command_error, "on_application_command_error"),
+            # The gateway's state, for notifier_gateway_connected and /healthz.
+            (self._on_gateway_ready, "on_ready"),
+            (self._on_gateway_resumed, "on_resumed"),
+            (self._on_gateway_disconnect, "on_disconnect"),
+            (self._on_shard_up, "on_shard_ready"),
+            (self._on_shard_up, "on_shard_resumed"),
+            (self._on_shard_disconnect, "on_shard_disconnect"),
         ]
         for listener, event in self._listeners:
             bot.add_listener(listener, event)
@@ -270,7 +303,7 @@ class Notifier:
         settings = self.settings
         if settings.metrics.listen:
             try:
-                serve_metrics(settings.metrics.listen)
+                self._metrics = serve_metrics(settings.metrics.listen)
             except OSError as exc:
                 raise ConfigError(
                     "metrics.listen",
@@ -294,6 +327,8 @@ class Notifier:
         self._runner = Runner(
             settings=settings, store=self._store, io=self.io, notify=self._fanout.emit
         )
+        if self._metrics is not None:
+            self._metrics.set_health_source(self.health, asyncio.get_running_loop())
         # A spec already in `workflows` (installed by hand, or by a test) is kept; the others
         # are built now (a class workflow's resources, such as autointel's page workers).
         missing = {name: found for name, found in self._found.items() if name not in self.workflows}
@@ -305,6 +340,11 @@ class Notifier:
         told, the workflows' resources released, the fanout drains, the store closes, then the
         shared HTTP session and threads. Each service is closed once, however often this runs."""
         self._opened = False
+        metrics, self._metrics = self._metrics, None
+        if metrics is not None:
+            metrics.clear_health_source()  # /healthz answers 503 while the services close
+        self._gateway_ready = False  # the bot's own close ends the gateway next
+        self._gateway_changed()
         recovery, self._recovery = self._recovery, None
         runner, self._runner = self._runner, None
         fanout, self._fanout = self._fanout, None
@@ -329,6 +369,8 @@ class Notifier:
                 await http_session.close()
             if executor is not None:
                 executor.shutdown(wait=False, cancel_futures=True)
+            if metrics is not None:
+                await asyncio.to_thread(metrics.close)  # waits out the listener's poll
 
     async def _close_workflows(self) -> None:
         """Release what workflows hold across runs (autointel's page worker processes), once the
@@ -378,6 +420,81 @@ class Notifier:
             redactor.add(secret_values(new))
             logger.info("configuration reloaded from {}: {}", path, report.line)
             return report
+
+    # -- health --------------------------------------------------------------------------------
+
+    @property
+    def gateway_connected(self) -> bool:
+        """Whether the bot is connected to Discord's gateway: READY seen, and no connection (no
+        shard, for an AutoShardedBot) down since without a RESUME or a new READY."""
+        bot = self._bot
+        ready = self._gateway_ready and not self._shards_down
+        return ready and bot is not None and not bot.is_closed()
+
+    async def health(self) -> Health:
+        """What /healthz reports (the listener runs this on the bot's loop): healthy when the
+        gateway is connected and the store is usable; the outbox backlog and the heartbeat's age
+        are there to read, not judged."""
+        try:
+            backlog = await self.fanout.outbox.count(OutboxStatus.PENDING)
+        except (NotifierError, RuntimeError):  # closing, or the outbox cannot be read
+            backlog = int(next(iter(OUTBOX_PENDING.collect())).samples[0].value)
+        return Health(
+            gateway_connected=self.gateway_connected,
+            store_error=await self._store_problem(),
+            outbox_backlog=backlog,
+            last_heartbeat_s=heartbeat_ack_age_s(self.bot),
+        )
+
+    async def _store_problem(self) -> str | None:
+        """None when the store is usable: it answers a lookup through its index and no finished
+        result is held in memory because its write keeps failing. Otherwise what is wrong."""
+        store = self._store
+        if store is None:
+            return "not open"
+        try:
+            await asyncio.wait_for(store.get(_HEALTH_PROBE_ID), _HEALTH_PROBE_TIMEOUT_S)
+        except TimeoutError:
+            return f"the index did not answer within {_HEALTH_PROBE_TIMEOUT_S:g} s"
+        except NotifierError as exc:
+            return f"the index cannot be read: {exc}"
+        unwritten = len(store.pending_writes)
+        if unwritten:
+            return (
+                f"{unwritten} finished result(s) not on disk yet: writes are failing and "
+                "retried (see the log)"
+            )
+        return None
+
+    def _gateway_changed(self) -> None:
+        GATEWAY_CONNECTED.set(1 if self.gateway_connected else 0)
+
+    @property
+    def _sharded(self) -> bool:
+        return isinstance(self.bot, nextcord.AutoShardedClient)
+
+    async def _on_gateway_ready(self) -> None:
+        self._gateway_ready = True
+        self._shards_down.clear()
+        self._gateway_changed()
+
+    async def _on_gateway_resumed(self) -> None:
+        if not self._sharded:  # a sharded bot says which shard (on_shard_resumed)
+            self._shards_down.discard(0)
+            self._gateway_changed()
+
+    async def _on_gateway_disconnect(self) -> None:
+        if not self._sharded:
+            self._shards_down.add(0)
+            self._gateway_changed()
+
+    async def _on_shard_up(self, shard_id: int) -> None:
+        self._shards_down.discard(shard_id)
+        self._gateway_changed()
+
+    async def _on_shard_disconnect(self, shard_id: int) -> None:
+        self._shards_down.add(shard_id)
+        self._gateway_changed()
 
     # -- events --------------------------------------------------------------------------------
 

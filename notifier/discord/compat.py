@@ -1,6 +1,6 @@
 """Every private nextcord name this project touches, each with why, checked once at import.
 
-nextcord's public API cannot do five things the bot needs, so this module reaches past it, and
+nextcord's public API cannot do six things the bot needs, so this module reaches past it, and
 nowhere else does (a test fails when nextcord is imported for such a name outside this module's
 functions). At import it checks that each name still exists; a nextcord release that renames one
 stops the bot at start with one line naming the installed version and the tested range
@@ -21,6 +21,9 @@ What is private, and why it is used:
 - ``HTTPClient.recreate()``: undocumented; it replaces a closed session before a retried call.
 - ``Client._connection``: the connection state `Webhook.from_state` needs (tests and tools that
   rebuild an interaction webhook, as FIELD-NOTES describes).
+- ``DiscordWebSocket._keep_alive``, its ``_last_ack``, and ``ShardInfo._parent``: when the gateway
+  last acknowledged a heartbeat, for ``/healthz``. The public ``Client.latency`` is the time a
+  heartbeat took, not how long ago the last one was answered.
 
 aiohttp's ``RuntimeError("Session is closed")`` has no type of its own either: `is_session_closed`
 is the one place its text is matched.
@@ -29,11 +32,14 @@ is the one place its text is matched.
 from __future__ import annotations
 
 import inspect
+import math
+import time
 from collections.abc import Callable
 from typing import Any, Final
 
 import aiohttp
 import nextcord
+import nextcord.gateway
 import nextcord.http
 
 from ..errors import NextcordIncompatible
@@ -45,6 +51,7 @@ __all__ = [
     "TrackedInteraction",
     "api_base",
     "connection_state",
+    "heartbeat_ack_age_s",
     "interaction_session",
     "is_session_closed",
     "live_session",
@@ -93,6 +100,15 @@ _REQUIRED: Final[tuple[tuple[str, Callable[[], bool]], ...]] = (
     ),
     ("Interaction._session", lambda: "_session" in getattr(nextcord.Interaction, "__slots__", ())),
     ("Client._connection", lambda: _assigns(nextcord.Client.__init__, "_connection")),
+    (
+        "DiscordWebSocket._keep_alive",
+        lambda: _assigns(nextcord.gateway.DiscordWebSocket.__init__, "_keep_alive"),
+    ),
+    (
+        "KeepAliveHandler._last_ack",
+        lambda: _assigns(nextcord.gateway.KeepAliveHandler.__init__, "_last_ack"),
+    ),
+    ("ShardInfo._parent", lambda: "_parent" in getattr(nextcord.ShardInfo, "__slots__", ())),
 )
 
 
@@ -150,6 +166,24 @@ def is_session_closed(exc: BaseException) -> bool:
 def connection_state(client: nextcord.Client) -> Any:
     """The client's connection state, as `nextcord.Webhook.from_state` wants it."""
     return client._connection
+
+
+def heartbeat_ack_age_s(client: nextcord.Client) -> float | None:
+    """Seconds since the gateway last acknowledged a heartbeat (the oldest shard's, for an
+    AutoShardedClient); None while a connection has no acknowledged heartbeat (before the first
+    ACK, or while it is down)."""
+    if isinstance(client, nextcord.AutoShardedClient):
+        sockets = [info._parent.ws for info in client.shards.values()]
+    else:
+        sockets = [client.ws]
+    ages: list[float] = []
+    now = time.perf_counter()  # nextcord's heartbeat clock
+    for ws in sockets:
+        keep_alive = getattr(ws, "_keep_alive", None) if ws is not None else None
+        if keep_alive is None or not math.isfinite(keep_alive.latency):
+            return None  # latency stays infinite until the first ACK of this connection
+        ages.append(max(0.0, now - keep_alive._last_ack))
+    return max(ages) if ages else None
 
 
 def interaction_session(interaction: nextcord.Interaction) -> aiohttp.ClientSession:

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import nextcord
+import nextcord.gateway
 import nextcord.http
 import pytest
 
@@ -39,6 +40,15 @@ REMOVALS: list[tuple[str, Callable[[pytest.MonkeyPatch], None]]] = [
     ("HTTPClient.recreate()", lambda mp: mp.delattr(nextcord.http.HTTPClient, "recreate")),
     ("Interaction._session", lambda mp: mp.setattr(nextcord.Interaction, "__slots__", ("id",))),
     ("Client._connection", lambda mp: mp.setattr(nextcord.Client, "__init__", _no_init)),
+    (
+        "DiscordWebSocket._keep_alive",
+        lambda mp: mp.setattr(nextcord.gateway.DiscordWebSocket, "__init__", _no_init),
+    ),
+    (
+        "KeepAliveHandler._last_ack",
+        lambda mp: mp.setattr(nextcord.gateway.KeepAliveHandler, "__init__", _no_init),
+    ),
+    ("ShardInfo._parent", lambda mp: mp.setattr(nextcord.ShardInfo, "__slots__", ("id",))),
 ]
 
 
