@@ -107,7 +107,10 @@ class DiscoveredWorkflows:
         if not self.problems:
             return
         first, *rest = self.problems
-        more = f" (and {len(rest)} more workflow problem{'s' if len(rest) > 1 else ''})"
+        more = (
+            f" (and {len(rest)} more workflow problem{'s' if len(rest) > 1 else ''}: "
+            "`notifier config check` lists every one)"
+        )
         raise WorkflowError(f"{first}{more if rest else ''}", tuple(str(p) for p in self.problems))
 
 
@@ -294,8 +297,6 @@ def load_workflows(
     """The workflows the bot offers (discovered, enabled); WorkflowError in one line if any
     problem was found, so the bot does not start with a workflow left out unnoticed."""
     discovered = discover_workflows(settings, base_dir=base_dir, entry_points=entry_points)
-    for problem in discovered.problems:
-        logger.error("workflow problem: {}", problem)
     discovered.raise_for_problems()
     return discovered.enabled(settings)
 

@@ -219,7 +219,9 @@ def test_the_start_stops_on_any_problem_in_one_line(tmp_path: Path) -> None:
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith(f"{bad}:1: SyntaxError: ")
-    assert message.endswith("(and 1 more workflow problem)")
+    assert message.endswith(
+        "(and 1 more workflow problem: `notifier config check` lists every one)"
+    )
     assert len(caught.value.problems) == 2
 
 
