@@ -135,3 +135,29 @@ async def test_the_token_of_an_https_url_is_masked_in_errors_logs_and_the_outbox
     shown = [row.last_error or "", str(row.targets), *log_lines]
     assert any("500" in text for text in shown)
     assert not [text for text in shown if token in text]
+
+
+async def test_the_apprise_plugin_takes_discords_url_too_and_posts_it_natively(
+    tmp_path: Path, context: PluginContext, emulator: DiscordEmulator
+) -> None:
+    hook_id, token = emulator.create_incoming_webhook(emulator.channel_id)
+    url = SPELLINGS["all-at-once"].format(id=hook_id, token=token)  # Apprise's own parser refuses
+    entry = {
+        "name": "everywhere",
+        "plugin": "apprise",
+        "on": ["completed"],
+        "options": {"urls": url},
+    }
+    settings = make_settings(tmp_path, [entry], strict=True)
+    on_emulator = dataclasses.replace(context, discord_api_base=emulator.api_base)
+    async with open_fanout(settings, on_emulator) as fanout:
+        await fanout.emit(make_notice(Event.COMPLETED, summary="counted to ten"))
+        (row,) = await settled(fanout, 1)
+
+    assert row.status is OutboxStatus.SENT
+    (posted,) = emulator.webhook_messages(hook_id)
+    assert "counted to ten" in posted.embeds[0]["description"]
+    # Posted natively: the title is the content line and the embed has none (Apprise's
+    # NotifyDiscord puts the title in the embed).
+    assert posted.content
+    assert "title" not in posted.embeds[0]
