@@ -13,8 +13,14 @@ Everything listens on 127.0.0.1 only:
 Then alice runs `/autointel url depth:deep` and `notifier.demo.story` prints the timeline of what
 happens (deferred, warning, progress, hand-off, expiry, persisted, delivered, e-mail, webhook,
 `/retrieve_results` by the owner and by someone else) and a summary. The demo uses config.yaml's
-runner, progress, logging and fanout retry settings; the Discord connection, storage, notifiers,
-autointel and warning settings are its own. `--keep-running` leaves it all up until Ctrl-C.
+runner, progress, logging and fanout retry settings, and its `workflows:` section (but
+`results_channel_id`); the Discord connection, storage, notifiers, autointel and warning settings
+are its own. `--keep-running` leaves it all up until Ctrl-C.
+
+`--workflow NAME --option k=v` plays one run of any discovered workflow instead (`choice` checks
+the name and the options before anything starts; `play` tells the run). The bot is built as for
+Discord (`running_bot`: NotifierBot with its discovered workflows and their commands), so a new
+workflow can be tried without a token. The demo's temporary folder is removed however it ends.
 """
 
 from __future__ import annotations
@@ -198,9 +204,12 @@ async def run_demo(
     stops.install()
     try:
         async with _world(settings, config_path, root, plan, timeline, chosen) as world:
-            if chosen is None:
-                return await _play_story(world, plan, timeline, stops, keep_running)
-            return await _play_workflow(world, chosen, plan, timeline, stops, keep_running)
+            try:
+                if chosen is None:
+                    return await _play_story(world, plan, timeline, stops, keep_running)
+                return await _play_workflow(world, chosen, plan, timeline, stops, keep_running)
+            finally:
+                stops.closing = True  # the bot, the emulator and the sinks close undisturbed
     except asyncio.CancelledError:
         if stops.received is None:
             raise  # not ours: whoever cancelled the demo hears of it
