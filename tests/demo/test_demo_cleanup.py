@@ -25,7 +25,6 @@ def _left_behind(tmpdir: Path) -> list[str]:
     return sorted(p.name for p in tmpdir.iterdir())
 
 
-@pytest.mark.demo_story
 async def test_a_finished_demo_removes_its_temporary_folder(tmp_path: Path) -> None:
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()

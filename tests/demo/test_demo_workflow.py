@@ -61,7 +61,6 @@ def index_of(lines: list[str], pattern: str) -> int:
     return found[0]
 
 
-@pytest.mark.demo_story
 async def test_an_operators_workflow_plays_from_the_command_line_to_a_delivered_result(
     project: Path, tmp_path: Path
 ) -> None:
@@ -103,7 +102,6 @@ async def test_an_operators_workflow_plays_from_the_command_line_to_a_delivered_
     assert sorted(tmpdir.iterdir()) == []
 
 
-@pytest.mark.demo_story
 async def test_the_built_in_autointel_plays_against_the_demo_site_without_options(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
