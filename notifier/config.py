@@ -575,14 +575,13 @@ def _plain(detail: Mapping[str, Any]) -> str:
     return message[:1].lower() + message[1:]
 
 
-def _normalised(data: Any, loc: Sequence[int | str], kind: str) -> tuple[list[int | str], bool]:
-    """The part of an error's `loc` that points into the document, and whether it went through a
-    union (pydantic adds the member's type name, ``estimate_s.float``) or a dict's key check.
+def _normalised(data: Any, loc: Sequence[int | str], kind: str) -> list[int | str]:
+    """The part of an error's `loc` that points into the document.
 
-    Parts that do not index into `data` are pydantic's own tags and are dropped; the last part of
-    a `missing` error is the absent key and is kept."""
+    Parts that do not index into `data` are pydantic's own tags (a union member's type name,
+    ``estimate_s.float``; ``[key]`` for a dict's key) and are dropped, the walk going on at the
+    same value; the last part of a `missing` error is the absent key and is kept."""
     parts: list[int | str] = []
-    tagged = False
     node = data
     for position, part in enumerate(loc):
         into_dict = isinstance(node, dict) and part in node
@@ -592,9 +591,7 @@ def _normalised(data: Any, loc: Sequence[int | str], kind: str) -> tuple[list[in
             parts.append(part)
         elif kind == "missing" and position == len(loc) - 1:
             parts.append(part)
-        elif part != "[key]":
-            tagged = True  # a union member's name: the walk goes on at the same value
-    return parts, tagged
+    return parts
 
 
 def _is_secret(parts: Sequence[int | str]) -> bool:
@@ -622,7 +619,7 @@ def plain_errors(
     `unknown_key` is what an unknown key is called (a plugin's: "unknown option for ...").
     """
     raw = error.errors(include_url=False)
-    found: list[tuple[list[int | str], bool, bool, str, str | None]] = []
+    found: list[tuple[list[int | str], bool, str, str | None]] = []
     gathered: list[ConfigError] = []
     for detail in raw:
         inner = (detail.get("ctx") or {}).get("error")
@@ -633,7 +630,7 @@ def plain_errors(
                 gathered.append(ConfigError(where, problem.message))
             continue
         kind = str(detail["type"])
-        parts, tagged = _normalised(data, tuple(detail["loc"]), kind)
+        parts = _normalised(data, tuple(detail["loc"]), kind)
         key_check = "[key]" in detail["loc"]
         message = unknown_key if kind == "extra_forbidden" else _plain(detail)
         if key_check:
@@ -647,29 +644,29 @@ def plain_errors(
         if kind not in ("missing", "extra_forbidden") and not isinstance(bad, dict | list):
             path = field_path([*_path_parts(prefix), *parts])
             if originals is not None and path in originals:
-                got = originals[path]
-                message = message.replace(repr(bad), repr(got)).replace(str(bad), got)
-                got = repr(got)
+                written = originals[path]
+                for form in (repr(bad), show(bad), str(bad)):
+                    message = message.replace(form, repr(written))
+                got = repr(written)
             elif _is_secret(parts):
                 got = "a value not shown (a secret)"
             else:
                 got = show(bad)
             if got in message or "got " in message:
                 got = None
-        found.append((parts, tagged, key_check, message, got))
+        found.append((parts, key_check, message, got))
 
-    # A value that fits no member of a union gets one error per member: keep the ones that went
-    # deepest (the member the value looks like), and say the rest as one line.
+    # An error with a more precise one below it says less: a list too short because its only
+    # item was refused, a value that fits no member of a union (one error per member: the member
+    # the value looks like went deepest). Keep the precise ones; say what is left at one path
+    # as one line.
     kept = [
         item
         for item in found
-        if not (
-            item[1]
-            and any(len(o[0]) > len(item[0]) and o[0][: len(item[0])] == item[0] for o in found)
-        )
+        if not any(len(o[0]) > len(item[0]) and o[0][: len(item[0])] == item[0] for o in found)
     ]
     merged: dict[tuple[str, bool], list[tuple[str, str | None]]] = {}
-    for parts, _, key_check, message, got in kept:
+    for parts, key_check, message, got in kept:
         merged.setdefault((field_path(parts), key_check), []).append((message, got))
     for (path, _), items in merged.items():
         messages = list(dict.fromkeys(m for m, _ in items))
@@ -746,16 +743,25 @@ class ConfigDocument:
         """Every problem as one ConfigError (None for a valid document)."""
         return ConfigError.gather(self.problems) if self.problems else None
 
+    @property
+    def broken_sections(self) -> frozenset[str]:
+        """The top-level sections with a problem (their defaults stand in for them in
+        `usable_settings`)."""
+        return frozenset(
+            str(_path_parts(p.field)[0]) for p in self.problems if _path_parts(p.field)
+        )
+
     def usable_settings(self) -> Settings:
         """The settings, or for a document with problems, its sections that are valid (the others
         at their defaults, and no notifiers): enough to go on checking plugins and paths."""
         if self.settings is not None:
             return self.settings
-        broken = {_path_parts(p.field)[0] for p in self.problems if p.field}
         kept = {
             key: value
             for key, value in self.data.items()
-            if key not in broken and key != "notifiers" and key in Settings.model_fields
+            if key not in self.broken_sections
+            and key != "notifiers"
+            and key in Settings.model_fields
         }
         try:
             settings = Settings.model_validate(kept)

@@ -159,3 +159,32 @@ async def settled(fanout: Fanout, count: int | None = None) -> list[OutboxRow]:
 
     await wait_until(done, what="every outbox row settled")
     return await rows_of(fanout)
+
+
+# ---------------------------------------------------------------------------------------------
+# A plugin file of the operator's own
+
+# The README's example plugin (it answers `sent` without sending): a plugin from `plugin_dirs`,
+# and a close match for the misspelt `ntfy_topik`.
+NTFY_PLUGIN = """
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from notifier.events import Event, Notice
+from notifier.plugins import Plugin, RenderedNotice, SendOutcome
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    url: str
+
+
+class NtfyTopic(Plugin[Options]):
+    name: ClassVar[str] = "ntfy_topic"
+    events: ClassVar[frozenset[Event]] = frozenset({Event.COMPLETED, Event.FAILED})
+    Options: ClassVar[type[BaseModel]] = Options
+
+    async def send(self, notice: Notice, message: RenderedNotice) -> SendOutcome:
+        return SendOutcome.sent()
+"""

@@ -20,31 +20,7 @@ from notifier.fanout.dispatch import Fanout
 from notifier.plugins import PluginContext
 from notifier.testing import HttpSink
 
-from .support import make_settings
-
-# The README's plugin, so `ntfy_topik` has a close match among the discovered plugins.
-NTFY_PLUGIN = """
-from typing import ClassVar
-
-from pydantic import BaseModel, ConfigDict
-
-from notifier.events import Event, Notice
-from notifier.plugins import Plugin, RenderedNotice, SendOutcome
-
-
-class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    url: str
-
-
-class NtfyTopic(Plugin[Options]):
-    name: ClassVar[str] = "ntfy_topic"
-    events: ClassVar[frozenset[Event]] = frozenset({Event.COMPLETED, Event.FAILED})
-    Options: ClassVar[type[BaseModel]] = Options
-
-    async def send(self, notice: Notice, message: RenderedNotice) -> SendOutcome:
-        return SendOutcome.sent()
-"""
+from .support import NTFY_PLUGIN, make_settings
 
 
 @dataclass(frozen=True)
