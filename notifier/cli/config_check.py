@@ -30,7 +30,13 @@ from typing import TYPE_CHECKING, Any, Final
 import aiohttp
 from loguru import logger
 
-from ..config import ConfigDocument, Settings, read_config_document, secret_values
+from ..config import (
+    ConfigDocument,
+    Settings,
+    read_config_document,
+    resolve_paths,
+    secret_values,
+)
 from ..errors import ConfigError
 from ..fanout.discovery import PluginRegistry, discover_plugins
 from ..fanout.dispatch import check_notifier
@@ -133,15 +139,21 @@ def _place_problem(path: Path, *, folder: bool) -> str | None:
 
 
 def _path_problems(settings: Settings, document: ConfigDocument) -> list[ConfigError]:
-    """The folders and files the config names, as a start would need them: plugin folders that
-    exist, a storage folder (or a place to make one), files where files go. Sections that are
+    """The folders and files the config names, as a start would need them: the plugin folders
+    it names, a storage folder (or a place to make one), files where files go. Sections that are
     wrong themselves are not looked at (their defaults stand in for them)."""
     problems: list[ConfigError] = []
+    # The default folder (`plugins` beside the file, where an operator's own plugins go) may be
+    # absent, as at start: no plugins of one's own. A folder named otherwise must be there.
+    defaults = Settings().fanout.plugin_dirs
+    if document.base_dir is not None:
+        defaults = resolve_paths(Settings(), document.base_dir).fanout.plugin_dirs
     if _written(document, "fanout", "plugin_dirs"):
         for index, folder in enumerate(settings.fanout.plugin_dirs):
             where = f"fanout.plugin_dirs[{index}]"
             if not folder.exists():
-                problems.append(ConfigError(where, f"folder not found (got '{folder}')"))
+                if folder not in defaults:
+                    problems.append(ConfigError(where, f"folder not found (got '{folder}')"))
             elif not folder.is_dir():
                 problems.append(ConfigError(where, f"is a file, not a folder (got '{folder}')"))
     places: list[tuple[str, Path | None, bool]] = [

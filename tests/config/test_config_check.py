@@ -147,3 +147,14 @@ def test_a_file_that_is_not_there_or_not_yaml_is_one_line(tmp_path: Path) -> Non
     assert (missing.returncode, missing.stdout) == (2, "nope.yaml: file not found\n")
     assert broken.returncode == 2
     assert re.fullmatch(r"broken\.yaml:3: column \d+: not valid YAML \(.*\)\n", broken.stdout)
+
+
+def test_the_default_plugin_folder_may_be_absent_as_at_start(tmp_path: Path) -> None:
+    """`plugins` beside the file is where an operator's own plugins would go; without any, a
+    start skips it, and so does the check (a folder named otherwise must exist: see above)."""
+    (tmp_path / "config.yaml").write_text("fanout:\n  plugin_dirs: [plugins]\n")
+
+    proc = config_check("config", "check", cwd=tmp_path)
+
+    assert proc.returncode == 0, proc.stdout
+    assert re.fullmatch(r"ok: 0 notifiers, \d+ workflows\n", proc.stdout)
