@@ -11,7 +11,8 @@ and do not filter `urls`.
 `options.config`. Both are read once per load of the notifier (at start and on reload). A file is
 read at load, so a missing or empty one stops the load like any other config error. A URL is
 fetched by Apprise, which blocks, so it is fetched in the plugin context's executor, never on the
-event loop: the fetch starts at load, and a notice waits for it. While it cannot be fetched, or
+event loop, and only when the first notice after the load needs it: loading a notifier (a start,
+a reload, `notifier config check`) makes no network call. While the URL cannot be fetched, or
 holds no matching URL, the config counts as one failed target: the notice's other targets are
 sent, the outbox retries it with backoff, and each retry fetches the config again.
 
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
-import contextlib
 import hashlib
 import logging
 import threading
@@ -153,10 +153,10 @@ def _load_config(source: str, tags: tuple[str, ...]) -> list[Any]:
 class _RemoteConfig:
     """An Apprise config URL, fetched in the executor; its targets once it has been fetched.
 
-    Touched only on the event loop (the fetch's completion is handed back to it). One fetch runs
-    at a time: a notice that arrives while it runs waits for the same fetch, and a send cancelled
-    by its timeout leaves the fetch running for the next attempt. A failed fetch is logged when it
-    fails (not only when a notice needs it) and dropped, so the next `targets()` fetches again.
+    Touched only on the event loop. One fetch runs at a time: a notice that arrives while it runs
+    waits for the same fetch, and a send cancelled by its timeout leaves the fetch running for
+    the next attempt. A failed fetch is dropped, so the next `targets()` fetches again; the
+    fanout logs the attempt that failed with it.
     """
 
     def __init__(self, url: str, options: AppriseOptions, context: PluginContext) -> None:
@@ -168,44 +168,17 @@ class _RemoteConfig:
         self._fetch: cf.Future[list[Any]] | None = None
         self._targets: list[Target] | None = None
 
-    def start(self) -> cf.Future[list[Any]]:
-        """Start the fetch unless one is running; report its end on the running loop, if any."""
-        if self._fetch is not None:
-            return self._fetch
-        fetch = self._context.executor.submit(_load_config, self.url, self._options.tags)
-        self._fetch = fetch
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # loaded outside the bot (a tool): a notice will wait for it
-            return fetch
-
-        def fetched(_: cf.Future[list[Any]]) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
-                loop.call_soon_threadsafe(self._fetched, fetch)
-
-        fetch.add_done_callback(fetched)
-        return fetch
-
-    def _fetched(self, fetch: cf.Future[list[Any]]) -> None:
-        if fetch.cancelled():
-            return
-        exc = fetch.exception()
-        if exc is None:
-            self._use(fetch.result())
-            return
-        if self._fetch is fetch:
-            self._fetch = None
-        logger.warning(
-            "apprise config {}: {}; notices wait for it, and each retry fetches it again",
-            self.display,
-            self._reason(exc),
-        )
+    def _start(self) -> cf.Future[list[Any]]:
+        """The running fetch, or a new one."""
+        if self._fetch is None:
+            self._fetch = self._context.executor.submit(_load_config, self.url, self._options.tags)
+        return self._fetch
 
     async def targets(self) -> list[Target]:
         """The config's targets, fetched first if need be; raises why it cannot be used."""
         if self._targets is not None:
             return self._targets
-        fetch = self.start()
+        fetch = self._start()
         try:
             services = await asyncio.shield(asyncio.wrap_future(fetch))
         except BaseException:
@@ -270,8 +243,7 @@ class ApprisePlugin(Plugin[AppriseOptions]):
         self._secrets: list[str] = []
         self._remote: _RemoteConfig | None = None
         if options.config is not None and is_config_url(options.config):
-            self._remote = _RemoteConfig(options.config, options, context)
-            self._remote.start()  # fetched while the bot starts; the first notice waits for it
+            self._remote = _RemoteConfig(options.config, options, context)  # fetched on use
         elif options.config is not None:
             for service in _load_config(options.config, options.tags):
                 # The file's secrets are not in config.yaml: the redactor learns them here.
