@@ -298,7 +298,15 @@ def load_workflows(
     problem was found, so the bot does not start with a workflow left out unnoticed."""
     discovered = discover_workflows(settings, base_dir=base_dir, entry_points=entry_points)
     discovered.raise_for_problems()
-    return discovered.enabled(settings)
+    enabled = discovered.enabled(settings)
+    if enabled:
+        listed = ", ".join(f"/{name} ({discovered.sources[name]})" for name in sorted(enabled))
+        logger.info("workflows: {}", listed)
+    else:
+        # Legal (every workflow disabled), but also what an install without the package's
+        # metadata looks like (no entry points, so no autointel): say it.
+        logger.warning("no workflows: the bot has no workflow commands")
+    return enabled
 
 
 async def bind_workflows(
