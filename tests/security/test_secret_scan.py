@@ -138,7 +138,8 @@ async def test_no_configured_secret_is_ever_logged_shown_or_stored(
                         **operators,
                     },
                     "storage": {"path": str(data_dir)},
-                    "fanout": {"plugin_dirs": [str(PROJECT_ROOT / "plugins")]},
+                    # strict: the broken notifier makes the reload refuse the whole file
+                    "fanout": {"plugin_dirs": [str(PROJECT_ROOT / "plugins")], "strict": True},
                     "notifiers": [
                         *notifiers,
                         {
