@@ -79,6 +79,8 @@ _MAX_CHOICES: Final = 25
 _MAX_NUMBER_TEXT: Final = 40  # longer text is no number anyone typed (and int() of it is slow)
 _TRUE: Final = frozenset({"true", "yes", "on", "1"})
 _FALSE: Final = frozenset({"false", "no", "off", "0"})
+# Parameter names of the generated command's callback (cogs/workflow_commands.py).
+_TAKEN_NAMES: Final = frozenset({"self", "interaction"})
 _BASE_KINDS: Final = (str, int, float, bool)
 _KIND_WORDS: Final = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
 
@@ -665,6 +667,8 @@ def _read_workflow(
             raise fail(
                 f"{where}: an option's name must be 1-32 lowercase letters, digits, '-' or '_'"
             )
+        if parameter.name in _TAKEN_NAMES:
+            raise fail(f"{where}: the command's own callback uses that name; choose another")
         annotation = hints.get(parameter.name, inspect.Parameter.empty)
         if parameter.name == PRIVATE:
             if _strip_annotated(annotation)[0] is not bool or not isinstance(

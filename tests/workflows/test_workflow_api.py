@@ -327,6 +327,7 @@ def _define(signature: str, extra: str = "") -> None:
         ("n: int = None", "", "parameter 'n' defaults to None but its annotation"),
         ("Big: int", "", "parameter 'Big': an option's name must be 1-32 lowercase"),
         ("*rest: int", "", "parameter 'rest': *args, **kwargs"),
+        ("interaction: str", "", "parameter 'interaction': the command's own callback uses"),
         ("private: str = 'no'", "", "parameter 'private': `private` is the visibility switch"),
         ("x: Annotated[int, '" + "w" * 101 + "']", "", "'x' has a description longer than 100"),
         ("e: E", "class E(enum.Enum):\n    A = 1.5j\n", "the Enum E, whose values are not all"),
