@@ -111,3 +111,34 @@ async def test_a_token_discord_refuses_is_one_line_and_exit_2(
     bot = await _run_bot(document, tmp_path)
 
     assert _the_one_error_line(bot).startswith("error: discord.token: Discord refused the token")
+
+
+async def test_a_strict_start_prints_every_broken_notifier_one_line_each(tmp_path: Path) -> None:
+    document = {
+        "discord": {"token": "not-a-real-token"},
+        "storage": {"path": str(tmp_path / "data")},
+        "fanout": {"strict": True, "plugin_dirs": [str(ROOT / "plugins")]},
+        "notifiers": [
+            {"name": "ops", "plugin": "emial", "on": ["failed"]},
+            {"name": "warn", "plugin": "timeout_warning", "on": ["failed"], "options": {}},
+        ],
+    }
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+    lines = config.read_text().splitlines()
+
+    async with CapturedProcess.running(
+        sys.executable, str(ROOT / "bot.py"), "--config", str(config), env=child_env(), cwd=ROOT
+    ) as bot:
+        assert await bot.finish(limit_s=EXIT_S) == 2, bot.output()
+
+    errors = [line for line in bot.stderr_text().splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: {config}:{lines.index('  plugin: emial') + 1}: notifiers[0].plugin: "
+        "unknown plugin 'emial', did you mean 'email'?",
+        f"error: {config}:{lines.index('  plugin: timeout_warning') + 2}: notifiers[1].on: "
+        "plugin 'timeout_warning' does not accept failed (accepts: started)",
+        f"error: {config}:{lines.index('  options: {}') + 1}: notifiers[1].options: "
+        "give urls, user_ids or to_requester: true",
+    ]
+    assert "Traceback" not in bot.output()
