@@ -21,6 +21,7 @@ from notifier.testing import DiscordEmulator, text_of
 from notifier.testing.processes import CapturedProcess, child_env
 from notifier.testing.project_bot import project_bot, settled_record
 from notifier.workflows import WorkflowError
+from notifier.workflows.discovery import RESERVED_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -209,6 +210,8 @@ async def test_a_disabled_workflow_has_no_command(
     async with project_bot(emulator, tmp_path / "data", settings) as bot:
         names = {command.name for command in emulator.commands}
         assert "kinds" in names and "autointel" not in names
+        # The names discovery keeps from workflows are exactly the bot's own commands.
+        assert names - {"kinds"} == RESERVED_NAMES
         assert "autointel" not in bot.workflows
         with pytest.raises(LookupError):
             await emulator.trigger_command("autointel", {"url": "http://x/"}, user="alice")
