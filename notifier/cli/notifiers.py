@@ -243,11 +243,14 @@ async def _test_command(args: argparse.Namespace, _defaults: Settings) -> int:
         finally:
             await notifier.plugin.close()
         if offline.dm_refused:
+            # Said in one line, first; the other targets' answers (a URL beside the DM) follow.
             _out(
                 f"not sent: {what}: the {entry.plugin} plugin sends DMs through the bot's "
                 "Discord connection, which `notifiers test` does not open; test it with the "
                 "bot running"
             )
+            for line in _targets(outcome.targets if outcome is not None else targets):
+                _out(line)
             return EXIT_NOT_FOUND
     if outcome is None:
         _out(f"failed: {what}: {failure}")

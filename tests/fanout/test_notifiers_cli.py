@@ -145,11 +145,12 @@ async def test_a_dm_notifier_says_it_needs_the_bot_instead_of_pretending(tmp_pat
     code, out, _ = await cli(tmp_path, "notifiers", "test", "tell-them")
 
     assert code == 1
-    assert out == [
+    assert out[0] == (
         "not sent: notifier 'tell-them' (dm), event completed: the dm plugin sends DMs through "
         "the bot's Discord connection, which `notifiers test` does not open; test it with the "
         "bot running"
-    ]
+    )
+    assert [line.split(":")[0].strip() for line in out[1:]] == ["dm"]  # the one target, refused
 
 
 async def test_list_shows_the_notifiers_and_every_plugin_with_where_it_came_from(

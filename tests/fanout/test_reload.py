@@ -112,3 +112,22 @@ async def test_pending_notices_of_a_removed_notifier_are_marked_failed(
     assert flaky.last_error is not None
     assert "'flaky' is not configured any more" in flaky.last_error
     assert f"outbox retry {flaky.id}" in flaky.last_error
+
+
+async def test_a_strict_reload_with_a_broken_plugin_file_is_refused_naming_the_file(
+    tmp_path: Path, context: PluginContext, sinks: Callable[..., Awaitable[HttpSink]]
+) -> None:
+    """Refused as a config error (what `/notifier reload` and SIGHUP answer), not a crash."""
+    sink = await sinks()
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "pager.py").write_text("import not_a_module_anywhere\n", encoding="utf-8")
+    settings = make_settings(tmp_path, [hook("ok", sink)])
+    broken = make_settings(tmp_path, [hook("ok", sink)], plugin_dirs=[str(plugins)], strict=True)
+    async with open_fanout(settings, context) as fanout:
+        with pytest.raises(ConfigError) as caught:
+            await fanout.reload(broken)
+        assert caught.value.field == "fanout.plugin_dirs"
+        assert str(plugins / "pager.py") in caught.value.message
+        assert "ModuleNotFoundError" in caught.value.message
+        assert fanout.notifier_names == ["ok"]
