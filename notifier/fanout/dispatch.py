@@ -19,11 +19,15 @@ Decisions worth knowing:
   (notifier, workflow) per `progress_interval_s` (30 s): a newer one replaces a held one (latest
   wins) and is queued when the interval ends. Held progress lives in memory only (it is superseded
   within seconds anyway) and is dropped when the workflow completes, fails or is interrupted.
-- `reload` builds and validates the whole new set before touching the running one; any error
-  raises and the running set keeps going. Pending rows of notifiers that the new config removes
-  or disables are marked failed with a message saying so (visible in `outbox list --status
-  failed`; `outbox retry` requeues them once the notifier is back); rows of a notifier that only
-  changed are sent with its new settings.
+- Start and reload check notifier entries the same way (`check_notifier`, also used by `notifier
+  config check` and `notifiers test`) and follow the same rule: with `fanout.strict` any broken
+  entry refuses the whole file (every problem in one ConfigError; on reload the running set keeps
+  going), without it the broken entries are left out loudly (each problem logged, and one
+  WARNING line, `NotifierReport.line`: "2 of 3 notifiers started; left out: ..."). `reload`
+  builds the whole new set before touching the running one. Pending rows of notifiers that the
+  new config removes, disables or leaves out are marked failed with a message saying so (visible
+  in `outbox list --status failed`; `outbox retry` requeues them once the notifier is back); rows
+  of a notifier that only changed are sent with its new settings.
 - Metrics: NOTIFICATIONS_SENT counts each attempt once, as `sent`, `skipped`, `retried`
   (transient failure, rescheduled), `timeout` (timed out, rescheduled) or `failed` (the row is now
   dead); NOTIFICATION_LATENCY is queue-to-sent time; OUTBOX_PENDING is kept by the outbox.
