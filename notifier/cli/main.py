@@ -68,8 +68,8 @@ def build_parser(
     parser = _Parser(
         prog=prog or _prog(),
         description=(
-            "The notifier bot (run, demo), its configuration (init) and the operator commands "
-            "(results, outbox; no Discord connection needed)."
+            "The notifier bot (run, demo), its configuration (init, config check), its "
+            "notifiers and the operator commands (results, outbox); only run needs Discord."
         ),
     )
     parser.add_argument(
