@@ -61,7 +61,8 @@ class WorkflowsCog(commands.Cog):
         )
         spec = services.workflows[command]
         try:
-            slot = services.runner.reserve(interaction.user.id)  # the check and the place, at once
+            # The check and the place at once, this workflow's own max_per_user included.
+            slot = services.runner.reserve(interaction.user.id, command)
         except RunnerBusy as exc:
             await self._refuse(interaction, str(exc), private=private, lease=lease)
             return
