@@ -29,9 +29,11 @@ from .story import (
     continues,
     embed_text,
     message_parts,
+    poll_until,
     progress_of,
     shown,
     title_of,
+    within,
 )
 
 if TYPE_CHECKING:
@@ -123,17 +125,10 @@ class WorkflowPlay:
         return bool(self.options.get("private", False))
 
     async def _step[T](self, what: str, waiting: Awaitable[T], limit_s: float | None) -> T:
-        try:
-            async with asyncio.timeout(limit_s):
-                return await waiting
-        except TimeoutError:
-            raise PlayStalled(f"{what} did not happen within {limit_s:.0f} s") from None
+        return await within(what, waiting, limit_s, PlayStalled)
 
     async def _until[T](self, probe: Callable[[], Awaitable[T | None]]) -> T:
-        """Poll the store (or anything else outside the emulator) until it answers."""
-        while (value := await probe()) is None:  # noqa: ASYNC110 - state outside the emulator
-            await asyncio.sleep(_POLL_S)
-        return value
+        return await poll_until(probe)
 
     # -- the run -------------------------------------------------------------------------------
 

@@ -47,6 +47,24 @@ _CHANNEL_MENTION = re.compile(r"<#(\d+)>")
 ESTIMATE = re.compile(r"Estimated duration: about ([^.\n]+)\.")
 
 
+async def within[T](
+    what: str, waiting: Awaitable[T], limit_s: float | None, stalled: type[Exception]
+) -> T:
+    """`waiting`'s result, or `stalled` saying `what` did not happen within `limit_s`."""
+    try:
+        async with asyncio.timeout(limit_s):
+            return await waiting
+    except TimeoutError:
+        raise stalled(f"{what} did not happen within {limit_s or 0:.0f} s") from None
+
+
+async def poll_until[T](probe: Callable[[], Awaitable[T | None]]) -> T:
+    """Poll something that is not the emulator's (the store, the mailbox) until it answers."""
+    while (value := await probe()) is None:  # noqa: ASYNC110 - state outside the emulator
+        await asyncio.sleep(_POLL_S)
+    return value
+
+
 class StoryStalled(Exception):
     """A step of the story did not happen within its limit."""
 
@@ -183,17 +201,10 @@ class Story:
 
     async def _step[T](self, what: str, waiting: Awaitable[T], limit_s: float | None = None) -> T:
         limit = self.step_limit_s if limit_s is None else limit_s
-        try:
-            async with asyncio.timeout(limit):
-                return await waiting
-        except TimeoutError:
-            raise StoryStalled(f"{what} did not happen within {limit:.0f} s") from None
+        return await within(what, waiting, limit, StoryStalled)
 
     async def _until[T](self, probe: Callable[[], Awaitable[T | None]]) -> T:
-        """Poll something that is not the emulator's (the store, the mailbox) until it answers."""
-        while (value := await probe()) is None:  # noqa: ASYNC110 - state outside the emulator
-            await asyncio.sleep(_POLL_S)
-        return value
+        return await poll_until(probe)
 
     @property
     def ttl_s(self) -> float:

@@ -15,12 +15,10 @@ discovery raises `PluginError` instead.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.metadata
 import importlib.util
 import inspect
 import re
-import sys
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from pydantic import BaseModel
 from ..errors import PluginError
 from ..events import Event
 from ..logs import redactor
+from ..sourcefiles import NotASourceFile, import_file, module_name_for
 from .plugin import Plugin, PluginClass
 from .templates import TemplateFieldError, notice_field_names, template_field_names
 
@@ -168,13 +167,6 @@ def _plugin_classes(module: ModuleType) -> list[type[Any]]:
     ]
 
 
-def _module_name(path: Path) -> str:
-    # Prefixed and salted with the folder so `a/plugins/email.py` and `b/plugins/email.py` coexist
-    # and neither shadows a real top-level module called `email`.
-    digest = hashlib.sha256(str(path.parent).encode()).hexdigest()[:10]
-    return f"_notifier_plugin_{digest}_{path.stem}"
-
-
 def _describe(exc: BaseException) -> str:
     """One line naming the exception and, for errors inside the plugin file, where it happened."""
     if isinstance(exc, SyntaxError):
@@ -187,22 +179,11 @@ def _describe(exc: BaseException) -> str:
 def load_plugin_file(path: Path) -> PluginClass:
     """Import one plugin file by path and return its one plugin class, or raise PluginError."""
     source = str(path)
-    module_name = _module_name(path)
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise PluginError(source, "cannot be imported (not a Python source file?)")
-    module = importlib.util.module_from_spec(spec)
-    # Registered before running it: pydantic and dataclasses resolve annotations through
-    # sys.modules[cls.__module__].
-    previous = sys.modules.get(module_name)
-    sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        module = import_file(path, module_name_for(path, "plugin"))
+    except NotASourceFile as exc:
+        raise PluginError(source, str(exc)) from None
     except BaseException as exc:
-        if previous is None:
-            sys.modules.pop(module_name, None)
-        else:
-            sys.modules[module_name] = previous
         if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
             raise
         raise PluginError(source, f"failed to import: {_describe(exc)}") from None

@@ -25,10 +25,8 @@ an async caller runs it in a thread.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import importlib.metadata
 import importlib.util
-import sys
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +37,7 @@ from typing import TYPE_CHECKING, Final
 from loguru import logger
 
 from ..logs import redactor
+from ..sourcefiles import NotASourceFile, import_file, module_name_for
 from .api import Workflow
 from .contract import WorkflowDefinitionError, WorkflowError, WorkflowSpec
 
@@ -121,11 +120,6 @@ class _Problem(Exception):
         super().__init__(message)
 
 
-def _module_name(path: Path) -> str:
-    digest = hashlib.sha256(str(path.parent).encode()).hexdigest()[:10]
-    return f"_notifier_workflow_{digest}_{path.stem}"
-
-
 def _failure(exc: BaseException, path: Path | None) -> _Problem:
     """The problem an import raised: a definition error at its workflow's line, a syntax error
     at its line, anything else at the deepest line of the file (or of the entry point's code)."""
@@ -165,22 +159,11 @@ def load_workflow_file(path: Path) -> list[Workflow]:
 
 
 def _load_file(path: Path) -> list[Workflow]:
-    module_name = _module_name(path)
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise _Problem("cannot be imported (not a Python source file?)")
-    module = importlib.util.module_from_spec(spec)
-    # Registered before it runs: typing.get_type_hints (the decorator reading annotations) and
-    # dataclasses resolve names through sys.modules[function.__module__].
-    previous = sys.modules.get(module_name)
-    sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
+        module = import_file(path, module_name_for(path, "workflow"))
+    except NotASourceFile as exc:
+        raise _Problem(str(exc)) from None
     except BaseException as exc:
-        if previous is None:
-            sys.modules.pop(module_name, None)
-        else:
-            sys.modules[module_name] = previous
         if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
             raise
         raise _failure(exc, path) from None
