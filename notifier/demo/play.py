@@ -32,6 +32,7 @@ from .story import (
     poll_until,
     progress_of,
     shown,
+    stored_outcome,
     title_of,
     within,
 )
@@ -183,15 +184,9 @@ class WorkflowPlay:
         stops the demo and removes its folder)."""
         store = self.bot.store
         workflow_id = self.facts.workflow_id
-
-        async def finished() -> WorkflowRecord | None:
-            # Durable, not merely decided: `path` is set once the file is written (with fsync).
-            record = await store.get(workflow_id)
-            if record is None or record.status is WorkflowStatus.RUNNING or record.path is None:
-                return None
-            return record
-
-        record = await self._step("the result being stored", self._until(finished), None)
+        record = await self._step(
+            "the result being stored", self._until(lambda: stored_outcome(store, workflow_id)), None
+        )
         size = f"{record.size_bytes:,} bytes" if record.size_bytes is not None else "size unknown"
         name = Path(str(record.path)).name
         self.say(

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ..discord.access import NOT_FOUND_TEXT
 from ..records import DeliveryState, WorkflowRecord, WorkflowStatus, new_workflow_id
-from ..store import ResultQuery
+from ..store import ResultQuery, ResultStore
 from ..testing import DiscordEmulator, InteractionHandle, Message
 from .smtp import SmtpSink
 
@@ -63,6 +63,16 @@ async def poll_until[T](probe: Callable[[], Awaitable[T | None]]) -> T:
     while (value := await probe()) is None:  # noqa: ASYNC110 - state outside the emulator
         await asyncio.sleep(_POLL_S)
     return value
+
+
+async def stored_outcome(store: ResultStore, workflow_id: str) -> WorkflowRecord | None:
+    """The workflow's record once its outcome is durable, not merely decided: the store serves a
+    finished record from memory while its file is being written; `path` is set once the write
+    (with fsync) is done."""
+    record = await store.get(workflow_id)
+    if record is None or record.status is WorkflowStatus.RUNNING or record.path is None:
+        return None
+    return record
 
 
 class StoryStalled(Exception):
@@ -315,16 +325,9 @@ class Story:
     async def _persisted_and_delivered(self) -> None:
         store = self.bot.store
         workflow_id = self.facts.workflow_id
-
-        async def finished() -> WorkflowRecord | None:
-            # Durable, not merely decided: the store serves a finished record from memory while
-            # its file is being written; `path` is set once the write (with fsync) is done.
-            record = await store.get(workflow_id)
-            if record is None or record.status is WorkflowStatus.RUNNING or record.path is None:
-                return None
-            return record
-
-        record = await self._step("the result being stored", self._until(finished))
+        record = await self._step(
+            "the result being stored", self._until(lambda: stored_outcome(store, workflow_id))
+        )
         path = self.store_path / str(record.path)
         self.facts.result_path = path
         size = f"{record.size_bytes:,} bytes" if record.size_bytes is not None else "size unknown"
