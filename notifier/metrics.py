@@ -44,6 +44,8 @@ __all__ = [
     "WORKFLOW_DELIVERY",
     "WORKFLOW_DURATION",
     "WORKFLOW_RESULTS_PERSISTED",
+    "WORKFLOW_RESUMES",
+    "WORKFLOW_STEPS",
     "Health",
     "HealthSource",
     "MetricsServer",
@@ -88,6 +90,18 @@ WORKFLOW_DELIVERY = Counter(
     "notifier_workflow_delivery",
     "Messages delivered to users, by the rung of the ladder that carried them.",
     ["rung"],
+)
+WORKFLOW_STEPS = Counter(
+    "notifier_workflow_steps",
+    "Workflow steps (ctx.step) by outcome: recorded (run and written durably), replayed (a "
+    "resumed run got the recorded value back), failed (raised, or could not be recorded).",
+    ["outcome"],
+)
+WORKFLOW_RESUMES = Counter(
+    "notifier_workflow_resumes",
+    "Workflows found running after a restart, by outcome: resumed from their recorded steps, or "
+    "gave_up (resumed runner.max_resumes times already).",
+    ["outcome"],
 )
 WORKFLOWS_RUNNING = Gauge("notifier_workflows_running", "Workflows currently running.")
 NOTIFICATIONS_SENT = Counter(

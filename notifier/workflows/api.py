@@ -35,6 +35,7 @@ Nothing here imports nextcord: the cogs turn a `Workflow`'s options into a slash
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import inspect
 import math
@@ -46,9 +47,15 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Literal, cast
 
+import orjson
+
+from ..errors import NotifierError
+from ..metrics import WORKFLOW_STEPS
 from .contract import (
     InvalidWorkflowOptions,
+    MemoryJournal,
     ReportProgress,
+    StepJournal,
     WorkflowDefinitionError,
     WorkflowFailed,
     WorkflowSpec,
@@ -83,6 +90,7 @@ _FALSE: Final = frozenset({"false", "no", "off", "0"})
 _TAKEN_NAMES: Final = frozenset({"self", "interaction"})
 _BASE_KINDS: Final = (str, int, float, bool)
 _KIND_WORDS: Final = {str: "text", int: "a whole number", float: "a number", bool: "true or false"}
+_MAX_STEP_NAME: Final = 100
 
 
 def _shown(value: object) -> str:
@@ -99,15 +107,26 @@ class Context:
     """The workflow's one handle on the runner, built for each run.
 
     Read-only facts about the run (`workflow_id`, `user_id`, `guild_id`, `private`, and the
-    `options` as stored, as text) and `progress`, which the runner throttles before anything
-    reaches Discord. More handles (recorded steps) arrive as methods here, so a workflow keeps
-    taking one `ctx`.
+    `options` as stored, as text), `progress`, which the runner throttles before anything
+    reaches Discord, and `step`, which records a unit of work so that a run resumed after a
+    restart gets its value back instead of doing it again.
 
     It is also a `ReportProgress` (``ctx(stage=, progress=, detail=)``), so a workflow written
     against ``run(options, report)`` runs unchanged when handed a Context.
     """
 
-    __slots__ = ("_fraction", "_guild_id", "_options", "_private", "_report", "_user_id", "_wid")
+    __slots__ = (
+        "_fraction",
+        "_guild_id",
+        "_journal",
+        "_options",
+        "_private",
+        "_report",
+        "_stepping",
+        "_steps_done",
+        "_user_id",
+        "_wid",
+    )
 
     def __init__(
         self,
@@ -118,6 +137,7 @@ class Context:
         private: bool,
         options: Mapping[str, str],
         report: ReportProgress,
+        journal: StepJournal | None = None,
     ) -> None:
         self._wid = workflow_id
         self._user_id = user_id
@@ -126,11 +146,15 @@ class Context:
         self._options: Mapping[str, str] = MappingProxyType(dict(options))
         self._report = report
         self._fraction = 0.0
+        self._journal: StepJournal = journal if journal is not None else MemoryJournal()
+        self._steps_done = 0
+        self._stepping: str | None = None
 
     @classmethod
     def outside_the_bot(cls, options: Mapping[str, str], report: ReportProgress) -> Context:
         """A Context for a run that no bot started (a test or a script calling `spec.run` with a
-        plain callback): no workflow id (``""``), user 0, no guild, not private."""
+        plain callback): no workflow id (``""``), user 0, no guild, not private, its steps kept
+        in memory only."""
         return cls(
             workflow_id="", user_id=0, guild_id=None, private=False, options=options, report=report
         )
@@ -157,6 +181,16 @@ class Context:
         """The options as stored with the workflow (text), read-only."""
         return self._options
 
+    @property
+    def steps_done(self) -> int:
+        """Steps finished so far in this run, replayed ones included."""
+        return self._steps_done
+
+    @property
+    def replaying(self) -> bool:
+        """True while the run is still going through steps an earlier run recorded."""
+        return self._steps_done < len(self._journal.replayed)
+
     def progress(self, *, stage: str, fraction: float, detail: str = "") -> None:
         """Report how far the run is: `fraction` of the work done (clamped to 0..1; not a
         number counts as no progress), `stage` a short word, `detail` one human line. Cheap and
@@ -168,8 +202,120 @@ class Context:
     def __call__(self, *, stage: str, progress: float, detail: str = "") -> None:
         self.progress(stage=stage, fraction=progress, detail=detail)
 
+    async def step[T](
+        self,
+        name: str,
+        fn: Callable[..., Awaitable[T]],
+        /,
+        *args: Any,
+        retries: int = 0,
+        backoff_s: float = 1.0,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``await fn(*args, **kwargs)`` as a recorded step and return its value.
+
+        The value (JSON: dicts, lists, text, numbers, true/false/null; at most
+        `runner.max_step_bytes` once encoded) is written durably before the step counts as
+        done, and this returns it as recorded (a tuple comes back a list), so a first run and a
+        resumed one see the same values. In a run resumed after a restart, a step recorded
+        before returns its recorded value without calling `fn`; its `name` must be the one
+        recorded at that place, or the run fails (the body is not deterministic, and recorded
+        values would be handed to the wrong steps).
+
+        A step that raises is not recorded: with `retries`, it is called again up to that many
+        times, waiting `backoff_s`, then twice that, and so on; then its exception goes on to
+        the workflow. Steps run one at a time (await each before the next).
+        """
+        if not isinstance(name, str) or not 1 <= len(name) <= _MAX_STEP_NAME:
+            raise TypeError(f"a step's name must be 1-{_MAX_STEP_NAME} characters of text")
+        if not _is_async(fn):
+            raise TypeError(
+                f"step {name!r}: {getattr(fn, '__name__', repr(fn))} is not an async function; "
+                "a step runs `await fn(...)` (wrap blocking work in asyncio.to_thread)"
+            )
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise TypeError(f"step {name!r}: retries must be a whole number >= 0")
+        if self._stepping is not None:
+            raise RuntimeError(
+                f"step {name!r} started while step {self._stepping!r} was running; steps run "
+                "one at a time (await each before starting the next)"
+            )
+        index = self._steps_done
+        replayed = self._journal.replayed
+        if index < len(replayed):
+            recorded_name, value = replayed[index]
+            if recorded_name != name:
+                WORKFLOW_STEPS.labels(outcome="failed").inc()
+                raise WorkflowFailed(
+                    f"the workflow is not deterministic: step {index} was {recorded_name!r} "
+                    f"when recorded and is {name!r} now"
+                )
+            self._steps_done += 1
+            WORKFLOW_STEPS.labels(outcome="replayed").inc()
+            return cast(T, value)
+        self._journal.began(index, name)
+        self._stepping = name
+        try:
+            value = await self._attempts(name, fn, args, kwargs, retries, backoff_s)
+            try:
+                recorded = orjson.loads(orjson.dumps(value))
+            except TypeError as exc:
+                WORKFLOW_STEPS.labels(outcome="failed").inc()
+                raise WorkflowFailed(
+                    f"step {name!r} returned a value that is not JSON ({exc}); a step's value "
+                    "must be JSON: dicts, lists, text, numbers, true/false/null"
+                ) from None
+            try:
+                await self._journal.record(index, name, recorded)
+            except NotifierError as exc:
+                WORKFLOW_STEPS.labels(outcome="failed").inc()
+                raise WorkflowFailed(f"step {name!r} could not be recorded: {exc}") from None
+        finally:
+            self._stepping = None
+        self._steps_done += 1
+        WORKFLOW_STEPS.labels(outcome="recorded").inc()
+        return cast(T, recorded)
+
+    @staticmethod
+    async def _attempts[T](
+        name: str,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retries: int,
+        backoff_s: float,
+    ) -> T:
+        attempt = 0
+        while True:
+            try:
+                return await fn(*args, **kwargs)
+            except Exception:
+                if attempt >= retries:
+                    WORKFLOW_STEPS.labels(outcome="failed").inc()
+                    raise
+            await asyncio.sleep(max(0.0, backoff_s) * 2**attempt)
+            attempt += 1
+
+    def check_replayed(self) -> None:
+        """WorkflowFailed if the run ended before reaching every step an earlier run recorded
+        (its body took another path: not deterministic)."""
+        recorded = len(self._journal.replayed)
+        if self._steps_done < recorded:
+            raise WorkflowFailed(
+                f"the workflow is not deterministic: it recorded {recorded} steps before the "
+                f"restart and ended after {self._steps_done} now"
+            )
+
     def __repr__(self) -> str:
         return f"Context(workflow_id={self._wid!r}, user_id={self._user_id})"
+
+
+def _is_async(fn: object) -> bool:
+    """An async function, a bound async method, a partial of one, or an object whose
+    ``__call__`` is one."""
+    if inspect.iscoroutinefunction(fn):
+        return True
+    return inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
 
 
 def _context(options: Mapping[str, str], report: ReportProgress) -> Context:
@@ -428,6 +574,7 @@ class Workflow:
         private_default: bool,
         takes_private: bool,
         is_class: bool,
+        resumable: bool = True,
     ) -> None:
         self.target = target
         self.name = name
@@ -437,6 +584,7 @@ class Workflow:
         self.private_default = private_default
         self.takes_private = takes_private
         self.is_class = is_class
+        self.resumable = resumable
         self.module: str = getattr(target, "__module__", "") or ""
         self.file, self.line = _where(target)
         self._validator: Validator | None = None
@@ -528,6 +676,7 @@ class Workflow:
             if self.takes_private:
                 values[PRIVATE] = ctx.private
             result = await body(ctx, **values)
+            ctx.check_replayed()
             if not isinstance(result, dict):
                 raise WorkflowFailed(
                     f"the workflow returned {type(result).__name__}, not a dict (its result)"
@@ -545,6 +694,7 @@ class Workflow:
             run=run,
             close=close_once if close is not None else None,
             estimate_s=self.estimate_s,
+            resumable=self.resumable,
         )
 
     def _replacements(self, replaced: Mapping[str, Any]) -> dict[str, Any]:
@@ -589,6 +739,7 @@ def workflow(
     description: str,
     name: str | None = None,
     estimate_s: float | Mapping[str, float] | None = None,
+    resumable: bool = True,
 ) -> Callable[[Callable[..., Any]], Workflow]:
     """Make an async function (or a class with ``async def run(self, ctx, ...)``) a workflow.
 
@@ -597,10 +748,18 @@ def workflow(
     characters); `estimate_s` is how long a run usually takes, in seconds, or a map from an
     option's value to seconds (``{"quick": 30, "deep": 900}``): it decides the timeout warning
     until there is history and unless the operator configured one.
+
+    `resumable`: a run left running by a process that died (a crash, a deploy) is resumed at
+    the next start from its recorded steps (`Context.step`); a workflow that records no step
+    is not (it is interrupted and its user told). False opts out even with steps.
     """
 
     def decorate(target: Callable[..., Any]) -> Workflow:
-        return _read_workflow(target, name=name, description=description, estimate_s=estimate_s)
+        found = _read_workflow(target, name=name, description=description, estimate_s=estimate_s)
+        if not isinstance(resumable, bool):
+            raise WorkflowDefinitionError(found.name, "resumable must be True or False")
+        found.resumable = resumable
+        return found
 
     return decorate
 

@@ -8,19 +8,27 @@ returns a JSON-serialisable result dict that the runner persists before deliveri
 Authors rarely build a `WorkflowSpec` by hand: `@workflow` (`notifier.workflows.api`) reads one
 from an async function's signature, and discovery (`notifier.workflows.discovery`) finds the
 decorated functions in the operator's folders and installed packages.
+
+Recorded steps. A workflow marks units of work with `Context.step`; the runner hands each run a
+`StepJournal`: the steps an earlier run of the same workflow recorded before its process died
+(`replayed`, in call order), and where a new step's value goes (`record`, durable before it
+returns). The journal is the runner's (it writes through the store, which workflows may not
+import); `MemoryJournal` keeps steps in memory for a run no bot started.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import NotifierError
 
 __all__ = [
     "InvalidWorkflowOptions",
+    "MemoryJournal",
     "ReportProgress",
+    "StepJournal",
     "WorkflowDefinitionError",
     "WorkflowError",
     "WorkflowFailed",
@@ -38,6 +46,40 @@ class ReportProgress(Protocol):
     """
 
     def __call__(self, *, stage: str, progress: float, detail: str = "") -> None: ...
+
+
+class StepJournal(Protocol):
+    """Where a run's recorded steps come from and go to (see `Context.step`).
+
+    `replayed` holds the (name, value) of the steps recorded by earlier runs of this workflow,
+    in call order, contiguous from step 0: a resumed run gets them back instead of running them.
+    `began(index, name)` is told, synchronously, before a new step's function runs (the runner
+    shows it as the running step; it may raise to stop the run right there). `record` makes a
+    new step's value durable before it returns; it raises a NotifierError (too large, not
+    storable) that fails the step.
+    """
+
+    @property
+    def replayed(self) -> Sequence[tuple[str, object]]: ...
+
+    def began(self, index: int, name: str) -> None: ...
+
+    async def record(self, index: int, name: str, value: object) -> None: ...
+
+
+@dataclass(slots=True)
+class MemoryJournal:
+    """A journal in memory: nothing survives the process. For a run no bot started (a test or
+    a script calling `spec.run`); pass `replayed` to try how a workflow resumes."""
+
+    replayed: Sequence[tuple[str, object]] = ()
+    recorded: list[tuple[int, str, object]] = field(default_factory=list)
+
+    def began(self, index: int, name: str) -> None:
+        return None
+
+    async def record(self, index: int, name: str, value: object) -> None:
+        self.recorded.append((index, name, value))
 
 
 class InvalidWorkflowOptions(NotifierError, ValueError):
@@ -105,6 +147,10 @@ class WorkflowSpec:
     `estimate_s` is the workflow's own idea of how long a run takes (seconds, or seconds per
     option value: ``{"deep": 900}``), used for the timeout warning until there is history and
     unless the operator configured one.
+
+    `resumable`: a run this workflow's process left running with recorded steps is resumed at
+    the next start (replaying them). False (``@workflow(resumable=False)``) keeps the older
+    rule for it: interrupted, its user told to run it again.
     """
 
     name: str
@@ -113,3 +159,4 @@ class WorkflowSpec:
     run: Callable[[Mapping[str, str], ReportProgress], Coroutine[Any, Any, dict[str, Any]]]
     close: Callable[[], Coroutine[Any, Any, None]] | None = None
     estimate_s: float | Mapping[str, float] | None = None
+    resumable: bool = True
