@@ -311,7 +311,9 @@ class Notifier:
                 ) from None
             logger.info("metrics served on http://{}/metrics", settings.metrics.listen)
         self._store = await ResultStore.open(
-            settings.storage, on_storage_error=self._on_storage_error
+            settings.storage,
+            on_storage_error=self._on_storage_error,
+            max_step_bytes=settings.runner.max_step_bytes,
         )
         self._http_session = aiohttp.ClientSession()
         self._executor = concurrent.futures.ThreadPoolExecutor(

@@ -130,6 +130,10 @@ class RunnerSettings(_Section):
     max_concurrent: int = Field(default=20, ge=1)
     max_per_user: int = Field(default=3, ge=1)
     shutdown_grace: float = Field(default=10.0, ge=0)
+    # A workflow found running at start is resumed at most this many times (then it fails).
+    max_resumes: int = Field(default=3, ge=0)
+    # The largest value a workflow step may record, in bytes as stored (JSON).
+    max_step_bytes: int = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
 
 
 class ProgressSettings(_Section):

@@ -14,6 +14,8 @@ __all__ = [
     "NotifierError",
     "PluginError",
     "SessionClosed",
+    "StepNotStorable",
+    "StepTooLarge",
     "StoreError",
     "StoreLocked",
 ]
@@ -134,6 +136,26 @@ class StoreLocked(StoreError):
                 "it): stop that process, or give this bot its own storage.path"
             )
         )
+
+
+class StepTooLarge(NotifierError):
+    """A workflow step's value, encoded as stored, is larger than ``runner.max_step_bytes``: it is
+    not recorded (a step is a unit of work to replay, not a place for a whole result), so the step
+    fails with this message, which names the size and the setting that limits it."""
+
+    def __init__(self, size_bytes: int, limit_bytes: int) -> None:
+        self.size_bytes = size_bytes
+        self.limit_bytes = limit_bytes
+        super().__init__(
+            f"the step's value is {size_bytes:,} bytes; the limit is {limit_bytes:,} "
+            "(runner.max_step_bytes)"
+        )
+
+
+class StepNotStorable(NotifierError):
+    """A workflow step's value is not JSON (a datetime, an object, a circular list): a replay
+    could not hand it back as the step returned it, so it is refused rather than turned into
+    text."""
 
 
 class DiscordCallFailed(NotifierError):

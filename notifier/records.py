@@ -13,6 +13,7 @@ from .errors import InvalidWorkflowId
 __all__ = [
     "DeliveryState",
     "ProgressState",
+    "RecordedStep",
     "StoredResult",
     "WorkflowRecord",
     "WorkflowStatus",
@@ -85,6 +86,8 @@ class WorkflowRecord:
     delivered_at: float | None = None
     error: str = ""
     path: str | None = None
+    # Times the workflow was started again after the process running it died (runner.max_resumes).
+    resumes: int = 0
 
     @property
     def duration_s(self) -> float | None:
@@ -99,6 +102,18 @@ class WorkflowRecord:
     @property
     def depth(self) -> str:
         return self.options.get("depth", "")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedStep:
+    """A finished step of a workflow as the store holds it: a resumed workflow gets `value` back
+    instead of running the step again. `value` is the JSON the step returned, as read back (a
+    tuple is a list, configured secrets are masked); `recorded_at` is Unix seconds."""
+
+    index: int
+    name: str
+    value: Any
+    recorded_at: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import functools
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from ..groupcommit.damaged import quarantine_database
 from ..metrics import STORE_WRITE_FAILURES, WORKFLOW_RESULTS_PERSISTED
 from ..records import (
     DeliveryState,
+    RecordedStep,
     StoredResult,
     WorkflowRecord,
     WorkflowStatus,
@@ -51,12 +53,14 @@ from .locks import KeyedLocks
 from .maintenance import Maintenance, ReconcileReport
 from .query import MAX_PAGE_SIZE, ResultQuery
 from .sqlite.index import IndexDamaged, ResultIndex, WorkflowExists
+from .steps import decode_step, encode_step
 from .store_lock import StoreLock
 from .threads import StoreThreads
 
-__all__ = ["INDEX_NAME", "ResultStore", "StorageErrorHook"]
+__all__ = ["DEFAULT_MAX_STEP_BYTES", "INDEX_NAME", "ResultStore", "StorageErrorHook"]
 
 INDEX_NAME: Final = "index.sqlite3"
+DEFAULT_MAX_STEP_BYTES: Final = 1024 * 1024  # runner.max_step_bytes's default
 
 _SECONDS_PER_DAY: Final = 86_400.0
 _HEX: Final = frozenset("0123456789abcdef")
@@ -88,6 +92,10 @@ def _copy(record: WorkflowRecord) -> WorkflowRecord:
     return dataclasses.replace(record, options=dict(record.options))
 
 
+def _decode_all(values: list[bytes]) -> list[Any]:
+    return [decode_step(value) for value in values]
+
+
 def _errno_name(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
 
@@ -116,8 +124,10 @@ class ResultStore:
         on_storage_error: StorageErrorHook | None,
         clock: Callable[[], float],
         uptime: Uptime,
+        max_step_bytes: int = DEFAULT_MAX_STEP_BYTES,
     ) -> None:
         self._settings = settings
+        self._max_step_bytes = max_step_bytes
         self._results_dir = settings.path / files.RESULTS_DIR
         self._files = ResultFileWriter(self._results_dir)
         self._index = index
@@ -152,6 +162,7 @@ class ResultStore:
         uptime: Uptime = host_uptime,
         maintain: bool = True,
         exclusive: bool | None = None,
+        max_step_bytes: int = DEFAULT_MAX_STEP_BYTES,
     ) -> ResultStore:
         """Prepare the directories, take the store's lock, open the index, then (if `maintain`)
         reconcile, purge expired results and start the periodic retention task.
@@ -168,6 +179,7 @@ class ResultStore:
 
         `clock` is the wall clock (epoch seconds) and `uptime` the host's boot id and uptime
         clock, which retention compares with it (`clock_check`); tests pass their own.
+        `max_step_bytes` is ``runner.max_step_bytes``: the largest step value `record_step` takes.
         """
         exclusive = maintain if exclusive is None else exclusive
         if maintain and not exclusive:
@@ -202,6 +214,7 @@ class ResultStore:
             on_storage_error=on_storage_error,
             clock=clock,
             uptime=uptime,
+            max_step_bytes=max_step_bytes,
         )
         try:
             await store._tighten_index_files()
@@ -374,6 +387,75 @@ class ResultStore:
             await self._index.update_progress(workflow_id, stage, fraction)
         except StoreError as exc:
             logger.warning("store: workflow {}: progress not recorded: {}", workflow_id, exc)
+
+    # -- recorded steps (durable workflows) ----------------------------------------------------
+
+    async def record_step(self, workflow_id: str, index: int, name: str, value: object) -> None:
+        """Record that step `index` (0-based, in the order the workflow ran them) named `name`
+        returned `value`; returns once the row is fsynced (the index's group commit), so a
+        workflow that goes on after this never runs the step again on a resume.
+
+        The value is stored as JSON with configured secrets masked (`steps`): StepNotStorable if
+        it is not JSON, StepTooLarge (naming ``runner.max_step_bytes``) if it is larger. The same
+        index recorded again replaces the value under the same name (a replay after the process
+        died between the write and the workflow's going on); under another name it is a
+        ValueError and the recorded step stays. StoreError if the index cannot write it.
+        """
+        workflow_id = validate_workflow_id(workflow_id)
+        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+            raise ValueError(f"a step's index is a whole number from 0, not {index!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a step's name is non-empty text, not {name!r}")
+        self._check_open()
+        data = await self._threads.work(
+            functools.partial(encode_step, limit_bytes=self._max_step_bytes), value
+        )
+        recorded = await self._index.record_step(workflow_id, index, name, data, self._clock())
+        if recorded is not None:
+            raise ValueError(
+                f"workflow {workflow_id}: step {index} was recorded as {recorded!r}, "
+                f"not {name!r}; a recorded step is replaced only by the same step"
+            )
+
+    async def steps(self, workflow_id: str) -> list[RecordedStep]:
+        """The workflow's recorded steps, by index; their values as JSON reads them back."""
+        workflow_id = validate_workflow_id(workflow_id)
+        self._check_open()
+        rows = await self._index.steps(workflow_id)
+        if not rows:
+            return []
+        values = await self._threads.work(_decode_all, [row.value for row in rows])
+        return [
+            RecordedStep(row.index, row.name, value, row.recorded_at)
+            for row, value in zip(rows, values, strict=True)
+        ]
+
+    async def note_resume(self, workflow_id: str) -> int:
+        """Count one more resume of a workflow found running (fsynced before it returns, so a
+        resume that kills the process again is counted) and return the new count. StoreError for
+        a workflow the index does not hold. The workflow counts as this process's from then on
+        (`resumable` no longer lists it)."""
+        workflow_id = validate_workflow_id(workflow_id)
+        self._check_open()
+        count = await self._index.note_resume(workflow_id)
+        if count is None:
+            raise StoreError(f"unknown workflow {workflow_id}: no resume counted")
+        live = self._live.get(workflow_id)
+        row = None if live is not None else await self._index.get(workflow_id)
+        if row is not None and row.status is WorkflowStatus.RUNNING:
+            # From now on this process runs it: `resumable` leaves it out, `finish` starts here.
+            live = self._live[workflow_id] = row
+        if live is not None:
+            live.resumes = count
+        return count
+
+    async def resumable(self) -> list[WorkflowRecord]:
+        """Workflows still marked running that no workflow of this process is running: those a
+        dead process left behind, oldest first, each with its resume count. Whether one is
+        resumed (its command, its recorded steps, `runner.max_resumes`) is the runner's call."""
+        self._check_open()
+        rows = await self._index.running()
+        return [row for row in rows if row.workflow_id not in self._live]
 
     # -- finishing (the write-ahead's second half) --------------------------------------------
 

@@ -206,7 +206,7 @@ async def test_an_index_from_schema_version_2_is_upgraded_and_a_changed_url_is_f
     assert [r.workflow_id for r in found_new] == [moved.workflow_id]
     assert moved.workflow_id not in [r.workflow_id for r in found_old]
     assert [r.workflow_id for r in found_kept] == [kept.workflow_id]
-    assert version == SCHEMA_VERSION == 3
+    assert version == SCHEMA_VERSION >= 3
     assert "WHEN old.url IS NOT new.url" in trigger
 
 

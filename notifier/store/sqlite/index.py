@@ -58,7 +58,7 @@ from ..threads import StoreThreads
 from .schema import BLOCK_BITS, BUSY_TIMEOUT_MS, prepare
 from .url_terms import TrigramCounts, fts_phrase, read_trigram_counts, trigram_query
 
-__all__ = ["IndexDamaged", "ResultIndex", "RowState", "WorkflowExists"]
+__all__ = ["IndexDamaged", "ResultIndex", "RowState", "StepRow", "WorkflowExists"]
 
 _CHUNK: Final = 500  # ids per IN (...) list: far below SQLite's variable limit
 _WRITER_PRAGMAS: Final = (f"busy_timeout = {BUSY_TIMEOUT_MS}", "synchronous = FULL")
@@ -88,6 +88,7 @@ _COLUMNS: Final = (
     "delivered_at",
     "error",
     "path",
+    "resumes",
 )
 _SELECT: Final = "SELECT " + ", ".join(_COLUMNS) + " FROM workflows"
 _CREATED_AT: Final = _COLUMNS.index("created_at")
@@ -95,9 +96,12 @@ _SELECT_WITH_ID: Final = "SELECT " + ", ".join(_COLUMNS) + ", id FROM workflows"
 _INSERT: Final = (
     f"INSERT INTO workflows ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
-# On re-finishing or re-indexing an existing row, everything but the delivery bookkeeping comes
-# from the new record: delivery happened (or not) after the result was written and stays true.
-_NOT_UPDATED: Final = frozenset({"workflow_id", "delivery_state", "delivered_via", "delivered_at"})
+# On re-finishing or re-indexing an existing row, everything but the delivery bookkeeping (and the
+# resume count) comes from the new record: delivery happened (or not) after the result was written
+# and stays true; a result file does not know how often its workflow was resumed.
+_NOT_UPDATED: Final = frozenset(
+    {"workflow_id", "delivery_state", "delivered_via", "delivered_at", "resumes"}
+)
 _UPSERT: Final = (
     _INSERT
     + " ON CONFLICT (workflow_id) DO UPDATE SET "
@@ -145,6 +149,27 @@ class RowState:
     delivery_state: DeliveryState = DeliveryState.PENDING
 
 
+@dataclass(frozen=True, slots=True)
+class StepRow:
+    """One row of `workflow_steps`: a recorded step, its value still the stored JSON bytes."""
+
+    index: int
+    name: str
+    value: bytes
+    recorded_at: float
+
+
+# A step recorded again under its index replaces the row only under the same name: a replay of
+# the same step (its first write landed, the process died before the workflow heard of it). Under
+# another name nothing changes and no row is counted, which `record_step` reports.
+_RECORD_STEP: Final = (
+    "INSERT INTO workflow_steps (workflow_id, step_index, name, value, recorded_at) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workflow_id, step_index) DO UPDATE SET "
+    "value = excluded.value, recorded_at = excluded.recorded_at "
+    "WHERE workflow_steps.name = excluded.name"
+)
+
+
 def _row_values(record: WorkflowRecord) -> tuple[Any, ...]:
     return (
         record.workflow_id,
@@ -168,6 +193,7 @@ def _row_values(record: WorkflowRecord) -> tuple[Any, ...]:
         record.delivered_at,
         record.error,
         record.path,
+        record.resumes,
     )
 
 
@@ -202,6 +228,7 @@ def _record(row: Sequence[Any]) -> WorkflowRecord:
         delivered_at=row[18],
         error=row[19],
         path=row[20],
+        resumes=row[21],
     )
 
 
@@ -421,6 +448,44 @@ class ResultIndex:
         with _sqlite_errors("read a workflow"):
             rows = await self._fetch(f"{_SELECT} WHERE workflow_id = ? AND {_LIVE}", (workflow_id,))
         return _record(rows[0]) if rows else None
+
+    # -- steps and resumes ---------------------------------------------------------------------
+
+    async def record_step(
+        self, workflow_id: str, index: int, name: str, value: bytes, at: float
+    ) -> str | None:
+        """Write a step durably (fsynced, in the next group commit). None once written; the name
+        already recorded under `index` if it is another one (then nothing was written)."""
+        with _sqlite_errors("record a step"):
+            changed = await self._write(_RECORD_STEP, (workflow_id, index, name, value, at))
+            if changed:
+                return None
+            rows = await self._fetch(
+                "SELECT name FROM workflow_steps WHERE workflow_id = ? AND step_index = ?",
+                (workflow_id, index),
+            )
+        if not rows:  # cannot happen: the conflict that left it unchanged was this row
+            raise StoreError(f"index: step {index} of workflow {workflow_id} was not recorded")
+        return str(rows[0][0])
+
+    async def steps(self, workflow_id: str) -> list[StepRow]:
+        with _sqlite_errors("read the steps"):
+            rows = await self._fetch(
+                "SELECT step_index, name, value, recorded_at FROM workflow_steps "
+                "WHERE workflow_id = ? ORDER BY step_index",
+                (workflow_id,),
+            )
+        return [StepRow(int(i), str(n), bytes(v), float(at)) for i, n, v, at in rows]
+
+    async def note_resume(self, workflow_id: str) -> int | None:
+        """Count one more resume, durably; the new count, or None if there is no such row."""
+        with _sqlite_errors("count a resume"):
+            written = await self._writer.execute(
+                f"UPDATE workflows SET resumes = resumes + 1 WHERE workflow_id = ? AND {_LIVE} "
+                "RETURNING resumes",
+                (workflow_id,),
+            )
+        return int(written.rows[0][0]) if written.rows else None
 
     # -- search --------------------------------------------------------------------------------
 
@@ -713,8 +778,13 @@ class ResultIndex:
         return [row[0] for row in rows]
 
     async def delete(self, workflow_ids: Sequence[str]) -> None:
+        """The rows and their recorded steps, in one transaction: steps never outlive their row."""
+
         def delete(conn: sqlite3.Connection) -> None:
             for chunk in _chunks(workflow_ids):
+                conn.execute(
+                    f"DELETE FROM workflow_steps WHERE workflow_id IN ({_marks(chunk)})", chunk
+                ).close()
                 conn.execute(
                     f"DELETE FROM workflows WHERE workflow_id IN ({_marks(chunk)})", chunk
                 ).close()

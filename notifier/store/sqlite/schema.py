@@ -4,7 +4,8 @@
 `SCHEMA_VERSION` (``PRAGMA user_version``), idempotently, whatever version the file had; a file
 from a newer program is refused rather than guessed at. Version 2 added `workflow_blocks` (the URL
 search stops early), version 3 the `WHEN` on the FTS update trigger (a finish no longer rewrites a
-URL's trigrams).
+URL's trigrams), version 4 `workflow_steps` and `workflows.resumes` (durable workflows: a resumed
+workflow replays its recorded steps).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from ...errors import StoreError
 
 __all__ = ["BLOCK_BITS", "BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "prepare"]
 
-SCHEMA_VERSION: Final = 3  # 2: workflow_blocks (URL search stops early); 3: see _FTS_UPDATE
+# 2: workflow_blocks (URL search stops early); 3: see _FTS_UPDATE; 4: workflow_steps, resumes
+SCHEMA_VERSION: Final = 4
 BUSY_TIMEOUT_MS: Final = 10_000
 
 _SCHEMA = """
@@ -47,7 +49,8 @@ CREATE TABLE IF NOT EXISTS workflows (
     delivered_at     REAL,
     error            TEXT    NOT NULL DEFAULT '',
     path             TEXT,
-    purge_started_at REAL
+    purge_started_at REAL,
+    resumes          INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS workflows_user_created ON workflows (user_id, created_at);
 CREATE INDEX IF NOT EXISTS workflows_created ON workflows (created_at);
@@ -64,6 +67,14 @@ CREATE INDEX IF NOT EXISTS workflows_purging ON workflows (purge_started_at)
 CREATE TABLE IF NOT EXISTS workflow_blocks (
     block  INTEGER PRIMARY KEY,
     newest REAL    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workflow_steps (
+    workflow_id TEXT    NOT NULL,
+    step_index  INTEGER NOT NULL CHECK (step_index >= 0),
+    name        TEXT    NOT NULL,
+    value       BLOB    NOT NULL,
+    recorded_at REAL    NOT NULL,
+    PRIMARY KEY (workflow_id, step_index)
 );
 CREATE TABLE IF NOT EXISTS store_notes (
     key   TEXT PRIMARY KEY,
@@ -82,6 +93,11 @@ CREATE TRIGGER IF NOT EXISTS workflow_blocks_update AFTER UPDATE OF created_at O
         WHERE block = new.id >> 10 AND newest < new.created_at;
 END;
 """
+# workflow_steps: the recorded steps of a workflow (`ResultStore.record_step`), its JSON value as
+# stored; a resumed workflow gets them back instead of running the steps again. Not tied to the
+# row by a foreign key (the index runs without them): retention and purges delete a workflow's
+# steps in the same transaction as its row (`ResultIndex.delete`).
+# workflows.resumes: how often a workflow found running at start was resumed (runner.max_resumes).
 # store_notes: what the store keeps about itself rather than about a workflow (retention's last
 # sweep, see `notifier.store.clock_check`). Added without a version bump: an older program ignores
 # the table, so going back to it stays possible.
@@ -121,6 +137,15 @@ END;
 """
 
 
+async def _add_resumes(db: aiosqlite.Connection) -> None:
+    """`workflows.resumes` in a file made before version 4 (CREATE TABLE IF NOT EXISTS left its
+    older table as it was). Looked up first, so a file that has it already is left alone."""
+    async with db.execute("PRAGMA table_info(workflows)") as cursor:
+        columns = {str(row[1]) for row in await cursor.fetchall()}
+    if "resumes" not in columns:
+        await db.execute("ALTER TABLE workflows ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0")
+
+
 async def prepare(db: aiosqlite.Connection) -> bool:
     """Bring the index at `db` to `SCHEMA_VERSION`; return whether URL search has FTS5."""
     await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -139,6 +164,8 @@ async def prepare(db: aiosqlite.Connection) -> bool:
     if version < 3:  # replaced below by the version with WHEN (_FTS_UPDATE)
         await db.execute("DROP TRIGGER IF EXISTS workflow_urls_update")
     await db.executescript(_SCHEMA)
+    if version < 4:
+        await _add_resumes(db)
     if version < 2:
         await db.execute(_FILL_BLOCKS)  # rows indexed before the table existed
     await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

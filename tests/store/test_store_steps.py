@@ -1,0 +1,328 @@
+"""Recorded steps of durable workflows: what a resumed workflow gets back instead of running a step
+again. Against the real store (SQLite and files in tmp_path): a step is on disk when
+`record_step` returns (a process killed right after still has it), comes back in order, is
+replaced only by the same step, refused when too large or not JSON, never holds a configured
+secret, and goes away with its workflow; resume counts survive a restart; an index from the
+previous schema version is upgraded."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import sqlite3
+import sys
+import textwrap
+import uuid
+
+import pytest
+
+from notifier.config import StorageSettings
+from notifier.errors import StepNotStorable, StepTooLarge, StoreError
+from notifier.logs import redactor
+from notifier.records import RecordedStep, WorkflowStatus
+from notifier.store import ResultQuery, ResultStore
+from notifier.store.sqlite.schema import SCHEMA_VERSION
+
+from .support import DAY_S, START_S, FakeClock, finished, make_record
+
+PAGE = {"url": "https://example.com/a", "title": "A", "words": 812, "links": ["b", "c"]}
+
+
+async def _running(store: ResultStore) -> str:
+    record = make_record(created_at=START_S)
+    await store.create(record)
+    return record.workflow_id
+
+
+async def test_steps_come_back_in_order_after_a_restart(
+    storage: StorageSettings, clock: FakeClock
+) -> None:
+    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+        workflow_id = await _running(store)
+        await store.record_step(workflow_id, 1, "page:0", PAGE)
+        await store.record_step(workflow_id, 0, "plan", ["https://example.com/a"])
+        clock.advance(5)
+        await store.record_step(workflow_id, 2, "page:1", {"tuple": (1, 2), "n": None})
+
+    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as reopened:
+        steps = await reopened.steps(workflow_id)
+
+    assert steps == [
+        RecordedStep(0, "plan", ["https://example.com/a"], START_S),
+        RecordedStep(1, "page:0", PAGE, START_S),
+        RecordedStep(2, "page:1", {"tuple": [1, 2], "n": None}, START_S + 5),
+    ]
+
+
+async def test_a_workflow_without_steps_has_none(store: ResultStore) -> None:
+    workflow_id = await _running(store)
+    await store.record_step(await _running(store), 0, "plan", [])
+
+    assert await store.steps(workflow_id) == []
+
+
+_KILLED_AFTER_RECORDING = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    from pathlib import Path
+    from notifier.config import StorageSettings
+    from notifier.records import WorkflowRecord
+    from notifier.store import ResultStore
+
+    async def main() -> None:
+        store = await ResultStore.open(StorageSettings(path=Path(sys.argv[1])))
+        workflow_id = sys.argv[2]
+        await store.create(WorkflowRecord(workflow_id=workflow_id, command="crawl", user_id=1))
+        for index in range(3):
+            await store.record_step(workflow_id, index, f"page:{index}", {"page": index})
+        os.kill(os.getpid(), signal.SIGKILL)  # no close, no flush: only what reached the disk
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_a_step_is_on_disk_when_record_step_returns(storage: StorageSettings) -> None:
+    workflow_id = uuid.uuid4().hex
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _KILLED_AFTER_RECORDING, str(storage.path), workflow_id
+    )
+    assert await process.wait() == -9
+
+    async with await ResultStore.open(storage) as store:
+        steps = await store.steps(workflow_id)
+        [left_running] = await store.resumable()
+
+    assert [(s.index, s.name, s.value) for s in steps] == [
+        (0, "page:0", {"page": 0}),
+        (1, "page:1", {"page": 1}),
+        (2, "page:2", {"page": 2}),
+    ]
+    assert left_running.workflow_id == workflow_id
+
+
+async def test_the_same_step_again_replaces_its_value(store: ResultStore, clock: FakeClock) -> None:
+    # The process died after the write, before the workflow went on: the replay writes it again.
+    workflow_id = await _running(store)
+    await store.record_step(workflow_id, 0, "page:0", {"try": 1})
+    clock.advance(60)
+    await store.record_step(workflow_id, 0, "page:0", {"try": 2})
+
+    assert await store.steps(workflow_id) == [RecordedStep(0, "page:0", {"try": 2}, START_S + 60)]
+
+
+async def test_another_step_under_a_recorded_index_is_refused_and_the_first_stays(
+    store: ResultStore,
+) -> None:
+    workflow_id = await _running(store)
+    await store.record_step(workflow_id, 3, "page:2", PAGE)
+
+    with pytest.raises(ValueError, match=r"step 3 was recorded as 'page:2', not 'page:5'"):
+        await store.record_step(workflow_id, 3, "page:5", {"other": True})
+
+    assert await store.steps(workflow_id) == [RecordedStep(3, "page:2", PAGE, START_S)]
+
+
+async def test_a_value_over_the_limit_is_refused_naming_the_limit(
+    storage: StorageSettings, clock: FakeClock
+) -> None:
+    async with await ResultStore.open(storage, clock=clock, max_step_bytes=1_000) as store:
+        workflow_id = await _running(store)
+        await store.record_step(workflow_id, 0, "small", "x" * 998)  # 1,000 bytes with quotes
+
+        with pytest.raises(StepTooLarge) as refused:
+            await store.record_step(workflow_id, 1, "big", "x" * 1_233)
+
+        assert str(refused.value) == (
+            "the step's value is 1,235 bytes; the limit is 1,000 (runner.max_step_bytes)"
+        )
+        assert refused.value.limit_bytes == 1_000
+        assert [s.name for s in await store.steps(workflow_id)] == ["small"]
+
+
+async def test_the_default_limit_is_one_mebibyte(store: ResultStore) -> None:
+    workflow_id = await _running(store)
+
+    with pytest.raises(StepTooLarge, match=r"the limit is 1,048,576 \(runner.max_step_bytes\)"):
+        await store.record_step(workflow_id, 0, "page:0", "x" * (1024 * 1024))
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC), "datetime"),
+        ({"seen": {1, 2}}, "set"),
+        (object(), "object"),
+    ],
+)
+async def test_a_value_that_is_not_json_is_refused(
+    store: ResultStore, value: object, why: str
+) -> None:
+    workflow_id = await _running(store)
+
+    with pytest.raises(StepNotStorable, match=why):
+        await store.record_step(workflow_id, 0, "page:0", value)
+
+    assert await store.steps(workflow_id) == []
+
+
+async def test_a_value_that_contains_itself_is_refused(store: ResultStore) -> None:
+    workflow_id = await _running(store)
+    looped: list[object] = []
+    looped.append(looped)
+
+    with pytest.raises(StepNotStorable, match="nested deeper than 255 levels"):
+        await store.record_step(workflow_id, 0, "page:0", looped)
+
+
+async def test_json_that_orjson_refuses_is_still_stored_exactly(store: ResultStore) -> None:
+    workflow_id = await _running(store)
+    value = {"big": 2**70, "text": "a lone \udc80 surrogate"}
+
+    await store.record_step(workflow_id, 0, "page:0", value)
+
+    [step] = await store.steps(workflow_id)
+    assert step.value == value
+
+
+async def test_a_configured_secret_is_stored_masked(
+    store: ResultStore, storage: StorageSettings
+) -> None:
+    secret = f'pa"ss\\{uuid.uuid4().hex}'  # a quote and a backslash: escaped in JSON text
+    redactor.add([secret])
+    workflow_id = await _running(store)
+
+    await store.record_step(
+        workflow_id, 0, "page:0", {"header": f"Bearer {secret}", secret: [f"x{secret}y"]}
+    )
+
+    [step] = await store.steps(workflow_id)
+    assert step.value == {"header": "Bearer ***", "***": ["x***y"]}
+    index = (storage.path / "index.sqlite3").read_bytes()
+    wal = storage.path / "index.sqlite3-wal"
+    on_disk = index + (wal.read_bytes() if wal.exists() else b"")
+    assert secret.encode() not in on_disk
+    assert uuid.UUID(secret[-32:]).hex.encode() not in on_disk
+
+
+async def test_bad_indexes_and_names_are_refused(store: ResultStore) -> None:
+    workflow_id = await _running(store)
+    for index in (-1, True, 1.0):
+        with pytest.raises(ValueError, match="a step's index is a whole number"):
+            await store.record_step(workflow_id, index, "page:0", {})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="a step's name is non-empty text"):
+        await store.record_step(workflow_id, 0, "", {})
+
+
+async def test_resume_counts_survive_a_restart(storage: StorageSettings, clock: FakeClock) -> None:
+    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+        workflow_id = await _running(store)
+    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+        [found] = await store.resumable()
+        first = await store.note_resume(workflow_id)
+        # Resumed by this process now: not offered again, and its record says how often.
+        assert await store.resumable() == []
+        record = await store.get(workflow_id)
+        assert record is not None and record.resumes == 1
+    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+        second = await store.note_resume(workflow_id)
+        stored = await store.finish(
+            workflow_id, status=WorkflowStatus.FAILED, result=None, error="gave up"
+        )
+        [searched] = await store.search(ResultQuery(status=WorkflowStatus.FAILED))
+
+    assert found.resumes == 0
+    assert (first, second) == (1, 2)
+    assert stored.record.resumes == 2
+    assert searched.resumes == 2
+
+
+async def test_a_resume_of_an_unknown_workflow_is_an_error(store: ResultStore) -> None:
+    with pytest.raises(StoreError, match="unknown workflow"):
+        await store.note_resume(uuid.uuid4().hex)
+
+
+async def test_resumable_leaves_out_what_this_process_runs(store: ResultStore) -> None:
+    await _running(store)
+
+    assert await store.resumable() == []
+
+
+async def test_retention_removes_a_workflows_steps_with_it(
+    store: ResultStore, storage: StorageSettings, clock: FakeClock
+) -> None:
+    old = make_record(created_at=START_S)
+    await store.create(old)
+    await store.record_step(old.workflow_id, 0, "page:0", PAGE)
+    await store.finish(old.workflow_id, status=WorkflowStatus.COMPLETED, result={"pages": 1})
+    await store.mark_delivered(old.workflow_id, "followup")
+    kept = await _running(store)
+    await store.record_step(kept, 0, "page:0", PAGE)
+    clock.advance(31 * DAY_S)
+
+    assert await store.purge() == 1
+
+    assert await store.steps(old.workflow_id) == []
+    assert [s.name for s in await store.steps(kept)] == ["page:0"]
+    db = sqlite3.connect(storage.path / "index.sqlite3")
+    try:
+        rows = db.execute("SELECT workflow_id FROM workflow_steps").fetchall()
+    finally:
+        db.close()
+    assert rows == [(kept,)]
+
+
+async def test_finish_keeps_the_steps_until_retention(store: ResultStore) -> None:
+    record = make_record(created_at=START_S)
+    await store.create(record)
+    await store.record_step(record.workflow_id, 0, "page:0", PAGE)
+    await store.finish(record.workflow_id, status=WorkflowStatus.COMPLETED, result={"ok": 1})
+
+    assert [s.name for s in await store.steps(record.workflow_id)] == ["page:0"]
+
+
+async def test_an_index_from_schema_version_3_is_upgraded(
+    storage: StorageSettings, clock: FakeClock
+) -> None:
+    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+        workflow_id = await _running(store)
+        done = await finished(store)
+    path = storage.path / "index.sqlite3"
+    db = sqlite3.connect(path)
+    try:  # what version 3 had: no steps table, no resume count
+        db.executescript(
+            "DROP TABLE workflow_steps; ALTER TABLE workflows DROP COLUMN resumes;"
+            "PRAGMA user_version = 3;"
+        )
+    finally:
+        db.close()
+
+    for _ in range(2):  # the upgrade is idempotent: a second open changes nothing
+        async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+            [left] = await store.resumable()
+            old = await store.get(done.workflow_id)
+            await store.record_step(workflow_id, 0, "page:0", PAGE)
+            count = await store.note_resume(workflow_id)
+            steps = await store.steps(workflow_id)
+        assert left.workflow_id == workflow_id and left.resumes == count - 1
+        assert old is not None and old.status is WorkflowStatus.COMPLETED and old.resumes == 0
+        assert [s.value for s in steps] == [PAGE]
+    db = sqlite3.connect(path)
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        db.close()
+    assert version == SCHEMA_VERSION == 4
+
+
+async def test_an_index_from_a_newer_program_is_refused(storage: StorageSettings) -> None:
+    # Going forward is an upgrade; going back is refused rather than guessed at.
+    storage.path.mkdir()
+    db = sqlite3.connect(storage.path / "index.sqlite3")
+    try:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    finally:
+        db.close()
+
+    with pytest.raises(StoreError, match=f"index schema version {SCHEMA_VERSION + 1} is newer"):
+        await ResultStore.open(storage, maintain=False)
