@@ -1,7 +1,7 @@
 """Run every benchmark, one after the other, each in its own process.
 
-    .venv/bin/python -m bench                      # all seven, the documented sizes
-    .venv/bin/python -m bench --quick              # all seven, small sizes (a smoke run)
+    .venv/bin/python -m bench                      # all eight, the documented sizes
+    .venv/bin/python -m bench --quick              # all eight, small sizes (a smoke run)
     .venv/bin/python -m bench fanout loop_lag      # just these
 
 Each benchmark prints its own tables; this prints, at the end, every benchmark's exit status and
@@ -17,7 +17,16 @@ import threading
 import time
 from pathlib import Path
 
-BENCHMARKS = ("fanout", "loop_lag", "persistence", "index", "scale", "progress", "hostile")
+BENCHMARKS = (
+    "fanout",
+    "loop_lag",
+    "persistence",
+    "index",
+    "scale",
+    "progress",
+    "hostile",
+    "steps",
+)
 # Per benchmark, generous: the index build alone takes about 100 s here.
 LIMIT_S = 1800
 

@@ -13,7 +13,7 @@ README = (ROOT / "README.md").read_text()
 
 
 @pytest.mark.parametrize(
-    "name", ["fanout", "loop_lag", "persistence", "index", "scale", "progress"]
+    "name", ["fanout", "loop_lag", "persistence", "index", "scale", "progress", "steps"]
 )
 def test_each_benchmark_named_in_the_readme_measures(name: str, tmp_path: Path) -> None:
     assert f"bench.{name}" in README
