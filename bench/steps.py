@@ -45,6 +45,7 @@ from notifier.store.steps import encode_step
 
 from .common import (
     LagProbe,
+    LagStats,
     MeasureError,
     Target,
     base_parser,
@@ -225,6 +226,17 @@ async def run() -> None:
                     )
     ours_phases = [name for name in probe.phases if name.startswith("ours-")]
     lag = probe.stats(*ours_phases)
+    lag_by_size = {
+        size_kb: LagStats.of(
+            [
+                sample
+                for name in ours_phases
+                if name.endswith(f"-{size_kb:g}kb")
+                for sample in probe.phases[name]
+            ]
+        )
+        for size_kb in sizes_kb
+    }
 
     rows = []
     for size_kb in sizes_kb:
@@ -258,8 +270,16 @@ async def run() -> None:
                 f"{idle.samples:,}",
                 *map(fmt_ms, (idle.p50, idle.p99, idle.max)),
             ),
+            *[
+                (
+                    f"record_step, {encoded_size[size_kb] / 1000:.1f} KB",
+                    f"{each.samples:,}",
+                    *map(fmt_ms, (each.p50, each.p99, each.max)),
+                )
+                for size_kb, each in lag_by_size.items()
+            ],
             (
-                "record_step, all rounds",
+                "record_step, all rounds and sizes",
                 f"{lag.samples:,}",
                 *map(fmt_ms, (lag.p50, lag.p99, lag.max)),
             ),
