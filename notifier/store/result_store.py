@@ -399,7 +399,9 @@ class ResultStore:
         it is not JSON, StepTooLarge (naming ``runner.max_step_bytes``) if it is larger. The same
         index recorded again replaces the value under the same name (a replay after the process
         died between the write and the workflow's going on); under another name it is a
-        ValueError and the recorded step stays. StoreError if the index cannot write it.
+        ValueError and the recorded step stays. StoreError if the index cannot write it, or for a
+        workflow this store does not know (steps never outlive their workflow: retention removes
+        them with its row, and a step without one would never go).
         """
         workflow_id = validate_workflow_id(workflow_id)
         if isinstance(index, bool) or not isinstance(index, int) or index < 0:
@@ -407,6 +409,8 @@ class ResultStore:
         if not isinstance(name, str) or not name:
             raise ValueError(f"a step's name is non-empty text, not {name!r}")
         self._check_open()
+        if workflow_id not in self._live and await self._index.get(workflow_id) is None:
+            raise StoreError(f"unknown workflow {workflow_id}: its step {name!r} is not recorded")
         data = await self._threads.work(
             functools.partial(encode_step, limit_bytes=self._max_step_bytes), value
         )

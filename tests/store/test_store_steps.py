@@ -205,6 +205,15 @@ async def test_a_configured_secret_is_stored_masked(
     assert uuid.UUID(secret[-32:]).hex.encode() not in on_disk
 
 
+async def test_a_step_of_an_unknown_workflow_is_refused(store: ResultStore) -> None:
+    unknown = uuid.uuid4().hex
+
+    with pytest.raises(StoreError, match=f"unknown workflow {unknown}: its step 'page:0'"):
+        await store.record_step(unknown, 0, "page:0", PAGE)
+
+    assert await store.steps(unknown) == []
+
+
 async def test_bad_indexes_and_names_are_refused(store: ResultStore) -> None:
     workflow_id = await _running(store)
     for index in (-1, True, 1.0):
