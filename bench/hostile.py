@@ -48,7 +48,7 @@ from yarl import URL
 
 from notifier.config import AutointelSettings
 from notifier.runner.gc_tuning import tune_garbage_collector
-from notifier.testing.site import HOSTILE_KINDS
+from notifier.testing.site import HITS_PATH, HOSTILE_KINDS
 from notifier.workflows import WorkflowFailed
 from notifier.workflows.autointel import build_autointel
 from notifier.workflows.pagepool import PagePool, PageRejected
@@ -134,6 +134,15 @@ class SiteProcess:
 
     def url(self, kind: str = "") -> str:
         return f"http://127.0.0.1:{self.hostile_port}/{kind}"
+
+    async def hits(self) -> list[str]:
+        """The paths the hostile site has served so far."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{self.hostile_port}{HITS_PATH}") as response,
+        ):
+            found = await response.json()
+        return [str(path) for path in found]
 
     @property
     def demo_url(self) -> str:

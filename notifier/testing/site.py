@@ -110,6 +110,10 @@ class DemoSite(LoopbackServer):
         return web.Response(text=_page(index, self.pages), content_type="text/html")
 
 
+#: Where a HostileSite lists the paths requested so far (JSON), for a test or benchmark that
+#: serves it from a child process so that writing its 2 MiB bodies costs their loop nothing.
+HITS_PATH: Final = "/_hits"
+
 #: The pages of a HostileSite, each at `/<kind>` (see `HostileSite`).
 HOSTILE_KINDS: Final = (
     "punycode-header",
@@ -216,6 +220,8 @@ class HostileSite(LoopbackServer):
         return self._bodies[kind]
 
     async def _handle(self, request: web.Request) -> web.Response:
+        if request.path == HITS_PATH:  # for a site served from another process; not a hit
+            return web.json_response(self.hits)
         self.hits.append(request.path)
         path = request.path.strip("/")
         if not path:
