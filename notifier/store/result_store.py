@@ -459,7 +459,13 @@ class ResultStore:
         resumed (its command, its recorded steps, `runner.max_resumes`) is the runner's call."""
         self._check_open()
         rows = await self._index.running()
-        return [row for row in rows if row.workflow_id not in self._live]
+        # Nor one whose result this process holds, waiting for the disk (its row may still say
+        # running if the index refused the finish too): it finished, it is not to run again.
+        return [
+            row
+            for row in rows
+            if row.workflow_id not in self._live and row.workflow_id not in self._pending
+        ]
 
     # -- finishing (the write-ahead's second half) --------------------------------------------
 

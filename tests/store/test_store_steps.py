@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import errno
+import os
 import sqlite3
 import sys
 import textwrap
@@ -335,3 +337,27 @@ async def test_an_index_from_a_newer_program_is_refused(storage: StorageSettings
 
     with pytest.raises(StoreError, match=f"index schema version {SCHEMA_VERSION + 1} is newer"):
         await ResultStore.open(storage, maintain=False)
+
+
+async def test_a_finished_result_waiting_for_the_disk_is_not_offered_for_resuming(
+    storage: StorageSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disk refuses the result file and the index refuses the finish: the row still says
+    # running, but this process holds the outcome; resuming it would run it a second time.
+    async with await ResultStore.open(storage) as store:
+        workflow_id = await _running(store)
+        with sqlite3.connect(storage.path / "index.sqlite3") as db:
+            db.execute(
+                "CREATE TRIGGER refuse BEFORE UPDATE ON workflows "
+                "BEGIN SELECT RAISE(ABORT, 'simulated index failure'); END"
+            )
+
+        def full_disk(fd: int) -> None:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        monkeypatch.setattr(os, "fsync", full_disk)
+        await store.finish(workflow_id, status=WorkflowStatus.COMPLETED, result={"ok": 1})
+
+        assert store.pending_writes == (workflow_id,)
+        assert [r.workflow_id for r in await store.running()] == [workflow_id]
+        assert await store.resumable() == []
