@@ -327,7 +327,11 @@ class Notifier:
         )
         self._fanout = await Fanout.open(settings, context)
         self._runner = Runner(
-            settings=settings, store=self._store, io=self.io, notify=self._fanout.emit
+            settings=settings,
+            store=self._store,
+            io=self.io,
+            notify=self._fanout.emit,
+            workflows=self.workflows,
         )
         if self._metrics is not None:
             self._metrics.set_health_source(self.health, asyncio.get_running_loop())

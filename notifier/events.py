@@ -21,6 +21,7 @@ class Event(StrEnum):
     FAILED = "failed"
     PERSISTED = "persisted"
     INTERRUPTED = "interrupted"
+    RESUMED = "resumed"
     STORAGE_ERROR = "storage_error"
 
 

@@ -27,7 +27,13 @@ from ..config import Settings, StorageSettings
 from ..discord.embeds import export_json, export_markdown, render_result, rendered_as_text
 from ..errors import InvalidWorkflowId, StoreError, StoreLocked
 from ..metrics import ORPHANED_RESULTS_RETRIEVED
-from ..records import StoredResult, WorkflowRecord, WorkflowStatus, validate_workflow_id
+from ..records import (
+    RecordedStep,
+    StoredResult,
+    WorkflowRecord,
+    WorkflowStatus,
+    validate_workflow_id,
+)
 from ..store import ResultQuery, ResultStore
 from .common import (
     EXIT_NOT_FOUND,
@@ -163,8 +169,18 @@ def _metadata_lines(record: WorkflowRecord) -> list[str]:
         ("delivery", delivery),
         ("size", f"{record.size_bytes} bytes" if record.size_bytes is not None else "-"),
         ("error", record.error or "-"),
+        ("resumes", str(record.resumes)),
     ]
     return [f"{name:<9} {value}" for name, value in rows]
+
+
+def _step_lines(steps: list[RecordedStep]) -> list[str]:
+    """The recorded steps (what a resume would not run again), one a line."""
+    if not steps:
+        return [f"{'steps':<9} -"]
+    lines = [f"{'steps':<9} {len(steps)} recorded"]
+    lines += [f"  {s.index:>4}  {s.name}  ({_when(s.recorded_at)} UTC)" for s in steps]
+    return lines
 
 
 async def _results_show(args: argparse.Namespace, settings: Settings) -> int:
@@ -172,6 +188,7 @@ async def _results_show(args: argparse.Namespace, settings: Settings) -> int:
     async with await open_store(settings.storage) as store:
         record = await _existing_record(store, workflow_id)
         print("\n".join(_metadata_lines(record)))
+        print("\n".join(_step_lines(await store.steps(workflow_id))))
         if record.status in (WorkflowStatus.RUNNING, WorkflowStatus.LOST):
             print(f"\nno stored result (status {record.status.value})")
             return EXIT_OK if record.status is WorkflowStatus.RUNNING else EXIT_NOT_FOUND

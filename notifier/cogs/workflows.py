@@ -5,8 +5,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Mapping
-from typing import Any
 
 import nextcord
 from loguru import logger
@@ -25,9 +23,9 @@ from ..records import (
     new_workflow_id,
     validate_workflow_id,
 )
-from ..runner.runner import RunnerBusy, WorkflowBody, WorkflowRequest
-from ..workflows.api import Context
-from ..workflows.contract import InvalidWorkflowOptions, ReportProgress, WorkflowSpec
+from ..runner.journal import steps_listing
+from ..runner.runner import RunnerBusy, WorkflowRequest
+from ..workflows.contract import InvalidWorkflowOptions
 from .services import Services
 
 __all__ = ["WorkflowsCog"]
@@ -89,7 +87,7 @@ class WorkflowsCog(commands.Cog):
             try:
                 record = await services.runner.start(
                     request,
-                    _with_context(spec, request, workflow_id),
+                    spec,
                     estimate_s=estimate_s,
                     slot=slot,
                     workflow_id=workflow_id,
@@ -150,11 +148,36 @@ class WorkflowsCog(commands.Cog):
         message = progress_message(record, state or ProgressState("starting", 0.0))
         embed = dict(message.embeds[0])
         embed["title"] = f"/{record.command}: {record.status.value}"
+        steps = await self._steps_field(record)
+        if steps is not None:
+            embed["fields"] = [*embed.get("fields", []), steps]
         if record.delivered_via:
             embed["footer"] = {"text": f"delivered via {record.delivered_via}"}
         await interaction.response.send_message(
             embed=nextcord.Embed.from_dict(embed), ephemeral=True
         )
+
+    async def _steps_field(self, record: WorkflowRecord) -> dict[str, object] | None:
+        """The workflow's finished steps (the last few named), the one running, and how often
+        it was resumed after a restart; None for a workflow that recorded no step."""
+        live = self.services.runner.steps_state(record.workflow_id)
+        if live is not None:
+            names, running, resumes = list(live.names), live.running, live.resumes
+        else:
+            try:
+                names = [step.name for step in await self.services.store.steps(record.workflow_id)]
+            except NotifierError as exc:
+                logger.error("steps of {} unreadable: {}", record.workflow_id, exc)
+                names = []
+            running, resumes = None, record.resumes
+        if not names and running is None and not resumes:
+            return None
+        lines = [f"{len(names)} finished" + (f": {steps_listing(names)}" if names else "")]
+        if running is not None:
+            lines.append(f"running: {running}")
+        if resumes:
+            lines.append(f"resumed after a restart {resumes} time{'s' if resumes != 1 else ''}")
+        return {"name": "Steps", "value": "\n".join(lines)[:1024], "inline": False}
 
     @workflow.subcommand(name="cancel", description="Stop a running workflow")
     async def workflow_cancel(
@@ -214,21 +237,3 @@ class WorkflowsCog(commands.Cog):
             await reply_ephemeral(interaction, NOT_FOUND_TEXT)
             return None
         return record
-
-
-def _with_context(spec: WorkflowSpec, request: WorkflowRequest, workflow_id: str) -> WorkflowBody:
-    """The body the runner runs: the spec's `run`, handed a Context (the run's facts and its
-    progress) in place of the bare progress callback."""
-
-    def body(options: Mapping[str, str], report: ReportProgress) -> Awaitable[dict[str, Any]]:
-        ctx = Context(
-            workflow_id=workflow_id,
-            user_id=request.user_id,
-            guild_id=request.guild_id,
-            private=request.ephemeral,
-            options=options,
-            report=report,
-        )
-        return spec.run(options, ctx)
-
-    return body

@@ -103,6 +103,10 @@ DEFAULT_TEMPLATES: Mapping[Event, MessageTemplate] = {
         "{command} for {user} was interrupted ({error}). Retrieve what was saved with "
         "{retrieval_command}.",
     ),
+    Event.RESUMED: _T(
+        "Resumed: {command}",
+        "{command} for {user} was resumed after a restart (workflow {workflow_id}): {summary}",
+    ),
     Event.STORAGE_ERROR: _T(
         "Storage error: {command}",
         "The result of {command} for {user} (workflow {workflow_id}) could not be stored: {error}",

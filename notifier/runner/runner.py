@@ -7,7 +7,15 @@ reports progress and returns a dict; it never sees Discord.
 
 However a workflow ends (completed, failed, cancelled, interrupted by a shutdown, or found
 running after a crash), it takes one path: persist, notify, deliver, record the delivery (see
-"the outcome path" below). What is told and shown is drawn from the stored document the store
+"the outcome path" below).
+
+Resuming. A workflow started from its spec gets a Context whose steps (`ctx.step`) are recorded
+in the store (`journal.StoreJournal`). One found running after a restart (`recover`) whose
+workflow is resumable and has recorded steps runs again, replaying them, delivered through the
+ladder's channel and DM rungs (its interaction token died with the process), its user told once
+that it resumed; past `runner.max_resumes` it fails instead, naming the step it died in. At
+shutdown such a workflow is cancelled but left running in the store, to resume on the next
+start; one without recorded steps is interrupted, as before. What is told and shown is drawn from the stored document the store
 hands back, never from the dict the workflow returned, so the first delivery looks exactly like
 every later read of the result.
 """
@@ -20,8 +28,8 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
 from aiolimiter import AsyncLimiter
 from loguru import logger
@@ -40,9 +48,19 @@ from ..discord.messages import (
 from ..discord.session import InteractionLease
 from ..errors import NotifierError, StoreError
 from ..events import Event, Notice
-from ..metrics import WORKFLOW_DURATION, WORKFLOWS_RUNNING
-from ..records import ProgressState, StoredResult, WorkflowRecord, WorkflowStatus, new_workflow_id
+from ..metrics import WORKFLOW_DURATION, WORKFLOW_RESUMES, WORKFLOWS_RUNNING
+from ..records import (
+    ProgressState,
+    RecordedStep,
+    StoredResult,
+    WorkflowRecord,
+    WorkflowStatus,
+    new_workflow_id,
+)
 from ..store import ResultNotStorable, ResultQuery, ResultStore, WorkflowExists
+from ..workflows.api import Context
+from ..workflows.contract import ReportProgress, StepJournal, WorkflowSpec
+from .journal import StepProbe, StepReached, StoreJournal, steps_done_text
 from .progress import ProgressThrottle
 
 __all__ = [
@@ -50,6 +68,7 @@ __all__ = [
     "Runner",
     "RunnerBusy",
     "Slot",
+    "StepsState",
     "WorkflowBody",
     "WorkflowRequest",
     "results_channel",
@@ -57,12 +76,18 @@ __all__ = [
 
 Report = Callable[..., None]
 WorkflowBody = Callable[[Mapping[str, str], Report], Awaitable[dict[str, Any]]]
+# A body as the runner calls it: the options, the progress callback, the run's step journal.
+_JournaledBody = Callable[
+    [Mapping[str, str], Report, StepJournal | None], Awaitable[dict[str, Any]]
+]
 Notify = Callable[[Notice], Awaitable[None]]
 # An estimate as configured or declared: seconds, or seconds per option value ({deep: 900}).
 EstimateSource = float | Mapping[str, float] | None
 
 
 _STOPPED = "the bot stopped while this workflow ran"
+# How long the give-up probe may replay a workflow to find the step it died in.
+_PROBE_LIMIT_S = 10.0
 # Completed runs looked through for the history of a workflow whose estimate an option other
 # than `depth` decides (the index has no column for it).
 _HISTORY_WINDOW = 1000
@@ -132,6 +157,16 @@ class WorkflowRequest:
     attachment_limit_bytes: int
 
 
+@dataclass(frozen=True, slots=True)
+class StepsState:
+    """A running workflow's steps as the user sees them: `names` of the finished ones (replayed
+    and new), the one `running` now (None between steps), and how often it was `resumes`d."""
+
+    names: tuple[str, ...]
+    running: str | None
+    resumes: int
+
+
 @dataclass(slots=True)
 class _Running:
     record: WorkflowRecord
@@ -139,6 +174,9 @@ class _Running:
     delivery: Delivery
     throttle: ProgressThrottle
     started_monotonic: float
+    journal: StoreJournal | None = None
+    # Left running in the store at shutdown (to resume) once it has a recorded step.
+    resumable: bool = False
     cancel_reason: str | None = None
     state: ProgressState | None = None
     helpers: list[asyncio.Task[Any]] = field(default_factory=list)
@@ -157,11 +195,14 @@ class Runner:
         store: ResultStore,
         io: DiscordIO,
         notify: Notify,
+        workflows: Mapping[str, WorkflowSpec] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._io = io
         self._notify = notify
+        # The workflows by command name (a live mapping): what a resumed workflow runs.
+        self._workflows: Mapping[str, WorkflowSpec] = workflows if workflows is not None else {}
         self._running: dict[str, _Running] = {}
         self._reserved: Counter[int] = Counter()  # slots taken, per user, not yet running
         # The same slots per (user, workflow), for the workflows' own max_per_user.
@@ -195,6 +236,19 @@ class Runner:
         if running is None:
             return None
         return running.record, running.throttle.latest or running.state
+
+    def steps_state(self, workflow_id: str) -> StepsState | None:
+        """A running workflow's steps (finished, running now) and resumes; None if it is not
+        running here."""
+        running = self._running.get(workflow_id)
+        if running is None:
+            return None
+        journal = running.journal
+        return StepsState(
+            names=tuple(journal.names) if journal else (),
+            running=journal.running_step if journal else None,
+            resumes=running.record.resumes,
+        )
 
     def workflow_settings(self, command: str) -> WorkflowSettings:
         """The operator's settings for one workflow (`workflows.<command>` in config.yaml)."""
@@ -328,7 +382,7 @@ class Runner:
     async def start(
         self,
         request: WorkflowRequest,
-        body: WorkflowBody,
+        body: WorkflowBody | WorkflowSpec,
         *,
         estimate_s: float | None = None,
         workflow_id: str | None = None,
@@ -341,6 +395,9 @@ class Runner:
         before anything is awaited, so the workflow's own `max_per_user` holds for commands
         arriving together too (RunnerBusy if it is reached). The workflow takes the slot over
         once it runs; a failed start gives it back.
+
+        `body` is the workflow's spec (its run gets a Context whose steps are recorded, and it
+        resumes after a restart if the spec is resumable) or a bare body (never resumed).
         """
         with slot or self.reserve(request.user_id, request.command) as held:
             if held.held:
@@ -350,7 +407,7 @@ class Runner:
     async def _start(
         self,
         request: WorkflowRequest,
-        body: WorkflowBody,
+        body: WorkflowBody | WorkflowSpec,
         slot: Slot,
         estimate_s: float | None,
         workflow_id: str | None,
@@ -401,44 +458,12 @@ class Runner:
             attachment_limit_bytes=request.attachment_limit_bytes,
         )
 
-        async def on_ladder_event(event: Event, detail: str) -> None:
-            await self._emit(self._notice(record, event, rung=detail, error=detail))
-
-        delivery = Delivery(self._io, target, lease, on_event=on_ladder_event)
-
-        async def show(state: ProgressState) -> None:
-            await delivery.show_progress(
-                progress_message(record, state), self._handoff_builder(record)
-            )
-            await self._store.update_progress(
-                record.workflow_id, stage=state.stage, progress=state.progress
-            )
-            await self._emit(
-                self._notice(record, Event.PROGRESS, stage=state.stage, progress=state.progress)
-            )
-
-        throttle = ProgressThrottle(
-            show,
-            min_interval_s=self._settings.progress.min_interval,
-            budget=self._bot_edits,
-            needs_budget=lambda: delivery.rung in (Rung.CHANNEL, Rung.DM),
-        )
-        task = asyncio.create_task(self._run(record, body), name=f"workflow-{record.workflow_id}")
-        running = _Running(
-            record=record,
-            task=task,
-            delivery=delivery,
-            throttle=throttle,
-            started_monotonic=time.monotonic(),
-        )
-        running.helpers.append(
-            asyncio.create_task(delivery.watch_handoff(self._handoff_builder(record)))
-        )
-        self._running[record.workflow_id] = running
+        delivery = Delivery(self._io, target, lease, on_event=self._ladder_events(record))
+        journal = StoreJournal(self._store, record.workflow_id)
+        running = self._launch(record, body, delivery, journal)
         slot.release()  # the running workflow counts now, in the same step
-        WORKFLOWS_RUNNING.set(len(self._running))
         # The first status shows the workflow id at once; later edits are throttled.
-        throttle.report(ProgressState("starting", 0.0, "", time.time()))
+        running.throttle.report(ProgressState("starting", 0.0, "", time.time()))
         if estimate_s is not None and estimate_s > self._settings.warnings.threshold:
             warning = timeout_warning_message(
                 record,
@@ -460,6 +485,61 @@ class Runner:
         )
         return record
 
+    def _ladder_events(self, record: WorkflowRecord) -> Callable[[Event, str], Awaitable[None]]:
+        async def on_ladder_event(event: Event, detail: str) -> None:
+            await self._emit(self._notice(record, event, rung=detail, error=detail))
+
+        return on_ladder_event
+
+    def _launch(
+        self,
+        record: WorkflowRecord,
+        body: WorkflowBody | WorkflowSpec,
+        delivery: Delivery,
+        journal: StoreJournal,
+    ) -> _Running:
+        """Start the workflow's task with its progress path (shown, stored, told) and its
+        hand-off watch, and count it as running. No await: nothing gets in between."""
+
+        async def show(state: ProgressState) -> None:
+            await delivery.show_progress(
+                progress_message(record, state), self._handoff_builder(record)
+            )
+            await self._store.update_progress(
+                record.workflow_id, stage=state.stage, progress=state.progress
+            )
+            await self._emit(
+                self._notice(record, Event.PROGRESS, stage=state.stage, progress=state.progress)
+            )
+
+        throttle = ProgressThrottle(
+            show,
+            min_interval_s=self._settings.progress.min_interval,
+            budget=self._bot_edits,
+            needs_budget=lambda: delivery.rung in (Rung.CHANNEL, Rung.DM),
+        )
+        is_spec = isinstance(body, WorkflowSpec)
+        run = _journaled(record, body)
+        task = asyncio.create_task(
+            self._run(record, run, journal if is_spec else None),
+            name=f"workflow-{record.workflow_id}",
+        )
+        running = _Running(
+            record=record,
+            task=task,
+            delivery=delivery,
+            throttle=throttle,
+            started_monotonic=time.monotonic(),
+            journal=journal if is_spec else None,
+            resumable=is_spec and cast(WorkflowSpec, body).resumable,
+        )
+        running.helpers.append(
+            asyncio.create_task(delivery.watch_handoff(self._handoff_builder(record)))
+        )
+        self._running[record.workflow_id] = running
+        WORKFLOWS_RUNNING.set(len(self._running))
+        return running
+
     def _handoff_builder(self, record: WorkflowRecord) -> Callable[[Rung], OutgoingMessage]:
         channel_id = self._results_channel(record)
 
@@ -479,7 +559,9 @@ class Runner:
 
     # -- the workflow's life -------------------------------------------------------------------
 
-    async def _run(self, record: WorkflowRecord, body: WorkflowBody) -> None:
+    async def _run(
+        self, record: WorkflowRecord, body: _JournaledBody, journal: StepJournal | None
+    ) -> None:
         running = self._running[record.workflow_id]
 
         def report(*, stage: str, progress: float, detail: str = "") -> None:
@@ -491,10 +573,13 @@ class Runner:
         result: dict[str, Any] | None = None
         error = ""
         try:
-            result = await body(dict(record.options), report)
+            result = await body(dict(record.options), report, journal)
         except asyncio.CancelledError:
             if running.cancel_reason is None:
                 raise
+            if running.cancel_reason == "shutdown" and self._resumes_later(running):
+                await self._leave_running(running)
+                return
             status = (
                 WorkflowStatus.INTERRUPTED
                 if running.cancel_reason == "shutdown"
@@ -524,6 +609,27 @@ class Runner:
                 helper.cancel()
             self._running.pop(record.workflow_id, None)
             WORKFLOWS_RUNNING.set(len(self._running))
+
+    def _resumes_later(self, running: _Running) -> bool:
+        """Whether a workflow stopped by the shutdown stays running in the store, to resume."""
+        return running.resumable and running.journal is not None and running.journal.done > 0
+
+    async def _leave_running(self, running: _Running) -> None:
+        """Shutdown of a workflow that resumes on the next start: nothing is concluded (its row
+        stays running, with its steps); its progress path is closed; it is no longer ours."""
+        record = running.record
+        await running.throttle.close()
+        for helper in running.helpers:
+            helper.cancel()
+        self._running.pop(record.workflow_id, None)
+        WORKFLOWS_RUNNING.set(len(self._running))
+        steps = running.journal.done if running.journal else 0
+        logger.info(
+            "workflow {}: stopped by the shutdown after {} recorded step(s); it resumes on the "
+            "next start",
+            record.workflow_id,
+            steps,
+        )
 
     # -- the outcome path ----------------------------------------------------------------------
     #
@@ -654,13 +760,15 @@ class Runner:
 
     def _ladder_for(self, record: WorkflowRecord) -> Delivery:
         """A ladder for a workflow that no interaction token reaches any more (recovery)."""
-        target = DeliveryTarget(
+        return Delivery(self._io, self._target_for(record), None)
+
+    def _target_for(self, record: WorkflowRecord) -> DeliveryTarget:
+        return DeliveryTarget(
             workflow_id=record.workflow_id,
             user_id=record.user_id,
             channel_id=self._results_channel(record),
             ephemeral=record.ephemeral,
         )
-        return Delivery(self._io, target, None)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -686,7 +794,9 @@ class Runner:
                 await asyncio.shield(running.task)
 
     async def shutdown(self) -> None:
-        """Mark running workflows interrupted (their users are told) and stop them."""
+        """Stop running workflows: those that resume on the next start (resumable, with a
+        recorded step) are left running in the store; the others are marked interrupted and
+        their users told."""
         self._closing = True
         ids = list(self._running)
         if ids:
@@ -705,6 +815,12 @@ class Runner:
         interrupted = delivered = 0
         for record in await self._store.running():
             if record.workflow_id in self._running:
+                continue
+            spec = self._workflows.get(record.command)
+            steps = await self._store.steps(record.workflow_id) if spec and spec.resumable else []
+            if spec is not None and steps:
+                settled.add(record.workflow_id)
+                delivered += await self._resume(record, spec, steps)
                 continue
             stored = await self._persist(
                 record,
@@ -733,6 +849,90 @@ class Runner:
             rung = await self._deliver_outcome(stored, self._ladder_for(record), give_up=False)
             delivered += rung is not Rung.NONE
         return interrupted, delivered
+
+    async def _resume(
+        self, record: WorkflowRecord, spec: WorkflowSpec, steps: list[RecordedStep]
+    ) -> int:
+        """Run a workflow a dead process left running again from its recorded steps, or give it
+        up past `runner.max_resumes` (failed, naming the step it died in). Returns 1 if a
+        give-up message was delivered, else 0."""
+        limit = self._settings.runner.max_resumes
+        resumes = await self._store.note_resume(record.workflow_id)
+        record = replace(record, resumes=resumes)
+        if resumes > limit:
+            return await self._give_up(record, spec, steps, limit)
+        journal = StoreJournal(self._store, record.workflow_id, steps)
+        done = steps_done_text(journal.names)
+        # Operators hear it before the body runs again (the outbox holds the notice even if
+        # this run dies as the last one did).
+        summary = f"resumed after a restart: {done} done"
+        await self._emit(self._notice(record, Event.RESUMED, summary=summary))
+        delivery = Delivery(
+            self._io, self._target_for(record), None, on_event=self._ladder_events(record)
+        )
+        running = self._launch(record, spec, delivery, journal)
+        WORKFLOW_RESUMES.labels(outcome="resumed").inc()
+        logger.info(
+            "workflow {} resumed after a restart (resume {} of at most {}): {} already done",
+            record.workflow_id,
+            resumes,
+            limit,
+            done,
+        )
+        text = (
+            f"🔄 `/{record.command}` (workflow `{record.workflow_id}`) resumed after a restart: "
+            f"{done} {'was' if journal.done == 1 else 'were'} already done; it goes on from there."
+        )
+        # The user hears it once, on the ladder's channel or DM rung (no token is left).
+        running.helpers.append(
+            asyncio.create_task(
+                delivery.deliver(OutgoingMessage(content=text), stage="resumed"),
+                name=f"resumed-{record.workflow_id}",
+            )
+        )
+        return 0
+
+    async def _give_up(
+        self, record: WorkflowRecord, spec: WorkflowSpec, steps: list[RecordedStep], limit: int
+    ) -> int:
+        name = await self._probe(record, spec, steps)
+        where = f"in step {name!r}" if name else f"after step {steps[-1].name!r}"
+        error = f"gave up after {limit} resumes; it stopped {where} each time"
+        logger.error("workflow {}: {}", record.workflow_id, error)
+        WORKFLOW_RESUMES.labels(outcome="gave_up").inc()
+        stored = await self._persist(
+            record,
+            WorkflowStatus.FAILED,
+            None,
+            error,
+            stage=record.stage,
+            progress=record.progress,
+        )
+        await self._notify_outcome(
+            stored, duration_s=None, stage=record.stage, progress=record.progress
+        )
+        rung = await self._deliver_outcome(stored, self._ladder_for(record), give_up=False)
+        return int(rung is not Rung.NONE)
+
+    async def _probe(
+        self, record: WorkflowRecord, spec: WorkflowSpec, steps: list[RecordedStep]
+    ) -> str | None:
+        """The name of the step the workflow was running when it died: its body replayed up to
+        the first step never recorded (`journal.StepProbe`). None if the body gets there not
+        (it ends, fails, or takes longer than _PROBE_LIMIT_S)."""
+
+        def ignore(*, stage: str, progress: float, detail: str = "") -> None:
+            return None
+
+        ctx = _context_for(record, ignore, StepProbe(steps))
+        try:
+            async with asyncio.timeout(_PROBE_LIMIT_S):
+                await spec.run(dict(record.options), ctx)
+        except StepReached as reached:
+            return reached.name
+        except Exception as exc:  # noqa: BLE001 - the body's own failure: the probe has no answer
+            logger.debug("workflow {}: probe ended without a step: {}", record.workflow_id, exc)
+        return None
 
     # -- fanout --------------------------------------------------------------------------------
 
@@ -766,6 +966,41 @@ class Runner:
             logger.opt(exception=exc).error(
                 "fanout refused {} for workflow {}", notice.event.value, notice.workflow_id
             )
+
+
+def _context_for(record: WorkflowRecord, report: ReportProgress, journal: StepJournal) -> Context:
+    return Context(
+        workflow_id=record.workflow_id,
+        user_id=record.user_id,
+        guild_id=record.guild_id,
+        private=record.ephemeral,
+        options=record.options,
+        report=report,
+        journal=journal,
+    )
+
+
+def _journaled(record: WorkflowRecord, body: WorkflowBody | WorkflowSpec) -> _JournaledBody:
+    """The body as the runner calls it: a spec's run gets a Context with the run's journal; a
+    bare body gets the progress callback (and records no steps)."""
+    if isinstance(body, WorkflowSpec):
+        spec = body
+
+        def run_spec(
+            options: Mapping[str, str], report: Report, journal: StepJournal | None
+        ) -> Awaitable[dict[str, Any]]:
+            assert journal is not None
+            return spec.run(options, _context_for(record, report, journal))
+
+        return run_spec
+    bare = body
+
+    def run_bare(
+        options: Mapping[str, str], report: Report, journal: StepJournal | None
+    ) -> Awaitable[dict[str, Any]]:
+        return bare(options, report)
+
+    return run_bare
 
 
 def results_channel(

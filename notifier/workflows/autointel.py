@@ -20,6 +20,11 @@ limit fails like any page: a failing sub-page is recorded in the result's `error
 start page fails the run with WorkflowFailed. Cancellation is never caught (a page being analysed
 is stopped by killing its worker).
 
+Each page, fetched and analysed, is a recorded step (`page:N`, its value what the crawl keeps of
+it, failures included): a run resumed after a restart replays the pages it had done, refetching
+none of them, and rebuilds its totals, queue and links from the recorded values. Everything
+outside the steps depends on those values only, so a replay takes the same path.
+
 It is an ordinary workflow (`AUTOINTEL`, a class workflow: one `Autointel` per bot holds the
 guard and the page workers, `close` stops them), found through the `notifier.workflows` entry
 point like any installed one; its slash command is read from `Autointel.run`'s signature.
@@ -250,23 +255,21 @@ class Autointel:
             auto_decompress=False,
         ) as session:
             ctx.progress(stage="fetching", fraction=0.0, detail=f"fetching {start_url}")
-            try:
-                start = await self._fetch(session, start_url, site=None)
-                ctx.progress(
-                    stage="analysing", fraction=share_of(0, 0.5), detail=f"analysing {start.url}"
-                )
-                first = await self._analyse(start, site=start.url, index=0)
-            except _PageFailed as exc:
-                raise WorkflowFailed(f"could not analyse {start_url}: {exc.message}") from None
-            site = start.url
+            visit = await ctx.step(
+                "page:0", self._visit, ctx, session, start_url, site=None, index=0, share=share
+            )
+            if visit["status"] != "ok":
+                raise WorkflowFailed(f"could not analyse {start_url}: {visit['error']}")
+            site = URL(visit["url"])
+            first = PageSummary.from_wire(visit["summary"])
             totals = _Totals(site=site)
             totals.fold(first)
-            pages.append(self._page_entry(start.url, "ok", start.http_status, first))
+            pages.append(self._page_entry(site, "ok", visit["http_status"], first))
 
             # Links as the workers wrote them (yarl's text of a normalised URL); parsed back into
             # a URL only when their turn comes.
-            seen: set[str] = {str(start_url), str(start.url)}
-            done: set[URL] = {start.url}
+            seen: set[str] = {str(start_url), str(site)}
+            done: set[URL] = {site}
             queue: deque[str] = deque()
 
             def enqueue(summary: PageSummary) -> None:
@@ -278,10 +281,10 @@ class Autointel:
                         queue.append(link)
 
             enqueue(first)
-            del start, first  # the page's bytes are not kept for the rest of the crawl
+            del first
             attempted = 1
             while queue and attempted < max_pages:
-                if settings.page_delay > 0:
+                if settings.page_delay > 0 and not ctx.replaying:
                     await asyncio.sleep(settings.page_delay)
                 next_url = URL(queue.popleft())
                 index = attempted
@@ -291,31 +294,29 @@ class Autointel:
                     fraction=share_of(index, 0.0),
                     detail=f"page {attempted} of up to {max_pages}: {next_url}",
                 )
-                try:
-                    page = await self._fetch(session, next_url, site=site, analysed=done)
-                except _PageFailed as exc:
-                    errors.append({"url": str(next_url), "error": exc.message})
-                    pages.append(self._page_entry(next_url, exc.status, exc.http_status, None))
-                    continue
-                except _AlreadyAnalysed as exc:
-                    pages.append(self._page_entry(exc.url, "duplicate", None, None))
-                    continue
-                page_url, http_status = page.url, page.http_status
-                done.add(page_url)
-                seen.add(str(page_url))
-                ctx.progress(
-                    stage="analysing", fraction=share_of(index, 0.5), detail=f"analysing {page_url}"
+                visit = await ctx.step(
+                    f"page:{index}",
+                    self._visit,
+                    ctx,
+                    session,
+                    next_url,
+                    site=site,
+                    analysed=done,
+                    index=index,
+                    share=share,
                 )
-                try:
-                    summary = await self._analyse(page, site=site, index=index)
-                except _PageFailed as exc:
-                    errors.append({"url": str(page_url), "error": exc.message})
-                    pages.append(self._page_entry(page_url, "error", http_status, None))
+                status, page_url = visit["status"], URL(visit["url"])
+                if visit["fetched"]:
+                    done.add(page_url)
+                    seen.add(str(page_url))
+                if status != "ok":
+                    if status != "duplicate":
+                        errors.append({"url": str(page_url), "error": visit["error"]})
+                    pages.append(self._page_entry(page_url, status, visit["http_status"], None))
                     continue
-                finally:
-                    del page  # not kept through the page delay and the next fetch
+                summary = PageSummary.from_wire(visit["summary"])
                 totals.fold(summary)
-                pages.append(self._page_entry(page_url, "ok", http_status, summary))
+                pages.append(self._page_entry(page_url, "ok", visit["http_status"], summary))
                 enqueue(summary)
 
         ctx.progress(
@@ -326,6 +327,41 @@ class Autointel:
         result = self._result(start_url, depth, totals, pages, errors)
         ctx.progress(stage="summarising", fraction=1.0, detail="done")
         return result
+
+    async def _visit(
+        self,
+        ctx: Context,
+        session: aiohttp.ClientSession,
+        url: URL,
+        *,
+        site: URL | None,
+        index: int,
+        share: float,
+        analysed: Collection[URL] = (),
+    ) -> dict[str, Any]:
+        """One page of the crawl, fetched and analysed: the step `page:N`, so its value (what
+        the crawl keeps of the page, as JSON) is recorded and a resumed run does not fetch it
+        again. A page that fails is a value too (`status` error, skipped or duplicate): it is
+        not fetched again either. `fetched` says the URL was reached (after redirects)."""
+        try:
+            page = await self._fetch(session, url, site=site, analysed=analysed)
+        except _PageFailed as exc:
+            return _visited(url, exc.status, exc.http_status, error=exc.message)
+        except _AlreadyAnalysed as exc:
+            return _visited(exc.url, "duplicate", None)
+        page_url, http_status = page.url, page.http_status
+        ctx.progress(
+            stage="analysing",
+            fraction=min(_PAGES_SHARE, (index + 0.5) * share),
+            detail=f"analysing {page_url}",
+        )
+        try:
+            summary = await self._analyse(page, site=site or page_url, index=index)
+        except _PageFailed as exc:
+            return _visited(page_url, "error", http_status, error=exc.message, fetched=True)
+        finally:
+            del page  # the page's bytes are not kept once analysed
+        return _visited(page_url, "ok", http_status, summary=summary.to_wire(), fetched=True)
 
     async def _analyse(self, page: _Page, *, site: URL, index: int) -> PageSummary:
         """The page's summary from a page worker; _PageFailed when it is over a limit. `index`
@@ -520,6 +556,26 @@ def _summary(
     if error_count:
         sentences.append(f"{_plural(error_count, 'page')} could not be analysed (see errors).")
     return " ".join(sentences)
+
+
+def _visited(
+    url: URL,
+    status: str,
+    http_status: int | None,
+    *,
+    error: str = "",
+    summary: dict[str, Any] | None = None,
+    fetched: bool = False,
+) -> dict[str, Any]:
+    """The recorded value of one page's step (see `Autointel._visit`)."""
+    return {
+        "url": str(url),
+        "status": status,
+        "http_status": http_status,
+        "error": error,
+        "summary": summary,
+        "fetched": fetched,
+    }
 
 
 def _start_url(url: str) -> URL:

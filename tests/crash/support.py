@@ -49,12 +49,41 @@ def write_config(
     return path
 
 
+def workflow_file(tmp_path: Path, name: str, source: str) -> dict[str, Any]:
+    """Write a workflow file `name`.py into tmp_path/workflows; returns the config section that
+    makes the bot find it (pass it in `write_config`'s `extra`)."""
+    folder = tmp_path / "workflows"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.py").write_text(source, encoding="utf-8")
+    return {"workflows": {"dirs": [str(folder)]}}
+
+
+async def stages(data_dir: Path) -> list[str]:
+    """The stage each workflow's row last recorded."""
+    rows = await asyncio.to_thread(
+        _query, data_dir / "index.sqlite3", "SELECT stage FROM workflows"
+    )
+    return [str(r[0]) for r in rows]
+
+
+async def step_rows(data_dir: Path, workflow_id: str) -> list[tuple[int, str]]:
+    """(index, name) of a workflow's recorded steps, as the bot's index holds them."""
+    rows = await asyncio.to_thread(
+        _query,
+        data_dir / "index.sqlite3",
+        f"SELECT step_index, name FROM workflow_steps WHERE workflow_id = '{workflow_id}' "
+        "ORDER BY step_index",
+    )
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
 def config_with_ops(
     tmp_path: Path,
     emulator: DiscordEmulator,
     sink: HttpSink,
     events: list[str],
     *more_notifiers: dict[str, Any],
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """`write_config` with an `ops` notifier posting `events` to `sink` (Apprise json://) beside
     `more_notifiers`. A long attempt timeout keeps a held notice in its first attempt until the
@@ -66,7 +95,9 @@ def config_with_ops(
         "options": {"urls": [sink.json_url("/notices")]},
     }
     return write_config(
-        tmp_path, emulator, {"fanout": {"timeout": 600.0}, "notifiers": [ops, *more_notifiers]}
+        tmp_path,
+        emulator,
+        {"fanout": {"timeout": 600.0}, "notifiers": [ops, *more_notifiers], **(extra or {})},
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from notifier.config import Settings
 from notifier.errors import NotifierError
@@ -51,10 +52,15 @@ async def test_a_step_runs_once_records_its_value_and_returns_it_as_recorded() -
     assert ctx.steps_done == 1
 
 
+def _steps_counted(outcome: str) -> float:
+    return REGISTRY.get_sample_value("notifier_workflow_steps_total", {"outcome": outcome}) or 0.0
+
+
 async def test_a_resumed_run_gets_recorded_values_back_without_running_them() -> None:
     journal = MemoryJournal(replayed=[("plan", ["a", "b"]), ("page:0", {"n": 1})])
     ctx = _ctx(journal)
     fn = Calls()
+    replayed, recorded = _steps_counted("replayed"), _steps_counted("recorded")
     assert await ctx.step("plan", fn, ["other"]) == ["a", "b"]
     assert ctx.replaying
     assert await ctx.step("page:0", fn, {"n": 99}) == {"n": 1}
@@ -63,6 +69,9 @@ async def test_a_resumed_run_gets_recorded_values_back_without_running_them() ->
     assert await ctx.step("page:1", fn, {"n": 2}) == {"n": 2}
     assert fn.calls == 1
     assert journal.recorded == [(2, "page:1", {"n": 2})]
+    # Operators see the same on /metrics.
+    assert _steps_counted("replayed") == replayed + 2
+    assert _steps_counted("recorded") == recorded + 1
 
 
 async def test_a_step_named_otherwise_on_replay_fails_the_run_naming_both() -> None:

@@ -57,6 +57,7 @@ _NOTIFY_TYPE: Final[dict[Event, str]] = {
     Event.FAILED: "failure",
     Event.PERSISTED: "success",
     Event.INTERRUPTED: "warning",
+    Event.RESUMED: "info",
     Event.STORAGE_ERROR: "failure",
 }
 _EMBED_COLOR: Final[dict[str, int]] = {
