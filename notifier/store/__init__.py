@@ -61,6 +61,19 @@ Crashes and reconciliation (`ResultStore.reconcile`, run by `open`)
   ``lost`` and counted in ``notifier_workflow_results_lost``. A corrupt file is quarantined (and its row marked
   lost). Rows left ``running`` are the runner's to mark interrupted; reconcile leaves them alone.
 
+Recorded steps (durable workflows)
+----------------------------------
+A workflow's steps (`ResultStore.record_step`) are rows of the index's ``workflow_steps``: the
+step's index, name and value (JSON, configured secrets masked, at most ``runner.max_step_bytes``:
+`steps`), committed with an fsync through the index's group commit before `record_step` returns,
+so a step the workflow went on from is never run again after a crash. The same index recorded
+again under the same name replaces the value (the process died between the write and the
+workflow's going on); under another name it is refused. A workflow found running at start is
+resumed by the runner from `steps`, with `note_resume` counting each resume durably
+(``workflows.resumes``). Only the index holds steps: an index rebuilt from the result files has
+none, which costs a running workflow its replay, never a finished result. Steps stay after
+`finish` and go with their row at retention, in the same transaction.
+
 Retention (`ResultStore.purge`, on open and every ``retention_interval`` seconds)
 ----------------------------------------------------------------------------------
 Results that finished more than ``retention_days`` ago go, file and row, in this order: mark the

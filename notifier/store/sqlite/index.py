@@ -9,11 +9,12 @@ Settings and why:
 - WAL: readers (the CLI, autocomplete) never block the writer, and a commit is one append.
 - ``synchronous=FULL`` for what only the index knows: a workflow started (``insert``: after a
   crash it is the one trace that lets the user hear it was interrupted), delivery state (lost, it
-  means a duplicate delivery) and a purge's "purging" mark (lost, a row whose file is gone
-  without the mark that explains it, i.e. a false "lost"). Writes go through
-  `notifier.groupcommit.SQLiteWriter`, so writes that arrive together (many workflows
-  finishing or reporting progress at once) share one commit and one fsync, and a progress row
-  still queued is replaced by the newer one instead of written twice.
+  means a duplicate delivery), a purge's "purging" mark (lost, a row whose file is gone without
+  the mark that explains it, i.e. a false "lost"), and a workflow's recorded steps and resume
+  count (lost, a step runs twice, or a poison workflow is resumed once too often). Writes go
+  through `notifier.groupcommit.SQLiteWriter`, so writes that arrive together (many workflows
+  finishing, reporting progress or recording steps at once) share one commit and one fsync, and
+  a progress row still queued is replaced by the newer one instead of written twice.
 - ``synchronous=NORMAL`` (no fsync; ``durable=False`` in the writer) for what can be rebuilt:
   finished rows, whose file was fsynced first and which reconciliation re-indexes from the file
   if a power cut rolls the row back to "running" (delivery then starts again: twice beats
