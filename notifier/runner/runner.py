@@ -7,17 +7,18 @@ reports progress and returns a dict; it never sees Discord.
 
 However a workflow ends (completed, failed, cancelled, interrupted by a shutdown, or found
 running after a crash), it takes one path: persist, notify, deliver, record the delivery (see
-"the outcome path" below).
+"the outcome path" below). What is told and shown is drawn from the stored document the store
+hands back, never from the dict the workflow returned, so the first delivery looks exactly like
+every later read of the result.
 
 Resuming. A workflow started from its spec gets a Context whose steps (`ctx.step`) are recorded
 in the store (`journal.StoreJournal`). One found running after a restart (`recover`) whose
-workflow is resumable and has recorded steps runs again, replaying them, delivered through the
+workflow is resumable and has recorded steps runs again (within `runner.max_concurrent`: one
+that finds the runner full waits for a place), replaying them, delivered through the
 ladder's channel and DM rungs (its interaction token died with the process), its user told once
 that it resumed; past `runner.max_resumes` it fails instead, naming the step it died in. At
 shutdown such a workflow is cancelled but left running in the store, to resume on the next
-start; one without recorded steps is interrupted, as before. What is told and shown is drawn from the stored document the store
-hands back, never from the dict the workflow returned, so the first delivery looks exactly like
-every later read of the result.
+start; one without recorded steps is interrupted, as before.
 """
 
 from __future__ import annotations
@@ -208,6 +209,11 @@ class Runner:
         # The same slots per (user, workflow), for the workflows' own max_per_user.
         self._reserved_for: Counter[tuple[int, str]] = Counter()
         self._closing = False
+        # Workflows to resume that found the runner full (runner.max_concurrent): resumed, oldest
+        # first, as running ones end. `_resuming`: taken from there, not yet running.
+        self._deferred: dict[str, tuple[WorkflowRecord, WorkflowSpec, list[RecordedStep]]] = {}
+        self._resuming: set[str] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         # One budget for every workflow's bot-token progress edits (see notifier.runner.progress). A
         # limiter's burst must hold one edit, so a rate under 1/s is one edit per 1/rate seconds.
         rate = settings.progress.bot_edits_per_second
@@ -225,7 +231,7 @@ class Runner:
         )
 
     def _counted(self) -> int:
-        return len(self._running) + self._reserved.total()
+        return len(self._running) + self._reserved.total() + len(self._resuming)
 
     def is_running(self, workflow_id: str) -> bool:
         return workflow_id in self._running
@@ -609,6 +615,7 @@ class Runner:
                 helper.cancel()
             self._running.pop(record.workflow_id, None)
             WORKFLOWS_RUNNING.set(len(self._running))
+            self._resume_deferred()
 
     def _resumes_later(self, running: _Running) -> bool:
         """Whether a workflow stopped by the shutdown stays running in the store, to resume."""
@@ -814,12 +821,21 @@ class Runner:
         settled: set[str] = set()
         interrupted = delivered = 0
         for record in await self._store.running():
-            if record.workflow_id in self._running:
+            if record.workflow_id in self._running or record.workflow_id in self._resuming:
                 continue
             spec = self._workflows.get(record.command)
             steps = await self._store.steps(record.workflow_id) if spec and spec.resumable else []
             if spec is not None and steps:
                 settled.add(record.workflow_id)
+                if self._counted() >= self._settings.runner.max_concurrent:
+                    # Full: it waits, still running in the store, for a place (not a resume yet).
+                    self._deferred[record.workflow_id] = (record, spec, steps)
+                    logger.info(
+                        "workflow {}: resumes once fewer than {} workflows run",
+                        record.workflow_id,
+                        self._settings.runner.max_concurrent,
+                    )
+                    continue
                 delivered += await self._resume(record, spec, steps)
                 continue
             stored = await self._persist(
@@ -850,12 +866,36 @@ class Runner:
             delivered += rung is not Rung.NONE
         return interrupted, delivered
 
+    def _resume_deferred(self) -> None:
+        """A place freed up: resume the oldest workflow waiting for one, in the background."""
+        if self._closing or not self._deferred:
+            return
+        if self._counted() >= self._settings.runner.max_concurrent:
+            return
+        workflow_id = next(iter(self._deferred))
+        record, spec, steps = self._deferred.pop(workflow_id)
+        self._resuming.add(workflow_id)
+
+        async def resume() -> None:
+            try:
+                await self._resume(record, spec, steps)
+            except NotifierError as exc:
+                logger.error("workflow {}: could not be resumed: {}", workflow_id, exc)
+            finally:
+                self._resuming.discard(workflow_id)
+
+        task = asyncio.create_task(resume(), name=f"resume-{workflow_id}")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def _resume(
         self, record: WorkflowRecord, spec: WorkflowSpec, steps: list[RecordedStep]
     ) -> int:
         """Run a workflow a dead process left running again from its recorded steps, or give it
         up past `runner.max_resumes` (failed, naming the step it died in). Returns 1 if a
         give-up message was delivered, else 0."""
+        if self._closing:
+            return 0  # it stays running in the store and resumes on the next start
         limit = self._settings.runner.max_resumes
         resumes = await self._store.note_resume(record.workflow_id)
         record = replace(record, resumes=resumes)

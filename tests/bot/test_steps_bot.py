@@ -61,12 +61,13 @@ def _resumes_counted(outcome: str) -> float:
     return sample or 0.0
 
 
-def _workflows(tmp_path: Path) -> tuple[dict[str, object], Path]:
+def _workflows(tmp_path: Path, max_concurrent: int = 4) -> tuple[dict[str, object], Path]:
     folder = tmp_path / "workflows"
     folder.mkdir()
     gate = tmp_path / "gate"
     (folder / "stepped.py").write_text(STEPPED.format(gate=str(gate)))
-    return {"workflows": {"dirs": [str(folder)]}, "runner": {"max_step_bytes": 1000}}, gate
+    runner = {"max_step_bytes": 1000, "max_concurrent": max_concurrent}
+    return {"workflows": {"dirs": [str(folder)]}, "runner": runner}, gate
 
 
 async def _status_text(emulator: DiscordEmulator, workflow_id: str) -> str:
@@ -152,3 +153,45 @@ async def test_a_resumed_workflow_that_calls_other_steps_fails_with_a_clear_erro
     )
     told = [m for m in emulator.channel_messages() if record.error in text_of(m)]
     assert len(told) == 1
+
+
+async def test_workflows_to_resume_wait_for_a_place_within_max_concurrent(
+    emulator: DiscordEmulator, tmp_path: Path
+) -> None:
+    overrides, gate = _workflows(tmp_path, max_concurrent=1)
+    data = tmp_path / "data"
+    # A dead process left two /stepped runs with two recorded steps each.
+    store = await ResultStore.open(StorageSettings(path=data), maintain=False)
+    ids = []
+    try:
+        for age_s in (20, 10):
+            workflow_id = new_workflow_id()
+            await store.create(
+                WorkflowRecord(
+                    workflow_id=workflow_id,
+                    command="stepped",
+                    user_id=emulator.users["alice"].id,
+                    user_name="alice",
+                    options={},
+                    guild_id=emulator.guild_id,
+                    channel_id=emulator.channel_id,
+                    ephemeral=False,
+                    created_at=time.time() - age_s,
+                )
+            )
+            await store.record_step(workflow_id, 0, "fetch:0", "a")
+            await store.record_step(workflow_id, 1, "fetch:1", "b")
+            ids.append(workflow_id)
+    finally:
+        await store.close()
+    older, newer = ids
+    async with project_bot(emulator, data, overrides) as bot:
+        assert bot.runner.is_running(older)
+        assert not bot.runner.is_running(newer)
+        waiting = await bot.store.get(newer)
+        assert waiting is not None
+        assert (waiting.status, waiting.resumes) == (WorkflowStatus.RUNNING, 0)
+        gate.touch()  # the older one finishes; the newer one takes its place
+        first, second = [await settled_record(bot, wid) for wid in ids]
+    assert (first.status, first.resumes) == (WorkflowStatus.COMPLETED, 1)
+    assert (second.status, second.resumes) == (WorkflowStatus.COMPLETED, 1)

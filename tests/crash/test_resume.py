@@ -16,6 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from yarl import URL
 
 from notifier.testing import DiscordEmulator, HttpSink, bot_process, every_message, text_of
@@ -174,3 +175,67 @@ async def test_a_workflow_that_kills_its_process_is_given_up_after_max_resumes_n
     failure = [m for m in every_message(emulator) if expected in text_of(m)]
     assert len(failure) == 1
     assert sorted(sink.titles()) == ["Failed: poison"] + ["Resumed: poison"] * 3
+
+
+TALLY_WORKFLOW = """
+import os
+import signal
+from pathlib import Path
+from typing import Literal
+
+from notifier import Context, workflow
+
+TALLY = Path({tally!r})
+DIED = Path({died!r})
+
+
+def die_once() -> None:
+    if not DIED.exists():
+        DIED.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+async def begin() -> str:
+    return "begun"
+
+
+async def count(where: str) -> int:
+    with TALLY.open("a") as tally:
+        tally.write("ran\\n")
+    if where == "in_step":  # dies after the work, before the value is written
+        die_once()
+    return len(TALLY.read_text().splitlines())
+
+
+@workflow(description="Counts how often its step runs")
+async def tally(ctx: Context, where: Literal["in_step", "after_step"] = "after_step") -> dict:
+    await ctx.step("begin", begin)
+    runs = await ctx.step("count", count, where)
+    if where == "after_step":  # dies once the value is written, before the body goes on
+        die_once()
+    return {{"summary": f"the step ran {{runs}} time(s)"}}
+"""
+
+
+@pytest.mark.parametrize(("where", "runs"), [("after_step", 1), ("in_step", 2)])
+async def test_a_crash_around_a_steps_write_runs_the_step_at_most_once_more(
+    emulator: DiscordEmulator, tmp_path: Path, where: str, runs: int
+) -> None:
+    data, tally = tmp_path / "data", tmp_path / "tally.txt"
+    source = TALLY_WORKFLOW.format(tally=str(tally), died=str(tmp_path / "died"))
+    config = write_config(tmp_path, emulator, workflow_file(tmp_path, "tally", source))
+    async with bot_process(config, emulator, commands=("tally",)) as first:
+        await emulator.trigger_command("tally", {"where": where}, user="alice")
+        assert await first.finish() != 0  # it died at the crash point
+    (workflow_id,) = (await workflow_rows(data)).keys()
+    async with bot_process(config, emulator, commands=("tally",)) as second:
+
+        async def delivered() -> bool:
+            return (await workflow_rows(data))[workflow_id].delivery_state == "delivered"
+
+        await second.wait_until(delivered, what="the resumed run's result delivered")
+        await second.stop()
+    # Written before the crash: replayed, never run again; not written: run once more.
+    assert tally.read_text().splitlines() == ["ran"] * runs
+    document = json.loads(result_file(data, workflow_id).read_text())
+    assert document["result"]["summary"] == f"the step ran {runs} time(s)"
