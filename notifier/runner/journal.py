@@ -3,8 +3,9 @@
 Theory of operation. `Context.step` asks the journal for the steps an earlier run recorded
 (`replayed`) and hands it each new step's value (`record`, which returns once the store has the
 row on disk). The runner keeps one `StoreJournal` per running workflow and reads it for what the
-user and operators see: steps finished, the step running now, whether a resumed run has caught
-up with what was recorded.
+user and operators see: steps finished, the step running now. At shutdown the runner sets
+`stop_requested`: the run stops as it is about to start its next step (CancelledError from
+`began`), so the step it was in is finished and recorded rather than lost.
 
 Replayed steps are the store's rows from index 0 up to the first gap: a gap cannot come from
 `Context.step` (a step that raises takes no index), so rows past one are ignored rather than
@@ -18,6 +19,7 @@ deterministic outside its steps, so the step it reaches is the one it was in.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Sequence
 from typing import Final
@@ -60,6 +62,8 @@ class StoreJournal:
         self.replayed: tuple[tuple[str, object], ...] = tuple((s.name, s.value) for s in kept)
         self.names: list[str] = [s.name for s in kept]
         self.running_step: str | None = None
+        # Set at shutdown: the next new step stops the run instead (a step boundary).
+        self.stop_requested = False
 
     @property
     def done(self) -> int:
@@ -67,6 +71,10 @@ class StoreJournal:
         return len(self.names)
 
     def began(self, index: int, name: str) -> None:
+        if self.stop_requested:
+            # The shutdown's stop, at a step boundary: the runner leaves the workflow running
+            # in the store (to resume) as for a cancel at shutdown.
+            raise asyncio.CancelledError(f"the bot is shutting down before step {name!r}")
         self.running_step = name
 
     async def record(self, index: int, name: str, value: object) -> None:

@@ -792,10 +792,19 @@ class Runner:
         return True
 
     async def _stop(self, workflow_id: str) -> None:
-        """At shutdown: interrupt a workflow, or let one whose outcome is being delivered end."""
+        """At shutdown: interrupt a workflow, or let one whose outcome is being delivered end.
+        A resumable workflow gets `runner.shutdown_grace` to reach its next step boundary (the
+        step it is in is recorded, not thrown away) before it is cancelled."""
         running = self._running.get(workflow_id)
         if running is None:
             return
+        if running.resumable and running.journal is not None and not running.concluding:
+            running.cancel_reason = "shutdown"
+            running.journal.stop_requested = True
+            grace_s = self._settings.runner.shutdown_grace
+            await asyncio.wait({running.task}, timeout=grace_s)
+            if running.task.done():
+                return
         if not await self.cancel(workflow_id, reason="shutdown"):
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(running.task)

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 from notifier.config import StorageSettings
 from notifier.records import WorkflowRecord, WorkflowStatus, new_workflow_id
 from notifier.store import ResultQuery, ResultStore
-from notifier.testing import DiscordEmulator, text_of, wait_until
+from notifier.testing import DiscordEmulator, every_message, text_of, wait_until
 from notifier.testing.project_bot import new_record, project_bot, settled_record
 
 STEPPED = """
@@ -42,6 +42,23 @@ async def stepped(ctx: Context) -> dict:
     return {{"summary": "stepped through"}}
 
 
+TICKS = Path({ticks!r})
+
+
+async def tick(index: int) -> int:
+    with TICKS.open("a") as ticks:
+        ticks.write(f"started {{index}}\\n")
+    await asyncio.sleep(0.5)
+    return index
+
+
+@workflow(description="Ticks forever, one step a tick")
+async def ticking(ctx: Context) -> dict:
+    for index in range(1000):
+        await ctx.step(f"tick:{{index}}", tick, index)
+    return {{"summary": "never"}}
+
+
 @workflow(description="Returns more than a step may hold")
 async def bulky(ctx: Context, size: int = 5000) -> dict:
     await ctx.step("bulk", value, "x" * size)
@@ -65,7 +82,8 @@ def _workflows(tmp_path: Path, max_concurrent: int = 4) -> tuple[dict[str, objec
     folder = tmp_path / "workflows"
     folder.mkdir()
     gate = tmp_path / "gate"
-    (folder / "stepped.py").write_text(STEPPED.format(gate=str(gate)))
+    ticks = tmp_path / "ticks.txt"
+    (folder / "stepped.py").write_text(STEPPED.format(gate=str(gate), ticks=str(ticks)))
     runner = {"max_step_bytes": 1000, "max_concurrent": max_concurrent}
     return {"workflows": {"dirs": [str(folder)]}, "runner": runner}, gate
 
@@ -195,3 +213,30 @@ async def test_workflows_to_resume_wait_for_a_place_within_max_concurrent(
         first, second = [await settled_record(bot, wid) for wid in ids]
     assert (first.status, first.resumes) == (WorkflowStatus.COMPLETED, 1)
     assert (second.status, second.resumes) == (WorkflowStatus.COMPLETED, 1)
+
+
+async def test_a_shutdown_lets_the_running_step_finish_and_leaves_the_workflow_to_resume(
+    emulator: DiscordEmulator, tmp_path: Path
+) -> None:
+    overrides, _ = _workflows(tmp_path)
+    ticks = tmp_path / "ticks.txt"
+    async with project_bot(emulator, tmp_path / "data", overrides) as bot:
+        await emulator.wait_for_commands("ticking")
+        await emulator.trigger_command("ticking", user="alice")
+        record = await new_record(bot)
+        await wait_until(
+            lambda: ticks.exists() and "started 2" in ticks.read_text(), what="tick 2 running"
+        )
+    # The bot closed (as at SIGTERM) while tick 2 ran: tick 2 finished and was recorded, no
+    # tick 3 was started, and the workflow is still running in the store, to resume.
+    assert ticks.read_text().splitlines() == ["started 0", "started 1", "started 2"]
+    store = await ResultStore.open(StorageSettings(path=tmp_path / "data"), maintain=False)
+    try:
+        steps = [step.name for step in await store.steps(record.workflow_id)]
+        stored = await store.get(record.workflow_id)
+    finally:
+        await store.close()
+    assert steps == ["tick:0", "tick:1", "tick:2"]
+    assert stored is not None and stored.status is WorkflowStatus.RUNNING
+    told = [text_of(m) for m in every_message(emulator) if "interrupted" in text_of(m)]
+    assert told == []
