@@ -847,18 +847,7 @@ class Runner:
                     continue
                 delivered += await self._resume(record, spec, steps)
                 continue
-            stored = await self._persist(
-                record,
-                WorkflowStatus.INTERRUPTED,
-                None,
-                _STOPPED,
-                stage=record.stage,
-                progress=record.progress,
-            )
-            await self._notify_outcome(
-                stored, duration_s=None, stage=record.stage, progress=record.progress
-            )
-            rung = await self._deliver_outcome(stored, self._ladder_for(record), give_up=False)
+            rung = await self._conclude_left_over(record, WorkflowStatus.INTERRUPTED, _STOPPED)
             settled.add(record.workflow_id)
             interrupted += 1
             delivered += rung is not Rung.NONE
@@ -949,19 +938,22 @@ class Runner:
         error = f"gave up after {limit} resumes; it stopped {where} each time"
         logger.error("workflow {}: {}", record.workflow_id, error)
         WORKFLOW_RESUMES.labels(outcome="gave_up").inc()
+        rung = await self._conclude_left_over(record, WorkflowStatus.FAILED, error)
+        return int(rung is not Rung.NONE)
+
+    async def _conclude_left_over(
+        self, record: WorkflowRecord, status: WorkflowStatus, error: str
+    ) -> Rung:
+        """End a workflow a dead process left running, through the one outcome path: stored
+        with `status` and `error`, operators told, the user reached on the rung the ladder
+        finds (the token is long dead)."""
         stored = await self._persist(
-            record,
-            WorkflowStatus.FAILED,
-            None,
-            error,
-            stage=record.stage,
-            progress=record.progress,
+            record, status, None, error, stage=record.stage, progress=record.progress
         )
         await self._notify_outcome(
             stored, duration_s=None, stage=record.stage, progress=record.progress
         )
-        rung = await self._deliver_outcome(stored, self._ladder_for(record), give_up=False)
-        return int(rung is not Rung.NONE)
+        return await self._deliver_outcome(stored, self._ladder_for(record), give_up=False)
 
     async def _probe(
         self, record: WorkflowRecord, spec: WorkflowSpec, steps: list[RecordedStep]
