@@ -238,6 +238,21 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def add_gc_flag(parser: argparse.ArgumentParser) -> None:
+    """`--default-gc`: keep CPython's collector settings instead of the ones bot.py applies
+    (`notifier.runner.gc_tuning`), for benchmarks that measure the bot's loop."""
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep CPython's collector settings (bot.py tunes them; see notifier.runner.gc_tuning)",
+    )
+
+
+def gc_label(args: argparse.Namespace) -> str:
+    """How the collector is set in this run, for the header line."""
+    return "default" if args.default_gc else "the bot’s"
+
+
 def main_guard(run: Any) -> None:
     """Run an async `run()`; exit 1 with a message when it could not measure."""
     try:

@@ -58,6 +58,7 @@ from .common import (
     MeasureError,
     StallSampler,
     Target,
+    add_gc_flag,
     base_parser,
     fmt_ms,
     machine_line,
@@ -377,9 +378,7 @@ async def run() -> None:
     parser.add_argument(
         "--parser-path", help="a folder with selectolax/resiliparse for --parsers (not installed)"
     )
-    parser.add_argument(
-        "--default-gc", action="store_true", help="keep CPython's collector settings"
-    )
+    add_gc_flag(parser)
     parser.add_argument(
         "--stalls", action="store_true", help="sample where the loop is when it stalls > 5 ms"
     )

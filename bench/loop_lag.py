@@ -53,8 +53,10 @@ from .common import (
     MeasureError,
     SinkProcess,
     Target,
+    add_gc_flag,
     base_parser,
     fmt_ms,
+    gc_label,
     idle_lag,
     machine_line,
     main_guard,
@@ -231,11 +233,7 @@ async def run() -> None:
         default=None,
         help="sys.setswitchinterval for this run (default: Python's, 5 ms); an experiment knob",
     )
-    parser.add_argument(
-        "--default-gc",
-        action="store_true",
-        help="keep CPython's collector settings (bot.py tunes them; see notifier.runner.gc_tuning)",
-    )
+    add_gc_flag(parser)
     args = parser.parse_args()
     if args.switch_interval_ms is not None:
         sys.setswitchinterval(args.switch_interval_ms / 1000)
@@ -251,7 +249,7 @@ async def run() -> None:
         f"loop lag: {args.results} results of ~{args.size_kb:g} KB persisted + {args.results} "
         f"notices fanned out, {args.concurrency} completions at a time, 1 ms probe, GIL switch "
         f"interval {sys.getswitchinterval() * 1e3:g} ms, "
-        f"{'default' if args.default_gc else 'the bot’s'} collector settings"
+        f"{gc_label(args)} collector settings"
     )
     idle = await idle_lag(1.0)
     with SinkProcess(1, 0.0) as sinks, tempfile.TemporaryDirectory(prefix="bench-lag-") as tmp:

@@ -54,7 +54,9 @@ from notifier.store.sqlite.index import ResultIndex
 from .common import (
     MeasureError,
     Target,
+    add_gc_flag,
     base_parser,
+    gc_label,
     machine_line,
     main_guard,
     make_result,
@@ -219,11 +221,7 @@ async def run() -> None:
     parser.add_argument("--sizes-kb", default="4,100")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds (median shown)")
-    parser.add_argument(
-        "--default-gc",
-        action="store_true",
-        help="keep CPython's collector settings (bot.py tunes them; see notifier.runner.gc_tuning)",
-    )
+    add_gc_flag(parser)
     args = parser.parse_args()
     if args.quick:
         args.results, args.repeat = 100, 1
@@ -241,7 +239,7 @@ async def run() -> None:
     print(
         f"persistence: {count} results per row, sizes {sizes_kb} KB, {args.repeat} interleaved "
         f"rounds (median shown), on the disk of {PROJECT_ROOT}, "
-        f"{'default' if args.default_gc else 'the bot’s'} collector settings"
+        f"{gc_label(args)} collector settings"
     )
     runs: dict[tuple[float, str], list[float]] = {}
     file_sizes: dict[float, int] = {}

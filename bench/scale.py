@@ -63,6 +63,7 @@ from .common import (
     MeasureError,
     StallSampler,
     Target,
+    add_gc_flag,
     base_parser,
     fmt_ms,
     machine_line,
@@ -267,11 +268,7 @@ async def run() -> None:
     parser.add_argument("--hold-s", type=float, default=20.0, help="seconds all N stay tracked")
     parser.add_argument("--report-s", type=float, default=1.0, help="seconds between reports")
     parser.add_argument("--warmup", type=int, default=200, help="workflows run before measuring")
-    parser.add_argument(
-        "--default-gc",
-        action="store_true",
-        help="keep CPython's collector settings (bot.py tunes them; see notifier.runner.gc_tuning)",
-    )
+    add_gc_flag(parser)
     parser.add_argument(
         "--stalls", action="store_true", help="sample where the loop is when it stalls > 20 ms"
     )

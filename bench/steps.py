@@ -48,8 +48,10 @@ from .common import (
     LagStats,
     MeasureError,
     Target,
+    add_gc_flag,
     base_parser,
     fmt_ms,
+    gc_label,
     idle_lag,
     machine_line,
     main_guard,
@@ -168,11 +170,7 @@ async def run() -> None:
     parser.add_argument("--steps", type=int, default=150, help="steps per workflow per round")
     parser.add_argument("--sizes-kb", default="1,100")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds")
-    parser.add_argument(
-        "--default-gc",
-        action="store_true",
-        help="keep CPython's collector settings (bot.py tunes them; see notifier.runner.gc_tuning)",
-    )
+    add_gc_flag(parser)
     args = parser.parse_args()
     if args.quick:
         args.steps, args.repeat = 20, 1
@@ -182,7 +180,7 @@ async def run() -> None:
     print(
         f"steps: {args.workflows} workflows stepping at once, {args.steps} steps each per round, "
         f"sizes {sizes_kb} KB, {args.repeat} interleaved rounds, on the disk of {PROJECT_ROOT}, "
-        f"{'default' if args.default_gc else 'the bot’s'} collector settings"
+        f"{gc_label(args)} collector settings"
     )
     idle = await idle_lag()
     probe = LagProbe()
