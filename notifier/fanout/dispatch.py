@@ -517,7 +517,7 @@ class Fanout:
         listed in `report`, and one WARNING line says which: `NotifierReport.line`) or StoreError
         (the outbox cannot be opened).
         """
-        registry = _discover(settings)
+        registry = await asyncio.to_thread(_discover, settings)
         notifiers, report = await _build(settings, registry, context, strict=settings.fanout.strict)
         try:
             outbox = await Outbox.open(outbox_path(settings))
@@ -664,7 +664,9 @@ class Fanout:
         if self._closed:
             raise RuntimeError("the fanout is closed")
         try:
-            registry = _discover(settings)
+            # Off the loop: a reload happens while the bot serves, and discovery reads and
+            # imports the operators' plugin files.
+            registry = await asyncio.to_thread(_discover, settings)
         except PluginError as exc:
             error = ConfigError("fanout.plugin_dirs", str(exc))
             document = document_of(settings)
