@@ -31,6 +31,12 @@ class Redactor:
 
     # A Discord bot token: base64 id . 6 chars . 27+ chars. Masked even when nobody registered it.
     _BOT_TOKEN = re.compile(r"[A-Za-z0-9_-]{23,28}\.[A-Za-z0-9_-]{6,7}\.[A-Za-z0-9_-]{27,}")
+    # Its middle part, which every token holds. Searching for it first is the fast path: the full
+    # pattern has no literal to skip ahead to, so `re` tries it at every position (1.3 ms over
+    # 100 KB of prose, holding the GIL, the event loop's included); this one starts with a literal
+    # "." and takes 0.08 ms. Only text that holds it pays for the full pattern (BENCHMARKS.md,
+    # section 8: a 100 KB step went from 7-9x a raw write's p99 to under 2x).
+    _BOT_TOKEN_MIDDLE = re.compile(r"\.[A-Za-z0-9_-]{6,7}\.")
     # A webhook URL carries its token in the path.
     _WEBHOOK = re.compile(r"(/webhooks/\d+/)[A-Za-z0-9_.-]{8,}")
 
@@ -49,8 +55,11 @@ class Redactor:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        text = self._BOT_TOKEN.sub(MASK, text)
-        return self._WEBHOOK.sub(rf"\g<1>{MASK}", text)
+        if self._BOT_TOKEN_MIDDLE.search(text) is not None:
+            text = self._BOT_TOKEN.sub(MASK, text)
+        if "/webhooks/" in text:
+            text = self._WEBHOOK.sub(rf"\g<1>{MASK}", text)
+        return text
 
     def patch(self, record: Record) -> None:
         record["message"] = self.redact(record["message"])
