@@ -8,17 +8,24 @@ Provides:
   ``@pytest.mark.discord_emulator(interaction_ttl_s=1.5, ...)``.
 * ``discord_emulator`` -- a started :class:`DiscordEmulator` with
   ``nextcord.http.Route.BASE`` pointed at it; both are undone afterwards.
+* ``postgres_server`` (session) -- a PostgreSQL server found or started by
+  :func:`notifier.testing.postgres.find_postgres`; skips naming the reason when
+  there is none, or fails when ``NOTIFIER_REQUIRE_POSTGRES=1`` (CI).
+* ``postgres_dsn`` -- the DSN of a new, empty database on that server with
+  ``pg_trgm`` enabled, dropped (``WITH (FORCE)``) after the test.
 
 Heavy imports happen inside the fixtures so that merely having this plugin
-installed costs nothing for unrelated test runs.
+installed costs nothing for unrelated test runs (and psycopg, the ``postgres``
+extra, is needed only by tests that ask for PostgreSQL).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, NoReturn
 
 import pytest
 
@@ -27,6 +34,7 @@ from .config import EmulatorConfig
 if TYPE_CHECKING:
     from ..app import NotifierBot
     from .emulator import DiscordEmulator
+    from .postgres import PostgresServer
 
 MARKER = "discord_emulator"
 
@@ -100,3 +108,59 @@ async def bot(
     settings = bot_settings(discord_emulator, tmp_path / "data", overrides)
     async with running_bot(discord_emulator, settings) as running:
         yield running
+
+
+# PostgreSQL ---------------------------------------------------------------------------------------
+
+# Set in CI (.ci/run): a PostgreSQL test that finds no server fails instead of skipping.
+REQUIRE_POSTGRES_ENV: Final = "NOTIFIER_REQUIRE_POSTGRES"
+_TRUTHY: Final = frozenset({"1", "true", "yes", "on"})
+_FALSY: Final = frozenset({"", "0", "false", "no", "off"})
+
+
+def postgres_required(env: Mapping[str, str]) -> bool:
+    """Whether `NOTIFIER_REQUIRE_POSTGRES` in `env` makes a missing server a failure, not a skip.
+    An unknown value is an error, so a typo cannot quietly turn CI's failures into skips."""
+    value = env.get(REQUIRE_POSTGRES_ENV, "").strip().lower()
+    if value in _TRUTHY:
+        return True
+    if value in _FALSY:
+        return False
+    raise ValueError(
+        f"{REQUIRE_POSTGRES_ENV}={env[REQUIRE_POSTGRES_ENV]!r}: expected 1/true/yes/on or "
+        "0/false/no/off (or unset)"
+    )
+
+
+def no_postgres(reason: str, env: Mapping[str, str]) -> NoReturn:
+    """End the test for want of PostgreSQL: skip naming `reason`, or fail when `env` requires it."""
+    if postgres_required(env):
+        pytest.fail(
+            f"{REQUIRE_POSTGRES_ENV} is set and no PostgreSQL server was found: {reason}",
+            pytrace=False,
+        )
+    pytest.skip(f"no PostgreSQL server: {reason}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The PostgreSQL server this session's tests use (see `notifier.testing.postgres`); a
+    throwaway cluster started for it is stopped and removed at the end of the session."""
+    postgres_required(os.environ)  # a typo in the setting is an error even when a server answers
+    try:
+        from .postgres import find_postgres
+    except ImportError as error:  # psycopg absent: an environment without the postgres extra
+        no_postgres(f"{error} (pip install 'nextcord-notifier[postgres]')", os.environ)
+    with find_postgres(os.environ) as found:
+        if found.server is None:
+            no_postgres(found.reason, os.environ)
+        yield found.server
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PostgresServer) -> Iterator[str]:
+    """A new, empty database for this test alone (``pg_trgm`` enabled); dropped afterwards."""
+    from .postgres import fresh_database
+
+    with fresh_database(postgres_server) as dsn:
+        yield dsn
