@@ -63,16 +63,17 @@ Crashes and reconciliation (`ResultStore.reconcile`, run by `open`)
 
 Recorded steps (durable workflows)
 ----------------------------------
-A workflow's steps (`ResultStore.record_step`) are rows of the index's ``workflow_steps``: the
-step's index, name and value (JSON, configured secrets masked, at most ``runner.max_step_bytes``:
-`steps`), committed with an fsync through the index's group commit before `record_step` returns,
-so a step the workflow went on from is never run again after a crash. The same index recorded
+A workflow's steps (`ResultStore.record_step`) are frames of its own append-only file,
+``steps/<id>.steps`` (`step_log`, which says why files and not index rows): the step's index, name
+and value (JSON, configured secrets masked, at most ``runner.max_step_bytes``: `steps`), fsynced
+before `record_step` returns, so a step the workflow went on from is never run again after a
+crash; a frame torn by a crash is cut off before the next one is written. The same index recorded
 again under the same name replaces the value (the process died between the write and the
 workflow's going on); under another name it is refused. A workflow found running at start is
 resumed by the runner from `steps`, with `note_resume` counting each resume durably
-(``workflows.resumes``). Only the index holds steps: an index rebuilt from the result files has
-none, which costs a running workflow its replay, never a finished result. Steps stay after
-`finish` and go with their row at retention, in the same transaction.
+(``workflows.resumes``). Steps stay after `finish` and go with their workflow at retention (the
+step file before the row, so a crash between them leaves a row that reconciliation finishes
+purging); reconciliation removes the step files of workflows the index holds no row for.
 
 Retention (`ResultStore.purge`, on open and every ``retention_interval`` seconds)
 ----------------------------------------------------------------------------------

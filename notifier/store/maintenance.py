@@ -25,6 +25,7 @@ from .delivery_mark import DeliveryMark, decode_mark
 from .document import FINISHED_STATUSES, DocumentError, decode_document, record_from_document
 from .locks import KeyedLocks
 from .sqlite.index import ResultIndex, RowState
+from .step_log import StepLog
 from .threads import StoreThreads
 
 __all__ = ["Maintenance", "ReconcileReport"]
@@ -47,6 +48,7 @@ class ReconcileReport:
     purges_finished: int = 0  # rows a crashed purge had marked, now gone with their files
     deliveries_restored: int = 0  # rows whose delivery state came back from a delivery mark
     marks_removed: int = 0  # delivery marks of results that are gone, and half-written marks
+    steps_removed: int = 0  # step files of workflows the index has no row for
     errors: int = 0  # files that could not be examined (logged; tried again next time)
 
     @property
@@ -66,8 +68,10 @@ class Maintenance:
         locks: KeyedLocks,
         in_flight: Collection[str],
         threads: StoreThreads,
+        steps: StepLog,
     ) -> None:
         self._index = index
+        self._steps = steps
         self._results_dir = root / files.RESULTS_DIR
         self._quarantine_dir = root / files.QUARANTINE_DIR
         self._locks = locks
@@ -111,6 +115,7 @@ class Maintenance:
             await self._reindex_files(results, listing.marks, counts)
             counts["lost"] += await self._mark_missing_lost(results)
             counts["marks_removed"] += await self._remove_stray_marks(listing, results)
+            counts["steps_removed"] += await self._remove_stray_steps()
             del counts["gone"]
             report = ReconcileReport(**counts)
         logger.info("store: reconciled: {}", report)
@@ -122,6 +127,7 @@ class Maintenance:
             return 0
         try:
             await self._threads.maintenance(files.remove_results, self._results_dir, ids)
+            await self._steps.remove(ids)
         except OSError as exc:
             raise StoreError(f"cannot finish an interrupted purge: {exc.strerror}") from exc
         await self._index.delete(ids)
@@ -266,6 +272,34 @@ class Maintenance:
         )
         return "reindexed"
 
+    async def _remove_stray_steps(self) -> int:
+        """Remove the step files of workflows the index holds no row for: purged ones whose
+        file a crash left, and running ones an index rebuilt from the result files no longer
+        knows (nothing can resume those: the row was their only record). Steps never outlive
+        their workflow."""
+        try:
+            ids = await self._steps.workflow_ids()
+            known = await self._index.states(ids)
+            stray = [
+                workflow_id
+                for workflow_id in ids
+                if workflow_id not in known
+                and workflow_id not in self._in_flight
+                and workflow_id not in self._locks.busy()
+            ]
+            if stray:
+                await self._steps.remove(stray)
+        except OSError as exc:
+            logger.error("store: cannot remove stray step files: {}", exc.strerror)
+            return 0
+        if stray:
+            logger.warning(
+                "store: removed the step files of {} workflow(s) the index does not hold: {}",
+                len(stray),
+                ", ".join(sorted(stray)[:_LOG_IDS_MAX]),
+            )
+        return len(stray)
+
     async def _remove_stray_marks(self, listing: files.Listing, results: dict[str, int]) -> int:
         """Delivery marks whose result is gone (its purge or its loss came after the mark), and
         marks a crash left half-written (their delivery was not recorded: it will be again)."""
@@ -351,6 +385,7 @@ class Maintenance:
             await self._threads.maintenance(
                 files.remove_results, self._results_dir, list(workflow_ids)
             )
+            await self._steps.remove(list(workflow_ids))
         except OSError as exc:
             # The rows stay marked (and hidden); reconciliation finishes them at the next start.
             raise StoreError(f"purge: cannot delete result files: {exc.strerror}") from exc

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
-import functools
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -53,7 +52,7 @@ from .locks import KeyedLocks
 from .maintenance import Maintenance, ReconcileReport
 from .query import MAX_PAGE_SIZE, ResultQuery
 from .sqlite.index import IndexDamaged, ResultIndex, WorkflowExists
-from .steps import decode_step, encode_step
+from .step_log import STEPS_DIR, Frame, StepLog
 from .store_lock import StoreLock
 from .threads import StoreThreads
 
@@ -92,10 +91,6 @@ def _copy(record: WorkflowRecord) -> WorkflowRecord:
     return dataclasses.replace(record, options=dict(record.options))
 
 
-def _decode_all(values: list[bytes]) -> list[Any]:
-    return [decode_step(value) for value in values]
-
-
 def _errno_name(exc: OSError) -> str:
     return errno.errorcode.get(exc.errno or 0, type(exc).__name__)
 
@@ -131,6 +126,7 @@ class ResultStore:
         self._results_dir = settings.path / files.RESULTS_DIR
         self._files = ResultFileWriter(self._results_dir)
         self._index = index
+        self._steps = StepLog(settings.path / STEPS_DIR, max_step_bytes=max_step_bytes)
         self._threads = threads
         self._lock = lock
         self._on_storage_error = on_storage_error
@@ -145,6 +141,7 @@ class ResultStore:
             locks=self._locks,
             in_flight=self._pending,
             threads=threads,
+            steps=self._steps,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = asyncio.Event()
@@ -190,7 +187,12 @@ class ResultStore:
         index: ResultIndex | None = None
         try:
             try:
-                for directory in (root, root / files.RESULTS_DIR, root / files.QUARANTINE_DIR):
+                for directory in (
+                    root,
+                    root / files.RESULTS_DIR,
+                    root / files.QUARANTINE_DIR,
+                    root / STEPS_DIR,
+                ):
                     await threads.maintenance(files.ensure_private_dir, directory)
             except OSError as exc:
                 raise StoreError(f"cannot prepare the store at {root}: {exc.strerror}") from exc
@@ -218,6 +220,8 @@ class ResultStore:
         )
         try:
             await store._tighten_index_files()
+            if exclusive:
+                await store._bring_steps_from_the_index()
             if maintain:
                 report = await store.reconcile()
                 if not report.clean:
@@ -264,6 +268,30 @@ class ResultStore:
         )
         return await ResultIndex.open(path, threads=threads)
 
+    async def _bring_steps_from_the_index(self) -> None:
+        """Move steps that an index of schema version 4 held as rows into step files, then drop
+        its table (steps are files since version 5: `step_log`). Idempotent: a crash half-way
+        leaves the table, and the next open writes the same files again."""
+        legacy = await self._index.legacy_steps()
+        if legacy is None:
+            return
+        by_workflow: dict[str, list[Frame]] = {}
+        for workflow_id, frame in legacy:
+            by_workflow.setdefault(workflow_id, []).append(frame)
+        try:
+            for workflow_id, frames in by_workflow.items():
+                await self._steps.bring(workflow_id, frames)
+        except OSError as exc:
+            raise StoreError(f"cannot move recorded steps into step files: {exc.strerror}") from exc
+        await self._index.drop_legacy_steps()
+        if by_workflow:
+            logger.info(
+                "store: moved {} recorded step(s) of {} workflow(s) from the index into {}/",
+                len(legacy),
+                len(by_workflow),
+                STEPS_DIR,
+            )
+
     async def _tighten_index_files(self) -> None:
         names = (INDEX_NAME, f"{INDEX_NAME}-wal", f"{INDEX_NAME}-shm")
         paths = [self._settings.path / name for name in names]
@@ -287,6 +315,7 @@ class ResultStore:
         self._closed = True
         try:
             await self._files.close()
+            await self._steps.close()
             for workflow_id in self._pending:
                 logger.critical(
                     "store: workflow {}: result never reached the disk and is lost with this "
@@ -411,10 +440,12 @@ class ResultStore:
         self._check_open()
         if workflow_id not in self._live and await self._index.get(workflow_id) is None:
             raise StoreError(f"unknown workflow {workflow_id}: its step {name!r} is not recorded")
-        data = await self._threads.work(
-            functools.partial(encode_step, limit_bytes=self._max_step_bytes), value
-        )
-        recorded = await self._index.record_step(workflow_id, index, name, data, self._clock())
+        try:
+            recorded = await self._steps.record(workflow_id, index, name, value, self._clock())
+        except OSError as exc:
+            raise StoreError(
+                f"cannot record step {name!r} of workflow {workflow_id}: {exc.strerror}"
+            ) from exc
         if recorded is not None:
             raise ValueError(
                 f"workflow {workflow_id}: step {index} was recorded as {recorded!r}, "
@@ -425,14 +456,12 @@ class ResultStore:
         """The workflow's recorded steps, by index; their values as JSON reads them back."""
         workflow_id = validate_workflow_id(workflow_id)
         self._check_open()
-        rows = await self._index.steps(workflow_id)
-        if not rows:
-            return []
-        values = await self._threads.work(_decode_all, [row.value for row in rows])
-        return [
-            RecordedStep(row.index, row.name, value, row.recorded_at)
-            for row, value in zip(rows, values, strict=True)
-        ]
+        try:
+            return await self._steps.read(workflow_id)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot read the steps of workflow {workflow_id}: {exc.strerror}"
+            ) from exc
 
     async def note_resume(self, workflow_id: str) -> int:
         """Count one more resume of a workflow found running (fsynced before it returns, so a
@@ -498,6 +527,7 @@ class ResultStore:
             name=f"store-finish-{workflow_id}",
         )
         stored: StoredResult = await asyncio.shield(task)
+        await self._steps.forget(workflow_id)  # its file stays until retention; closed here
         return stored
 
     async def _finish(

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from notifier.store.step_log import STEPS_DIR, latest, read_frames
 from notifier.testing import DiscordEmulator, HttpSink
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -67,14 +68,17 @@ async def stages(data_dir: Path) -> list[str]:
 
 
 async def step_rows(data_dir: Path, workflow_id: str) -> list[tuple[int, str]]:
-    """(index, name) of a workflow's recorded steps, as the bot's index holds them."""
-    rows = await asyncio.to_thread(
-        _query,
-        data_dir / "index.sqlite3",
-        f"SELECT step_index, name FROM workflow_steps WHERE workflow_id = '{workflow_id}' "
-        "ORDER BY step_index",
-    )
-    return [(int(r[0]), str(r[1])) for r in rows]
+    """(index, name) of a workflow's recorded steps, as the bot's step file holds them."""
+    data = await asyncio.to_thread(_read_if_any, data_dir / STEPS_DIR / f"{workflow_id}.steps")
+    frames, _ = read_frames(data)
+    return [(frame.index, frame.name) for frame in latest(frames)]
+
+
+def _read_if_any(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 def config_with_ops(

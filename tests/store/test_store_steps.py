@@ -24,6 +24,7 @@ from notifier.logs import redactor
 from notifier.records import RecordedStep, WorkflowStatus
 from notifier.store import ResultQuery, ResultStore
 from notifier.store.sqlite.schema import SCHEMA_VERSION
+from notifier.store.step_log import STEPS_DIR
 
 from .support import DAY_S, START_S, FakeClock, finished, make_record
 
@@ -200,9 +201,7 @@ async def test_a_configured_secret_is_stored_masked(
 
     [step] = await store.steps(workflow_id)
     assert step.value == {"header": "Bearer ***", "***": ["x***y"]}
-    index = (storage.path / "index.sqlite3").read_bytes()
-    wal = storage.path / "index.sqlite3-wal"
-    on_disk = index + (wal.read_bytes() if wal.exists() else b"")
+    on_disk = b"".join(p.read_bytes() for p in storage.path.rglob("*") if p.is_file())
     assert secret.encode() not in on_disk
     assert uuid.UUID(secret[-32:]).hex.encode() not in on_disk
 
@@ -275,12 +274,7 @@ async def test_retention_removes_a_workflows_steps_with_it(
 
     assert await store.steps(old.workflow_id) == []
     assert [s.name for s in await store.steps(kept)] == ["page:0"]
-    db = sqlite3.connect(storage.path / "index.sqlite3")
-    try:
-        rows = db.execute("SELECT workflow_id FROM workflow_steps").fetchall()
-    finally:
-        db.close()
-    assert rows == [(kept,)]
+    assert sorted(p.name for p in (storage.path / STEPS_DIR).iterdir()) == [f"{kept}.steps"]
 
 
 async def test_finish_keeps_the_steps_until_retention(store: ResultStore) -> None:
@@ -301,10 +295,7 @@ async def test_an_index_from_schema_version_3_is_upgraded(
     path = storage.path / "index.sqlite3"
     db = sqlite3.connect(path)
     try:  # what version 3 had: no steps table, no resume count
-        db.executescript(
-            "DROP TABLE workflow_steps; ALTER TABLE workflows DROP COLUMN resumes;"
-            "PRAGMA user_version = 3;"
-        )
+        db.executescript("ALTER TABLE workflows DROP COLUMN resumes;PRAGMA user_version = 3;")
     finally:
         db.close()
 
@@ -323,7 +314,7 @@ async def test_an_index_from_schema_version_3_is_upgraded(
         version = db.execute("PRAGMA user_version").fetchone()[0]
     finally:
         db.close()
-    assert version == SCHEMA_VERSION == 4
+    assert version == SCHEMA_VERSION == 5
 
 
 async def test_an_index_from_a_newer_program_is_refused(storage: StorageSettings) -> None:
@@ -361,3 +352,92 @@ async def test_a_finished_result_waiting_for_the_disk_is_not_offered_for_resumin
         assert store.pending_writes == (workflow_id,)
         assert [r.workflow_id for r in await store.running()] == [workflow_id]
         assert await store.resumable() == []
+
+
+async def test_steps_an_index_of_version_4_held_are_moved_into_step_files(
+    storage: StorageSettings, clock: FakeClock
+) -> None:
+    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+        workflow_id = await _running(store)
+    path = storage.path / "index.sqlite3"
+    db = sqlite3.connect(path)
+    try:  # what version 4 had: the steps as rows of the index
+        db.executescript(
+            "CREATE TABLE workflow_steps (workflow_id TEXT NOT NULL, step_index INTEGER NOT NULL,"
+            " name TEXT NOT NULL, value BLOB NOT NULL, recorded_at REAL NOT NULL,"
+            " PRIMARY KEY (workflow_id, step_index)); PRAGMA user_version = 4;"
+        )
+        db.executemany(
+            "INSERT INTO workflow_steps VALUES (?, ?, ?, ?, ?)",
+            [
+                (workflow_id, 0, "plan", b'["https://example.com/a"]', START_S),
+                (workflow_id, 1, "page:0", b'{"words": 812}', START_S + 1),
+            ],
+        )
+        db.commit()
+    finally:
+        db.close()
+
+    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+        steps = await store.steps(workflow_id)
+        await store.record_step(workflow_id, 2, "page:1", {"words": 3})
+    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+        again = await store.steps(workflow_id)
+
+    assert steps == [
+        RecordedStep(0, "plan", ["https://example.com/a"], START_S),
+        RecordedStep(1, "page:0", {"words": 812}, START_S + 1),
+    ]
+    assert [s.name for s in again] == ["plan", "page:0", "page:1"]
+    db = sqlite3.connect(path)
+    try:
+        tables = db.execute("SELECT name FROM sqlite_master WHERE name = 'workflow_steps'")
+        assert tables.fetchall() == []
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("damage", ["torn", "garbage"])
+async def test_a_step_torn_by_a_crash_is_not_read_and_the_next_steps_are(
+    storage: StorageSettings, clock: FakeClock, damage: str
+) -> None:
+    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+        workflow_id = await _running(store)
+        for index in range(3):
+            await store.record_step(workflow_id, index, f"page:{index}", {"page": index})
+    step_file = storage.path / STEPS_DIR / f"{workflow_id}.steps"
+    data = step_file.read_bytes()
+    if damage == "torn":  # the third frame half-written when the process died
+        step_file.write_bytes(data[: len(data) - 7])
+    else:  # the end of the file is not a frame at all
+        step_file.write_bytes(data + os.urandom(64))
+
+    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+        after_crash = [s.name for s in await store.steps(workflow_id)]
+        await store.record_step(workflow_id, len(after_crash), "page:2", {"page": 2})
+        await store.record_step(workflow_id, len(after_crash) + 1, "page:3", {"page": 3})
+    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+        steps = await store.steps(workflow_id)
+
+    expected_before = ["page:0", "page:1"] if damage == "torn" else ["page:0", "page:1", "page:2"]
+    assert after_crash == expected_before
+    assert [s.name for s in steps][: len(expected_before)] == expected_before
+    assert [s.value for s in steps][-1] == {"page": 3}
+
+
+async def test_step_files_of_workflows_the_index_does_not_hold_go_at_reconciliation(
+    storage: StorageSettings, clock: FakeClock
+) -> None:
+    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+        kept = await _running(store)
+        await store.record_step(kept, 0, "page:0", PAGE)
+    stray = uuid.uuid4().hex
+    (storage.path / STEPS_DIR / f"{stray}.steps").write_bytes(b"left by a purge a crash cut")
+
+    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+        report = await store.reconcile()
+        steps = await store.steps(kept)
+
+    assert report.steps_removed == 0  # the open's own reconciliation already removed it
+    assert sorted(p.name for p in (storage.path / STEPS_DIR).iterdir()) == [f"{kept}.steps"]
+    assert [s.name for s in steps] == ["page:0"]

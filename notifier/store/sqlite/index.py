@@ -55,11 +55,12 @@ from ...groupcommit.damaged import QUICK_CHECK, integrity_problem, is_damaged
 from ...groupcommit.sqlite_writer import SQLiteWriter
 from ...records import DeliveryState, WorkflowRecord, WorkflowStatus
 from ..query import ResultQuery
+from ..step_log import Frame
 from ..threads import StoreThreads
 from .schema import BLOCK_BITS, BUSY_TIMEOUT_MS, prepare
 from .url_terms import TrigramCounts, fts_phrase, read_trigram_counts, trigram_query
 
-__all__ = ["IndexDamaged", "ResultIndex", "RowState", "StepRow", "WorkflowExists"]
+__all__ = ["IndexDamaged", "ResultIndex", "RowState", "WorkflowExists"]
 
 _CHUNK: Final = 500  # ids per IN (...) list: far below SQLite's variable limit
 _WRITER_PRAGMAS: Final = (f"busy_timeout = {BUSY_TIMEOUT_MS}", "synchronous = FULL")
@@ -148,27 +149,6 @@ class RowState:
     path: str | None
     size_bytes: int | None
     delivery_state: DeliveryState = DeliveryState.PENDING
-
-
-@dataclass(frozen=True, slots=True)
-class StepRow:
-    """One row of `workflow_steps`: a recorded step, its value still the stored JSON bytes."""
-
-    index: int
-    name: str
-    value: bytes
-    recorded_at: float
-
-
-# A step recorded again under its index replaces the row only under the same name: a replay of
-# the same step (its first write landed, the process died before the workflow heard of it). Under
-# another name nothing changes and no row is counted, which `record_step` reports.
-_RECORD_STEP: Final = (
-    "INSERT INTO workflow_steps (workflow_id, step_index, name, value, recorded_at) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (workflow_id, step_index) DO UPDATE SET "
-    "value = excluded.value, recorded_at = excluded.recorded_at "
-    "WHERE workflow_steps.name = excluded.name"
-)
 
 
 def _row_values(record: WorkflowRecord) -> tuple[Any, ...]:
@@ -452,31 +432,28 @@ class ResultIndex:
 
     # -- steps and resumes ---------------------------------------------------------------------
 
-    async def record_step(
-        self, workflow_id: str, index: int, name: str, value: bytes, at: float
-    ) -> str | None:
-        """Write a step durably (fsynced, in the next group commit). None once written; the name
-        already recorded under `index` if it is another one (then nothing was written)."""
-        with _sqlite_errors("record a step"):
-            changed = await self._write(_RECORD_STEP, (workflow_id, index, name, value, at))
-            if changed:
+    async def legacy_steps(self) -> list[tuple[str, Frame]] | None:
+        """The steps an index of schema version 4 held as rows (workflow id, frame), in order;
+        None if it has no such table (a version 5 index: steps are files, `step_log`)."""
+        with _sqlite_errors("read the steps of an older index"):
+            tables = await self._fetch(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'workflow_steps'"
+            )
+            if not tables:
                 return None
             rows = await self._fetch(
-                "SELECT name FROM workflow_steps WHERE workflow_id = ? AND step_index = ?",
-                (workflow_id, index),
+                "SELECT workflow_id, step_index, name, recorded_at, value FROM workflow_steps "
+                "ORDER BY workflow_id, step_index"
             )
-        if not rows:  # cannot happen: the conflict that left it unchanged was this row
-            raise StoreError(f"index: step {index} of workflow {workflow_id} was not recorded")
-        return str(rows[0][0])
+        return [
+            (str(wid), Frame(int(index), str(name), float(at), bytes(value)))
+            for wid, index, name, at, value in rows
+        ]
 
-    async def steps(self, workflow_id: str) -> list[StepRow]:
-        with _sqlite_errors("read the steps"):
-            rows = await self._fetch(
-                "SELECT step_index, name, value, recorded_at FROM workflow_steps "
-                "WHERE workflow_id = ? ORDER BY step_index",
-                (workflow_id,),
-            )
-        return [StepRow(int(i), str(n), bytes(v), float(at)) for i, n, v, at in rows]
+    async def drop_legacy_steps(self) -> None:
+        """Drop version 4's step table, once its rows are step files."""
+        with _sqlite_errors("drop the older index's step table"):
+            await self._writer.execute("DROP TABLE IF EXISTS workflow_steps")
 
     async def note_resume(self, workflow_id: str) -> int | None:
         """Count one more resume, durably; the new count, or None if there is no such row."""
@@ -779,13 +756,10 @@ class ResultIndex:
         return [row[0] for row in rows]
 
     async def delete(self, workflow_ids: Sequence[str]) -> None:
-        """The rows and their recorded steps, in one transaction: steps never outlive their row."""
+        """The rows, in one transaction (their step files went first: `Maintenance`)."""
 
         def delete(conn: sqlite3.Connection) -> None:
             for chunk in _chunks(workflow_ids):
-                conn.execute(
-                    f"DELETE FROM workflow_steps WHERE workflow_id IN ({_marks(chunk)})", chunk
-                ).close()
                 conn.execute(
                     f"DELETE FROM workflows WHERE workflow_id IN ({_marks(chunk)})", chunk
                 ).close()

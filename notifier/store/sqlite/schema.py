@@ -5,7 +5,9 @@
 from a newer program is refused rather than guessed at. Version 2 added `workflow_blocks` (the URL
 search stops early), version 3 the `WHEN` on the FTS update trigger (a finish no longer rewrites a
 URL's trigrams), version 4 `workflow_steps` and `workflows.resumes` (durable workflows: a resumed
-workflow replays its recorded steps).
+workflow replays its recorded steps), version 5 moved the steps out into step files
+(`notifier.store.step_log`: the store moves a version 4 table's rows there at start, then drops
+it).
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from ...errors import StoreError
 
 __all__ = ["BLOCK_BITS", "BUSY_TIMEOUT_MS", "SCHEMA_VERSION", "prepare"]
 
-# 2: workflow_blocks (URL search stops early); 3: see _FTS_UPDATE; 4: workflow_steps, resumes
-SCHEMA_VERSION: Final = 4
+# 2: workflow_blocks (URL search stops early); 3: see _FTS_UPDATE; 4: workflow_steps, resumes;
+# 5: steps in files (`step_log`), workflow_steps left for the store to move and drop
+SCHEMA_VERSION: Final = 5
 BUSY_TIMEOUT_MS: Final = 10_000
 
 _SCHEMA = """
@@ -68,14 +71,6 @@ CREATE TABLE IF NOT EXISTS workflow_blocks (
     block  INTEGER PRIMARY KEY,
     newest REAL    NOT NULL
 );
-CREATE TABLE IF NOT EXISTS workflow_steps (
-    workflow_id TEXT    NOT NULL,
-    step_index  INTEGER NOT NULL CHECK (step_index >= 0),
-    name        TEXT    NOT NULL,
-    value       BLOB    NOT NULL,
-    recorded_at REAL    NOT NULL,
-    PRIMARY KEY (workflow_id, step_index)
-);
 CREATE TABLE IF NOT EXISTS store_notes (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -93,10 +88,6 @@ CREATE TRIGGER IF NOT EXISTS workflow_blocks_update AFTER UPDATE OF created_at O
         WHERE block = new.id >> 10 AND newest < new.created_at;
 END;
 """
-# workflow_steps: the recorded steps of a workflow (`ResultStore.record_step`), its JSON value as
-# stored; a resumed workflow gets them back instead of running the steps again. Not tied to the
-# row by a foreign key (the index runs without them): retention and purges delete a workflow's
-# steps in the same transaction as its row (`ResultIndex.delete`).
 # workflows.resumes: how often a workflow found running at start was resumed (runner.max_resumes).
 # store_notes: what the store keeps about itself rather than about a workflow (retention's last
 # sweep, see `notifier.store.clock_check`). Added without a version bump: an older program ignores
