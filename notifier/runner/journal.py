@@ -106,13 +106,15 @@ class StepProbe:
         raise StepReached(name)  # never reached: `began` stops the body first
 
 
-def steps_done_text(names: Sequence[str]) -> str:
-    """ "7 pages" when every step is `page:N`, "8 steps" otherwise (what a user reads)."""
+def steps_done_text(names: Sequence[str], *, of: int | None = None) -> str:
+    """ "7 pages" when every step is `page:N`, "8 steps" otherwise (what a user reads); with the
+    most steps the run records, "7 of up to 15 pages"."""
     count = len(names)
     kinds = {match.group(1) if (match := _NUMBERED.match(n)) else None for n in names}
     kind = kinds.pop() if len(kinds) == 1 else None
     word = kind or "step"
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+    noun = word if (of if of is not None else count) == 1 else f"{word}s"
+    return f"{count} {noun}" if of is None else f"{count} of up to {max(of, count)} {noun}"
 
 
 def steps_listing(names: Sequence[str]) -> str:

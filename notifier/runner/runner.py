@@ -886,6 +886,18 @@ class Runner:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    @staticmethod
+    def _max_steps(record: WorkflowRecord, spec: WorkflowSpec) -> int | None:
+        """The most steps the run records, if its workflow says (for the resume notice); a
+        workflow whose `max_steps` fails only loses the total from the notice."""
+        if spec.max_steps is None:
+            return None
+        try:
+            return spec.max_steps(record.options)
+        except Exception as exc:  # noqa: BLE001 - the workflow's code; the notice goes on
+            logger.warning("workflow {}: max_steps failed: {!r}", record.workflow_id, exc)
+            return None
+
     async def _resume(
         self, record: WorkflowRecord, spec: WorkflowSpec, steps: list[RecordedStep]
     ) -> int:
@@ -900,7 +912,7 @@ class Runner:
         if resumes > limit:
             return await self._give_up(record, spec, steps, limit)
         journal = StoreJournal(self._store, record.workflow_id, steps)
-        done = steps_done_text(journal.names)
+        done = steps_done_text(journal.names, of=self._max_steps(record, spec))
         # Operators hear it before the body runs again (the outbox holds the notice even if
         # this run dies as the last one did).
         summary = f"resumed after a restart: {done} done"

@@ -575,6 +575,7 @@ class Workflow:
         takes_private: bool,
         is_class: bool,
         resumable: bool = True,
+        max_steps: Callable[..., int | None] | None = None,
     ) -> None:
         self.target = target
         self.name = name
@@ -585,6 +586,7 @@ class Workflow:
         self.takes_private = takes_private
         self.is_class = is_class
         self.resumable = resumable
+        self.max_steps = max_steps
         self.module: str = getattr(target, "__module__", "") or ""
         self.file, self.line = _where(target)
         self._validator: Validator | None = None
@@ -644,7 +646,7 @@ class Workflow:
         (once per bot: ``cls(settings)``); a function needs nothing."""
         if self.is_class:
             return self.spec_for(self.target(settings))
-        return self._spec(self.target, self._validator, None)
+        return self._spec(self.target, self._validator, None, self.max_steps)
 
     def spec_for(self, instance: Any) -> WorkflowSpec:
         """The spec of a class workflow's instance built elsewhere (a test giving it a resolver
@@ -653,7 +655,10 @@ class Workflow:
             raise TypeError(f"{instance!r} is not an instance of workflow {self.name!r}'s class")
         built: Any = instance
         return self._spec(
-            built.run, getattr(built, "validate", None), getattr(built, "close", None)
+            built.run,
+            getattr(built, "validate", None),
+            getattr(built, "close", None),
+            getattr(built, "max_steps", None),
         )
 
     def _spec(
@@ -661,6 +666,7 @@ class Workflow:
         body: Callable[..., Awaitable[Any]],
         hook: Validator | None,
         close: Callable[[], Awaitable[None]] | None,
+        most: Callable[..., int | None] | None = None,
     ) -> WorkflowSpec:
         async def validate(options: Mapping[str, str]) -> dict[str, str]:
             values = self.parse(options)
@@ -687,6 +693,11 @@ class Workflow:
             assert close is not None
             await close()
 
+        def max_steps(options: Mapping[str, str]) -> int | None:
+            assert most is not None
+            total = most(**self.parse(options))
+            return total if isinstance(total, int) and total > 0 else None
+
         return WorkflowSpec(
             name=self.name,
             description=self.description,
@@ -695,6 +706,7 @@ class Workflow:
             close=close_once if close is not None else None,
             estimate_s=self.estimate_s,
             resumable=self.resumable,
+            max_steps=max_steps if most is not None else None,
         )
 
     def _replacements(self, replaced: Mapping[str, Any]) -> dict[str, Any]:
@@ -740,6 +752,7 @@ def workflow(
     name: str | None = None,
     estimate_s: float | Mapping[str, float] | None = None,
     resumable: bool = True,
+    max_steps: Callable[..., int | None] | None = None,
 ) -> Callable[[Callable[..., Any]], Workflow]:
     """Make an async function (or a class with ``async def run(self, ctx, ...)``) a workflow.
 
@@ -752,6 +765,10 @@ def workflow(
     `resumable`: a run left running by a process that died (a crash, a deploy) is resumed at
     the next start from its recorded steps (`Context.step`); a workflow that records no step
     is not (it is interrupted and its user told). False opts out even with steps.
+
+    `max_steps`: called with the run's options (as the body gets them, without `ctx`), the most
+    steps such a run records, for the resume notice ("7 of up to 15 pages were already done"). A
+    class workflow defines it as a method, ``def max_steps(self, **options)``, instead.
     """
 
     def decorate(target: Callable[..., Any]) -> Workflow:
@@ -759,6 +776,9 @@ def workflow(
         if not isinstance(resumable, bool):
             raise WorkflowDefinitionError(found.name, "resumable must be True or False")
         found.resumable = resumable
+        if max_steps is not None and not callable(max_steps):
+            raise WorkflowDefinitionError(found.name, "max_steps must be a function of the options")
+        found.max_steps = max_steps
         return found
 
     return decorate

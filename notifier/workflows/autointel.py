@@ -212,6 +212,11 @@ class Autointel:
         """Page budget for `depth` (start page included); settings may leave a depth out."""
         return max(1, self._settings.pages.get(depth, _DEFAULT_PAGES[depth]))
 
+    def max_steps(self, *, url: str, depth: str = "standard", **_: object) -> int:
+        """The most steps a run records: one per page of its budget (the resume notice's "of up
+        to 15 pages")."""
+        return self.pages_for(depth)
+
     # -- run -----------------------------------------------------------------------------------
 
     async def run(

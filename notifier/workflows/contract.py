@@ -151,6 +151,10 @@ class WorkflowSpec:
     `resumable`: a run this workflow's process left running with recorded steps is resumed at
     the next start (replaying them). False (``@workflow(resumable=False)``) keeps the older
     rule for it: interrupted, its user told to run it again.
+
+    `max_steps(options)`, if set, is the most steps a run with these options records (a crawl's
+    page budget): the resume notice then says "7 of up to 15 pages were already done" instead of
+    "7 pages". None from it, or no `max_steps`, leaves the total out.
     """
 
     name: str
@@ -160,3 +164,4 @@ class WorkflowSpec:
     close: Callable[[], Coroutine[Any, Any, None]] | None = None
     estimate_s: float | Mapping[str, float] | None = None
     resumable: bool = True
+    max_steps: Callable[[Mapping[str, str]], int | None] | None = None

@@ -81,7 +81,7 @@ async def test_a_crawl_killed_at_page_7_of_15_resumes_without_fetching_those_pag
     assert len(results) == 1, [text_of(m)[:200] for m in results]
     resumed = [m for m in messages if "resumed after a restart" in text_of(m)]
     assert len(resumed) == 1, [text_of(m) for m in resumed]
-    assert f"{len(recorded)} pages were already done" in text_of(resumed[0])
+    assert f"{len(recorded)} of up to 15 pages were already done" in text_of(resumed[0])
 
     # The operator's CLI lists the recorded steps and the resume.
     async with CapturedProcess.running(

@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 
 from notifier.config import Settings
 from notifier.errors import NotifierError
+from notifier.runner.journal import steps_done_text
 from notifier.workflows import Context, WorkflowFailed, workflow
 from notifier.workflows.contract import MemoryJournal
 
@@ -183,3 +184,43 @@ def test_resumable_is_on_by_default_and_can_be_declared_off() -> None:
 
     assert resumes.bind(Settings()).resumable is True
     assert once.bind(Settings()).resumable is False
+
+
+def test_the_resume_notice_counts_done_steps_against_the_most_a_run_records() -> None:
+    @workflow(description="Crawls", max_steps=lambda depth="quick": {"quick": 3, "deep": 15}[depth])
+    async def crawl(ctx: Context, depth: str = "quick") -> dict:
+        return {}
+
+    @workflow(description="Open-ended")
+    async def open_ended(ctx: Context) -> dict:
+        return {}
+
+    spec = crawl.bind(Settings())
+    assert spec.max_steps is not None
+    assert spec.max_steps({"depth": "deep"}) == 15
+    assert spec.max_steps({}) == 3
+    assert open_ended.bind(Settings()).max_steps is None
+    pages = [f"page:{i}" for i in range(7)]
+    assert steps_done_text(pages, of=15) == "7 of up to 15 pages"
+    assert steps_done_text(pages) == "7 pages"
+    assert steps_done_text(["page:0"], of=1) == "1 of up to 1 page"
+    assert steps_done_text(["plan", "page:0"], of=3) == "2 of up to 3 steps"
+    assert steps_done_text(pages, of=5) == "7 of up to 7 pages"  # never fewer than were done
+
+
+def test_autointel_says_its_page_budget_is_the_most_steps_a_run_records() -> None:
+    from notifier.config import AutointelSettings
+    from notifier.workflows.autointel import build_autointel
+
+    spec = build_autointel(AutointelSettings(pages={"deep": 15, "quick": 2}))
+    assert spec.max_steps is not None
+    assert spec.max_steps({"url": "https://example.com/", "depth": "deep"}) == 15
+    assert spec.max_steps({"url": "https://example.com/", "depth": "quick"}) == 2
+
+
+def test_max_steps_must_be_a_function() -> None:
+    with pytest.raises(NotifierError, match="max_steps must be a function of the options"):
+
+        @workflow(description="Bad", max_steps=15)  # type: ignore[arg-type]
+        async def bad(ctx: Context) -> dict:
+            return {}
