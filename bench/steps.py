@@ -4,9 +4,9 @@
                                     [--repeat 3] [--default-gc]
 
 A durable workflow records each step's value before the step counts as done (issue 17):
-`await ResultStore.record_step(...)` encodes it (JSON, configured secrets masked) in a store work
-thread and writes it as a row of the index through its group-commit writer, fsynced before it
-returns. Here `--workflows` workflows step at once, each recording `--steps` values of a given
+`await ResultStore.record_step(...)` encodes it (JSON, configured secrets masked) and appends it as
+a frame to the workflow's own step file, fsynced before it returns, in one hop to the store's step
+threads (`notifier.store.step_log`). Here `--workflows` workflows step at once, each recording `--steps` values of a given
 size one after the other (the next only once the last is durable, as `ctx.step` does), and every
 step's latency is taken. In the same run, on the same disk (a temporary folder under the project,
 where the bot's `data/` is), the same workflows do the same with the floor of a durable write:
@@ -18,8 +18,8 @@ every step of every round.
 Also shown, for context only: the raw write + fsync one at a time (a single writer, no
 contention), which is what one step alone could cost at best.
 
-A 1 ms probe on the event loop measures its lag while ours runs (the encoding and the commit are
-in threads; what remains on the loop is the hand-offs and waking 16 callers per commit).
+A 1 ms probe on the event loop measures its lag while ours runs (the encoding and the write are
+in threads; what remains on the loop is the hand-offs, and waiting for the GIL between them).
 
 Targets (issue 17): step p99 <= 2x the raw write's p99 (same workflows, same bytes, same run),
 per size; loop lag p99 < 5 ms. The collector runs with the bot's settings (`--default-gc`: CPython's
