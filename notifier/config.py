@@ -119,11 +119,30 @@ class DiscordSettings(_Section):
 
 
 class StorageSettings(_Section):
+    # sqlite: result files, an SQLite index and step files under `path` (one process).
+    # postgres: one PostgreSQL database at `postgres_dsn`, shared by gateway and worker processes.
+    backend: Literal["sqlite", "postgres"] = "sqlite"
     path: ConfigPath = Path("data")
+    # A libpq connection string or postgresql:// URL; write its password as ${VAR}.
+    postgres_dsn: SecretStr | None = None
     retention_days: float = Field(default=30.0, gt=0)
     retention_interval: float = Field(default=3600.0, gt=0)
     write_retry_initial: float = Field(default=0.5, gt=0)
     write_retry_max: float = Field(default=60.0, gt=0)
+
+    @field_validator("postgres_dsn", mode="before")
+    @classmethod
+    def _empty_dsn_is_none(cls, value: object) -> object:
+        return None if value in ("", None) else value
+
+    @model_validator(mode="after")
+    def _postgres_needs_a_dsn(self) -> StorageSettings:
+        if self.backend == "postgres" and self.postgres_dsn is None:
+            raise ValueError(
+                "backend is postgres but postgres_dsn is not set (a connection string such as "
+                "postgresql://notifier:${NOTIFIER_PG_PASSWORD}@db.example:5432/notifier)"
+            )
+        return self
 
 
 class RunnerSettings(_Section):
@@ -1038,6 +1057,8 @@ def secret_values(settings: Settings) -> list[str]:
     secrets: list[str] = []
     if settings.discord.token is not None:
         secrets.append(settings.discord.token.get_secret_value())
+    if settings.storage.postgres_dsn is not None:
+        secrets.extend(dsn_secrets(settings.storage.postgres_dsn.get_secret_value()))
 
     def walk(node: Any, key: str) -> None:
         if isinstance(node, dict):
@@ -1059,6 +1080,21 @@ def secret_values(settings: Settings) -> list[str]:
 
 
 _URL = re.compile(r"^(?P<scheme>[a-z0-9+.-]+)://(?:(?P<userinfo>[^@/]*)@)?(?P<rest>.*)$", re.I)
+_DSN_PASSWORD = re.compile(r"(?:^|\s)password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.I)
+
+
+def dsn_secrets(dsn: str) -> list[str]:
+    """The parts of a PostgreSQL connection string to mask: its password, in URL form
+    (``postgresql://user:pw@host/db``, and ``?password=``) or key=value form (``password=pw``)."""
+    if "://" in dsn:
+        return _url_secrets(dsn)
+    found: list[str] = []
+    for match in _DSN_PASSWORD.finditer(dsn):
+        value = match.group(1)
+        if value.startswith("'"):  # libpq's quoting: \' and \\ inside single quotes
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        found.append(value)
+    return found
 
 
 def _url_secrets(url: str) -> list[str]:

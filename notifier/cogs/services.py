@@ -14,7 +14,7 @@ from ..config import Settings
 from ..discord.io import DiscordIO
 from ..fanout.dispatch import NotifierReport
 from ..runner import Runner
-from ..store import ResultStore
+from ..store import Store
 from ..workflows import WorkflowSpec
 
 __all__ = ["Services"]
@@ -35,7 +35,7 @@ class Services(Protocol):
     def settings(self) -> Settings: ...
 
     @property
-    def store(self) -> ResultStore: ...
+    def store(self) -> Store: ...
 
     @property
     def runner(self) -> Runner: ...

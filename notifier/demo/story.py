@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from ..discord.access import NOT_FOUND_TEXT
 from ..records import DeliveryState, WorkflowRecord, WorkflowStatus, new_workflow_id
-from ..store import ResultQuery, ResultStore
+from ..store import ResultQuery, Store
 from ..testing import DiscordEmulator, InteractionHandle, Message
 from .smtp import SmtpSink
 
@@ -65,7 +65,7 @@ async def poll_until[T](probe: Callable[[], Awaitable[T | None]]) -> T:
     return value
 
 
-async def stored_outcome(store: ResultStore, workflow_id: str) -> WorkflowRecord | None:
+async def stored_outcome(store: Store, workflow_id: str) -> WorkflowRecord | None:
     """The workflow's record once its outcome is durable, not merely decided: the store serves a
     finished record from memory while its file is being written; `path` is set once the write
     (with fsync) is done."""

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from ..records import RecordedStep
-from ..store import ResultStore
+from ..store import Store
 
 __all__ = [
     "StepProbe",
@@ -54,7 +54,7 @@ class StoreJournal:
     """The journal of one running workflow: replays `recorded`, records through the store."""
 
     def __init__(
-        self, store: ResultStore, workflow_id: str, recorded: Sequence[RecordedStep] = ()
+        self, store: Store, workflow_id: str, recorded: Sequence[RecordedStep] = ()
     ) -> None:
         self._store = store
         self._workflow_id = workflow_id

@@ -58,7 +58,7 @@ from ..records import (
     WorkflowStatus,
     new_workflow_id,
 )
-from ..store import ResultNotStorable, ResultQuery, ResultStore, WorkflowExists
+from ..store import ResultNotStorable, ResultQuery, Store, WorkflowExists
 from ..workflows.api import Context
 from ..workflows.contract import ReportProgress, StepJournal, WorkflowSpec
 from .journal import StepProbe, StepReached, StoreJournal, steps_done_text
@@ -193,7 +193,7 @@ class Runner:
         self,
         *,
         settings: Settings,
-        store: ResultStore,
+        store: Store,
         io: DiscordIO,
         notify: Notify,
         workflows: Mapping[str, WorkflowSpec] | None = None,

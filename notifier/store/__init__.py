@@ -92,6 +92,7 @@ from __future__ import annotations
 from ..errors import StoreLocked
 from .document import ResultNotStorable
 from .maintenance import ReconcileReport
+from .contract import Store
 from .query import ResultQuery
 from .result_store import ResultStore, StorageErrorHook
 from .sqlite.index import WorkflowExists
@@ -103,6 +104,7 @@ __all__ = [
     "ResultQuery",
     "ResultStore",
     "StorageErrorHook",
+    "Store",
     "StoreLock",
     "StoreLocked",
     "WorkflowExists",

@@ -43,6 +43,14 @@ ROOT = Path(__file__).resolve().parents[2]
             "duplicate name 'a'",
         ),
         ("notifiers:\n  - {name: a, on: [started]}\n", {}, "notifiers[0].plugin", 2, "is required"),
+        ("storage:\n  backend: postgres\n", {}, "storage", 1, "postgres_dsn is not set"),
+        (
+            "storage:\n  backend: mysql\n",
+            {},
+            "storage.backend",
+            2,
+            "'sqlite' or 'postgres' (got 'mysql')",
+        ),
         (
             "discord:\n  interaction_ttl: 30\n  handoff_before: 60\n",
             {},
@@ -135,6 +143,26 @@ def test_secret_values_cover_token_and_url_credentials() -> None:
     assert "bot-token-value" in secrets
     assert "hunter2secret" in secrets
     assert "AbCdEfGhIjKlMnOpQrStUvWx" in secrets
+
+
+@pytest.mark.parametrize(
+    ("dsn", "password"),
+    [
+        ("postgresql://notifier:${PG_PW}@db:5432/notifier", "pg-pass-1"),
+        ("host=db user=notifier password=${PG_PW} dbname=notifier", "pg-pass-1"),
+        ("host=db password='${PG_PW}' dbname=notifier", "pg pass 'quoted'"),
+        ("postgresql://db/notifier?user=n&password=${PG_PW}", "pg-pass-2"),
+    ],
+)
+def test_the_postgres_password_is_a_secret_in_every_dsn_form(dsn: str, password: str) -> None:
+    quoted = password.replace("'", "\\'")
+    settings = parse_config(
+        f'storage:\n  backend: postgres\n  postgres_dsn: "{dsn}"\n',
+        env={"PG_PW": quoted if "'" in dsn else password},
+    )
+    assert settings.storage.postgres_dsn is not None
+    assert password not in repr(settings)
+    assert password in secret_values(settings)
 
 
 @pytest.mark.parametrize(
