@@ -90,9 +90,9 @@ why, until it is believable again or an operator purges by hand.
 from __future__ import annotations
 
 from ..errors import StoreLocked
+from .contract import Store
 from .document import ResultNotStorable
 from .maintenance import ReconcileReport
-from .contract import Store
 from .query import ResultQuery
 from .result_store import ResultStore, StorageErrorHook
 from .sqlite.index import WorkflowExists
