@@ -4,6 +4,18 @@ The real nextcord client talks to it over 127.0.0.1; tests drive users
 (``trigger_command``, ``click_button``...), bend the rules (token expiry,
 permissions, closed DMs, rate limits, faults, gateway drops) and assert on
 what the bot actually sent (messages with edit history, the request log).
+
+Shards: ``DiscordEmulator(config, sharding=ShardingConfig(shards=2,
+max_concurrency=1, identify_window_s=0.5))`` (or ``emulator.sharding = ...``
+before any bot connects) makes ``/gateway/bot`` announce two shards, so several
+``AutoShardedClient(shard_count=2, shard_ids=[...])`` -- in this process or in
+others -- each hold some; without it the gateway behaves as it always did. ``add_guild(name, shard=1)`` creates a guild whose
+events, interactions included, reach only the session holding shard 1; DMs reach
+shard 0. The gateway refuses a wrong shard count (4010), a missing one (4011), a
+shard another live session holds (4010: two processes configured alike), and an
+IDENTIFY too early for its bucket (op 9, as Discord); ``connected_shards``,
+``identify_times`` (per bucket), ``identify_refusals`` and
+``events_sent_to_shard`` show what happened. See ``gateway.py`` for the rules.
 """
 
 from __future__ import annotations
@@ -21,12 +33,13 @@ from .app import build_app
 from .config import EmulatorConfig
 from .events import install_message_events
 from .faults import Fault, FaultKind
-from .gateway import GatewayConnection
+from .gateway import GatewayConnection, IdentifyRefusal, ShardingConfig, shard_of
 from .handle import InteractionHandle
 from .model import (
     DM,
     ApplicationCommand,
     Channel,
+    Guild,
     IncomingWebhook,
     InteractionRecord,
     JsonObject,
@@ -41,6 +54,9 @@ from .world import ChannelRef, UserRef
 
 MessagePredicate = Callable[[Message], bool]
 _WEBHOOK_TOKEN_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# A guild id picked for a shard sets the snowflake's 5-bit worker field to 31: the
+# emulator's id factory counts within a millisecond from 0 and never reaches it.
+_PINNED_WORKER_BITS = 31 << 17
 
 
 class DiscordEmulator:
@@ -49,14 +65,20 @@ class DiscordEmulator:
     Use as ``async with DiscordEmulator(EmulatorConfig(...)) as emulator:``
     (or the ``discord_emulator`` pytest fixture), point nextcord at
     :attr:`api_base` (``patch_route_base``) and connect with
-    ``connect_client``.
+    ``connect_client``. ``sharding`` (default: one shard, no IDENTIFY limit)
+    is what ``/gateway/bot`` announces and the gateway enforces.
     """
 
-    def __init__(self, config: EmulatorConfig | None = None) -> None:
+    def __init__(
+        self, config: EmulatorConfig | None = None, *, sharding: ShardingConfig | None = None
+    ) -> None:
         self.config = config or EmulatorConfig()
         self._state = EmulatorState(self.config)
+        if sharding is not None:
+            self._state.gateway.sharding = sharding
         install_message_events(self._state)
         self._runner: web.AppRunner | None = None
+        self._pinned_guild_ids = 0
 
     # -- lifecycle ------------------------------------------------------
     async def start(self) -> Self:
@@ -192,6 +214,34 @@ class DiscordEmulator:
         world.set_bot_posting(channel, bot_can_post)
         self._dispatch_later("CHANNEL_CREATE", payloads.channel(world, channel))
         return channel
+
+    def add_guild(
+        self,
+        name: str,
+        *,
+        shard: int | None = None,
+        owner: UserRef = "alice",
+        members: Iterable[UserRef] = ("bob", "carol"),
+    ) -> Guild:
+        """Add a guild the bot is in, with one text channel (``general``).
+
+        ``shard`` picks its id so that its events go to that shard of
+        ``sharding.shards`` (``(id >> 22) % shards == shard``). Users act there
+        with ``trigger_command(..., guild=guild.id)``.
+        """
+        world = self._state.world
+        guild_id = self._guild_id_on(shard)
+        owner_user = world.resolve_user(owner)
+        guild = Guild(id=guild_id, name=name, owner_id=owner_user.id)
+        guild.roles[guild.id] = Role(
+            id=guild.id, name="@everyone", permissions=permissions.DEFAULT_EVERYONE
+        )
+        world.guilds[guild.id] = guild
+        for user in (owner_user, *(world.resolve_user(m) for m in members), world.bot):
+            world.add_member(guild.id, user.id)
+        world.add_text_channel(guild.id, "general")
+        self._dispatch_later("GUILD_CREATE", payloads.guild(world, guild))
+        return guild
 
     def forbid_channel(self, channel: ChannelRef) -> None:
         """Deny the bot SEND_MESSAGES there: bot-token posts/edits get 403/50013."""
@@ -561,6 +611,54 @@ class DiscordEmulator:
             "every gateway connection to close",
         )
 
+    @property
+    def sharding(self) -> ShardingConfig:
+        """Shards announced by ``/gateway/bot`` and the IDENTIFY rules (mutable, read live)."""
+        return self._state.gateway.sharding
+
+    @sharding.setter
+    def sharding(self, sharding: ShardingConfig) -> None:
+        self._state.gateway.sharding = sharding
+
+    def shard_of(self, guild_id: int) -> int:
+        """The shard that receives ``guild_id``'s events (``(guild_id >> 22) % shards``)."""
+        return shard_of(guild_id, self.sharding.shards)
+
+    @property
+    def connected_shards(self) -> list[int]:
+        """Shard ids held by a session with an open websocket, ascending."""
+        return self._state.gateway.connected_shards
+
+    @property
+    def identify_times(self) -> dict[int, list[float]]:
+        """Accepted IDENTIFYs per bucket (``shard_id % max_concurrency``), on the
+        emulator's clock; an unsharded IDENTIFY counts as shard 0."""
+        return {bucket: list(t) for bucket, t in self._state.gateway.identify_times.items()}
+
+    @property
+    def identify_refusals(self) -> list[IdentifyRefusal]:
+        """IDENTIFYs refused: close 4010/4011, or op 9 (``close_code=None``) when too early."""
+        return list(self._state.gateway.identify_refusals)
+
+    def events_sent_to_shard(self, shard_id: int) -> list[tuple[str, JsonObject]]:
+        """``(event, data)`` dispatched to the sessions (still known) of that shard, in order."""
+        return [
+            (frame["t"], frame["d"])
+            for session in self._state.gateway.sessions.values()
+            if session.shard is not None and session.shard[0] == shard_id
+            for frame in session.sent
+        ]
+
+    async def wait_until_shards_connected(
+        self, *shard_ids: int, timeout_s: float | None = None
+    ) -> None:
+        """Wait until every listed shard is held by a session with an open websocket."""
+        await self._state.feed.wait_until(
+            lambda: set(shard_ids) <= set(self.connected_shards),
+            self._timeout(timeout_s),
+            f"shards {sorted(shard_ids)} to be connected",
+        )
+
     async def drop_gateway(self, code: int = 4000, *, abrupt: bool = False) -> int:
         """Close the bot's websocket(s); the session stays resumable.
 
@@ -614,6 +712,21 @@ class DiscordEmulator:
             return world.channel(world.guild(guild).channel_ids[0])
         return world.channel(self.channel_id)
 
+    def _guild_id_on(self, shard: int | None) -> int:
+        """A fresh snowflake; with ``shard``, one whose events go to that shard."""
+        minted = self._state.world.ids.next()
+        if shard is None:
+            return minted
+        count = self.sharding.shards
+        if not 0 <= shard < count:
+            raise ValueError(
+                f"add_guild(shard={shard}): must be in [0, {count}) with sharding.shards={count}"
+            )
+        timestamp_ms = minted >> 22
+        timestamp_ms -= (timestamp_ms - shard) % count
+        self._pinned_guild_ids += 1
+        return (timestamp_ms << 22) | _PINNED_WORKER_BITS | self._pinned_guild_ids
+
     def _message_of(self, message: Message | int) -> Message:
         return message if isinstance(message, Message) else self._state.world.message(message)
 
@@ -622,9 +735,17 @@ class DiscordEmulator:
             self._state.spawn(self._state.gateway.dispatch(event, data))
 
     async def _dispatch_interaction(self, record: InteractionRecord) -> InteractionHandle:
-        if not self._state.gateway.sessions:
+        gateway = self._state.gateway
+        if not gateway.sessions:
             raise RuntimeError("no bot is connected to the gateway; call connect_client() first")
-        await self._state.gateway.dispatch("INTERACTION_CREATE", record.payload)
+        if not gateway.sessions_for_guild(record.guild_id):
+            held = sorted({s.shard[0] for s in gateway.sessions.values() if s.shard})
+            shard = shard_of(record.guild_id, self.sharding.shards)
+            where = "DMs go" if record.guild_id is None else f"guild {record.guild_id} is on"
+            raise RuntimeError(
+                f"no gateway session holds shard {shard}, where {where}; shards held: {held}"
+            )
+        await gateway.dispatch("INTERACTION_CREATE", record.payload)
         return InteractionHandle(self._state, record)
 
 

@@ -29,16 +29,12 @@ async def gateway(ctx: RequestContext) -> ApiResponse:
 
 
 async def gateway_bot(ctx: RequestContext) -> ApiResponse:
+    gateway = ctx.state.gateway
     return ApiResponse(
         body={
-            "url": ctx.state.gateway.url,
-            "shards": 1,
-            "session_start_limit": {
-                "total": 1000,
-                "remaining": 1000 - ctx.state.gateway.identify_count,
-                "reset_after": 86_400_000,
-                "max_concurrency": 1,
-            },
+            "url": gateway.url,
+            "shards": gateway.sharding.shards,
+            "session_start_limit": gateway.session_start_limit(),
         }
     )
 
