@@ -93,6 +93,7 @@ from ..errors import StoreLocked
 from .contract import Store
 from .document import ResultNotStorable
 from .maintenance import ReconcileReport
+from .opening import open_store
 from .query import ResultQuery
 from .result_store import ResultStore, StorageErrorHook
 from .sqlite.index import WorkflowExists
@@ -108,4 +109,5 @@ __all__ = [
     "StoreLock",
     "StoreLocked",
     "WorkflowExists",
+    "open_store",
 ]
