@@ -95,11 +95,33 @@ class DiscordSettings(_Section):
     guild_ids: tuple[int, ...] = ()
     admin_role_ids: tuple[int, ...] = ()
     operator_user_ids: tuple[int, ...] = ()
+    # Gateway shards: None runs one unsharded connection (a bot in fewer than 2,500 servers).
+    # With a count, this process holds `shard_ids` of them (None: every one).
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: tuple[int, ...] | None = None
+    # Seconds between two IDENTIFYs of one bucket (Discord: 5), kept across processes.
+    identify_window: float = Field(default=5.0, gt=0)
 
     @field_validator("token", mode="before")
     @classmethod
     def _empty_token_is_none(cls, value: object) -> object:
         return None if value in ("", None) else value
+
+    @field_validator("shard_count", mode="before")
+    @classmethod
+    def _empty_shard_count_is_none(cls, value: object) -> object:
+        # `shard_count: ${NOTIFIER_SHARD_COUNT:-}` leaves a process unsharded.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("shard_ids", mode="before")
+    @classmethod
+    def _shard_ids_from_text(cls, value: object) -> object:
+        # `shard_ids: ${NOTIFIER_SHARD_IDS:-}` gives each process its own from the environment:
+        # "0,1" is [0, 1], an empty text is "not set".
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",")]
+            return None if parts == [""] else parts
+        return value
 
     @field_validator("api_base")
     @classmethod
@@ -115,6 +137,34 @@ class DiscordSettings(_Section):
                 "handoff_before + safety_margin must be shorter than interaction_ttl "
                 f"({self.handoff_before} + {self.safety_margin} >= {self.interaction_ttl})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _shard_ids_fit_the_count(self) -> DiscordSettings:
+        ids, count = self.shard_ids, self.shard_count
+        if ids is None:
+            return self
+        if count is None:
+            raise ConfigError(
+                "discord.shard_ids",
+                "needs discord.shard_count (how many shards the bot has across all processes)",
+            )
+        if not ids:
+            # nextcord would read an empty list as "every shard": say so instead.
+            raise ConfigError(
+                "discord.shard_ids",
+                "is empty; list this process's shards, or leave it out to run all of them",
+            )
+        outside = [shard for shard in ids if not 0 <= shard < count]
+        if outside:
+            raise ConfigError(
+                "discord.shard_ids",
+                f"shard {outside[0]} does not exist: with shard_count {count} the ids are "
+                f"0 to {count - 1}",
+            )
+        repeated = sorted({shard for shard in ids if ids.count(shard) > 1})
+        if repeated:
+            raise ConfigError("discord.shard_ids", f"shard {repeated[0]} is listed twice")
         return self
 
 

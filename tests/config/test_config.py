@@ -313,3 +313,83 @@ def test_a_value_from_the_environment_is_shown_as_its_variable_never_its_value()
     assert "s3cr3t" not in text
     assert "config.yaml:2: runner.max_per_user: must be a whole number (got '${LIMIT}')" in text
     assert "config.yaml:4: metrics.listen: must be HOST:PORT, got '${LISTEN}'" in text
+
+
+@pytest.mark.parametrize(
+    ("discord", "line"),
+    [
+        (
+            "  shard_ids: [0]\n",
+            "config.yaml:2: discord.shard_ids: needs discord.shard_count (how many shards the "
+            "bot has across all processes)",
+        ),
+        (
+            "  shard_count: 2\n  shard_ids: [0, 2]\n",
+            "config.yaml:3: discord.shard_ids: shard 2 does not exist: with shard_count 2 the "
+            "ids are 0 to 1",
+        ),
+        (
+            "  shard_count: 2\n  shard_ids: [-1]\n",
+            "config.yaml:3: discord.shard_ids: shard -1 does not exist: with shard_count 2 the "
+            "ids are 0 to 1",
+        ),
+        (
+            "  shard_count: 4\n  shard_ids: [3, 1, 3]\n",
+            "config.yaml:3: discord.shard_ids: shard 3 is listed twice",
+        ),
+        (
+            "  shard_count: 2\n  shard_ids: []\n",
+            "config.yaml:3: discord.shard_ids: is empty; list this process's shards, or leave it "
+            "out to run all of them",
+        ),
+        ("  shard_count: 0\n", "config.yaml:2: discord.shard_count: must be at least 1 (got 0)"),
+        (
+            "  shard_count: 2\n  shard_ids: [one]\n",
+            "config.yaml:3: discord.shard_ids[0]: must be a whole number (got 'one')",
+        ),
+        (
+            "  identify_window: 0\n",
+            "config.yaml:2: discord.identify_window: must be greater than 0",
+        ),
+    ],
+    ids=[
+        "ids-without-count",
+        "id-beyond-count",
+        "negative-id",
+        "id-twice",
+        "no-ids",
+        "zero-shards",
+        "not-a-number",
+        "no-window",
+    ],
+)
+def test_shard_settings_that_cannot_work_are_refused_naming_the_field(
+    discord: str, line: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f"discord:\n{discord}", source="config.yaml")
+    assert caught.value.lines() == [line]
+
+
+@pytest.mark.parametrize(
+    ("discord", "env", "count", "ids"),
+    [
+        ("{}", {}, None, None),
+        ("{shard_count: 4}", {}, 4, None),
+        ("{shard_count: 4, shard_ids: [2, 0]}", {}, 4, (2, 0)),
+        # One file for every process, each given its shards by the environment.
+        (
+            "{shard_count: '${COUNT:-}', shard_ids: '${IDS:-}'}",
+            {"COUNT": "4", "IDS": "1, 3"},
+            4,
+            (1, 3),
+        ),
+        ("{shard_count: '${COUNT:-}', shard_ids: '${IDS:-}'}", {}, None, None),
+    ],
+    ids=["unsharded", "all-shards", "some-shards", "from-environment", "environment-unset"],
+)
+def test_shard_settings_say_which_shards_this_process_holds(
+    discord: str, env: dict[str, str], count: int | None, ids: tuple[int, ...] | None
+) -> None:
+    settings = parse_config(f"discord: {discord}\n", env=env).discord
+    assert (settings.shard_count, settings.shard_ids) == (count, ids)
