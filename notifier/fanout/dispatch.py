@@ -58,7 +58,7 @@ from ..events import Event, Notice
 from ..logs import redactor
 from ..metrics import NOTIFICATION_LATENCY, NOTIFICATIONS_SENT
 from .discovery import PluginLoadError, PluginRegistry, discover_plugins
-from .outbox import NewNotice, Outbox, OutboxRow, backoff_delay_s, outbox_path
+from .outbox import NewNotice, Outbox, OutboxRow, backoff_delay_s, open_outbox, outbox_path
 from .plugin import (
     PermanentSendError,
     Plugin,
@@ -520,7 +520,7 @@ class Fanout:
         registry = await asyncio.to_thread(_discover, settings)
         notifiers, report = await _build(settings, registry, context, strict=settings.fanout.strict)
         try:
-            outbox = await Outbox.open(outbox_path(settings))
+            outbox = await open_outbox(settings)
         except BaseException:
             await _close_plugins(notifiers.values())
             raise

@@ -72,7 +72,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 import aiosqlite
 from loguru import logger
 
-from ..errors import StoreError
+from ..errors import ConfigError, StoreError
 from ..events import Event, Notice
 from ..groupcommit.damaged import (
     QUICK_CHECK,
@@ -95,6 +95,7 @@ __all__ = [
     "backoff_delay_s",
     "idempotency_key",
     "now_s",
+    "open_outbox",
     "outbox_path",
 ]
 
@@ -621,6 +622,30 @@ class Outbox:
         for row in await self.rows(status=OutboxStatus.FAILED, limit=None):
             count += await self.requeue(row.id, now_s=now_s)
         return count
+
+
+async def open_outbox(settings: Settings, *, repair: bool = True) -> Outbox:
+    """The outbox `storage.backend` names: this SQLite file at `outbox_path(settings)` (the
+    default; `repair` as in `Outbox.open`), or the table in the PostgreSQL database at
+    `storage.postgres_dsn` that every process of a deployment shares
+    (`notifier.fanout.outbox_postgres`, imported only then: the embedded default never needs
+    psycopg). Raises ConfigError naming the field when the postgres backend cannot be used as
+    configured, StoreError when the outbox cannot be opened."""
+    if settings.storage.backend != "postgres":
+        return await Outbox.open(outbox_path(settings), repair=repair)
+    dsn = settings.storage.postgres_dsn
+    if dsn is None:
+        raise ConfigError("storage.postgres_dsn", "backend is postgres but postgres_dsn is not set")
+    try:
+        from .outbox_postgres import PostgresOutbox
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in ("psycopg", "psycopg_pool"):
+            raise
+        raise ConfigError(
+            "storage.backend",
+            f"postgres needs the postgres extra ({exc}): pip install 'nextcord-notifier[postgres]'",
+        ) from None
+    return await PostgresOutbox.open(dsn.get_secret_value(), path=outbox_path(settings))
 
 
 def now_s() -> float:
