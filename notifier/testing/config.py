@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .limits import MessageLimits
-from .ratelimit import RateLimitRule, default_rate_limits
+from .ratelimit import GLOBAL_RATE_LIMIT, RateLimitRule, default_rate_limits
 
 
 @dataclass
@@ -29,7 +29,12 @@ class EmulatorConfig:
         rate_limits: rule per bucket group (``message_create``,
             ``message_edit``, ``message_delete``, ``webhook_execute``,
             ``webhook_message``); a missing or ``None`` entry is unlimited.
-        rate_limits_enabled: master switch for rate limiting.
+        rate_limits_enabled: master switch for rate limiting (global included).
+        global_rate_limit: Discord's global limit per bot token, over every
+            route, connection and process (default 50 per 1 s, in any window
+            of that length); beyond it 429 with ``global: true`` and
+            ``X-RateLimit-Global``. ``None`` turns it off. Interaction
+            callbacks and webhook calls are exempt, as on Discord.
         nonce_window_s: how long ``enforce_nonce`` deduplicates.
         require_mutual_guild_for_dm: DMs to users sharing no guild with the
             bot fail with 403/50278.
@@ -46,6 +51,7 @@ class EmulatorConfig:
     message_limits: MessageLimits = field(default_factory=MessageLimits)
     rate_limits: dict[str, RateLimitRule | None] = field(default_factory=default_rate_limits)
     rate_limits_enabled: bool = True
+    global_rate_limit: RateLimitRule | None = GLOBAL_RATE_LIMIT
     nonce_window_s: float = 300.0
     require_mutual_guild_for_dm: bool = True
     gateway_close_timeout_s: float = 0.5

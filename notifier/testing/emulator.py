@@ -570,7 +570,9 @@ class DiscordEmulator:
         self._state.feed.notify()
 
     def reset_rate_limits(self) -> None:
+        """Forget every bucket's and the global limit's counts."""
         self._state.limiter.reset()
+        self._state.global_limiter.reset()
 
     # -- gateway ----------------------------------------------------------
     @property

@@ -1,9 +1,9 @@
 """The request pipeline every REST route goes through.
 
 Order mirrors Discord's edge: record -> parse body -> injected fault ->
-authentication -> rate-limit bucket -> handler. Errors raised anywhere
-become Discord JSON errors; every answer is logged with its status so tests
-can count 429s, faults and retries.
+authentication -> global limit (bot-token requests) -> rate-limit bucket ->
+handler. Errors raised anywhere become Discord JSON errors; every answer is
+logged with its status so tests can count 429s, faults and retries.
 """
 
 from __future__ import annotations
@@ -167,6 +167,9 @@ class Pipeline:
         record.auth = _auth_kind(state, request, spec)
         if spec.auth == "bot" and record.auth != "bot":
             raise errors.unauthorized()
+        limited = self._global_limit(request, record)
+        if limited is not None:
+            return limited
         rate_headers, limited = self._rate_limit(request, spec)
         if limited is not None:
             return limited
@@ -192,6 +195,21 @@ class Pipeline:
         if fault.kind == "drop" or not await _hang(self._state, fault.delay_s):
             _drop(request)
             raise _Dropped
+
+    def _global_limit(self, request: web.Request, record: RequestRecord) -> ApiResponse | None:
+        """The global 429 for a bot-token request over the bot's global limit, else None (the
+        request counts; a refused one does not)."""
+        if record.auth != "bot":
+            return None
+        verdict = self._state.global_limiter.check(request.headers["Authorization"])
+        if verdict is None or verdict.allowed:
+            return None
+        body = {
+            "message": "You are being rate limited.",
+            "retry_after": verdict.retry_after,
+            "global": True,
+        }
+        return ApiResponse(429, body, verdict.headers)
 
     def _rate_limit(
         self, request: web.Request, spec: RouteSpec

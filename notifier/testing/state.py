@@ -20,7 +20,7 @@ from .gateway import GatewayServer
 from .interactions import InteractionService
 from .messaging import MessageService
 from .model import JsonObject, Message
-from .ratelimit import RateLimiter
+from .ratelimit import GlobalLimiter, RateLimiter
 from .recording import RequestRecord
 from .snowflake import SnowflakeFactory
 from .waiting import ChangeFeed
@@ -55,6 +55,11 @@ class EmulatorState:
         self.faults = FaultInjector()
         self.limiter = RateLimiter(
             lambda: self.config.rate_limits, lambda: self.config.rate_limits_enabled
+        )
+        self.global_limiter = GlobalLimiter(
+            lambda: self.config.global_rate_limit,
+            lambda: self.config.rate_limits_enabled,
+            self.clock.now,
         )
         self.requests: list[RequestRecord] = []
         self.closing = asyncio.Event()
