@@ -1,6 +1,6 @@
 """Every private nextcord name this project touches, each with why, checked once at import.
 
-nextcord's public API cannot do six things the bot needs, so this module reaches past it, and
+nextcord's public API cannot do seven things the bot needs, so this module reaches past it, and
 nowhere else does (a test fails when nextcord is imported for such a name outside this module's
 functions). At import it checks that each name still exists; a nextcord release that renames one
 stops the bot at start with one line naming the installed version and the tested range
@@ -24,6 +24,11 @@ What is private, and why it is used:
 - ``DiscordWebSocket._keep_alive``, its ``_last_ack``, and ``ShardInfo._parent``: when the gateway
   last acknowledged a heartbeat, for ``/healthz``. The public ``Client.latency`` is the time a
   heartbeat took, not how long ago the last one was answered.
+- ``HTTPClient.request`` looked up on the instance by every REST method (``send_message`` and the
+  rest call ``self.request``), with ``auth`` left unset meaning the bot token: `before_bot_requests`
+  sets an instance attribute over it so that each bot-token request waits for a budget shared by
+  every process of the bot (`notifier.discord.rest_budget`). nextcord's own limiter counts one
+  process only (``max_global_requests``), and it has no hook of its own.
 
 aiohttp's ``RuntimeError("Session is closed")`` has no type of its own either: `is_session_closed`
 is the one place its text is matched.
@@ -34,7 +39,7 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 import aiohttp
@@ -50,6 +55,7 @@ __all__ = [
     "Route",
     "TrackedInteraction",
     "api_base",
+    "before_bot_requests",
     "connection_state",
     "heartbeat_ack_age_s",
     "interaction_session",
@@ -109,6 +115,13 @@ _REQUIRED: Final[tuple[tuple[str, Callable[[], bool]], ...]] = (
         lambda: _assigns(nextcord.gateway.KeepAliveHandler.__init__, "_last_ack"),
     ),
     ("ShardInfo._parent", lambda: "_parent" in getattr(nextcord.ShardInfo, "__slots__", ())),
+    (
+        "HTTPClient methods calling self.request",
+        lambda: (
+            "__slots__" not in vars(nextcord.http.HTTPClient)
+            and _assigns(getattr(nextcord.http.HTTPClient, "send_message", None), "request")
+        ),
+    ),
 )
 
 
@@ -145,6 +158,33 @@ async def request(client: nextcord.Client, route: Any, *, auth: bool, **kwargs: 
     if not auth:
         kwargs["auth"] = None
     return await client.http.request(route, **kwargs)
+
+
+def before_bot_requests(
+    client: nextcord.Client, wait: Callable[[], Awaitable[object]]
+) -> Callable[[], None]:
+    """Make every REST request `client` sends with its bot token await `wait()` first (interaction
+    webhooks, which carry no bot token, do not wait); returns the function that undoes it.
+
+    The wait comes before nextcord's own limiters: a request nextcord then holds for its route's
+    bucket, and nextcord's own retries after a 429 or a 5xx, take no second turn.
+    """
+    http = client.http
+    if "request" in vars(http):
+        raise RuntimeError("this client's REST requests already wait for something")
+    original = http.request
+
+    async def request(route: Any, **kwargs: Any) -> Any:
+        if kwargs.get("auth", nextcord.utils.MISSING) is nextcord.utils.MISSING:
+            await wait()  # auth left unset: nextcord sends the bot token
+        return await original(route, **kwargs)
+
+    http.request = request  # type: ignore[method-assign]
+
+    def remove() -> None:
+        vars(http).pop("request", None)
+
+    return remove
 
 
 def live_session(client: nextcord.Client) -> aiohttp.ClientSession:
