@@ -1,15 +1,19 @@
-"""Helpers for the store tests: record builders, a settable clock, metric reads."""
+"""Helpers for the store tests: record builders, a settable clock, metric reads, and a look at what
+a store holds on either backend (files for SQLite, rows for PostgreSQL)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import REGISTRY
 
+from notifier.config import StorageSettings
 from notifier.records import WorkflowRecord, WorkflowStatus, new_workflow_id
-from notifier.store import ResultStore
+from notifier.store import Store, open_store
 
 START_S = 1_800_000_000.0  # a fixed "now" for stores opened with a FakeClock
 DAY_S = 86_400.0
@@ -86,7 +90,7 @@ def make_record(
 
 
 async def finished(
-    store: ResultStore,
+    store: Store,
     record: WorkflowRecord | None = None,
     *,
     result: dict[str, Any] | None = None,
@@ -131,3 +135,104 @@ def stored(*workflow_ids: str, marked: tuple[str, ...] = ()) -> list[str]:
     """`result_files` as it should be: these results, and delivery marks for `marked`."""
     names = [f"{w}.json" for w in workflow_ids] + [f"{w}.delivered" for w in marked]
     return sorted(names)
+
+
+# -- what a store holds, on either backend ---------------------------------------------------------
+
+# Every table the PostgreSQL store writes, and the column that orders its rows.
+_TABLES = {
+    "workflows": "workflow_id",
+    "results": "workflow_id",
+    "workflow_steps": "workflow_id, step_index",
+    "store_notes": "key",
+}
+
+
+@contextlib.asynccontextmanager
+async def opened(settings: StorageSettings, **options: Any) -> AsyncIterator[Store]:
+    """The store `settings` name, open for the block (`open_store`'s options), closed after it:
+    on either backend what ``async with await ResultStore.open(...)`` is for SQLite."""
+    store = await open_store(settings, **options)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def sqlite_root(settings: StorageSettings) -> Path | None:
+    """The folder of an SQLite store (its files can be looked at), None for PostgreSQL."""
+    return settings.path if settings.backend == "sqlite" else None
+
+
+async def _rows(settings: StorageSettings, query: str, *params: object) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    assert settings.postgres_dsn is not None
+    async with await psycopg.AsyncConnection.connect(
+        settings.postgres_dsn.get_secret_value(), autocommit=True
+    ) as connection:
+        cursor = await connection.execute(query, params or None)
+        return await cursor.fetchall()
+
+
+async def sql(settings: StorageSettings, statement: str, *params: object) -> None:
+    """Change the PostgreSQL store's database behind its back, as another process would."""
+    import psycopg
+
+    assert settings.postgres_dsn is not None
+    async with await psycopg.AsyncConnection.connect(
+        settings.postgres_dsn.get_secret_value(), autocommit=True
+    ) as connection:
+        await connection.execute(statement, params or None)
+
+
+async def document_ids(settings: StorageSettings) -> list[str]:
+    """Ids whose result document the store holds, sorted: `<id>.json` files for SQLite, rows of
+    the results table for PostgreSQL."""
+    root = sqlite_root(settings)
+    if root is not None:
+        results = root / "results"
+        names = sorted(p.name for p in results.iterdir()) if results.is_dir() else []
+        return [name.removesuffix(".json") for name in names if name.endswith(".json")]
+    rows = await _rows(settings, "SELECT workflow_id FROM results ORDER BY workflow_id")
+    return [row[0] for row in rows]
+
+
+async def stored_bytes(settings: StorageSettings, workflow_id: str) -> bytes:
+    """The bytes the store holds for a result: its file, or its row's document."""
+    root = sqlite_root(settings)
+    if root is not None:
+        return (root / "results" / f"{workflow_id}.json").read_bytes()
+    [(document,)] = await _rows(
+        settings, "SELECT document FROM results WHERE workflow_id = %s", workflow_id
+    )
+    return bytes(document)
+
+
+def document_path(settings: StorageSettings, workflow_id: str) -> str | None:
+    """What a stored record's `path` says: the file's path in the SQLite store, None in
+    PostgreSQL (the document is a row)."""
+    return f"results/{workflow_id}.json" if settings.backend == "sqlite" else None
+
+
+async def contents(settings: StorageSettings) -> dict[str, Any]:
+    """Everything the store holds, to show what a call changed: every file under the store's
+    folder, and for PostgreSQL every row of its tables too."""
+    found: dict[str, Any] = files_under(settings.path) if settings.path.is_dir() else {}
+    if settings.backend == "postgres":
+        for table, order in _TABLES.items():
+            found[table] = await _rows(settings, f"SELECT * FROM {table} ORDER BY {order}")
+    return found
+
+
+async def raw_bytes(settings: StorageSettings) -> bytes:
+    """Every byte the store holds, as one string to search: the files, and the rows (as the
+    database's text output, which shows bytea in hex: searched in both forms by callers)."""
+    found = b"".join(p.read_bytes() for p in settings.path.rglob("*") if p.is_file())
+    if settings.backend == "postgres":
+        for table in _TABLES:
+            rows = await _rows(settings, f"SELECT t::text FROM {table} AS t")
+            found += b"".join(row[0].encode() for row in rows)
+            for row in await _rows(settings, f"SELECT * FROM {table}"):
+                found += b"".join(v if isinstance(v, bytes) else str(v).encode() for v in row)
+    return found

@@ -22,6 +22,9 @@ from notifier.testing import wait_until
 
 from .support import EXAMPLE_RESULT, finished, make_record, result_files
 
+# Crashes between a result file's temp write and its rename: files are SQLite's backend only.
+pytestmark = pytest.mark.sqlite_only
+
 CRASH_EXIT = 70
 
 # Runs in its own process: creates a workflow, then dies (os._exit, no cleanup of any kind) at the

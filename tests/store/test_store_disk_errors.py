@@ -20,6 +20,10 @@ from notifier.testing import wait_until
 
 from .support import EXAMPLE_RESULT, FakeClock, make_record, metric, result_files
 
+# The disk refusing result files (os.fsync made to fail): the SQLite backend's files only.
+# PostgreSQL refusing a result is tests/store/test_postgres_store.py's.
+pytestmark = pytest.mark.sqlite_only
+
 
 class FlakyDisk:
     """Replaces os.fsync: the first `failures` calls raise OSError(code), later ones work."""

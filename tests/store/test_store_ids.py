@@ -1,18 +1,19 @@
-"""Workflow ids are validated before they come near the filesystem."""
+"""Workflow ids are validated before they come near the filesystem or the database (on every
+backend: tests/store/conftest.py)."""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import pytest
 
+from notifier.config import StorageSettings
 from notifier.errors import InvalidWorkflowId
 from notifier.records import WorkflowStatus
-from notifier.store import ResultStore
+from notifier.store import Store
 
-from .support import EXAMPLE_RESULT, files_under, finished, make_record
+from .support import EXAMPLE_RESULT, contents, document_ids, document_path, finished, make_record
 
 BAD_IDS = [
     pytest.param("../../etc/passwd", id="dot-dot"),
@@ -29,7 +30,7 @@ BAD_IDS = [
     pytest.param(".." + "a" * 30, id="dots"),
 ]
 
-Operation = Callable[[ResultStore, str], Awaitable[object]]
+Operation = Callable[[Store, str], Awaitable[object]]
 
 OPERATIONS: list[tuple[str, Operation]] = [
     ("create", lambda s, w: s.create(make_record(workflow_id=w))),
@@ -47,24 +48,24 @@ OPERATIONS: list[tuple[str, Operation]] = [
 
 @pytest.mark.parametrize("bad_id", BAD_IDS)
 async def test_a_malformed_id_is_refused_and_touches_no_file(
-    store: ResultStore, tmp_path: Path, bad_id: str
+    store: Store, store_settings: StorageSettings, bad_id: str
 ) -> None:
-    await finished(store)  # something on disk that must stay as it is
-    before = files_under(tmp_path)
+    await finished(store)  # something stored that must stay as it is
+    before = await contents(store_settings)
 
     for name, operation in OPERATIONS:
         with pytest.raises(InvalidWorkflowId):
             await operation(store, bad_id)
-        assert files_under(tmp_path) == before, f"{name} changed files"
+        assert await contents(store_settings) == before, f"{name} changed what is stored"
 
 
 @pytest.mark.parametrize("bad_id", [None, 12345, b"a" * 32])
-async def test_an_id_that_is_not_text_is_refused(store: ResultStore, bad_id: object) -> None:
+async def test_an_id_that_is_not_text_is_refused(store: Store, bad_id: object) -> None:
     with pytest.raises(InvalidWorkflowId):
         await store.get(bad_id)  # type: ignore[arg-type]
 
 
-async def test_a_pasted_dashed_uuid_finds_the_workflow(store: ResultStore) -> None:
+async def test_a_pasted_dashed_uuid_finds_the_workflow(store: Store) -> None:
     stored = await finished(store)
     w = stored.workflow_id
     dashed = f"{w[:8]}-{w[8:12]}-{w[12:16]}-{w[16:20]}-{w[20:]}".upper()
@@ -75,7 +76,9 @@ async def test_a_pasted_dashed_uuid_finds_the_workflow(store: ResultStore) -> No
     assert (await store.read_result(dashed))["workflow_id"] == w
 
 
-async def test_a_dashed_id_is_stored_normalised(store: ResultStore, tmp_path: Path) -> None:
+async def test_a_dashed_id_is_stored_normalised(
+    store: Store, store_settings: StorageSettings
+) -> None:
     record = make_record(workflow_id="0123ABCD-0000-4000-8000-00000000beef")
     await store.create(record)
     stored = (
@@ -83,5 +86,5 @@ async def test_a_dashed_id_is_stored_normalised(store: ResultStore, tmp_path: Pa
     ).record
 
     assert stored.workflow_id == "0123abcd000040008000" + "00000000beef"
-    assert dataclasses.replace(stored).path == f"results/{stored.workflow_id}.json"
-    assert (tmp_path / "data" / "results" / f"{stored.workflow_id}.json").is_file()
+    assert dataclasses.replace(stored).path == document_path(store_settings, stored.workflow_id)
+    assert await document_ids(store_settings) == [stored.workflow_id]

@@ -18,6 +18,9 @@ from notifier.store import ResultStore, StoreLock
 
 from .support import EXAMPLE_RESULT, finished, make_record
 
+# The flock on storage.path that one SQLite store holds; PostgreSQL stores are shared by design.
+pytestmark = pytest.mark.sqlite_only
+
 
 async def test_a_second_store_on_the_same_path_is_refused_and_the_first_keeps_its_results(
     storage: StorageSettings,

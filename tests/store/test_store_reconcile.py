@@ -17,6 +17,10 @@ from notifier.store import ResultQuery, ResultStore
 
 from .support import EXAMPLE_RESULT, finished, make_record, metric, result_files
 
+# Reconciling the files with the SQLite index; PostgreSQL has nothing to reconcile (one
+# transaction per change: tests/store/test_postgres_store.py).
+pytestmark = pytest.mark.sqlite_only
+
 
 def _sql(storage: StorageSettings, statement: str, *params: object) -> None:
     """Change the index behind the store's back, as a crash or an operator would."""

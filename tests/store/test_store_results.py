@@ -1,4 +1,7 @@
-"""The store's everyday life: create, progress, finish (write-ahead), read, deliver, never overwrite."""
+"""The store's everyday life: create, progress, finish (write-ahead), read, deliver, never overwrite.
+
+On every backend (tests/store/conftest.py), except those marked sqlite_only: they plant or read
+files, or the SQLite index, directly."""
 
 from __future__ import annotations
 
@@ -15,14 +18,26 @@ import pytest
 from notifier.config import StorageSettings
 from notifier.errors import StoreError
 from notifier.records import DeliveryState, WorkflowStatus
-from notifier.store import ResultQuery, ResultStore
+from notifier.store import ResultQuery, ResultStore, Store, open_store
 from notifier.store.document import build_document, encode_document
 
-from .support import EXAMPLE_RESULT, FakeClock, finished, make_record, metric, result_files
+from .support import (
+    EXAMPLE_RESULT,
+    FakeClock,
+    document_ids,
+    document_path,
+    finished,
+    make_record,
+    metric,
+    opened,
+    result_files,
+    sqlite_root,
+    stored_bytes,
+)
 
 
 async def test_finish_writes_the_document_then_indexes_it(
-    store: ResultStore, storage: StorageSettings, clock: FakeClock
+    store: Store, store_settings: StorageSettings, clock: FakeClock
 ) -> None:
     before = metric("notifier_workflow_results_persisted_total", reason="completed")
     record = make_record(user_id=42, url="https://example.com/")
@@ -35,14 +50,17 @@ async def test_finish_writes_the_document_then_indexes_it(
         )
     ).record
 
-    path = storage.path / "results" / f"{record.workflow_id}.json"
-    on_disk = json.loads(path.read_bytes())
+    held = await stored_bytes(store_settings, record.workflow_id)
+    on_disk = json.loads(held)
     assert on_disk["result"] == EXAMPLE_RESULT
     assert on_disk["workflow"]["user_id"] == 42
     assert on_disk["workflow"]["status"] == "completed"
     assert stored.status is WorkflowStatus.COMPLETED
-    assert stored.size_bytes == path.stat().st_size
-    assert stored.path == f"results/{record.workflow_id}.json"
+    assert stored.size_bytes == len(held)
+    if (root := sqlite_root(store_settings)) is not None:
+        path = root / "results" / f"{record.workflow_id}.json"
+        assert stored.size_bytes == path.stat().st_size
+    assert stored.path == document_path(store_settings, record.workflow_id)
     assert stored.duration_s == pytest.approx(83)
     assert await store.get(record.workflow_id) == stored
     assert await store.read_result(record.workflow_id) == on_disk
@@ -50,11 +68,10 @@ async def test_finish_writes_the_document_then_indexes_it(
 
 
 async def test_the_same_result_again_is_a_no_op(
-    store: ResultStore, storage: StorageSettings
+    store: Store, store_settings: StorageSettings
 ) -> None:
     first = await finished(store)
-    path = storage.path / "results" / f"{first.workflow_id}.json"
-    bytes_before = path.read_bytes()
+    bytes_before = await stored_bytes(store_settings, first.workflow_id)
     persisted = metric("notifier_workflow_results_persisted_total", reason="completed")
 
     again = (
@@ -64,7 +81,8 @@ async def test_the_same_result_again_is_a_no_op(
     ).record
 
     assert again == first
-    assert path.read_bytes() == bytes_before
+    assert await stored_bytes(store_settings, first.workflow_id) == bytes_before
+    assert await document_ids(store_settings) == [first.workflow_id]
     assert metric("notifier_workflow_results_persisted_total", reason="completed") == persisted
 
 
@@ -79,27 +97,28 @@ async def test_the_same_result_again_is_a_no_op(
     ids=["other-result", "other-status", "other-error", "no-result"],
 )
 async def test_a_different_result_is_refused_and_the_first_stays(
-    store: ResultStore,
-    storage: StorageSettings,
+    store: Store,
+    store_settings: StorageSettings,
     status: WorkflowStatus,
     result: dict[str, object] | None,
     error: str,
 ) -> None:
     first = await finished(store)
-    path = storage.path / "results" / f"{first.workflow_id}.json"
-    bytes_before = path.read_bytes()
+    bytes_before = await stored_bytes(store_settings, first.workflow_id)
 
     with pytest.raises(StoreError, match="never overwritten"):
         await store.finish(first.workflow_id, status=status, result=result, error=error)
 
-    assert path.read_bytes() == bytes_before
+    assert await stored_bytes(store_settings, first.workflow_id) == bytes_before
+    got = await store.get(first.workflow_id)
+    assert got is not None and (got.status, got.error) == (first.status, first.error)
     assert (await store.read_result(first.workflow_id))["result"] == EXAMPLE_RESULT
 
 
-async def test_never_overwritten_across_a_restart(storage: StorageSettings) -> None:
-    async with await ResultStore.open(storage) as store:
+async def test_never_overwritten_across_a_restart(store_settings: StorageSettings) -> None:
+    async with opened(store_settings) as store:
         first = await finished(store)
-    async with await ResultStore.open(storage) as store:
+    async with opened(store_settings) as store:
         with pytest.raises(StoreError, match="never overwritten"):
             await store.finish(first.workflow_id, status=WorkflowStatus.COMPLETED, result={"x": 1})
         same = (
@@ -117,6 +136,7 @@ def _document_for(workflow_id: str, result: dict[str, object]) -> bytes:
     return encode_document(build_document(other, result))
 
 
+@pytest.mark.sqlite_only
 async def test_a_file_that_appeared_under_a_running_id_is_never_overwritten(
     store: ResultStore, storage: StorageSettings
 ) -> None:
@@ -136,6 +156,7 @@ async def test_a_file_that_appeared_under_a_running_id_is_never_overwritten(
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp left behind
 
 
+@pytest.mark.sqlite_only
 async def test_a_corrupt_file_under_a_running_id_is_quarantined_and_the_result_written(
     store: ResultStore, storage: StorageSettings
 ) -> None:
@@ -156,6 +177,7 @@ async def test_a_corrupt_file_under_a_running_id_is_quarantined_and_the_result_w
     assert kept.read_bytes() == b'{"trunc'
 
 
+@pytest.mark.sqlite_only
 async def test_a_workflow_whose_row_is_missing_is_indexed_whole_when_it_finishes(
     store: ResultStore, storage: StorageSettings
 ) -> None:
@@ -179,22 +201,20 @@ async def test_a_workflow_whose_row_is_missing_is_indexed_whole_when_it_finishes
     assert by_user.path == f"results/{record.workflow_id}.json"
 
 
-async def test_finish_for_a_workflow_never_created_is_refused(store: ResultStore) -> None:
+async def test_finish_for_a_workflow_never_created_is_refused(store: Store) -> None:
     with pytest.raises(StoreError, match="never created"):
         await store.finish("0" * 32, status=WorkflowStatus.COMPLETED, result={})
 
 
 @pytest.mark.parametrize("status", [WorkflowStatus.RUNNING, WorkflowStatus.LOST])
-async def test_finish_takes_only_a_finished_status(
-    store: ResultStore, status: WorkflowStatus
-) -> None:
+async def test_finish_takes_only_a_finished_status(store: Store, status: WorkflowStatus) -> None:
     record = make_record()
     await store.create(record)
     with pytest.raises(ValueError, match="finished status"):
         await store.finish(record.workflow_id, status=status, result={})
 
 
-async def test_creating_the_same_id_twice_is_refused(store: ResultStore) -> None:
+async def test_creating_the_same_id_twice_is_refused(store: Store) -> None:
     record = make_record()
     await store.create(record)
     with pytest.raises(StoreError, match="already exists"):
@@ -202,7 +222,7 @@ async def test_creating_the_same_id_twice_is_refused(store: ResultStore) -> None
 
 
 async def test_progress_is_visible_while_running_and_kept_when_interrupted(
-    store: ResultStore,
+    store: Store,
 ) -> None:
     record = make_record()
     await store.create(record)
@@ -236,12 +256,14 @@ async def test_progress_is_visible_while_running_and_kept_when_interrupted(
     assert document["workflow"]["error"] == "the bot stopped"
 
 
-async def test_rows_left_running_survive_a_restart_untouched(storage: StorageSettings) -> None:
+async def test_rows_left_running_survive_a_restart_untouched(
+    store_settings: StorageSettings,
+) -> None:
     record = make_record()
-    async with await ResultStore.open(storage) as store:
+    async with opened(store_settings) as store:
         await store.create(record)
         await store.update_progress(record.workflow_id, stage="analysing", progress=0.7)
-    async with await ResultStore.open(storage) as store:
+    async with opened(store_settings) as store:
         [row] = await store.running()
     assert (row.workflow_id, row.status, row.stage) == (
         record.workflow_id,
@@ -250,7 +272,7 @@ async def test_rows_left_running_survive_a_restart_untouched(storage: StorageSet
     )
 
 
-async def test_delivery_state_is_recorded(store: ResultStore, clock: FakeClock) -> None:
+async def test_delivery_state_is_recorded(store: Store, clock: FakeClock) -> None:
     delivered = await finished(store)
     refused = await finished(store)
     waiting = await finished(store)
@@ -275,13 +297,13 @@ async def test_delivery_state_is_recorded(store: ResultStore, clock: FakeClock) 
     assert [r.workflow_id for r in await store.pending_delivery()] == [waiting.workflow_id]
 
 
-async def test_delivery_of_an_unknown_workflow_is_an_error(store: ResultStore) -> None:
+async def test_delivery_of_an_unknown_workflow_is_an_error(store: Store) -> None:
     with pytest.raises(StoreError, match="unknown workflow"):
         await store.mark_delivered("f" * 32, "dm")
 
 
 async def test_durations_are_completed_runs_of_that_depth_newest_first(
-    store: ResultStore, clock: FakeClock
+    store: Store, clock: FakeClock
 ) -> None:
     async def run(depth: str, seconds: float, status: WorkflowStatus) -> None:
         record = make_record(depth=depth)
@@ -302,7 +324,7 @@ async def test_durations_are_completed_runs_of_that_depth_newest_first(
 
 
 async def test_recent_ids_complete_a_users_own_ids_by_prefix(
-    store: ResultStore, clock: FakeClock
+    store: Store, clock: FakeClock
 ) -> None:
     mine = []
     for workflow_id in ("ab" + "1" * 30, "ab" + "2" * 30, "cd" + "3" * 30):
@@ -320,7 +342,7 @@ async def test_recent_ids_complete_a_users_own_ids_by_prefix(
     assert await store.recent_ids(5, "zz") == []
 
 
-async def test_values_json_cannot_hold_are_kept_as_text(store: ResultStore) -> None:
+async def test_values_json_cannot_hold_are_kept_as_text(store: Store) -> None:
     when = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
     stored = await finished(store, result={"when": when, "pair": (1, 2), "tags": {"a"}})
 
@@ -353,7 +375,7 @@ def _strict_json(data: bytes) -> object:
     ],
 )
 async def test_a_result_is_stored_as_standard_json_whatever_it_holds(
-    store: ResultStore, storage: StorageSettings, extra: dict[str, object]
+    store: Store, store_settings: StorageSettings, extra: dict[str, object]
 ) -> None:
     result = {
         "score": float("nan"),
@@ -365,8 +387,8 @@ async def test_a_result_is_stored_as_standard_json_whatever_it_holds(
     }
     stored = await finished(store, result=result)
 
-    path = storage.path / "results" / f"{stored.workflow_id}.json"
-    on_disk = _strict_json(path.read_bytes())  # no NaN or Infinity tokens: jq can read it
+    # no NaN or Infinity tokens: jq can read it
+    on_disk = _strict_json(await stored_bytes(store_settings, stored.workflow_id))
     assert isinstance(on_disk, dict)
     assert on_disk["result"] == {
         "score": None,
@@ -398,7 +420,7 @@ async def test_a_result_is_stored_as_standard_json_whatever_it_holds(
     ],
 )
 async def test_finish_hands_back_the_document_every_later_read_gets(
-    store: ResultStore, result: dict[str, object], as_stored: dict[str, object]
+    store: Store, result: dict[str, object], as_stored: dict[str, object]
 ) -> None:
     """What the runner renders first is what /retrieve_results and the CLI read later, and an
     integer stays exact (orjson would read one beyond 64 bits as a float)."""
@@ -414,6 +436,7 @@ async def test_finish_hands_back_the_document_every_later_read_gets(
     assert stored.document == await store.read_result(record.workflow_id)
 
 
+@pytest.mark.sqlite_only
 async def test_a_result_stored_with_nan_tokens_before_is_the_same_outcome_again(
     store: ResultStore, storage: StorageSettings
 ) -> None:
@@ -441,7 +464,7 @@ async def test_a_result_stored_with_nan_tokens_before_is_the_same_outcome_again(
     assert b"NaN" in before
 
 
-async def test_unicode_and_lone_surrogates_are_stored_exactly(store: ResultStore) -> None:
+async def test_unicode_and_lone_surrogates_are_stored_exactly(store: Store) -> None:
     result = {"title": "Ünïcødé 漢字 🚀", "odd": "half a pair: \ud83d", "ключ": "значение"}
     stored = await finished(store, result=result)
 
@@ -449,7 +472,7 @@ async def test_unicode_and_lone_surrogates_are_stored_exactly(store: ResultStore
 
 
 async def test_a_result_json_cannot_encode_is_refused_before_any_write(
-    store: ResultStore, storage: StorageSettings
+    store: Store, store_settings: StorageSettings
 ) -> None:
     record = make_record()
     await store.create(record)
@@ -461,10 +484,14 @@ async def test_a_result_json_cannot_encode_is_refused_before_any_write(
 
     with pytest.raises(StoreError, match="cannot be encoded"):
         await store.finish(record.workflow_id, status=WorkflowStatus.COMPLETED, result=deep)
-    assert result_files(storage.path) == []
+    if (root := sqlite_root(store_settings)) is not None:
+        assert result_files(root) == []
+    assert await document_ids(store_settings) == []
+    got = await store.get(record.workflow_id)
+    assert got is not None and got.status is WorkflowStatus.RUNNING
 
 
-async def test_reading_a_result_that_does_not_exist_says_why(store: ResultStore) -> None:
+async def test_reading_a_result_that_does_not_exist_says_why(store: Store) -> None:
     record = make_record()
     await store.create(record)
     with pytest.raises(StoreError, match="status running"):
@@ -475,9 +502,9 @@ async def test_reading_a_result_that_does_not_exist_says_why(store: ResultStore)
 
 
 async def test_a_cancelled_caller_does_not_cancel_the_write(
-    storage: StorageSettings,
+    store_settings: StorageSettings,
 ) -> None:
-    store = await ResultStore.open(storage)
+    store = await open_store(store_settings)
     record = make_record()
     await store.create(record)
     caller = asyncio.create_task(
@@ -489,10 +516,11 @@ async def test_a_cancelled_caller_does_not_cancel_the_write(
         await caller
     await store.close()  # waits for the shielded write
 
-    async with await ResultStore.open(storage) as reopened:
+    async with opened(store_settings) as reopened:
         assert (await reopened.read_result(record.workflow_id))["result"] == EXAMPLE_RESULT
 
 
+@pytest.mark.sqlite_only
 async def test_directories_are_0700_and_files_0600(
     store: ResultStore, storage: StorageSettings
 ) -> None:
@@ -516,8 +544,8 @@ async def test_directories_are_0700_and_files_0600(
         assert mode(file) == 0o600, file
 
 
-async def test_a_closed_store_refuses_work(storage: StorageSettings) -> None:
-    store = await ResultStore.open(storage)
+async def test_a_closed_store_refuses_work(store_settings: StorageSettings) -> None:
+    store = await open_store(store_settings)
     await store.close()
     with pytest.raises(StoreError, match="closed"):
         await store.get("a" * 32)

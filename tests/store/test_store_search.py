@@ -1,4 +1,5 @@
-"""Search over a store of 10,000 workflows returns exactly the right rows, newest first."""
+"""Search over a store of 10,000 workflows returns exactly the right rows, newest first, on every
+backend (tests/store/conftest.py): SQLite's FTS5 trigram walk and PostgreSQL's pg_trgm index."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from notifier.config import StorageSettings
 from notifier.records import WorkflowRecord, WorkflowStatus
-from notifier.store import ResultQuery, ResultStore
+from notifier.store import ResultQuery, ResultStore, Store
 from notifier.store.query import MAX_PAGE_SIZE
 from notifier.store.sqlite.index import ResultIndex
 
@@ -75,10 +76,38 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def big_store(template: Path, tmp_path: Path) -> AsyncIterator[ResultStore]:
-    root = tmp_path / "data"
-    shutil.copytree(template, root)
-    store = await ResultStore.open(StorageSettings(path=root), maintain=False)
+def big_store_source(backend: str, request: pytest.FixtureRequest) -> Path | str:
+    """What `big_store` starts from: the SQLite `template` folder, or an empty PostgreSQL
+    database's DSN (resolved here, outside the event loop: `template` runs one of its own)."""
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("template")
+        return template
+    dsn: str = request.getfixturevalue("postgres_dsn")
+    return dsn
+
+
+@pytest.fixture
+async def big_store(big_store_source: Path | str, tmp_path: Path) -> AsyncIterator[Store]:
+    """RECORDS in a store of the backend under test: for SQLite a copy of `template`, for
+    PostgreSQL a database of the test's own, loaded with one COPY."""
+    if isinstance(big_store_source, Path):
+        template = big_store_source
+        root = tmp_path / "data"
+        shutil.copytree(template, root)
+        store = await ResultStore.open(StorageSettings(path=root), maintain=False)
+        yield store
+        await store.close()
+        return
+    from notifier.store.postgres import PostgresStore
+
+    settings = StorageSettings(backend="postgres", postgres_dsn=big_store_source)
+    loaded = await PostgresStore.open(settings)
+    try:
+        await loaded.insert_many(RECORDS)
+        await loaded.url_search_ready()
+    finally:
+        await loaded.close()
+    store = await PostgresStore.open(settings, maintain=False)  # as the CLI opens it
     yield store
     await store.close()
 
@@ -125,7 +154,7 @@ CASES: list[Any] = [
 
 @pytest.mark.parametrize(("filters", "matches"), CASES)
 async def test_search_returns_exactly_the_matching_rows_newest_first(
-    big_store: ResultStore,
+    big_store: Store,
     filters: dict[str, Any],
     matches: Callable[[WorkflowRecord], bool],
 ) -> None:
@@ -140,12 +169,12 @@ async def test_search_returns_exactly_the_matching_rows_newest_first(
 
 
 @pytest.mark.parametrize("needle", ["no-such-thing", "_%_", "\\"])
-async def test_a_needle_nobody_has_matches_nothing(big_store: ResultStore, needle: str) -> None:
+async def test_a_needle_nobody_has_matches_nothing(big_store: Store, needle: str) -> None:
     assert await big_store.search(ResultQuery(url_contains=needle)) == []
     assert await big_store.count(ResultQuery(url_contains=needle)) == 0
 
 
-async def test_pages_cover_the_results_once_each(big_store: ResultStore) -> None:
+async def test_pages_cover_the_results_once_each(big_store: Store) -> None:
     query = {"user_id": 11}
     total = await big_store.count(ResultQuery(**query))
     seen: list[str] = []
@@ -159,13 +188,13 @@ async def test_pages_cover_the_results_once_each(big_store: ResultStore) -> None
     assert total == len(expected)
 
 
-async def test_rows_come_back_whole(big_store: ResultStore) -> None:
+async def test_rows_come_back_whole(big_store: Store) -> None:
     original = RECORDS[1234]
 
     assert await big_store.get(original.workflow_id) == original
 
 
-async def test_autocomplete_on_a_big_store(big_store: ResultStore) -> None:
+async def test_autocomplete_on_a_big_store(big_store: Store) -> None:
     user = RECORDS[0].user_id
     prefix = RECORDS[0].workflow_id[:30]
     expected = sorted(

@@ -1,9 +1,10 @@
 """Recorded steps of durable workflows: what a resumed workflow gets back instead of running a step
-again. Against the real store (SQLite and files in tmp_path): a step is on disk when
-`record_step` returns (a process killed right after still has it), comes back in order, is
-replaced only by the same step, refused when too large or not JSON, never holds a configured
-secret, and goes away with its workflow; resume counts survive a restart; an index from the
-previous schema version is upgraded."""
+again. Against the real store on every backend (tests/store/conftest.py: SQLite and files in
+tmp_path, a PostgreSQL database): a step is durable when `record_step` returns (a process killed
+right after still has it), comes back in order, is replaced only by the same step, refused when
+too large or not JSON, never holds a configured secret, and goes away with its workflow; resume
+counts survive a restart. SQLite's own: an index from the previous schema version is upgraded,
+torn step files are cut (sqlite_only)."""
 
 from __future__ import annotations
 
@@ -22,32 +23,41 @@ from notifier.config import StorageSettings
 from notifier.errors import StepNotStorable, StepTooLarge, StoreError
 from notifier.logs import redactor
 from notifier.records import RecordedStep, WorkflowStatus
-from notifier.store import ResultQuery, ResultStore
+from notifier.store import ResultQuery, ResultStore, Store
 from notifier.store.sqlite.schema import SCHEMA_VERSION
 from notifier.store.step_log import STEPS_DIR
 
-from .support import DAY_S, START_S, FakeClock, finished, make_record
+from .support import (
+    DAY_S,
+    START_S,
+    FakeClock,
+    finished,
+    make_record,
+    opened,
+    raw_bytes,
+    sqlite_root,
+)
 
 PAGE = {"url": "https://example.com/a", "title": "A", "words": 812, "links": ["b", "c"]}
 
 
-async def _running(store: ResultStore) -> str:
+async def _running(store: Store) -> str:
     record = make_record(created_at=START_S)
     await store.create(record)
     return record.workflow_id
 
 
 async def test_steps_come_back_in_order_after_a_restart(
-    storage: StorageSettings, clock: FakeClock
+    store_settings: StorageSettings, clock: FakeClock
 ) -> None:
-    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+    async with opened(store_settings, clock=clock, uptime=clock.uptime) as store:
         workflow_id = await _running(store)
         await store.record_step(workflow_id, 1, "page:0", PAGE)
         await store.record_step(workflow_id, 0, "plan", ["https://example.com/a"])
         clock.advance(5)
         await store.record_step(workflow_id, 2, "page:1", {"tuple": (1, 2), "n": None})
 
-    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as reopened:
+    async with opened(store_settings, clock=clock, uptime=clock.uptime) as reopened:
         steps = await reopened.steps(workflow_id)
 
     assert steps == [
@@ -57,7 +67,7 @@ async def test_steps_come_back_in_order_after_a_restart(
     ]
 
 
-async def test_a_workflow_without_steps_has_none(store: ResultStore) -> None:
+async def test_a_workflow_without_steps_has_none(store: Store) -> None:
     workflow_id = await _running(store)
     await store.record_step(await _running(store), 0, "plan", [])
 
@@ -70,10 +80,12 @@ _KILLED_AFTER_RECORDING = textwrap.dedent(
     from pathlib import Path
     from notifier.config import StorageSettings
     from notifier.records import WorkflowRecord
-    from notifier.store import ResultStore
+    from notifier.store import open_store
 
     async def main() -> None:
-        store = await ResultStore.open(StorageSettings(path=Path(sys.argv[1])))
+        backend, dsn = sys.argv[3], sys.argv[4] or None
+        settings = StorageSettings(path=Path(sys.argv[1]), backend=backend, postgres_dsn=dsn)
+        store = await open_store(settings)
         workflow_id = sys.argv[2]
         await store.create(WorkflowRecord(workflow_id=workflow_id, command="crawl", user_id=1))
         for index in range(3):
@@ -85,14 +97,23 @@ _KILLED_AFTER_RECORDING = textwrap.dedent(
 )
 
 
-async def test_a_step_is_on_disk_when_record_step_returns(storage: StorageSettings) -> None:
+async def test_a_step_is_on_disk_when_record_step_returns(
+    store_settings: StorageSettings,
+) -> None:
     workflow_id = uuid.uuid4().hex
+    dsn = store_settings.postgres_dsn
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _KILLED_AFTER_RECORDING, str(storage.path), workflow_id
+        sys.executable,
+        "-c",
+        _KILLED_AFTER_RECORDING,
+        str(store_settings.path),
+        workflow_id,
+        store_settings.backend,
+        "" if dsn is None else dsn.get_secret_value(),
     )
     assert await process.wait() == -9
 
-    async with await ResultStore.open(storage) as store:
+    async with opened(store_settings) as store:
         steps = await store.steps(workflow_id)
         [left_running] = await store.resumable()
 
@@ -104,7 +125,7 @@ async def test_a_step_is_on_disk_when_record_step_returns(storage: StorageSettin
     assert left_running.workflow_id == workflow_id
 
 
-async def test_the_same_step_again_replaces_its_value(store: ResultStore, clock: FakeClock) -> None:
+async def test_the_same_step_again_replaces_its_value(store: Store, clock: FakeClock) -> None:
     # The process died after the write, before the workflow went on: the replay writes it again.
     workflow_id = await _running(store)
     await store.record_step(workflow_id, 0, "page:0", {"try": 1})
@@ -115,7 +136,7 @@ async def test_the_same_step_again_replaces_its_value(store: ResultStore, clock:
 
 
 async def test_another_step_under_a_recorded_index_is_refused_and_the_first_stays(
-    store: ResultStore,
+    store: Store,
 ) -> None:
     workflow_id = await _running(store)
     await store.record_step(workflow_id, 3, "page:2", PAGE)
@@ -127,9 +148,9 @@ async def test_another_step_under_a_recorded_index_is_refused_and_the_first_stay
 
 
 async def test_a_value_over_the_limit_is_refused_naming_the_limit(
-    storage: StorageSettings, clock: FakeClock
+    store_settings: StorageSettings, clock: FakeClock
 ) -> None:
-    async with await ResultStore.open(storage, clock=clock, max_step_bytes=1_000) as store:
+    async with opened(store_settings, clock=clock, max_step_bytes=1_000) as store:
         workflow_id = await _running(store)
         await store.record_step(workflow_id, 0, "small", "x" * 998)  # 1,000 bytes with quotes
 
@@ -143,7 +164,7 @@ async def test_a_value_over_the_limit_is_refused_naming_the_limit(
         assert [s.name for s in await store.steps(workflow_id)] == ["small"]
 
 
-async def test_the_default_limit_is_one_mebibyte(store: ResultStore) -> None:
+async def test_the_default_limit_is_one_mebibyte(store: Store) -> None:
     workflow_id = await _running(store)
 
     with pytest.raises(StepTooLarge, match=r"the limit is 1,048,576 \(runner.max_step_bytes\)"):
@@ -158,9 +179,7 @@ async def test_the_default_limit_is_one_mebibyte(store: ResultStore) -> None:
         (object(), "object"),
     ],
 )
-async def test_a_value_that_is_not_json_is_refused(
-    store: ResultStore, value: object, why: str
-) -> None:
+async def test_a_value_that_is_not_json_is_refused(store: Store, value: object, why: str) -> None:
     workflow_id = await _running(store)
 
     with pytest.raises(StepNotStorable, match=why):
@@ -169,7 +188,7 @@ async def test_a_value_that_is_not_json_is_refused(
     assert await store.steps(workflow_id) == []
 
 
-async def test_a_value_that_contains_itself_is_refused(store: ResultStore) -> None:
+async def test_a_value_that_contains_itself_is_refused(store: Store) -> None:
     workflow_id = await _running(store)
     looped: list[object] = []
     looped.append(looped)
@@ -178,7 +197,7 @@ async def test_a_value_that_contains_itself_is_refused(store: ResultStore) -> No
         await store.record_step(workflow_id, 0, "page:0", looped)
 
 
-async def test_json_that_orjson_refuses_is_still_stored_exactly(store: ResultStore) -> None:
+async def test_json_that_orjson_refuses_is_still_stored_exactly(store: Store) -> None:
     workflow_id = await _running(store)
     value = {"big": 2**70, "text": "a lone \udc80 surrogate"}
 
@@ -189,7 +208,7 @@ async def test_json_that_orjson_refuses_is_still_stored_exactly(store: ResultSto
 
 
 async def test_a_configured_secret_is_stored_masked(
-    store: ResultStore, storage: StorageSettings
+    store: Store, store_settings: StorageSettings
 ) -> None:
     secret = f'pa"ss\\{uuid.uuid4().hex}'  # a quote and a backslash: escaped in JSON text
     redactor.add([secret])
@@ -201,12 +220,14 @@ async def test_a_configured_secret_is_stored_masked(
 
     [step] = await store.steps(workflow_id)
     assert step.value == {"header": "Bearer ***", "***": ["x***y"]}
-    on_disk = b"".join(p.read_bytes() for p in storage.path.rglob("*") if p.is_file())
+    on_disk = await raw_bytes(store_settings)
+    assert b"Bearer ***" in on_disk  # the step is in what was searched
     assert secret.encode() not in on_disk
     assert uuid.UUID(secret[-32:]).hex.encode() not in on_disk
+    assert uuid.UUID(secret[-32:]).hex.encode().hex().encode() not in on_disk  # bytea as hex
 
 
-async def test_a_step_of_an_unknown_workflow_is_refused(store: ResultStore) -> None:
+async def test_a_step_of_an_unknown_workflow_is_refused(store: Store) -> None:
     unknown = uuid.uuid4().hex
 
     with pytest.raises(StoreError, match=f"unknown workflow {unknown}: its step 'page:0'"):
@@ -215,7 +236,7 @@ async def test_a_step_of_an_unknown_workflow_is_refused(store: ResultStore) -> N
     assert await store.steps(unknown) == []
 
 
-async def test_bad_indexes_and_names_are_refused(store: ResultStore) -> None:
+async def test_bad_indexes_and_names_are_refused(store: Store) -> None:
     workflow_id = await _running(store)
     for index in (-1, True, 1.0):
         with pytest.raises(ValueError, match="a step's index is a whole number"):
@@ -224,17 +245,19 @@ async def test_bad_indexes_and_names_are_refused(store: ResultStore) -> None:
         await store.record_step(workflow_id, 0, "", {})
 
 
-async def test_resume_counts_survive_a_restart(storage: StorageSettings, clock: FakeClock) -> None:
-    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+async def test_resume_counts_survive_a_restart(
+    store_settings: StorageSettings, clock: FakeClock
+) -> None:
+    async with opened(store_settings, clock=clock, uptime=clock.uptime) as store:
         workflow_id = await _running(store)
-    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+    async with opened(store_settings, clock=clock, uptime=clock.uptime) as store:
         [found] = await store.resumable()
         first = await store.note_resume(workflow_id)
         # Resumed by this process now: not offered again, and its record says how often.
         assert await store.resumable() == []
         record = await store.get(workflow_id)
         assert record is not None and record.resumes == 1
-    async with await ResultStore.open(storage, clock=clock, uptime=clock.uptime) as store:
+    async with opened(store_settings, clock=clock, uptime=clock.uptime) as store:
         second = await store.note_resume(workflow_id)
         stored = await store.finish(
             workflow_id, status=WorkflowStatus.FAILED, result=None, error="gave up"
@@ -247,19 +270,19 @@ async def test_resume_counts_survive_a_restart(storage: StorageSettings, clock: 
     assert searched.resumes == 2
 
 
-async def test_a_resume_of_an_unknown_workflow_is_an_error(store: ResultStore) -> None:
+async def test_a_resume_of_an_unknown_workflow_is_an_error(store: Store) -> None:
     with pytest.raises(StoreError, match="unknown workflow"):
         await store.note_resume(uuid.uuid4().hex)
 
 
-async def test_resumable_leaves_out_what_this_process_runs(store: ResultStore) -> None:
+async def test_resumable_leaves_out_what_this_process_runs(store: Store) -> None:
     await _running(store)
 
     assert await store.resumable() == []
 
 
 async def test_retention_removes_a_workflows_steps_with_it(
-    store: ResultStore, storage: StorageSettings, clock: FakeClock
+    store: Store, store_settings: StorageSettings, clock: FakeClock
 ) -> None:
     old = make_record(created_at=START_S)
     await store.create(old)
@@ -274,10 +297,11 @@ async def test_retention_removes_a_workflows_steps_with_it(
 
     assert await store.steps(old.workflow_id) == []
     assert [s.name for s in await store.steps(kept)] == ["page:0"]
-    assert sorted(p.name for p in (storage.path / STEPS_DIR).iterdir()) == [f"{kept}.steps"]
+    if (root := sqlite_root(store_settings)) is not None:
+        assert sorted(p.name for p in (root / STEPS_DIR).iterdir()) == [f"{kept}.steps"]
 
 
-async def test_finish_keeps_the_steps_until_retention(store: ResultStore) -> None:
+async def test_finish_keeps_the_steps_until_retention(store: Store) -> None:
     record = make_record(created_at=START_S)
     await store.create(record)
     await store.record_step(record.workflow_id, 0, "page:0", PAGE)
@@ -286,6 +310,7 @@ async def test_finish_keeps_the_steps_until_retention(store: ResultStore) -> Non
     assert [s.name for s in await store.steps(record.workflow_id)] == ["page:0"]
 
 
+@pytest.mark.sqlite_only
 async def test_an_index_from_schema_version_3_is_upgraded(
     storage: StorageSettings, clock: FakeClock
 ) -> None:
@@ -317,6 +342,7 @@ async def test_an_index_from_schema_version_3_is_upgraded(
     assert version == SCHEMA_VERSION == 5
 
 
+@pytest.mark.sqlite_only  # PostgreSQL's: tests/store/test_postgres_store.py
 async def test_an_index_from_a_newer_program_is_refused(storage: StorageSettings) -> None:
     # Going forward is an upgrade; going back is refused rather than guessed at.
     storage.path.mkdir()
@@ -330,6 +356,7 @@ async def test_an_index_from_a_newer_program_is_refused(storage: StorageSettings
         await ResultStore.open(storage, maintain=False)
 
 
+@pytest.mark.sqlite_only  # PostgreSQL's: tests/store/test_postgres_store.py
 async def test_a_finished_result_waiting_for_the_disk_is_not_offered_for_resuming(
     storage: StorageSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -354,6 +381,7 @@ async def test_a_finished_result_waiting_for_the_disk_is_not_offered_for_resumin
         assert await store.resumable() == []
 
 
+@pytest.mark.sqlite_only
 async def test_steps_an_index_of_version_4_held_are_moved_into_step_files(
     storage: StorageSettings, clock: FakeClock
 ) -> None:
@@ -397,6 +425,7 @@ async def test_steps_an_index_of_version_4_held_are_moved_into_step_files(
         db.close()
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("damage", ["torn", "garbage"])
 async def test_a_step_torn_by_a_crash_is_not_read_and_the_next_steps_are(
     storage: StorageSettings, clock: FakeClock, damage: str
@@ -425,6 +454,7 @@ async def test_a_step_torn_by_a_crash_is_not_read_and_the_next_steps_are(
     assert [s.value for s in steps][-1] == {"page": 3}
 
 
+@pytest.mark.sqlite_only
 async def test_step_files_of_workflows_the_index_does_not_hold_go_at_reconciliation(
     storage: StorageSettings, clock: FakeClock
 ) -> None:

@@ -1,6 +1,7 @@
 """The store does its blocking work on threads of its own: with asyncio's default pool taken by
 work the store cannot bound (a workflow parsing a hostile page holds a thread for as long as the
-parse takes, and a thread cannot be cancelled), results are still stored, delivered and read."""
+parse takes, and a thread cannot be cancelled), results are still stored, delivered and read, on
+every backend (tests/store/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ import threading
 
 from notifier.config import StorageSettings
 from notifier.records import WorkflowStatus
-from notifier.store import ResultQuery, ResultStore
+from notifier.store import ResultQuery
 from notifier.testing import wait_until
 
-from .support import EXAMPLE_RESULT, make_record
+from .support import EXAMPLE_RESULT, make_record, opened
 
 HANG_GUARD_S = 30.0  # only keeps a broken store from hanging the suite; nothing is timed
 
 
-async def test_the_store_works_while_the_default_pool_is_taken(storage: StorageSettings) -> None:
+async def test_the_store_works_while_the_default_pool_is_taken(
+    store_settings: StorageSettings,
+) -> None:
     loop = asyncio.get_running_loop()
     workers = min(32, (os.cpu_count() or 1) + 4)  # asyncio's default pool size
     release = threading.Event()
@@ -33,7 +36,7 @@ async def test_the_store_works_while_the_default_pool_is_taken(storage: StorageS
         await wait_until(lambda: len(started) == workers, what="every default thread taken")
 
         async def whole_life() -> dict[str, object]:
-            async with await ResultStore.open(storage) as store:
+            async with opened(store_settings) as store:
                 record = make_record()
                 await store.create(record)
                 await store.finish(
