@@ -14,17 +14,28 @@ on a local network), so a connection a server restart cut is dropped and replace
 failing the caller's statement. A read that fails anyway (the server went away between the check
 and the query) is tried once more on a fresh connection (`Database.fetch`); writes decide for
 themselves whether a second try is safe (`Database.run`, ``retry=``).
+
+Host names: psycopg resolves a DSN's host name with the event loop's ``getaddrinfo``, which runs
+in asyncio's default thread pool, shared with work the store cannot bound (a workflow's thread
+may hold it for as long as a parse takes; `threads` says why the store keeps off it). A new
+connection (the pool growing, or reconnecting after a restart) would then wait for that pool.
+So the host name is resolved here, on a thread of the store's own (`resolved_conninfo`), and
+handed to libpq as ``hostaddr`` beside the name (kept for TLS and the server's logs).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ipaddress
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from ...config import dsn_secrets
@@ -40,6 +51,7 @@ __all__ = [
     "Database",
     "DatabaseAddress",
     "error_name",
+    "resolved_conninfo",
 ]
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -63,6 +75,48 @@ _KEEPALIVES: Final = {
     "keepalives_count": 3,
 }
 APPLICATION_NAME: Final = "notifier"
+
+
+_resolver: ThreadPoolExecutor | None = None
+
+
+def _resolver_thread() -> ThreadPoolExecutor:
+    global _resolver
+    if _resolver is None:
+        _resolver = ThreadPoolExecutor(1, thread_name_prefix="store-dns")
+    return _resolver
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+async def resolved_conninfo(dsn: str) -> str:
+    """`dsn` with its host name resolved on the store's own thread (see the module docstring):
+    one ``hostaddr`` per address, the name repeated beside each. Unchanged when there is nothing
+    to resolve (an IP address, a socket folder, several hosts, ``hostaddr`` given). A name that
+    does not resolve is an OperationalError in libpq's manner, naming the host."""
+    params = conninfo_to_dict(dsn)
+    host = str(params.get("host") or "")
+    if not host or "," in host or host.startswith("/") or params.get("hostaddr") or _is_ip(host):
+        return dsn
+    port = str(params.get("port") or "5432")
+    loop = asyncio.get_running_loop()
+    try:
+        found = await loop.run_in_executor(
+            _resolver_thread(),
+            lambda: socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+            ),
+        )
+    except OSError as exc:
+        raise psycopg.OperationalError(f'could not translate host name "{host}": {exc}') from None
+    addresses = list(dict.fromkeys(str(entry[4][0]) for entry in found))
+    return make_conninfo(dsn, host=",".join([host] * len(addresses)), hostaddr=",".join(addresses))
 
 
 def error_name(exc: BaseException) -> str:
@@ -131,8 +185,12 @@ class Database:
         """A pool of `min_size`..`max_size` connections, the first one made before this returns
         (StoreError, in libpq's words and masked, if the server cannot be reached)."""
         redactor.add(address.secrets)
+
+        async def conninfo() -> str:
+            return await resolved_conninfo(dsn)
+
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
-            dsn,
+            conninfo,
             kwargs={
                 "autocommit": True,
                 "connect_timeout": CONNECT_TIMEOUT_S,
@@ -212,7 +270,7 @@ async def _why(dsn: str, address: DatabaseAddress) -> str:
     """libpq's reason a connection to `dsn` fails, masked (one attempt, for an error message)."""
     try:
         conn = await psycopg.AsyncConnection.connect(
-            dsn, connect_timeout=CONNECT_TIMEOUT_S, autocommit=True
+            await resolved_conninfo(dsn), connect_timeout=CONNECT_TIMEOUT_S, autocommit=True
         )
     except psycopg.Error as exc:
         return address.describe(exc)
@@ -225,7 +283,7 @@ async def connect(dsn: str, address: DatabaseAddress) -> Connection:
     and libpq's reason, masked, if it cannot be made."""
     try:
         return await psycopg.AsyncConnection.connect(
-            dsn,
+            await resolved_conninfo(dsn),
             autocommit=True,
             connect_timeout=CONNECT_TIMEOUT_S,
             application_name=APPLICATION_NAME,
