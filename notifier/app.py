@@ -25,7 +25,9 @@ subclassing (the `notifier.ext` extension and `await notifier.setup(bot, config)
 The bot's `connect`, `close` and `get_interaction` are wrapped on the instance: the bot's own
 overrides, if it has any, still run inside the wrappers. `detach` undoes all of it. `NotifierBot`
 is a `commands.Bot` with a Notifier attached and its services as properties: the convenience
-`bot.py` runs.
+`bot.py` runs. With `discord.shard_count` set, `build_bot` makes a `ShardedNotifierBot` instead:
+the same, as an `AutoShardedBot` holding `discord.shard_ids`, whose processes take turns to
+IDENTIFY (`notifier.discord.identify`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import nextcord
@@ -53,6 +55,7 @@ from .discord.compat import (
     recreate_session,
     set_api_base,
 )
+from .discord.identify import IdentifyPacer
 from .discord.io import DiscordIO, OutgoingMessage
 from .discord.replies import reply_ephemeral
 from .discord.session import call_discord
@@ -73,7 +76,7 @@ from .runner.runner import Runner
 from .store import ResultStore
 from .workflows import Workflow, WorkflowSpec, bind_workflows, close_workflows, load_workflows
 
-__all__ = ["Notifier", "NotifierBot"]
+__all__ = ["Notifier", "NotifierBot", "ShardedNotifierBot", "build_bot"]
 
 # Which notifier is attached to which bot. Here, not in `notifier.ext`: nextcord executes an
 # extension's module afresh on every load, so state kept there would not be shared.
@@ -565,33 +568,37 @@ class Notifier:
         )
 
 
-class NotifierBot(commands.Bot):
-    """A nextcord bot whose workflows never lose their results: a `commands.Bot` with a
-    `Notifier` attached (`bot.notifier`), its services as properties, intents kept to what the
-    notifier needs, and mentions off by default."""
+def _client_options(settings: Settings, guild_ready_timeout_s: float) -> dict[str, Any]:
+    """What both bot classes ask of nextcord: intents kept to what the notifier needs, the
+    commands rolled out to `discord.guild_ids` when set, and mentions off by default."""
+    intents = nextcord.Intents.none()
+    intents.guilds = True
+    return {
+        "intents": intents,
+        "default_guild_ids": list(settings.discord.guild_ids) or None,
+        "guild_ready_timeout": guild_ready_timeout_s,
+        # Everything nextcord sends for us (command replies, followups) pings nobody unless a
+        # call says otherwise; the ladder's own requests say it in every payload (io.py).
+        "allowed_mentions": nextcord.AllowedMentions.none(),
+    }
 
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        config_path: Path | None = None,
-        guild_ready_timeout_s: float = 2.0,
+
+class _NotifierBotServices:
+    """What NotifierBot and ShardedNotifierBot share besides nextcord's base class: the Notifier
+    attached (`bot.notifier`) and its services as properties. Listed before the nextcord class
+    in their bases, so its `on_connect` runs nextcord's and then logs."""
+
+    settings: Settings
+    config_path: Path | None
+    notifier: Notifier
+
+    def _attach_notifier(
+        self, bot: commands.Bot, settings: Settings, config_path: Path | None
     ) -> None:
-        intents = nextcord.Intents.none()
-        intents.guilds = True
-        guild_ids = list(settings.discord.guild_ids) or None
-        super().__init__(
-            intents=intents,
-            default_guild_ids=guild_ids,
-            guild_ready_timeout=guild_ready_timeout_s,
-            # Everything nextcord sends for us (command replies, followups) pings nobody unless a
-            # call says otherwise; the ladder's own requests say it in every payload (io.py).
-            allowed_mentions=nextcord.AllowedMentions.none(),
-        )
         self.settings = settings
         self.config_path = config_path
         self.notifier = Notifier(settings, config_path=config_path)
-        self.notifier.attach(self)
+        self.notifier.attach(bot)
 
     @property
     def io(self) -> DiscordIO:
@@ -630,5 +637,74 @@ class NotifierBot(commands.Bot):
         await self.notifier.send_dm(user_id, content, embed, nonce=nonce)
 
     async def on_connect(self) -> None:
-        await super().on_connect()
+        await super().on_connect()  # type: ignore[misc]  # nextcord's, next in the bot's MRO
         logger.info("application commands registered")
+
+
+# The ignore on both classes: nextcord's BotBase and Client disagree on add_cog, dispatch
+# and remove_cog, which mypy reports for any class with a second base besides nextcord's bot.
+class NotifierBot(_NotifierBotServices, commands.Bot):  # type: ignore[misc]
+    """A nextcord bot whose workflows never lose their results: a `commands.Bot` with a
+    `Notifier` attached (`bot.notifier`), its services as properties, intents kept to what the
+    notifier needs, and mentions off by default. One gateway connection, unsharded; see
+    `ShardedNotifierBot` and `build_bot` for `discord.shard_count`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_path: Path | None = None,
+        guild_ready_timeout_s: float = 2.0,
+    ) -> None:
+        super().__init__(**_client_options(settings, guild_ready_timeout_s))
+        self._attach_notifier(self, settings, config_path)
+
+
+class ShardedNotifierBot(_NotifierBotServices, commands.AutoShardedBot):  # type: ignore[misc]
+    """NotifierBot for a bot with gateway shards: an `AutoShardedBot` holding `discord.shard_ids`
+    of `discord.shard_count` (every shard when no ids are given). Several processes, each with
+    its own shards, serve one bot; each guild's commands reach the process holding its shard.
+
+    With `storage.postgres_dsn` set, the processes take turns before each IDENTIFY through
+    PostgreSQL (`notifier.discord.identify`, `identify_pacer`); without it, nextcord's own
+    pacing of this process's shards stays.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_path: Path | None = None,
+        guild_ready_timeout_s: float = 2.0,
+    ) -> None:
+        discord = settings.discord
+        if discord.shard_count is None:
+            raise ConfigError(
+                "discord.shard_count", "is not set: an unsharded bot is a NotifierBot"
+            )
+        self.identify_pacer = IdentifyPacer.for_settings(settings)
+        super().__init__(
+            **_client_options(settings, guild_ready_timeout_s),
+            shard_count=discord.shard_count,
+            shard_ids=None if discord.shard_ids is None else list(discord.shard_ids),
+        )
+        # Notifier.attach takes any commands.Bot or AutoShardedBot (nextcord's two bot classes
+        # share BotBase, not a base that says so).
+        self._attach_notifier(cast(commands.Bot, self), settings, config_path)
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Wait for this shard's turn to IDENTIFY: shared with the other processes through
+        PostgreSQL, or nextcord's wait within this process."""
+        if self.identify_pacer is None:
+            await super().before_identify_hook(shard_id, initial=initial)
+        else:
+            await self.identify_pacer.wait_turn(self, shard_id or 0)
+
+
+def build_bot(
+    settings: Settings, *, config_path: Path | None = None, guild_ready_timeout_s: float = 2.0
+) -> NotifierBot | ShardedNotifierBot:
+    """The bot the settings ask for: ShardedNotifierBot with `discord.shard_count`, otherwise
+    NotifierBot (one unsharded connection, as before shards)."""
+    bot_class = NotifierBot if settings.discord.shard_count is None else ShardedNotifierBot
+    return bot_class(settings, config_path=config_path, guild_ready_timeout_s=guild_ready_timeout_s)

@@ -14,10 +14,11 @@ token it stops: a systemd unit with DISCORD_TOKEN unset must fail, not start the
 
 A bad config file prints one line per mistake; a start-up failure (no token, the metrics port
 taken, the storage path unusable or held by another bot, a broken plugin under fanout.strict, a
-refused token) one line naming the cause. Both exit with status 2, leaving nothing running. A
-nextcord release without the private names the bot relies on (notifier/discord/compat.py) prints
-one line and exits with status 3. SIGTERM and SIGINT stop the bot gracefully (exit 0); SIGHUP
-re-reads the config file (an invalid one is rejected and the running configuration stays).
+refused token, a shard Discord refuses because another process holds it) one line naming the
+cause. Both exit with status 2, leaving nothing running. A nextcord release without the private
+names the bot relies on (notifier/discord/compat.py) prints one line and exits with status 3.
+SIGTERM and SIGINT stop the bot gracefully (exit 0); SIGHUP re-reads the config file (an invalid
+one is rejected and the running configuration stays).
 
 Nothing here imports nextcord, the bot or the demo before it is needed: the compatibility check
 runs when the bot is first imported, inside `launch`, so its failure is the one line above.
@@ -44,7 +45,7 @@ from ..errors import ConfigError, NextcordIncompatible, NotifierError
 from ..logs import setup_logging
 
 if TYPE_CHECKING:
-    from ..app import NotifierBot
+    from ..app import NotifierBot, ShardedNotifierBot
     from .common import SubParsers
 
 __all__ = [
@@ -346,12 +347,13 @@ async def serve(settings: Settings, config_path: Path) -> int:
     """Run the bot against Discord until a signal (0) or a failure (1; a refused token raises)."""
     from nextcord import LoginFailure
 
-    from ..app import NotifierBot
+    from ..app import build_bot
+    from ..discord.identify import shard_refusal
     from ..runner.gc_tuning import tune_garbage_collector
 
     token = settings.discord.token
     assert token is not None
-    bot = NotifierBot(settings, config_path=config_path)
+    bot = build_bot(settings, config_path=config_path)  # sharded with discord.shard_count
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -369,6 +371,9 @@ async def serve(settings: Settings, config_path: Path) -> int:
     failure = runner.exception() if runner in done else None
     if isinstance(failure, LoginFailure):
         raise ConfigError("discord.token", "Discord refused the token (401 Unauthorized)")
+    refused = shard_refusal(failure, settings.discord.shard_count) if failure else None
+    if refused is not None:  # 4010/4011: a shard held elsewhere, or the shard settings are wrong
+        raise refused
     if failure is not None:
         logger.error("the bot stopped: {}", failure)
         return 1
@@ -376,7 +381,7 @@ async def serve(settings: Settings, config_path: Path) -> int:
     return 0
 
 
-async def _reload(bot: NotifierBot) -> None:
+async def _reload(bot: NotifierBot | ShardedNotifierBot) -> None:
     try:
         await bot.reload_config()
     except ConfigError as exc:
