@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final, NoReturn, cast
 
 from ..config import Settings, load_config
 from ..errors import ConfigError, InvalidWorkflowId, StoreError
-from . import config_check, init, notifiers, outbox, results, run
+from . import config_check, db, init, notifiers, outbox, results, run
 from .common import EXIT_NOT_FOUND, EXIT_USAGE, CommandError, Handler
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ COMMAND_GROUPS: list[GroupRegistrar] = [
     outbox.register,
     config_check.register,  # config check
     notifiers.register,  # notifiers list, notifiers test
+    db.register,  # db migrate, db status (PostgreSQL's schema)
 ]
 
 

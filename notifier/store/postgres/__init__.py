@@ -12,6 +12,7 @@ store's own tables.
 
 from __future__ import annotations
 
+from .admin import database_status, migrate_database
 from .connection import DatabaseAddress
 from .migrations import (
     Migration,
@@ -36,7 +37,9 @@ __all__ = [
     "SchemaNewer",
     "SetStatus",
     "check_current",
+    "database_status",
     "migrate",
+    "migrate_database",
     "register",
     "registered",
     "status",
