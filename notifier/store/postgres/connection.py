@@ -139,13 +139,15 @@ class DatabaseAddress:
         """StoreError (naming the setting, not quoting it) if libpq cannot read `dsn`."""
         secrets = {s for s in dsn_secrets(dsn) if s}
         try:
-            params = conninfo_to_dict(dsn)
+            params: dict[str, Any] | None = conninfo_to_dict(dsn)
         except psycopg.ProgrammingError:
+            params = None  # libpq's message quotes the string back: raised outside, unchained
+        if params is None:
             raise StoreError(
                 "storage.postgres_dsn is not a connection string PostgreSQL understands (a "
                 "postgresql://user@host:5432/dbname URL, or key=value pairs such as "
                 "'host=db.example dbname=notifier user=notifier')"
-            ) from None
+            )
         password = params.get("password")
         if password:
             secrets.add(str(password))
@@ -166,12 +168,43 @@ class DatabaseAddress:
         return self.mask(text)
 
 
+@dataclass
+class _LastFailure:
+    """Why the pool's latest attempt to connect failed: a pool that times out says only that it
+    timed out, and an operator needs libpq's reason ("password authentication failed...")."""
+
+    error: BaseException | None = None
+
+
+def _remembering(last: _LastFailure) -> type[Connection]:
+    """A connection class that notes in `last` why a connection could not be made."""
+
+    class RememberingConnection(psycopg.AsyncConnection[tuple[Any, ...]]):
+        @classmethod
+        async def connect(cls, conninfo: str = "", **kwargs: Any) -> RememberingConnection:
+            try:
+                connection = await super().connect(conninfo, **kwargs)
+            except psycopg.Error as exc:
+                last.error = exc
+                raise
+            last.error = None
+            return connection
+
+    return RememberingConnection
+
+
 class Database:
     """The pool of one store, and how its calls fail: StoreError, masked, naming `where`."""
 
-    def __init__(self, pool: AsyncConnectionPool[Connection], address: DatabaseAddress) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Connection],
+        address: DatabaseAddress,
+        last_failure: _LastFailure | None = None,
+    ) -> None:
         self._pool = pool
         self.address = address
+        self._last_failure = last_failure or _LastFailure()
 
     @classmethod
     async def open(
@@ -181,16 +214,20 @@ class Database:
         *,
         min_size: int = POOL_MIN_SIZE,
         max_size: int = POOL_MAX_SIZE,
+        wait_s: float = POOL_WAIT_S,
     ) -> Database:
         """A pool of `min_size`..`max_size` connections, the first one made before this returns
-        (StoreError, in libpq's words and masked, if the server cannot be reached)."""
+        (StoreError, in libpq's words and masked, if the server cannot be reached); a call waits
+        at most `wait_s` for a connection before it fails."""
         redactor.add(address.secrets)
 
         async def conninfo() -> str:
             return await resolved_conninfo(dsn)
 
+        last_failure = _LastFailure()
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             conninfo,
+            connection_class=_remembering(last_failure),
             kwargs={
                 "autocommit": True,
                 "connect_timeout": CONNECT_TIMEOUT_S,
@@ -201,34 +238,38 @@ class Database:
             max_size=max_size,
             open=False,
             check=AsyncConnectionPool.check_connection,
-            timeout=POOL_WAIT_S,
+            timeout=wait_s,
             name=f"notifier-store {address.where}",
         )
         try:
-            await pool.open(wait=True, timeout=POOL_WAIT_S + CONNECT_TIMEOUT_S)
+            await pool.open(wait=True, timeout=wait_s + CONNECT_TIMEOUT_S)
         except PoolTimeout:
             await pool.close()
             # The pool says only that it timed out; one direct attempt says why.
             raise StoreError(
                 f"cannot connect to PostgreSQL at {address.where}: {await _why(dsn, address)}"
             ) from None
-        return cls(pool, address)
+        return cls(pool, address, last_failure)
 
     async def close(self) -> None:
         await self._pool.close()
 
     def error(self, action: str, exc: BaseException) -> StoreError:
-        """The StoreError for a failed call (`action`: what it was doing, "read a result")."""
-        failure = StoreError(
-            f"PostgreSQL {self.address.where}: cannot {action}: {self.address.describe(exc)}"
-        )
+        """The StoreError for a failed call (`action`: what it was doing, "read a result"); a
+        pool that timed out is given the reason its last attempt to connect failed."""
+        reason = self.address.describe(exc)
+        if isinstance(exc, PoolTimeout) and self._last_failure.error is not None:
+            reason += (
+                f"; the last attempt to connect: {self.address.describe(self._last_failure.error)}"
+            )
+        failure = StoreError(f"PostgreSQL {self.address.where}: cannot {action}: {reason}")
         failure.__cause__ = exc
         return failure
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
         """A checked connection from the pool (autocommit: open a transaction for several
-        statements). PoolTimeout (an OperationalError) once `POOL_WAIT_S` passed without one."""
+        statements). PoolTimeout (an OperationalError) once the pool's wait passed without one."""
         async with self._pool.connection() as conn:
             yield conn
 
@@ -253,7 +294,7 @@ class Database:
             try:
                 async with self.connection() as conn:
                     return await work(conn)
-            except PoolTimeout as exc:  # already waited POOL_WAIT_S: the server is away
+            except PoolTimeout as exc:  # already waited its wait_s: the server is away
                 raise self.error(action, exc) from exc
             except psycopg.OperationalError as exc:
                 if retry and attempt == 1:

@@ -142,6 +142,7 @@ from . import schema as _schema  # noqa: F401 - registers the store's migration 
 from .connection import (
     POOL_MAX_SIZE,
     POOL_MIN_SIZE,
+    POOL_WAIT_S,
     Database,
     DatabaseAddress,
     connect,
@@ -235,6 +236,7 @@ class PostgresStore:
         max_step_bytes: int = DEFAULT_MAX_STEP_BYTES,
         pool_min_size: int = POOL_MIN_SIZE,
         pool_max_size: int = POOL_MAX_SIZE,
+        pool_wait_s: float = POOL_WAIT_S,
     ) -> PostgresStore:
         """Connect to ``storage.postgres_dsn``; then, if `maintain`, apply the schema migrations
         (`migrations.migrate`: every registered set, idempotent, under a lock), purge expired
@@ -246,7 +248,8 @@ class PostgresStore:
         as `ResultStore.open` and ignored: processes share this store by design (the module
         docstring says how they stay out of each other's way). `clock`, `uptime` and
         `max_step_bytes` are as for `ResultStore.open`; the pool holds `pool_min_size` ..
-        `pool_max_size` connections.
+        `pool_max_size` connections, and a call waits at most `pool_wait_s` for one (then a
+        finish keeps its result in memory, a read fails).
         """
         del exclusive  # no store lock here: see the docstring
         if settings.backend != "postgres" or settings.postgres_dsn is None:
@@ -256,7 +259,9 @@ class PostgresStore:
         dsn = settings.postgres_dsn.get_secret_value()
         address = DatabaseAddress.parse(dsn)
         await cls._prepare_schema(dsn, address, maintain=maintain)
-        db = await Database.open(dsn, address, min_size=pool_min_size, max_size=pool_max_size)
+        db = await Database.open(
+            dsn, address, min_size=pool_min_size, max_size=pool_max_size, wait_s=pool_wait_s
+        )
         threads = StoreThreads(work_threads=_WORK_THREADS, maintenance_threads=1)
         store = cls(
             settings,
