@@ -22,7 +22,7 @@ reads back exactly as it was written:
 `document.encode_for_storage` produces, the bytes a result file holds, so every view renders the
 same document whichever backend stored it. (Not ``jsonb``: jsonb re-orders keys, drops duplicate
 ones, rewrites numbers (``1e300`` as 301 digits), and refuses ``\\u0000`` and lone surrogates,
-which a result may hold; it was also slower for the store's use, see `store`.) A foreign key to
+which a result may hold; nor was it faster: `store` has the figures.) A foreign key to
 ``workflows`` with ``ON DELETE CASCADE``: retention deletes the row and its result goes with it.
 
 ``workflow_steps``: a workflow's recorded steps, ``(workflow_id, step_index)`` the primary key,

@@ -67,19 +67,26 @@ Documents: bytea, measured against jsonb
 ----------------------------------------
 A result is ``bytea`` holding exactly the bytes `document.encode_for_storage` produces, which a
 result file would hold: every view (first delivery, hand-off, /retrieve_results, the CLI, the
-fanout) renders the same document from either backend. jsonb cannot keep that promise (it
-re-orders keys, rewrites numbers, refuses ``\\u0000`` and lone surrogates, which results may hold)
-and, measured on this machine (PostgreSQL 15 on 127.0.0.1, 200 runs after 20 warm-ups each, one
-connection, psycopg 3; a finish is the whole transaction, a read is the document decoded back
-into a dict), it is not faster either:
+fanout) renders the same document from either backend. jsonb cannot keep that promise: it
+re-orders keys and rewrites numbers (a round trip of a stored document through ``::jsonb::text``
+gave other bytes), and it refuses ``\\u0000`` (UntranslatableCharacter) and lone surrogates
+(InvalidTextRepresentation), which results may hold and the files keep. Nor is it faster.
+Measured on this machine (PostgreSQL 15 on 127.0.0.1, psycopg 3 with orjson as its JSON codec for
+jsonb, one connection, 200 runs after 20 warm-ups, three runs of the script, two shared cores: the
+p99s are noisy); a finish is the encoding plus the whole transaction (row upsert and document
+insert), a read is the SELECT plus the document decoded into a dict:
 
-==================  ===================  ===================  ===================  ===================
-document            finish p50 / p99     finish p50 / p99     read p50 / p99       read p50 / p99
-                    bytea                jsonb                bytea                jsonb
-==================  ===================  ===================  ===================  ===================
-4 KB                MEASURED_4K_FB       MEASURED_4K_FJ       MEASURED_4K_RB       MEASURED_4K_RJ
-100 KB              MEASURED_100K_FB     MEASURED_100K_FJ     MEASURED_100K_RB     MEASURED_100K_RJ
-==================  ===================  ===================  ===================  ===================
+==========  =========  ======================  ======================  ======================
+document    stored as  finish p50 (ms)         finish p99 (ms)         read p50 / p99 (ms)
+==========  =========  ======================  ======================  ======================
+4.5 KB      bytea      0.70 - 0.97             1.3 - 3.9               0.21 - 0.26 / 0.4
+4.5 KB      jsonb      0.85 - 0.99             1.3 - 4.0               0.22 - 0.27 / 0.4 - 1.2
+100 KB      bytea      2.1 - 2.4               6.1 - 9.6               1.30 - 1.35 / 3.5 - 5.2
+100 KB      jsonb      2.9 - 3.9               8.8 - 13.7              1.23 - 1.63 / 2.1 - 4.7
+==========  =========  ======================  ======================  ======================
+
+jsonb's finish is slower for large documents (PostgreSQL parses the JSON and builds its binary
+form); reads come out even (bytea is decoded by orjson here, jsonb by psycopg with orjson).
 """
 
 from __future__ import annotations
