@@ -54,7 +54,16 @@ from notifier.testing.postgres import (
 from notifier.testing.processes import child_env
 from notifier.testing.pytest_plugin import no_postgres
 
-from .support import DAY_S, EXAMPLE_RESULT, FakeClock, finished, make_record, metric, sql
+from .support import (
+    DAY_S,
+    EXAMPLE_RESULT,
+    FakeClock,
+    finished,
+    make_record,
+    metric,
+    sql,
+    stored_bytes,
+)
 
 PASSWORD: Final = "pg-pw-4d9a1-never-logged"  # trust auth ignores it; nothing may show it
 LATEST: Final = STORE_SCHEMA.latest
@@ -478,6 +487,29 @@ async def test_two_processes_finishing_one_workflow_the_first_result_stands(
         assert same.document == first.document
         assert (await gateway.read_result(record.workflow_id))["result"] == {"pages": 15}
         assert await _results_rows(settings, record.workflow_id) == 1
+
+
+async def test_a_corrupt_stored_document_is_reported_and_never_overwritten(
+    settings: StorageSettings,
+) -> None:
+    async with await PostgresStore.open(settings) as store:
+        done = await finished(store)
+        await sql(
+            settings,
+            "UPDATE results SET document = %s WHERE workflow_id = %s",
+            b'{"trunc',
+            done.workflow_id,
+        )
+
+        with pytest.raises(StoreError, match="stored result is corrupt"):
+            await store.read_result(done.workflow_id)
+        with pytest.raises(StoreError, match=r"the stored result is corrupt .*not overwritten"):
+            await store.finish(
+                done.workflow_id, status=WorkflowStatus.COMPLETED, result=EXAMPLE_RESULT
+            )
+
+        assert store.pending_writes == ()
+        assert await stored_bytes(settings, done.workflow_id) == b'{"trunc'
 
 
 # -- secrets -----------------------------------------------------------------------------------

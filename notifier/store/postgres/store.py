@@ -189,6 +189,11 @@ class _Existing:
     pending: WorkflowRecord | None
 
 
+class _StoredCorrupt(StoreError):
+    """The document stored under an id does not decode: not a failure of the database (trying
+    again cannot help), and not a result this store may overwrite."""
+
+
 def _encode_step(value: object, limit_bytes: int) -> bytes:
     return encode_step(value, limit_bytes=limit_bytes)
 
@@ -572,6 +577,11 @@ class PostgresStore:
                     written = await self._index.write_finished(finished, data, self._clock())
                     if not written:
                         existing = await self._stored_outcome(workflow_id)
+                except _StoredCorrupt:
+                    del self._pending[workflow_id]
+                    if live is not None:
+                        self._live[workflow_id] = live
+                    raise
                 except StoreError as exc:
                     failure = exc
                     self._write_failed(pending, exc)
@@ -608,8 +618,8 @@ class PostgresStore:
         try:
             document = await self._threads.work(decode_document, data, workflow_id)
         except DocumentError as exc:
-            raise StoreError(
-                f"workflow {workflow_id}: the stored result is corrupt: {exc}"
+            raise _StoredCorrupt(
+                f"workflow {workflow_id}: the stored result is corrupt ({exc}); not overwritten"
             ) from exc
         return _Existing(document, len(data), None)
 
@@ -679,6 +689,11 @@ class PostgresStore:
                         self._written(pending)
                         return
                     existing = await self._stored_outcome(workflow_id)
+                except _StoredCorrupt as exc:
+                    # Trying again cannot help: the result stays served from memory (and is
+                    # logged as lost at close) for an operator to look at.
+                    logger.error("store: {}; this result stays in memory only", exc)
+                    return
                 except StoreError as exc:
                     pending.failures += 1
                     name = error_name(exc)
