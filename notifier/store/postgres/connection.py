@@ -322,6 +322,7 @@ async def _why(dsn: str, address: DatabaseAddress) -> str:
 async def connect(dsn: str, address: DatabaseAddress) -> Connection:
     """One connection outside any pool (migrations, `notifier db`); StoreError naming the server
     and libpq's reason, masked, if it cannot be made."""
+    redactor.add(address.secrets)
     try:
         return await psycopg.AsyncConnection.connect(
             await resolved_conninfo(dsn),
