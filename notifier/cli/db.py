@@ -5,6 +5,10 @@ doing it beforehand (a role with the right to create tables, the bots started wi
 one), and for seeing where a database stands. Both are safe beside running bots: migrating takes
 the lock the bots take and changes nothing that is current; status only reads.
 
+Every part that keeps tables in PostgreSQL is covered: the store's (``store``) and the outbox's
+(``outbox``, whose steps `notifier.fanout.outbox_postgres` defines and applies itself when a bot
+opens it; `_register_every_part` hands them to the same migration engine and version table).
+
 With ``storage.backend: sqlite`` there is nothing to do here: the SQLite index brings its own
 schema up to date when the bot opens it, and `status` says which version the index file has.
 
@@ -74,9 +78,23 @@ async def run(
     return await _status(storage, out)
 
 
+def _register_every_part() -> None:
+    """Register the migration sets of the parts the store does not import (the fanout may not
+    import the store, so its outbox cannot register itself with the store's engine)."""
+    from ..fanout.outbox_postgres import OUTBOX_COMPONENT, OUTBOX_MIGRATIONS
+    from ..store.postgres.migrations import Migration, MigrationSet, register
+
+    steps = tuple(
+        Migration(version, f"outbox, step {version}", statement)
+        for version, statement in enumerate(OUTBOX_MIGRATIONS, start=1)
+    )
+    register(MigrationSet(OUTBOX_COMPONENT, steps))
+
+
 async def _migrate(storage: StorageSettings, out: TextIO) -> int:
     from ..store.postgres.admin import migrate_database
 
+    _register_every_part()
     where, changes = await migrate_database(storage)
     print(f"PostgreSQL {where}", file=out)
     for name, before, after in changes:
@@ -88,6 +106,7 @@ async def _migrate(storage: StorageSettings, out: TextIO) -> int:
 async def _status(storage: StorageSettings, out: TextIO) -> int:
     from ..store.postgres.admin import database_status
 
+    _register_every_part()
     where, statuses = await database_status(storage)
     print(f"PostgreSQL {where}", file=out)
     exit_code = EXIT_OK

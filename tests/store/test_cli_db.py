@@ -1,8 +1,9 @@
 """`python -m notifier db migrate` and `db status` as an operator runs them: real processes against
 a real PostgreSQL database (a fresh one per test), and against an SQLite store.
 
-Migrating is idempotent and says each part's version before and after; a database newer than the
-program is refused in words; two processes migrating at once both succeed and the schema is
+Migrating is idempotent and says each part's version before and after (the store's tables and
+the outbox's, which the fanout also applies on its own: both ways agree); a database newer than
+the program is refused in words; two processes migrating at once both succeed and the schema is
 applied once; the DSN's password never shows, even when the server cannot be reached.
 """
 
@@ -18,6 +19,7 @@ import psycopg
 import pytest
 
 from notifier.config import StorageSettings
+from notifier.fanout.outbox_postgres import OUTBOX_MIGRATIONS, OUTBOX_TABLE, apply_outbox_migrations
 from notifier.records import WorkflowStatus
 from notifier.store import ResultStore
 from notifier.store.postgres.migrations import MIGRATION_LOCK_KEY, VERSION_TABLE
@@ -31,6 +33,10 @@ from .support import finished
 LIMIT_S: Final = 120  # only keeps a broken command from hanging the suite
 PASSWORD: Final = "pw-7c1e0-never-shown"  # trust auth ignores it; nothing may print it
 LATEST: Final = STORE_SCHEMA.latest
+OUTBOX_LATEST: Final = len(OUTBOX_MIGRATIONS)
+TABLES: Final = sorted(
+    [VERSION_TABLE, OUTBOX_TABLE, "results", "store_notes", "workflow_steps", "workflows"]
+)
 
 
 def _config(tmp_path: Path, dsn: str) -> Path:
@@ -71,15 +77,36 @@ def test_migrate_creates_the_schema_once_and_says_so(postgres_dsn: str, tmp_path
 
     assert first.returncode == 0, first.stderr
     assert f"store: schema version 0 -> {LATEST} (migrated)" in first.stdout
+    assert f"outbox: schema version 0 -> {OUTBOX_LATEST} (migrated)" in first.stdout
     assert second.returncode == 0, second.stderr
     assert f"store: schema version {LATEST} -> {LATEST} (already current)" in second.stdout
-    assert _tables(postgres_dsn) == [
-        VERSION_TABLE,
-        "results",
-        "store_notes",
-        "workflow_steps",
-        "workflows",
-    ]
+    assert (
+        f"outbox: schema version {OUTBOX_LATEST} -> {OUTBOX_LATEST} (already current)"
+        in second.stdout
+    )
+    assert _tables(postgres_dsn) == TABLES
+
+
+async def test_the_outbox_migrated_by_the_fanout_is_current_for_the_cli_and_back(
+    postgres_dsn: str, tmp_path: Path
+) -> None:
+    config = _config(tmp_path, postgres_dsn)
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as conn:
+        await apply_outbox_migrations(conn)  # what a Fanout does when it opens its outbox
+
+    status = notifier(config, "db", "status")
+    migrated = notifier(config, "db", "migrate")
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as conn:
+        again = await apply_outbox_migrations(conn)
+
+    assert f"outbox: schema version {OUTBOX_LATEST}, current" in status.stdout
+    assert "store: no schema yet" in status.stdout
+    assert f"store: schema version 0 -> {LATEST} (migrated)" in migrated.stdout
+    assert f"outbox: schema version {OUTBOX_LATEST} -> {OUTBOX_LATEST} (already current)" in (
+        migrated.stdout
+    )
+    assert again == OUTBOX_LATEST
+    assert _tables(postgres_dsn) == TABLES
 
 
 def test_status_says_whether_the_schema_is_current(postgres_dsn: str, tmp_path: Path) -> None:
@@ -163,12 +190,17 @@ async def test_two_processes_migrating_at_once_apply_the_schema_once(
     outputs = [await asyncio.wait_for(p.communicate(), LIMIT_S) for p in processes]
 
     assert [p.returncode for p in processes] == [0, 0], [e.decode() for _, e in outputs]
-    lines = sorted(out.decode().splitlines()[1] for out, _ in outputs)
+    lines = sorted(
+        line
+        for out, _ in outputs
+        for line in out.decode().splitlines()
+        if line.startswith("store:")
+    )
     assert lines == [
         f"store: schema version 0 -> {LATEST} (migrated)",
         f"store: schema version {LATEST} -> {LATEST} (already current)",
     ]
-    assert len(_tables(postgres_dsn)) == 5
+    assert _tables(postgres_dsn) == TABLES
 
 
 def test_an_unreachable_server_is_named_without_its_password(tmp_path: Path) -> None:

@@ -42,8 +42,8 @@ from .connection import Connection, Database
 __all__ = ["PURGE_BATCH", "RETENTION_LOCK_KEY", "PostgresIndex", "StoredStep", "UnknownWorkflow"]
 
 PURGE_BATCH: Final = 500
-# pg_advisory_lock's key for retention ("notifier" in ASCII, plus one: not the migrations' key).
-RETENTION_LOCK_KEY: Final = (int.from_bytes(b"notifier", "big") & 0x7FFF_FFFF_FFFF_FFFF) + 1
+# pg_advisory_lock's key for retention: "retain" in ASCII, as a bigint (no other lock's key).
+RETENTION_LOCK_KEY: Final = int.from_bytes(b"retain", "big")
 
 _COLUMNS: Final = (
     "workflow_id",

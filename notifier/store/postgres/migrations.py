@@ -8,14 +8,16 @@ import, and whatever opens the database (`PostgresStore.open`, ``notifier db mig
 every registered set. A set that needs another one's tables (a foreign key) names it in
 `MigrationSet.requires`, and is applied after it.
 
-The version table, ``notifier_schema_version``, holds one row per set: its name, the version
-applied, and when. Applying (`migrate`) happens in one transaction, under a transaction-level
-advisory lock (`MIGRATION_LOCK_KEY`), so several processes starting at once (a gateway and its
-workers) apply each step exactly once: the first takes the lock and migrates, the others wait for
+The version table, ``notifier_schema_versions``, holds one row per set: its name and the version
+applied. Applying (`migrate`) happens in one transaction, under a transaction-level advisory lock
+(`MIGRATION_LOCK_KEY`), so several processes starting at once (a gateway and its workers) apply
+each step exactly once: the first takes the lock and migrates, the others wait for
 it, then find every set current and change nothing. A failed step rolls back the whole
 transaction: the database is at the versions it had, never half-way. The version table itself is
 created only once the lock is held (two concurrent ``CREATE TABLE IF NOT EXISTS`` can both try to
-create it, and one fails).
+create it, and one fails). The table and the lock are the ones the PostgreSQL outbox's own
+migrations use (`notifier.fanout.outbox_postgres`, which may not import the store): one version
+table per database, and one lock serialising every part's migrations.
 
 A database whose version of a set is newer than this program's is refused, in words: "database
 schema version N is newer than this program's M: upgrade the program". Nothing is changed then
@@ -49,18 +51,12 @@ __all__ = [
     "status",
 ]
 
-VERSION_TABLE: Final = "notifier_schema_version"
-# pg_advisory_xact_lock's key for migrations: "notifier" in ASCII, as a bigint. Any process that
-# migrates this database takes it; nothing else in the program uses this number.
-MIGRATION_LOCK_KEY: Final = int.from_bytes(b"notifier", "big") & 0x7FFF_FFFF_FFFF_FFFF
+# The same table and lock key as the outbox's migrations (fanout.outbox_postgres: "noti" in
+# ASCII): whichever part migrates first creates the table, the same way.
+VERSION_TABLE: Final = "notifier_schema_versions"
+MIGRATION_LOCK_KEY: Final = 0x6E6F7469
 
-_CREATE_VERSION_TABLE: Final = f"""
-CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (
-    component   text        PRIMARY KEY,
-    version     integer     NOT NULL CHECK (version >= 0),
-    migrated_at timestamptz NOT NULL DEFAULT now()
-)
-"""
+_CREATE_VERSION_TABLE: Final = f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (component text PRIMARY KEY, version integer NOT NULL)"
 
 
 class SchemaNewer(StoreError):
@@ -224,8 +220,7 @@ async def migrate(
             if migration_set.latest != before:
                 await conn.execute(
                     f"INSERT INTO {VERSION_TABLE} (component, version) VALUES (%s, %s) "
-                    "ON CONFLICT (component) DO UPDATE "
-                    "SET version = excluded.version, migrated_at = now()",
+                    "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
                     [migration_set.name, migration_set.latest],
                 )
             changes.append((migration_set.name, before, migration_set.latest))
