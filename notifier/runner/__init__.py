@@ -5,6 +5,7 @@ from __future__ import annotations
 from .progress import ProgressThrottle
 from .runner import (
     EstimateSource,
+    JobTicket,
     Runner,
     RunnerBusy,
     Slot,
@@ -15,6 +16,7 @@ from .runner import (
 
 __all__ = [
     "EstimateSource",
+    "JobTicket",
     "ProgressThrottle",
     "Runner",
     "RunnerBusy",

@@ -36,6 +36,7 @@ from aiolimiter import AsyncLimiter
 from loguru import logger
 
 from ..config import Settings, WorkflowSettings
+from ..discord import codes
 from ..discord.delivery import Delivery, DeliveryTarget, Rung
 from ..discord.embeds import render_result
 from ..discord.io import DiscordIO, OutgoingMessage
@@ -66,6 +67,7 @@ from .progress import ProgressThrottle
 
 __all__ = [
     "EstimateSource",
+    "JobTicket",
     "Runner",
     "RunnerBusy",
     "Slot",
@@ -156,6 +158,19 @@ class WorkflowRequest:
     token: str | None
     interaction_created_at: float
     attachment_limit_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobTicket:
+    """What a worker gets with a job (distributed mode): the workflow to run, how often its
+    job ran before (`attempt`), and the interaction the gateway answered, if its token was
+    stored: follow-ups go there while it lives (never logged: the worker masks it)."""
+
+    workflow_id: str
+    attempt: int = 0
+    token: str | None = None
+    interaction_created_at: float | None = None
+    attachment_limit_bytes: int = codes.ATTACHMENT_SIZE_DEFAULT_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -911,36 +926,133 @@ class Runner:
         record = replace(record, resumes=resumes)
         if resumes > limit:
             return await self._give_up(record, spec, steps, limit)
+        delivery = Delivery(
+            self._io, self._target_for(record), None, on_event=self._ladder_events(record)
+        )
+        await self._relaunch(record, spec, steps, delivery, cause="a restart")
+        return 0
+
+    async def _relaunch(
+        self,
+        record: WorkflowRecord,
+        spec: WorkflowSpec,
+        steps: list[RecordedStep],
+        delivery: Delivery,
+        *,
+        cause: str,
+    ) -> _Running:
+        """Run a workflow again from its recorded steps (none: from the start), operators and
+        its user told once that it resumed after `cause`."""
         journal = StoreJournal(self._store, record.workflow_id, steps)
         done = steps_done_text(journal.names, of=self._max_steps(record, spec))
         # Operators hear it before the body runs again (the outbox holds the notice even if
         # this run dies as the last one did).
-        summary = f"resumed after a restart: {done} done"
+        summary = f"resumed after {cause}: {done} done"
         await self._emit(self._notice(record, Event.RESUMED, summary=summary))
-        delivery = Delivery(
-            self._io, self._target_for(record), None, on_event=self._ladder_events(record)
-        )
         running = self._launch(record, spec, delivery, journal)
         WORKFLOW_RESUMES.labels(outcome="resumed").inc()
         logger.info(
-            "workflow {} resumed after a restart (resume {} of at most {}): {} already done",
+            "workflow {} resumed after {} (resume {} of at most {}): {} already done",
             record.workflow_id,
-            resumes,
-            limit,
+            cause,
+            record.resumes,
+            self._settings.runner.max_resumes,
             done,
         )
         text = (
-            f"🔄 `/{record.command}` (workflow `{record.workflow_id}`) resumed after a restart: "
+            f"🔄 `/{record.command}` (workflow `{record.workflow_id}`) resumed after {cause}: "
             f"{done} {'was' if journal.done == 1 else 'were'} already done; it goes on from there."
         )
-        # The user hears it once, on the ladder's channel or DM rung (no token is left).
+        # The user hears it once, through the ladder (on its channel or DM rung when no token is
+        # left).
         running.helpers.append(
             asyncio.create_task(
                 delivery.deliver(OutgoingMessage(content=text), stage="resumed"),
                 name=f"resumed-{record.workflow_id}",
             )
         )
-        return 0
+        return running
+
+    # -- distributed mode: a worker runs the workflow a gateway stored ---------------------------
+
+    async def run_job(self, ticket: JobTicket) -> bool:
+        """Run the workflow a gateway stored and deferred (``notifier worker``) until it ends;
+        True once it has concluded (stored and delivered, or found concluded already: a job run
+        twice does nothing the second time), False if it was left running to resume elsewhere
+        (this worker is shutting down, or is not the one running it).
+
+        A workflow with recorded steps, or one whose job is a retry (`ticket.attempt` > 0: the
+        worker that ran it died or stopped), resumes: counted against `runner.max_resumes`
+        (then failed, naming the step it died in), its user told once. Delivery starts with the
+        interaction token the gateway stored, while it lives (follow-ups, then the hand-off
+        before it dies), and goes on with the channel and DM rungs.
+        """
+        record = await self._store.get(ticket.workflow_id)
+        if record is None:
+            logger.error("job for workflow {}: no such workflow in the store", ticket.workflow_id)
+            return True
+        if record.status is not WorkflowStatus.RUNNING:
+            return True  # concluded by an earlier run of this job
+        if record.workflow_id in self._running or self._closing:
+            return False
+        spec = self._workflows.get(record.command)
+        if spec is None:
+            error = f"no worker here knows the workflow /{record.command}"
+            await self._conclude_left_over(record, WorkflowStatus.FAILED, error)
+            return True
+        steps = await self._store.steps(record.workflow_id) if spec.resumable else []
+        delivery = self._job_delivery(record, ticket)
+        if steps or ticket.attempt > 0:
+            limit = self._settings.runner.max_resumes
+            resumes = await self._store.note_resume(record.workflow_id)
+            record = replace(record, resumes=resumes)
+            if resumes > limit:
+                if steps:
+                    await self._give_up(record, spec, steps, limit)
+                else:
+                    error = f"gave up after {limit} resumes; it stopped before its first step"
+                    WORKFLOW_RESUMES.labels(outcome="gave_up").inc()
+                    await self._conclude_left_over(record, WorkflowStatus.FAILED, error)
+                return True
+            running = await self._relaunch(record, spec, steps, delivery, cause="a worker stopped")
+        else:
+            running = self._launch(
+                record, spec, delivery, StoreJournal(self._store, record.workflow_id)
+            )
+            running.throttle.report(ProgressState("starting", 0.0, "", time.time()))
+            await self._emit(self._notice(record, Event.STARTED))
+            logger.info(
+                "workflow {} started on this worker: /{} by user {}",
+                record.workflow_id,
+                record.command,
+                record.user_id,
+            )
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(running.task)
+        current = await self._store.get(record.workflow_id)
+        return current is None or current.status is not WorkflowStatus.RUNNING
+
+    def _job_delivery(self, record: WorkflowRecord, ticket: JobTicket) -> Delivery:
+        """The ladder for a job: from the stored interaction token while it lives."""
+        discord = self._settings.discord
+        lease = None
+        token = ticket.token
+        if token is not None and ticket.interaction_created_at is not None:
+            lease = InteractionLease(
+                created_at=ticket.interaction_created_at,
+                ttl_s=discord.interaction_ttl,
+                safety_margin_s=discord.safety_margin,
+                handoff_before_s=discord.handoff_before,
+            )
+        target = DeliveryTarget(
+            workflow_id=record.workflow_id,
+            user_id=record.user_id,
+            channel_id=self._results_channel(record),
+            ephemeral=record.ephemeral,
+            token=token if lease is not None else None,
+            attachment_limit_bytes=ticket.attachment_limit_bytes,
+        )
+        return Delivery(self._io, target, lease, on_event=self._ladder_events(record))
 
     async def _give_up(
         self, record: WorkflowRecord, spec: WorkflowSpec, steps: list[RecordedStep], limit: int
