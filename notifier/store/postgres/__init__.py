@@ -26,7 +26,7 @@ from .migrations import (
     status,
 )
 from .schema import STORE_SCHEMA
-from .store import PostgresStore
+from .store import PostgresStore, UserLimitReached
 
 __all__ = [
     "STORE_SCHEMA",
@@ -36,6 +36,7 @@ __all__ = [
     "PostgresStore",
     "SchemaNewer",
     "SetStatus",
+    "UserLimitReached",
     "check_current",
     "database_status",
     "migrate",

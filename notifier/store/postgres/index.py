@@ -26,7 +26,7 @@ bytes.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, NamedTuple
 
 import psycopg
@@ -242,11 +242,21 @@ class PostgresIndex:
 
     # -- rows ----------------------------------------------------------------------------------
 
-    async def insert(self, record: WorkflowRecord) -> None:
-        """Add a running workflow's row: WorkflowExists if the id is taken."""
+    async def insert(
+        self,
+        record: WorkflowRecord,
+        inside: Callable[[Connection], Awaitable[None]] | None = None,
+    ) -> None:
+        """Add a running workflow's row: WorkflowExists if the id is taken. `inside(conn)` runs
+        after the insert in the same transaction (the gateway's token and job): all or none."""
 
         async def insert(conn: Connection) -> None:
-            await conn.execute(_INSERT, _row_values(record))
+            if inside is None:
+                await conn.execute(_INSERT, _row_values(record))
+                return
+            async with conn.transaction():
+                await conn.execute(_INSERT, _row_values(record))
+                await inside(conn)
 
         try:
             await self._db.run("add a workflow", insert, retry=False)

@@ -122,6 +122,11 @@ STORE_SCHEMA: Final = register(
                 "workflows, results, workflow_steps and store_notes; pg_trgm for URL search",
                 _V1,
             ),
+            Migration(
+                2,
+                "workflows.cancel_requested: a gateway asks the worker running a workflow to stop",
+                "ALTER TABLE workflows ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false;",
+            ),
         ),
     )
 )

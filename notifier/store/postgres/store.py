@@ -95,7 +95,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
@@ -103,7 +103,7 @@ from typing import Any, Final, Self
 from loguru import logger
 
 from ...config import StorageSettings
-from ...errors import StoreError
+from ...errors import NotifierError, StoreError
 from ...metrics import STORE_WRITE_FAILURES, WORKFLOW_RESULTS_PERSISTED
 from ...records import (
     DeliveryState,
@@ -150,6 +150,7 @@ from .connection import (
     POOL_MAX_SIZE,
     POOL_MIN_SIZE,
     POOL_WAIT_S,
+    Connection,
     Database,
     DatabaseAddress,
     connect,
@@ -158,7 +159,7 @@ from .connection import (
 from .index import PostgresIndex, UnknownWorkflow
 from .migrations import check_current, migrate
 
-__all__ = ["DEFAULT_MAX_STEP_BYTES", "PostgresStore", "StorageErrorHook"]
+__all__ = ["DEFAULT_MAX_STEP_BYTES", "PostgresStore", "StorageErrorHook", "UserLimitReached"]
 
 DEFAULT_MAX_STEP_BYTES: Final = 1024 * 1024  # runner.max_step_bytes's default
 _SECONDS_PER_DAY: Final = 86_400.0
@@ -200,6 +201,20 @@ def _encode_step(value: object, limit_bytes: int) -> bytes:
 
 def _decode_steps(rows: Iterable[tuple[int, str, bytes, float]]) -> list[RecordedStep]:
     return [RecordedStep(index, name, decode_step(value), at) for index, name, value, at in rows]
+
+
+class UserLimitReached(NotifierError):
+    """A user would have more workflows running than `limit` allows (`of_command`: the limit is
+    one workflow's own ``max_per_user``). Not a StoreError: the database answered."""
+
+    def __init__(self, limit: int, *, of_command: bool) -> None:
+        super().__init__(f"user limit of {limit} running workflows reached")
+        self.limit = limit
+        self.of_command = of_command
+
+
+# pg_advisory_xact_lock's first key for the per-user limit check ("user" in ASCII).
+_USER_LIMIT_LOCK: Final = int.from_bytes(b"user", "big")
 
 
 class PostgresStore:
@@ -381,11 +396,20 @@ class PostgresStore:
 
     # -- running workflows ---------------------------------------------------------------------
 
-    async def create(self, record: WorkflowRecord) -> None:
+    async def create(
+        self,
+        record: WorkflowRecord,
+        *,
+        inside: Callable[[Connection], Awaitable[None]] | None = None,
+    ) -> None:
         """Insert a workflow as running, before it starts (the write-ahead's first half).
 
         The record is also kept in memory until `finish`, so that even if the database cannot
-        take the row (StoreError here) a later `finish` still persists the result."""
+        take the row (StoreError here) a later `finish` still persists the result.
+
+        `inside(conn)` runs in the insert's transaction (a gateway's token and job: the workflow
+        is stored and queued, or neither). Whatever it raises rolls the row back and reaches
+        the caller; nothing is kept in memory then (this process runs nothing to finish)."""
         workflow_id = validate_workflow_id(record.workflow_id)
         self._check_open()
         row = dataclasses.replace(
@@ -403,6 +427,9 @@ class PostgresStore:
         )
         if workflow_id in self._live or workflow_id in self._pending:
             raise WorkflowExists(f"workflow {workflow_id} already exists")
+        if inside is not None:
+            await self._index.insert(row, inside)
+            return
         try:
             await self._index.insert(row)
         except WorkflowExists:
@@ -412,6 +439,65 @@ class PostgresStore:
             logger.error("store: workflow {}: not recorded as running: {}", workflow_id, exc)
             raise
         self._live[workflow_id] = row
+
+    # -- the distributed mode's own questions (notifier.distributed) ---------------------------
+
+    @property
+    def database(self) -> Database:
+        """The pool, for what must share a connection or a transaction with the store's rows
+        (interaction tokens, the job queue)."""
+        return self._db
+
+    @staticmethod
+    async def check_user_limits(
+        conn: Connection,
+        user_id: int,
+        *,
+        command: str,
+        max_per_user: int,
+        max_per_user_of_command: int | None,
+    ) -> None:
+        """In the transaction that just inserted a workflow of `user_id`: UserLimitReached if
+        the user now has more running than allowed (all workflows, or this `command`'s). The
+        transaction-level advisory lock on the user makes concurrent starts (two gateways, two
+        shards) count one after the other: a row committed by one is seen by the next."""
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s)", [_USER_LIMIT_LOCK, user_id & 0x7FFFFFFF]
+        )
+        cursor = await conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE command = %s) FROM workflows "
+            "WHERE user_id = %s AND status = 'running'",
+            [command, user_id],
+        )
+        row = await cursor.fetchone()
+        running, of_command = (int(row[0]), int(row[1])) if row else (0, 0)
+        if running > max_per_user:
+            raise UserLimitReached(max_per_user, of_command=False)
+        if max_per_user_of_command is not None and of_command > max_per_user_of_command:
+            raise UserLimitReached(max_per_user_of_command, of_command=True)
+
+    async def request_cancel(self, workflow_id: str) -> bool:
+        """Mark a running workflow for its worker to stop; False if it is not running."""
+        workflow_id = validate_workflow_id(workflow_id)
+        self._check_open()
+        rows = await self._db.fetch(
+            "ask for a cancel",
+            "UPDATE workflows SET cancel_requested = true "
+            "WHERE workflow_id = %s AND status = 'running' RETURNING 1",
+            [workflow_id],
+        )
+        return bool(rows)
+
+    async def cancels_requested(self, workflow_ids: Sequence[str]) -> list[str]:
+        """Which of `workflow_ids` (running here) a gateway asked to cancel."""
+        self._check_open()
+        rows = await self._db.fetch(
+            "read cancel requests",
+            "SELECT workflow_id FROM workflows "
+            "WHERE workflow_id = ANY(%s) AND cancel_requested AND status = 'running'",
+            [list(workflow_ids)],
+        )
+        return [str(row[0]) for row in rows]
 
     async def update_progress(self, workflow_id: str, *, stage: str, progress: float) -> None:
         """Record how far a running workflow got. Never raises for a database failure: progress
