@@ -39,7 +39,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import aiohttp
 import nextcord
@@ -73,10 +73,13 @@ from .metrics import (
     serve_metrics,
 )
 from .runner.runner import Runner
-from .store import ResultStore
+from .store import Store, open_store
 from .workflows import Workflow, WorkflowSpec, bind_workflows, close_workflows, load_workflows
 
-__all__ = ["Notifier", "NotifierBot", "ShardedNotifierBot", "build_bot"]
+__all__ = ["Notifier", "NotifierBot", "Role", "ShardedNotifierBot", "build_bot"]
+
+# Where workflows run: in this process ("all"), or on workers ("gateway": notifier.distributed).
+Role = Literal["all", "gateway"]
 
 # Which notifier is attached to which bot. Here, not in `notifier.ext`: nextcord executes an
 # extension's module afresh on every load, so state kept there would not be shared.
@@ -123,9 +126,17 @@ class Notifier:
     after the cogs were added is found.
     """
 
-    def __init__(self, settings: Settings, *, config_path: Path | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, config_path: Path | None = None, role: Role = "all"
+    ) -> None:
+        if role not in ("all", "gateway"):
+            raise ValueError(f"role is 'all' or 'gateway', not {role!r}")
         self.settings = settings
         self.config_path = config_path
+        # "all": workflows run in this process; "gateway": they are queued for workers
+        # (``notifier worker``) through PostgreSQL (notifier.distributed).
+        self.role = role
+        self._queue_app: Any = None  # the gateway's procrastinate app (`notifier.distributed`)
         self.workflows: dict[str, WorkflowSpec] = {}
         # The workflows whose commands are offered (discovered in `attach`) and the specs built
         # for them in `open` (closed and dropped in `close`).
@@ -133,7 +144,7 @@ class Notifier:
         self._bound: dict[str, WorkflowSpec] = {}
         self._bot: commands.Bot | None = None
         self._io: DiscordIO | None = None
-        self._store: ResultStore | None = None
+        self._store: Store | None = None
         self._fanout: Fanout | None = None
         self._runner: Runner | None = None
         self._http_session: aiohttp.ClientSession | None = None
@@ -157,7 +168,7 @@ class Notifier:
     # -- services ------------------------------------------------------------------------------
 
     @property
-    def store(self) -> ResultStore:
+    def store(self) -> Store:
         if self._store is None:
             raise RuntimeError(_NOT_OPEN)
         return self._store
@@ -313,7 +324,13 @@ class Notifier:
                     f"cannot serve metrics on {settings.metrics.listen}: {exc.strerror or exc}",
                 ) from None
             logger.info("metrics served on http://{}/metrics", settings.metrics.listen)
-        self._store = await ResultStore.open(
+        if self.role == "gateway" and settings.storage.backend != "postgres":
+            raise ConfigError(
+                "storage.backend",
+                "a gateway (notifier run --role gateway) queues workflows in PostgreSQL: set "
+                "backend: postgres and storage.postgres_dsn",
+            )
+        self._store = await open_store(
             settings.storage,
             on_storage_error=self._on_storage_error,
             max_step_bytes=settings.runner.max_step_bytes,
@@ -329,13 +346,16 @@ class Notifier:
             discord_api_base=settings.discord.api_base,
         )
         self._fanout = await Fanout.open(settings, context)
-        self._runner = Runner(
-            settings=settings,
-            store=self._store,
-            io=self.io,
-            notify=self._fanout.emit,
-            workflows=self.workflows,
-        )
+        if self.role == "gateway":
+            self._runner = await self._gateway_runner(self._store, self._fanout)
+        else:
+            self._runner = Runner(
+                settings=settings,
+                store=self._store,
+                io=self.io,
+                notify=self._fanout.emit,
+                workflows=self.workflows,
+            )
         if self._metrics is not None:
             self._metrics.set_health_source(self.health, asyncio.get_running_loop())
         # A spec already in `workflows` (installed by hand, or by a test) is kept; the others
@@ -343,6 +363,28 @@ class Notifier:
         missing = {name: found for name, found in self._found.items() if name not in self.workflows}
         self._bound = await bind_workflows(missing, settings)
         self.workflows.update(self._bound)
+
+    async def _gateway_runner(self, store: Store, fanout: Fanout) -> Runner:
+        """The gateway's runner: commands stored and queued for workers in one transaction
+        (imported here: psycopg and procrastinate are the ``postgres`` extra's)."""
+        from .distributed.gateway import GatewayRunner
+        from .distributed.queue import build_app
+        from .store.postgres import PostgresStore
+
+        assert isinstance(store, PostgresStore)
+        dsn = self.settings.storage.postgres_dsn
+        assert dsn is not None
+        app = build_app(dsn.get_secret_value())
+        await app.open_async()
+        self._queue_app = app
+        return GatewayRunner(
+            settings=self.settings,
+            store=store,
+            io=self.io,
+            notify=fanout.emit,
+            app=app,
+            workflows=self.workflows,
+        )
 
     async def close(self) -> None:
         """Stop what `open` started, in order: running workflows are interrupted and their users
@@ -367,6 +409,9 @@ class Notifier:
                     await recovery
             if runner is not None:
                 await runner.shutdown()
+            queue_app, self._queue_app = self._queue_app, None
+            if queue_app is not None:
+                await queue_app.close_async()
             await self._close_workflows()
             if fanout is not None:
                 await fanout.drain(timeout_s=self.settings.runner.shutdown_grace)
@@ -593,11 +638,11 @@ class _NotifierBotServices:
     notifier: Notifier
 
     def _attach_notifier(
-        self, bot: commands.Bot, settings: Settings, config_path: Path | None
+        self, bot: commands.Bot, settings: Settings, config_path: Path | None, role: Role
     ) -> None:
         self.settings = settings
         self.config_path = config_path
-        self.notifier = Notifier(settings, config_path=config_path)
+        self.notifier = Notifier(settings, config_path=config_path, role=role)
         self.notifier.attach(bot)
 
     @property
@@ -613,7 +658,7 @@ class _NotifierBotServices:
         return self.notifier.recovered
 
     @property
-    def store(self) -> ResultStore:
+    def store(self) -> Store:
         return self.notifier.store
 
     @property
@@ -655,9 +700,10 @@ class NotifierBot(_NotifierBotServices, commands.Bot):  # type: ignore[misc]
         *,
         config_path: Path | None = None,
         guild_ready_timeout_s: float = 2.0,
+        role: Role = "all",
     ) -> None:
         super().__init__(**_client_options(settings, guild_ready_timeout_s))
-        self._attach_notifier(self, settings, config_path)
+        self._attach_notifier(self, settings, config_path, role)
 
 
 class ShardedNotifierBot(_NotifierBotServices, commands.AutoShardedBot):  # type: ignore[misc]
@@ -676,6 +722,7 @@ class ShardedNotifierBot(_NotifierBotServices, commands.AutoShardedBot):  # type
         *,
         config_path: Path | None = None,
         guild_ready_timeout_s: float = 2.0,
+        role: Role = "all",
     ) -> None:
         discord = settings.discord
         if discord.shard_count is None:
@@ -690,7 +737,7 @@ class ShardedNotifierBot(_NotifierBotServices, commands.AutoShardedBot):  # type
         )
         # Notifier.attach takes any commands.Bot or AutoShardedBot (nextcord's two bot classes
         # share BotBase, not a base that says so).
-        self._attach_notifier(cast(commands.Bot, self), settings, config_path)
+        self._attach_notifier(cast(commands.Bot, self), settings, config_path, role)
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         """Wait for this shard's turn to IDENTIFY: shared with the other processes through
@@ -702,9 +749,18 @@ class ShardedNotifierBot(_NotifierBotServices, commands.AutoShardedBot):  # type
 
 
 def build_bot(
-    settings: Settings, *, config_path: Path | None = None, guild_ready_timeout_s: float = 2.0
+    settings: Settings,
+    *,
+    config_path: Path | None = None,
+    guild_ready_timeout_s: float = 2.0,
+    role: Role = "all",
 ) -> NotifierBot | ShardedNotifierBot:
     """The bot the settings ask for: ShardedNotifierBot with `discord.shard_count`, otherwise
     NotifierBot (one unsharded connection, as before shards)."""
     bot_class = NotifierBot if settings.discord.shard_count is None else ShardedNotifierBot
-    return bot_class(settings, config_path=config_path, guild_ready_timeout_s=guild_ready_timeout_s)
+    return bot_class(
+        settings,
+        config_path=config_path,
+        guild_ready_timeout_s=guild_ready_timeout_s,
+        role=role,
+    )

@@ -205,6 +205,26 @@ class RunnerSettings(_Section):
     max_step_bytes: int = Field(default=1024 * 1024, ge=1, le=64 * 1024 * 1024)
 
 
+class DistributedSettings(_Section):
+    """How workers of the distributed mode (``notifier worker``) find a dead one: a workflow a
+    killed worker ran resumes elsewhere within about stall_timeout + sweep_interval +
+    fetch_polling seconds (defaults: 26 s)."""
+
+    heartbeat: float = Field(default=5.0, gt=0)
+    stall_timeout: float = Field(default=20.0, gt=0)
+    sweep_interval: float = Field(default=5.0, gt=0)
+    fetch_polling: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _heartbeats_fit_the_timeout(self) -> DistributedSettings:
+        if self.stall_timeout <= 2 * self.heartbeat:
+            raise ValueError(
+                "stall_timeout must be more than twice heartbeat (a live worker would look dead "
+                f"after one late heartbeat: {self.stall_timeout} <= 2 x {self.heartbeat})"
+            )
+        return self
+
+
 class ProgressSettings(_Section):
     min_interval: float = Field(default=2.0, gt=0)
     bot_edits_per_second: float = Field(default=10.0, gt=0)
@@ -393,6 +413,7 @@ class Settings(_Section):
     metrics: MetricsSettings = MetricsSettings()
     logging: LoggingSettings = LoggingSettings()
     fanout: FanoutSettings = FanoutSettings()
+    distributed: DistributedSettings = DistributedSettings()
     notifiers: tuple[NotifierEntry, ...] = ()
 
     @model_validator(mode="after")

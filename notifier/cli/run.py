@@ -45,7 +45,7 @@ from ..errors import ConfigError, NextcordIncompatible, NotifierError
 from ..logs import setup_logging
 
 if TYPE_CHECKING:
-    from ..app import NotifierBot, ShardedNotifierBot
+    from ..app import NotifierBot, Role, ShardedNotifierBot
     from .common import SubParsers
 
 __all__ = [
@@ -88,6 +88,7 @@ class Launch:
     demo_ttl_s: float = DEFAULT_TTL_S
     workflow: str | None = None
     options: dict[str, str] = field(default_factory=dict)
+    role: Role = "all"  # notifier run --role: workflows here, or queued for workers
 
     @property
     def wants_demo(self) -> bool:
@@ -235,6 +236,15 @@ def register(subparsers: SubParsers) -> None:
         ),
     )
     _add_config_argument(run, f"config file (default: ./{DEFAULT_CONFIG})")
+    run.add_argument(
+        "--role",
+        choices=("all", "gateway"),
+        default="all",
+        help=(
+            "all (default): run workflows in this process; gateway: hold the Discord gateway "
+            "and queue workflows for `notifier worker` processes (storage.backend: postgres)"
+        ),
+    )
     run.set_defaults(handler=_run_command, load_settings=False)
 
     demo = subparsers.add_parser(
@@ -255,7 +265,9 @@ def register(subparsers: SubParsers) -> None:
 
 
 async def _run_command(args: argparse.Namespace, _defaults: Settings) -> int:
-    return await launch(Launch(mode="bot", config=getattr(args, "config", None)))
+    return await launch(
+        Launch(mode="bot", config=getattr(args, "config", None), role=getattr(args, "role", "all"))
+    )
 
 
 async def _demo_command(args: argparse.Namespace, _defaults: Settings) -> int:
@@ -328,7 +340,7 @@ async def launch(request: Launch) -> int:
                 workflow=request.workflow,
                 options=dict(request.options),
             )
-        return await serve(settings, path or DEFAULT_CONFIG)
+        return await serve(settings, path or DEFAULT_CONFIG, role=request.role)
     except NextcordIncompatible as exc:
         _error(str(exc))
         return EXIT_INCOMPATIBLE
@@ -343,7 +355,7 @@ async def launch(request: Launch) -> int:
         return EXIT_CONFIG
 
 
-async def serve(settings: Settings, config_path: Path) -> int:
+async def serve(settings: Settings, config_path: Path, *, role: Role = "all") -> int:
     """Run the bot against Discord until a signal (0) or a failure (1; a refused token raises)."""
     from nextcord import LoginFailure
 
@@ -353,7 +365,8 @@ async def serve(settings: Settings, config_path: Path) -> int:
 
     token = settings.discord.token
     assert token is not None
-    bot = build_bot(settings, config_path=config_path)  # sharded with discord.shard_count
+    # Sharded with discord.shard_count; a gateway queues its workflows for workers.
+    bot = build_bot(settings, config_path=config_path, role=role)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
