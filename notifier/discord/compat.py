@@ -24,11 +24,12 @@ What is private, and why it is used:
 - ``DiscordWebSocket._keep_alive``, its ``_last_ack``, and ``ShardInfo._parent``: when the gateway
   last acknowledged a heartbeat, for ``/healthz``. The public ``Client.latency`` is the time a
   heartbeat took, not how long ago the last one was answered.
-- ``HTTPClient.request`` looked up on the instance by every REST method (``send_message`` and the
-  rest call ``self.request``), with ``auth`` left unset meaning the bot token: `before_bot_requests`
-  sets an instance attribute over it so that each bot-token request waits for a budget shared by
-  every process of the bot (`notifier.discord.rest_budget`). nextcord's own limiter counts one
-  process only (``max_global_requests``), and it has no hook of its own.
+- ``HTTPClient.recreate()`` as the one place a session is made (it assigns ``__session``), and
+  ``HTTPClient.request`` sending each attempt with ``__session.request(...)`` once its own
+  limiters let it through: `before_bot_requests` wraps the ``request`` method of every session
+  the client makes, so that each bot-token attempt, retries included, waits for a budget shared
+  by every process of the bot (`notifier.discord.rest_budget`) right before it goes out.
+  nextcord's own limiter counts one process only (``max_global_requests``); it has no hook.
 
 aiohttp's ``RuntimeError("Session is closed")`` has no type of its own either: `is_session_closed`
 is the one place its text is matched.
@@ -115,11 +116,21 @@ _REQUIRED: Final[tuple[tuple[str, Callable[[], bool]], ...]] = (
         lambda: _assigns(nextcord.gateway.KeepAliveHandler.__init__, "_last_ack"),
     ),
     ("ShardInfo._parent", lambda: "_parent" in getattr(nextcord.ShardInfo, "__slots__", ())),
+    # The two rows below pass when the name they look into is missing: the rows above name it.
     (
-        "HTTPClient methods calling self.request",
+        "HTTPClient.recreate() making the session",
         lambda: (
-            "__slots__" not in vars(nextcord.http.HTTPClient)
-            and _assigns(getattr(nextcord.http.HTTPClient, "send_message", None), "request")
+            (recreate := getattr(nextcord.http.HTTPClient, "recreate", None)) is None
+            or _assigns(recreate, "_HTTPClient__session")
+        ),
+    ),
+    (
+        "HTTPClient.request sending through __session.request",
+        lambda: (
+            not _accepts_keyword(
+                request := getattr(nextcord.http.HTTPClient, "request", None), "auth"
+            )
+            or all(_assigns(request, n) for n in ("recreate", "_HTTPClient__session", "request"))
         ),
     ),
 )
@@ -163,28 +174,67 @@ async def request(client: nextcord.Client, route: Any, *, auth: bool, **kwargs: 
 def before_bot_requests(
     client: nextcord.Client, wait: Callable[[], Awaitable[object]]
 ) -> Callable[[], None]:
-    """Make every REST request `client` sends with its bot token await `wait()` first (interaction
-    webhooks, which carry no bot token, do not wait); returns the function that undoes it.
+    """Make every request `client` sends with an Authorization header (its bot token) await
+    `wait()` right before it goes out: after nextcord's own limiters let it through, and once per
+    attempt, nextcord's retries after a 429 or a 5xx included. Interaction webhooks carry no
+    Authorization header and do not wait. Returns the function that undoes it.
 
-    The wait comes before nextcord's own limiters: a request nextcord then holds for its route's
-    bucket, and nextcord's own retries after a 429 or a 5xx, take no second turn.
+    Every session nextcord makes comes from ``HTTPClient.recreate()`` (``request`` calls it before
+    each call), so wrapping ``recreate`` reaches the sessions made after a close too.
     """
     http = client.http
-    if "request" in vars(http):
+    if "recreate" in vars(http):
         raise RuntimeError("this client's REST requests already wait for something")
-    original = http.request
+    make_session = http.recreate
 
-    async def request(route: Any, **kwargs: Any) -> Any:
-        if kwargs.get("auth", nextcord.utils.MISSING) is nextcord.utils.MISSING:
-            await wait()  # auth left unset: nextcord sends the bot token
-        return await original(route, **kwargs)
+    async def recreate() -> None:
+        await make_session()
+        _send_after(live_session(client), wait)
 
-    http.request = request  # type: ignore[method-assign]
+    http.recreate = recreate  # type: ignore[method-assign]
+    if getattr(http, "_HTTPClient__session", None):  # logged in already: the session of now
+        _send_after(live_session(client), wait)
 
     def remove() -> None:
-        vars(http).pop("request", None)
+        vars(http).pop("recreate", None)
+        session = getattr(http, "_HTTPClient__session", None)
+        if session:
+            vars(session).pop("request", None)
 
     return remove
+
+
+def _send_after(session: aiohttp.ClientSession, wait: Callable[[], Awaitable[object]]) -> None:
+    """Wrap `session.request` (once) so that a request with an Authorization header awaits
+    `wait()` when nextcord enters it (``async with session.request(...)``), before it is sent."""
+    if "request" in vars(session):
+        return
+    send = session.request
+
+    def request(method: str, url: Any, **kwargs: Any) -> Any:
+        if "Authorization" not in (kwargs.get("headers") or {}):
+            return send(method, url, **kwargs)
+        return _SentAfterWaiting(wait, lambda: send(method, url, **kwargs))
+
+    session.request = request  # type: ignore[method-assign]
+
+
+class _SentAfterWaiting:
+    """``async with``: await `wait()`, then enter the request `send()` makes."""
+
+    def __init__(self, wait: Callable[[], Awaitable[object]], send: Callable[[], Any]) -> None:
+        self._wait = wait
+        self._send = send
+        self._request: Any = None
+
+    async def __aenter__(self) -> aiohttp.ClientResponse:
+        await self._wait()
+        self._request = self._send()
+        response: aiohttp.ClientResponse = await self._request.__aenter__()
+        return response
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._request.__aexit__(*exc_info)
 
 
 def live_session(client: nextcord.Client) -> aiohttp.ClientSession:

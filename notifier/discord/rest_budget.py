@@ -12,21 +12,29 @@ bucket, a row of ``notifier_rest_budget`` keyed by a hash of the bot token (neve
     tokens        how many requests may go at once, at most ``burst``; below 0: requests queued
     refreshed_at  when `tokens` was computed (the database's clock: one clock for every host)
 
-Each request takes its turn with one statement (`_TAKE`): under the row's lock it refills the
-bucket for the time since `refreshed_at` (``rate_per_s`` a second, never above ``burst``) and
-takes one. It always takes, even from an empty bucket: the level goes below zero, and the
-statement answers how long this caller must wait for the turn it just reserved
-(``-tokens / rate_per_s`` seconds). So a request costs one statement whatever the contention
-(nobody polls the database, nobody wakes up to lose a race), turns are handed out in the order
-the statements reach the row, across processes, and the requests that go in any span of ``t``
-seconds are at most ``rate_per_s * t + burst``: in any one second, ``rate_per_s + burst``. Keep
-that sum under 50 minus what goes around the budget; the defaults (45/s, burst 3: at most 48 in
-any second) leave a little for network jitter and for calls made without the budget.
+Turns are taken with one statement (`_TAKE`): under the row's lock it refills the bucket for the
+time since `refreshed_at` (``rate_per_s`` a second, never above ``burst``) and takes as many turns
+as the process has callers waiting. It always takes, even from an empty bucket: the level goes
+below zero, and the caller of the turn k places before the batch's last sleeps ``-(tokens + k) /
+rate_per_s`` seconds (when positive) for the turn it reserved. So nobody polls the database and
+nobody wakes up to lose a race; turns are handed out in the order the statements reach the row,
+across processes; and the requests that go in any span of ``t`` seconds are at most ``rate_per_s *
+t + burst``: in any one second, ``rate_per_s + burst``. Keep that sum under 50 minus what goes
+around the budget and minus the jitter between a turn and its request's arrival at Discord (waking
+up, nextcord, the network): the defaults (45/s, burst 1: at most 46 in any second) leave 4.
+Measured (bench/rest_budget.py, 8 and 20 processes on 2 shared cores): never more than 45 turns in
+any second, but up to 50 requests arriving in one, when the emulator's own loop stalled for up to
+110 ms and handled the requests of that time together.
 
-A waiter cancelled while it waits for its turn gives the turn back (one statement adding the
-token back, in the background; `close` waits for it): cancelling takes nothing. A process killed
-while its requests wait does not give their turns back; they pass unused, which wastes a little
-of the budget and never exceeds it.
+Each process has at most one statement in flight (`_pump`): callers who arrive meanwhile wait for
+the next one, which takes all their turns at once. Two thousand requests queued at once cost a
+few statements, not two thousand, and the row's lock is never what they wait for.
+
+A caller cancelled before its statement is sent takes nothing. One cancelled later (the statement
+in flight, or asleep until its turn) gives its turn back with the next statement (``tokens + 1``;
+`settle` and `close` wait for it): cancelling takes nothing. A process killed while its callers
+wait does not give their turns back; they pass unused, which wastes a little of the budget and
+never exceeds it.
 
 When the database cannot be reached the requests do not stop: each process falls back to a
 bucket of its own at ``fallback_rate_per_s`` (default 2/s: twenty processes stay under 50),
@@ -37,9 +45,13 @@ The schema: `ensure_schema` creates the table if it is missing, under a transact
 advisory lock so that processes starting together do not race. (When the PostgreSQL store's
 migrations (`notifier_schema_versions`) exist, the table belongs there.)
 
-The hook: `install_rest_budget(client, budget)` makes every bot-token REST request of a nextcord
-client wait for its turn first (`compat.before_bot_requests`). Only a bot whose results live in
-PostgreSQL opens a budget; without PostgreSQL nothing here is imported, psycopg included.
+The hook: `install_rest_budget(client, budget)` makes every bot-token request of a nextcord
+client wait for its turn right before it goes out (`compat.before_bot_requests`): after
+nextcord's own limiters, so a request nextcord holds for its route's bucket takes its turn when
+it is sent, not when it was queued (queued turns would all go out together when the bucket
+resets), and once per attempt, so nextcord's retry after a 429 takes a turn too. Only a bot whose
+results live in PostgreSQL opens a budget; without PostgreSQL nothing here is imported, psycopg
+included.
 """
 
 from __future__ import annotations
@@ -76,16 +88,16 @@ __all__ = [
     "install_rest_budget",
 ]
 
-# Discord's 50 requests/s less headroom: at most rate + burst = 48 requests in any second.
+# Discord's 50 requests/s less headroom: at most rate + burst = 46 requests in any second.
 DEFAULT_RATE_PER_S: Final = 45.0
-DEFAULT_BURST: Final = 3.0
+DEFAULT_BURST: Final = 1.0
 # Per process, while the database is away: twenty processes together stay under 50/s.
 DEFAULT_FALLBACK_RATE_PER_S: Final = 2.0
 TABLE: Final = "notifier_rest_budget"
-# Two connections per process: a turn holds one for a fraction of a millisecond.
+# One statement in flight per process (`_pump`), and one connection for `level`.
 POOL_MAX_SIZE: Final = 2
-# How long a turn waits for a pooled connection before it falls back (the server is away).
-POOL_WAIT_S: Final = 2.0
+# How long a statement waits for a pooled connection before it falls back (the server is away).
+POOL_WAIT_S: Final = 5.0
 CONNECT_TIMEOUT_S: Final = 5
 # While the database is away, turns come from the process's own bucket without asking it; it is
 # tried again this often (one request then waits up to POOL_WAIT_S to find out).
@@ -112,16 +124,17 @@ INSERT INTO {TABLE} (bot_key, rate_per_s, burst, tokens, refreshed_at)
 VALUES (%(key)s, %(rate)s, %(burst)s, %(burst)s, clock_timestamp())
 ON CONFLICT (bot_key) DO UPDATE SET rate_per_s = excluded.rate_per_s, burst = excluded.burst
 """
-# One turn (%(count)s = 1), or one turn given back (-1). clock_timestamp() is read once the row's
-# lock is held (a statement that waited for the lock sees the time it got it); the second call
-# is microseconds later, and greatest() keeps `refreshed_at` from going back.
+# %(taken)s turns taken and %(given_back)s given back by cancelled callers, in one statement.
+# clock_timestamp() is read once the row's lock is held (a statement that waited for the lock sees
+# the time it got it); the second call is microseconds later, and greatest() keeps `refreshed_at`
+# from going back.
 _TAKE: Final = f"""
 UPDATE {TABLE}
    SET tokens = least(
            burst,
-           tokens + rate_per_s
+           tokens + %(given_back)s + rate_per_s
                * greatest(0, extract(epoch FROM clock_timestamp() - refreshed_at)::float8)
-       ) - %(count)s,
+       ) - %(taken)s,
        refreshed_at = greatest(refreshed_at, clock_timestamp())
  WHERE bot_key = %(key)s
 RETURNING tokens, rate_per_s, refreshed_at
@@ -169,17 +182,34 @@ class _LocalBucket:
     """The same bucket in memory, for one process while the database is away."""
 
     def __init__(self, rate_per_s: float, burst: float) -> None:
-        self._rate = rate_per_s
+        self.rate_per_s = rate_per_s
         self._burst = burst
         self._tokens = burst
         self._at = time.monotonic()
 
-    def take(self, count: float = 1.0) -> float:
-        """Take (or give back, with -1) a turn; the seconds until it comes."""
+    def take(self, taken: int, given_back: int) -> float:
+        """`_TAKE` in memory: the level after it."""
         now = time.monotonic()
-        self._tokens = min(self._burst, self._tokens + (now - self._at) * self._rate) - count
+        refilled = self._tokens + given_back + (now - self._at) * self.rate_per_s
+        self._tokens = min(self._burst, refilled) - taken
         self._at = now
-        return max(0.0, -self._tokens / self._rate)
+        return self._tokens
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """What one statement answered: the level after it, the rate, when it ran, and whether the
+    shared bucket answered it (False: the fallback bucket did)."""
+
+    level: float
+    rate_per_s: float
+    at: datetime
+    shared: bool
+
+    def turn(self, index: int, taken: int) -> tuple[datetime, float]:
+        """When the `index`-th of the `taken` turns comes, and the seconds until then."""
+        wait_s = max(0.0, -(self.level + (taken - 1 - index)) / self.rate_per_s)
+        return self.at + timedelta(seconds=wait_s), wait_s
 
 
 class _Masked:
@@ -224,7 +254,9 @@ class RestBudget:
         self._fallback = _LocalBucket(settings.fallback_rate_per_s, 1.0)
         self._away = False  # the last statement failed: turns come from `_fallback`
         self._retry_at = 0.0  # while away, the next try of the database (time.monotonic())
-        self._refunds: set[asyncio.Task[None]] = set()
+        self._waiting: list[asyncio.Future[tuple[datetime, float, bool]]] = []
+        self._given_back = 0  # shared turns of cancelled callers, for the next statement
+        self._pump_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -285,18 +317,18 @@ class RestBudget:
         return cls(pool, key, settings, masked)
 
     async def take(self) -> Turn:
-        """Wait for this request's turn. Cancelled while waiting, it gives the turn back."""
-        reserving = asyncio.ensure_future(self._reserve(1.0))
-        try:
-            at, wait_s, shared = await asyncio.shield(reserving)
-        except asyncio.CancelledError:
-            self._give_back_later(reserving)
-            raise
+        """Wait for this request's turn. Cancelled before it comes, it takes nothing."""
+        turn: asyncio.Future[tuple[datetime, float, bool]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting.append(turn)
+        self._start_pump()
+        at, wait_s, shared = await turn  # cancelled here: the pump sees it (module docstring)
         if wait_s > 0:
             try:
                 await asyncio.sleep(wait_s)
             except asyncio.CancelledError:
-                self._give_back_later(reserving)
+                self._give_back(shared)
                 raise
         return Turn(at=at, waited_s=wait_s, shared=shared)
 
@@ -314,28 +346,65 @@ class RestBudget:
         return float(row[0])
 
     async def settle(self) -> None:
-        """Return once every turn a cancelled waiter held has been given back."""
-        while self._refunds:
-            await asyncio.gather(*list(self._refunds), return_exceptions=True)
+        """Return once no statement is due: every waiting caller has its turn and every turn a
+        cancelled caller held has been given back."""
+        while self._pump_task is not None and not self._pump_task.done():
+            await asyncio.shield(self._pump_task)
 
     async def close(self) -> None:
-        """Give back the turns of cancelled waiters, then close the pool."""
+        """Give back the turns of cancelled callers (`settle`), then close the pool."""
         await self.settle()
         await self._pool.close()
 
     # -- internals ----------------------------------------------------------------------------
 
-    async def _reserve(self, count: float) -> tuple[datetime, float, bool]:
-        """Take (1) or give back (-1) a turn: when it comes, the seconds until then, and whether
-        the shared bucket gave it."""
+    def _start_pump(self) -> None:
+        if self._pump_task is None or self._pump_task.done():
+            self._pump_task = asyncio.get_running_loop().create_task(
+                self._pump(), name="rest-budget"
+            )
+
+    def _give_back(self, shared: bool) -> None:
+        """A cancelled caller's turn, asleep until it came: back to the bucket it came from."""
+        if shared:
+            self._given_back += 1
+            self._start_pump()
+        else:
+            self._fallback.take(0, 1)
+
+    async def _pump(self) -> None:
+        """One statement at a time, for every caller waiting when it is sent (module docstring)."""
+        while self._waiting or self._given_back:
+            batch = [turn for turn in self._waiting if not turn.done()]  # cancelled: take nothing
+            self._waiting.clear()
+            given_back, self._given_back = self._given_back, 0
+            if not batch and not given_back:
+                continue
+            try:
+                answer = await self._statement(len(batch), given_back)
+            except Exception as exc:  # noqa: BLE001 - every caller hears of it, the pump goes on
+                for turn in batch:
+                    if not turn.done():
+                        turn.set_exception(exc)
+                continue
+            for index, turn in enumerate(batch):
+                if turn.cancelled():  # cancelled while the statement was in flight
+                    self._give_back(answer.shared)
+                    continue
+                at, wait_s = answer.turn(index, len(batch))
+                turn.set_result((at, wait_s, answer.shared))
+
+    async def _statement(self, taken: int, given_back: int) -> _Batch:
+        """`_TAKE` on the shared row, or on the fallback bucket while the database fails."""
         import psycopg
         from psycopg_pool import PoolTimeout
 
         if self._away and time.monotonic() < self._retry_at:
-            return self._fallback_turn(count)
+            return self._fallback_batch(taken, given_back)
+        params = {"key": self.key, "taken": taken, "given_back": given_back}
         try:
             async with self._pool.connection() as connection:
-                cursor = await connection.execute(_TAKE, {"key": self.key, "count": count})
+                cursor = await connection.execute(_TAKE, params)
                 row = await cursor.fetchone()
                 if row is None:  # the row was deleted under us: make it again, once
                     await connection.execute(
@@ -346,7 +415,7 @@ class RestBudget:
                             "burst": self.settings.burst,
                         },
                     )
-                    cursor = await connection.execute(_TAKE, {"key": self.key, "count": count})
+                    cursor = await connection.execute(_TAKE, params)
                     row = await cursor.fetchone()
         except (psycopg.Error, PoolTimeout) as exc:
             if not self._away:
@@ -358,35 +427,18 @@ class RestBudget:
                 )
             self._away = True
             self._retry_at = time.monotonic() + RETRY_AWAY_S
-            return self._fallback_turn(count)
+            return self._fallback_batch(taken, 0)  # shared turns given back are lost: no harm
         if row is None:
             raise LookupError(f"no {TABLE} row for this bot, even after creating it")
         if self._away:
             logger.info("REST budget: PostgreSQL answers again; the shared budget applies")
             self._away = False
         tokens, rate_per_s, refreshed_at = row
-        wait_s = max(0.0, -float(tokens) / float(rate_per_s))
-        return refreshed_at + timedelta(seconds=wait_s), wait_s, True
+        return _Batch(float(tokens), float(rate_per_s), refreshed_at, shared=True)
 
-    def _fallback_turn(self, count: float) -> tuple[datetime, float, bool]:
-        wait_s = self._fallback.take(count)
-        return datetime.now(UTC) + timedelta(seconds=wait_s), wait_s, False
-
-    def _give_back_later(self, reserving: asyncio.Future[tuple[datetime, float, bool]]) -> None:
-        """Give back the turn `reserving` took (once it is known), in a task `close` waits for."""
-        task = asyncio.get_running_loop().create_task(self._give_back(reserving))
-        self._refunds.add(task)
-        task.add_done_callback(self._refunds.discard)
-
-    async def _give_back(self, reserving: asyncio.Future[tuple[datetime, float, bool]]) -> None:
-        try:
-            _, _, shared = await reserving
-        except Exception:  # noqa: BLE001 - the turn was never taken: nothing to give back
-            return
-        if not shared:
-            self._fallback.take(-1.0)
-            return
-        await self._reserve(-1.0)
+    def _fallback_batch(self, taken: int, given_back: int) -> _Batch:
+        level = self._fallback.take(taken, given_back)
+        return _Batch(level, self._fallback.rate_per_s, datetime.now(UTC), shared=False)
 
 
 def install_rest_budget(client: nextcord.Client, budget: RestBudget) -> Callable[[], None]:

@@ -112,27 +112,35 @@ async def _level_at_least(budget: RestBudget, level: float) -> bool:
     return await budget.level() >= level - 1e-9
 
 
-@pytest.mark.parametrize("cancel_when", ["while it waits for its turn", "while it asks"])
+@pytest.mark.parametrize(
+    ("cancel_when", "loop_turns"),
+    [
+        ("before its statement is sent", 1),  # take() has queued it; the pump has not run
+        ("while its statement is in flight", 2),  # the pump took it and awaits the database
+        ("while it sleeps until its turn", None),
+    ],
+)
 async def test_a_cancelled_waiter_takes_no_turn(
-    budgets: Callable[..., Any], cancel_when: str
+    budgets: Callable[..., Any], cancel_when: str, loop_turns: int | None
 ) -> None:
     rate_per_s = 0.5  # one turn every 2 s
     budget = await budgets(RestBudgetSettings(rate_per_s=rate_per_s, burst=1.0))
     first = await budget.take()  # empties the bucket
 
     waiter = asyncio.create_task(budget.take())
-    if cancel_when == "while it waits for its turn":
+    if loop_turns is None:
         await wait_until(lambda: _level_below(budget, -0.5), what="the waiter's reservation")
     else:
-        await asyncio.sleep(0)  # it has sent its statement, and has no answer yet
+        for _ in range(loop_turns):
+            await asyncio.sleep(0)
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
     await budget.settle()
 
     after = await budget.take()
-    # The turn the cancelled waiter held comes to the next caller: one interval after the first,
-    # not two.
+    # The turn the cancelled waiter held, if any, comes to the next caller: one interval after
+    # the first, not two.
     assert (after.at - first.at).total_seconds() == pytest.approx(1 / rate_per_s, abs=0.01)
 
 
@@ -152,7 +160,7 @@ async def test_processes_of_one_bot_share_one_row_and_the_token_never_reaches_it
         rows = await cursor.fetchall()
     assert [(r[0], r[1], r[2]) for r in rows] == [
         (budget_key(TOKEN), 20.0, 3.0),
-        (budget_key("another-bot-token"), 45.0, 3.0),
+        (budget_key("another-bot-token"), 45.0, 1.0),
     ]
     assert not any(TOKEN in str(value) for row in rows for value in row)
 
@@ -220,7 +228,7 @@ async def test_only_requests_with_the_bot_token_wait(discord_emulator: DiscordEm
     finally:
         remove()
         await client.close()
-    assert "request" not in vars(client.http)  # removed: nextcord's own method again
+    assert "recreate" not in vars(client.http)  # removed: nextcord's own method again
 
 
 @pytest.fixture
@@ -237,20 +245,33 @@ def fresh_compat() -> Iterator[Callable[[], object]]:
     sys.modules["notifier.discord.compat"] = original
 
 
-def test_a_nextcord_whose_rest_methods_bypass_request_stops_the_import(
-    monkeypatch: pytest.MonkeyPatch, fresh_compat: Callable[[], object]
-) -> None:
-    def send_message(self: object, *args: object, **kwargs: object) -> None:
-        """A release that sends some other way: the hook would never see it."""
+async def _recreate_elsewhere(self: object) -> None:
+    """A release that keeps its session somewhere else: the hook would never see it."""
 
-    monkeypatch.setattr(nextcord.http.HTTPClient, "send_message", send_message)
+
+async def _request_elsewhere(self: object, route: object, *, auth: object = None) -> None:
+    """A release that sends some other way: the hook would never see it."""
+
+
+@pytest.mark.parametrize(
+    ("name", "replace"),
+    [
+        ("HTTPClient.recreate() making the session", ("recreate", _recreate_elsewhere)),
+        ("HTTPClient.request sending through __session.request", ("request", _request_elsewhere)),
+    ],
+)
+def test_a_nextcord_the_hook_cannot_reach_stops_the_import(
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_compat: Callable[[], object],
+    name: str,
+    replace: tuple[str, object],
+) -> None:
+    monkeypatch.setattr(nextcord.http.HTTPClient, *replace)
     monkeypatch.setattr(nextcord, "__version__", "3.9.0")
 
     with pytest.raises(NextcordIncompatible) as caught:
         fresh_compat()
-    assert "needs HTTPClient methods calling self.request, which this version lacks" in str(
-        caught.value
-    )
+    assert f"needs {name}, which this version lacks" in str(caught.value)
 
 
 # -- four processes, one emulator ---------------------------------------------------------------
