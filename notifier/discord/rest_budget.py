@@ -41,9 +41,12 @@ bucket of its own at ``fallback_rate_per_s`` (default 2/s: twenty processes stay
 says so once in the log, tries the database again every ``RETRY_AWAY_S`` and uses the shared
 bucket again as soon as a statement succeeds.
 
-The schema: `ensure_schema` creates the table if it is missing, under a transaction-level
-advisory lock so that processes starting together do not race. (When the PostgreSQL store's
-migrations (`notifier_schema_versions`) exist, the table belongs there.)
+The schema: the table is the migration set ``rest_budget`` (`REST_BUDGET_MIGRATIONS`), with its
+version row in ``notifier_schema_versions`` like the store's and the outbox's sets. `open`
+applies it (`apply_rest_budget_migrations`: one transaction under the advisory lock every
+notifier migration takes, so processes starting together apply each step once); a database at a
+newer version is refused in words. This package may not import the store, so ``notifier db
+migrate`` registers the steps the way it registers the outbox's.
 
 The hook: `install_rest_budget(client, budget)` makes every bot-token request of a nextcord
 client wait for its turn right before it goes out (`compat.before_bot_requests`): after
@@ -67,6 +70,7 @@ from typing import TYPE_CHECKING, Any, Final
 from loguru import logger
 
 from ..config import dsn_secrets
+from ..errors import StoreError
 from ..logs import MASK, redactor
 from .compat import before_bot_requests
 
@@ -79,12 +83,14 @@ __all__ = [
     "DEFAULT_BURST",
     "DEFAULT_FALLBACK_RATE_PER_S",
     "DEFAULT_RATE_PER_S",
+    "REST_BUDGET_COMPONENT",
+    "REST_BUDGET_MIGRATIONS",
     "TABLE",
     "RestBudget",
     "RestBudgetSettings",
     "Turn",
+    "apply_rest_budget_migrations",
     "budget_key",
-    "ensure_schema",
     "install_rest_budget",
 ]
 
@@ -103,20 +109,24 @@ CONNECT_TIMEOUT_S: Final = 5
 # tried again this often (one request then waits up to POOL_WAIT_S to find out).
 RETRY_AWAY_S: Final = 5.0
 APPLICATION_NAME: Final = "notifier-rest-budget"
-# pg_advisory_xact_lock key for creating the table: the first 8 bytes of sha256(TABLE), signed.
-_SCHEMA_LOCK: Final = int.from_bytes(
-    hashlib.sha256(TABLE.encode()).digest()[:8], "big", signed=True
-)
+SCHEMA_VERSIONS_TABLE: Final = "notifier_schema_versions"
+REST_BUDGET_COMPONENT: Final = "rest_budget"
+# The advisory lock every notifier migration takes ('noti', as the store's and the outbox's).
+SCHEMA_LOCK_KEY: Final = 0x6E6F7469
 
-_SCHEMA: Final = f"""
-CREATE TABLE IF NOT EXISTS {TABLE} (
-    bot_key text PRIMARY KEY,
-    rate_per_s double precision NOT NULL CHECK (rate_per_s > 0),
-    burst double precision NOT NULL CHECK (burst >= 1),
-    tokens double precision NOT NULL,
-    refreshed_at timestamptz NOT NULL
+# Step N brings the budget's table from version N-1 to N. Never edit a released step: append one.
+REST_BUDGET_MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: one token bucket per bot.
+    f"""
+    CREATE TABLE IF NOT EXISTS {TABLE} (
+        bot_key      text             PRIMARY KEY,
+        rate_per_s   double precision NOT NULL CHECK (rate_per_s > 0),
+        burst        double precision NOT NULL CHECK (burst >= 1),
+        tokens       double precision NOT NULL,
+        refreshed_at timestamptz      NOT NULL
+    )
+    """,
 )
-"""
 # A new bot starts with a full bucket; a process started with other settings changes the row's
 # rate and burst (the last one started wins, and every process then follows the row).
 _UPSERT: Final = f"""
@@ -225,12 +235,38 @@ class _Masked:
         return text
 
 
-async def ensure_schema(connection: psycopg.AsyncConnection[Any]) -> None:
-    """Create the budget's table if it is missing, under an advisory lock held to the end of the
-    transaction (processes starting together wait for each other instead of racing)."""
+async def apply_rest_budget_migrations(connection: psycopg.AsyncConnection[Any]) -> int:
+    """Bring the budget's table to the newest version this code knows, in one transaction under
+    the schema advisory lock; return that version. StoreError if the database is at a newer one
+    (a newer notifier migrated it)."""
     async with connection.transaction():
-        await connection.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-        await connection.execute(_SCHEMA)
+        await connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
+        await connection.execute(
+            f"CREATE TABLE IF NOT EXISTS {SCHEMA_VERSIONS_TABLE} ("
+            " component text PRIMARY KEY, version integer NOT NULL)"
+        )
+        cursor = await connection.execute(
+            f"SELECT version FROM {SCHEMA_VERSIONS_TABLE} WHERE component = %s",
+            (REST_BUDGET_COMPONENT,),
+        )
+        found = await cursor.fetchone()
+        current = int(found[0]) if found is not None else 0
+        known = len(REST_BUDGET_MIGRATIONS)
+        if current > known:
+            raise StoreError(
+                f"the REST budget's table in this database is at schema version {current}, newer "
+                f"than this notifier knows ({known}): a newer notifier migrated it; run that "
+                "version (or newer) here"
+            )
+        for step in REST_BUDGET_MIGRATIONS[current:]:
+            await connection.execute(step)
+        if current < known:
+            await connection.execute(
+                f"INSERT INTO {SCHEMA_VERSIONS_TABLE} (component, version) VALUES (%s, %s)"
+                " ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
+                (REST_BUDGET_COMPONENT, known),
+            )
+    return known
 
 
 class RestBudget:
@@ -267,10 +303,11 @@ class RestBudget:
         *,
         pool_max_size: int = POOL_MAX_SIZE,
     ) -> RestBudget:
-        """Connect, create the table if needed and the bot's row (with `settings`' rate and
-        burst). Raises psycopg.OperationalError, in libpq's words without the password, if the
-        server cannot be reached: a process that starts without its database should say so,
-        not run on."""
+        """Connect, migrate the budget's table (`apply_rest_budget_migrations`) and create or
+        update the bot's row (with `settings`' rate and burst). Raises psycopg.OperationalError,
+        in libpq's words without the password, if the server cannot be reached (a process that
+        starts without its database should say so, not run on), StoreError if the table's schema
+        is newer than this code knows."""
         import psycopg
         from psycopg_pool import AsyncConnectionPool
 
@@ -301,7 +338,7 @@ class RestBudget:
                 connect_timeout=CONNECT_TIMEOUT_S,
                 application_name=APPLICATION_NAME,
             ) as connection:
-                await ensure_schema(connection)
+                await apply_rest_budget_migrations(connection)
                 await connection.execute(
                     _UPSERT, {"key": key, "rate": settings.rate_per_s, "burst": settings.burst}
                 )

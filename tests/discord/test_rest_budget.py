@@ -26,6 +26,8 @@ import pytest
 from notifier.discord import compat, rest_budget
 from notifier.discord.compat import Route, before_bot_requests
 from notifier.discord.rest_budget import (
+    REST_BUDGET_COMPONENT,
+    REST_BUDGET_MIGRATIONS,
     TABLE,
     RestBudget,
     RestBudgetSettings,
@@ -33,7 +35,7 @@ from notifier.discord.rest_budget import (
     budget_key,
     install_rest_budget,
 )
-from notifier.errors import NextcordIncompatible
+from notifier.errors import NextcordIncompatible, StoreError
 from notifier.testing import DiscordEmulator, RateLimitRule, connect_client, wait_until
 from notifier.testing.processes import CapturedProcess, child_env
 from notifier.testing.project_bot import PROJECT_ROOT
@@ -181,6 +183,22 @@ async def test_a_database_error_falls_back_to_a_slow_bucket_of_its_own(
     times = sorted(_seconds(turns))
     assert all(b - a >= 1 / 20.0 - 1e-3 for a, b in itertools.pairwise(times))
     assert (await budget.take()).shared  # back to the shared bucket once the database answers
+
+
+async def test_the_table_is_a_migration_set_with_its_version_row(
+    budgets: Callable[..., Any], postgres_dsn: str
+) -> None:
+    await asyncio.gather(*(budgets(RestBudgetSettings()) for _ in range(3)))  # started together
+
+    async with await psycopg.AsyncConnection.connect(postgres_dsn, autocommit=True) as connection:
+        cursor = await connection.execute("SELECT component, version FROM notifier_schema_versions")
+        assert await cursor.fetchall() == [(REST_BUDGET_COMPONENT, len(REST_BUDGET_MIGRATIONS))]
+        await connection.execute(
+            "UPDATE notifier_schema_versions SET version = 99 WHERE component = %s",
+            (REST_BUDGET_COMPONENT,),
+        )
+    with pytest.raises(StoreError, match="at schema version 99, newer than this notifier knows"):
+        await RestBudget.open(postgres_dsn, TOKEN)
 
 
 def test_settings_refuse_a_budget_that_cannot_work() -> None:
