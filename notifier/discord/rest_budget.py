@@ -54,7 +54,8 @@ nextcord's own limiters, so a request nextcord holds for its route's bucket take
 it is sent, not when it was queued (queued turns would all go out together when the bucket
 resets), and once per attempt, so nextcord's retry after a 429 takes a turn too. Only a bot whose
 results live in PostgreSQL opens a budget; without PostgreSQL nothing here is imported, psycopg
-included.
+included. Importing the module loads neither psycopg nor nextcord (``notifier db migrate`` reads
+`REST_BUDGET_MIGRATIONS` without them).
 """
 
 from __future__ import annotations
@@ -72,7 +73,6 @@ from loguru import logger
 from ..config import dsn_secrets
 from ..errors import StoreError
 from ..logs import MASK, redactor
-from .compat import before_bot_requests
 
 if TYPE_CHECKING:
     import nextcord
@@ -481,6 +481,8 @@ class RestBudget:
 def install_rest_budget(client: nextcord.Client, budget: RestBudget) -> Callable[[], None]:
     """Make every bot-token REST request of `client` wait for its turn in `budget` first;
     returns the function that removes the hook (call it before closing the budget)."""
+
+    from .compat import before_bot_requests  # nextcord: only for a process that holds a client
 
     async def wait() -> None:
         await budget.take()
