@@ -139,19 +139,7 @@ class Worker:
             await self._run_job(context, workflow_id)
 
         async with app.open_async():
-            worker = asyncio.create_task(
-                app.run_worker_async(
-                    queues=[QUEUE],
-                    concurrency=self.settings.runner.max_concurrent,
-                    wait=True,
-                    install_signal_handlers=False,
-                    update_heartbeat_interval=self.queue.heartbeat,
-                    stalled_worker_timeout=self.queue.stall_timeout,
-                    fetch_job_polling_interval=self.queue.fetch_polling,
-                    delete_jobs="successful",
-                ),
-                name="procrastinate-worker",
-            )
+            worker = asyncio.create_task(self._queue_worker(app), name="procrastinate-worker")
             duties = [
                 asyncio.create_task(self._sweep_loop(app), name="worker-sweep"),
                 asyncio.create_task(self._cancel_loop(), name="worker-cancels"),
@@ -174,6 +162,33 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
+    async def _queue_worker(self, app: procrastinate.App) -> None:
+        """procrastinate's worker, started again if it stops on its own (a side task of its, such
+        as its heartbeat, fails while PostgreSQL restarts, and it stops itself). Jobs it was
+        running are not lost: their workflows resume through the stalled-job sweep.
+
+        LISTEN/NOTIFY is off: its listener needs a standing connection, and one lost to a
+        restart stops the whole worker; polling every ``distributed.fetch_polling`` seconds
+        costs at most that much delay before a job starts, on workflows that run for minutes."""
+        while True:
+            try:
+                await app.run_worker_async(
+                    queues=[QUEUE],
+                    concurrency=self.settings.runner.max_concurrent,
+                    wait=True,
+                    install_signal_handlers=False,
+                    listen_notify=False,
+                    update_heartbeat_interval=self.queue.heartbeat,
+                    stalled_worker_timeout=self.queue.stall_timeout,
+                    fetch_job_polling_interval=self.queue.fetch_polling,
+                    delete_jobs="successful",
+                )
+            except Exception as exc:  # noqa: BLE001 - started again below
+                logger.warning("worker: the job queue stopped ({}); starting it again", exc)
+            if self._stopping.is_set():
+                return
+            await asyncio.sleep(self.queue.fetch_polling)
+
     async def _run_job(self, context: procrastinate.JobContext, workflow_id: str) -> None:
         runner, store = self.runner, self.store
         assert runner is not None and store is not None
@@ -194,7 +209,19 @@ class Worker:
                 else {}
             ),
         )
-        self._jobs[workflow_id] = context.job.id or 0
+        job_id = context.job.id or 0
+        holder = await store.claim(workflow_id, job_id)
+        if holder is not None:
+            # Deferred again while its runner still runs (a handover that raced a late job):
+            # one runner at a time; this job ends without running it.
+            logger.warning(
+                "worker: workflow {} is run by job {}; job {} leaves it alone",
+                workflow_id,
+                holder,
+                job_id,
+            )
+            return
+        self._jobs[workflow_id] = job_id
         try:
             concluded = await runner.run_job(ticket)
         finally:
@@ -209,6 +236,7 @@ class Worker:
             return
         # Left running (this worker is stopping): another worker resumes it now.
         assert self._app is not None
+        await store.release(workflow_id, job_id)
         await defer_workflow(self._app, workflow_id)
         logger.info("worker: workflow {} handed back to the queue", workflow_id)
 

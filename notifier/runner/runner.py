@@ -995,6 +995,7 @@ class Runner:
             return True  # concluded by an earlier run of this job
         if record.workflow_id in self._running or self._closing:
             return False
+        self._store.adopt(record)  # its result is held in memory if the database is away then
         spec = self._workflows.get(record.command)
         if spec is None:
             error = f"no worker here knows the workflow /{record.command}"

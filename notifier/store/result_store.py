@@ -463,6 +463,14 @@ class ResultStore:
                 f"cannot read the steps of workflow {workflow_id}: {exc.strerror}"
             ) from exc
 
+    def adopt(self, record: WorkflowRecord) -> None:
+        """This process runs `record` from now on, though another created it (a worker took its
+        job): kept in memory until `finish`, as `create` keeps its own, so that a result whose
+        row cannot be read then (the database away) is still held and retried, not refused."""
+        workflow_id = validate_workflow_id(record.workflow_id)
+        if record.status is WorkflowStatus.RUNNING and workflow_id not in self._pending:
+            self._live.setdefault(workflow_id, _copy(record))
+
     async def note_resume(self, workflow_id: str) -> int:
         """Count one more resume of a workflow found running (fsynced before it returns, so a
         resume that kills the process again is counted) and return the new count. StoreError for

@@ -127,6 +127,11 @@ STORE_SCHEMA: Final = register(
                 "workflows.cancel_requested: a gateway asks the worker running a workflow to stop",
                 "ALTER TABLE workflows ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false;",
             ),
+            Migration(
+                3,
+                "workflows.runner_job: the queue job running a workflow (one runner at a time)",
+                "ALTER TABLE workflows ADD COLUMN runner_job bigint;",
+            ),
         ),
     )
 )

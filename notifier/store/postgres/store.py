@@ -476,6 +476,52 @@ class PostgresStore:
         if max_per_user_of_command is not None and of_command > max_per_user_of_command:
             raise UserLimitReached(max_per_user_of_command, of_command=True)
 
+    async def claim(self, workflow_id: str, job_id: int) -> int | None:
+        """Make queue job `job_id` the one running the workflow; None once it is, else the job
+        that runs it now. A workflow is run by one job at a time: another job for it (deferred
+        again while its runner still ran) is refused while the claiming job is ``doing`` in
+        procrastinate's table; a job retried after its worker died keeps its id, so it claims
+        again. Concluded workflows are not claimed (the caller finds them concluded)."""
+        workflow_id = validate_workflow_id(workflow_id)
+        self._check_open()
+
+        async def claim(conn: Connection) -> int | None:
+            async with conn.transaction():
+                cursor = await conn.execute(
+                    "SELECT runner_job FROM workflows WHERE workflow_id = %s FOR UPDATE",
+                    [workflow_id],
+                )
+                row = await cursor.fetchone()
+                if row is None:
+                    raise StoreError(f"unknown workflow {workflow_id}: not claimed")
+                holder = row[0]
+                if holder is not None and holder != job_id:
+                    cursor = await conn.execute(
+                        "SELECT 1 FROM procrastinate_jobs WHERE id = %s AND status = 'doing'",
+                        [holder],
+                    )
+                    if await cursor.fetchone() is not None:
+                        return int(holder)
+                await conn.execute(
+                    "UPDATE workflows SET runner_job = %s WHERE workflow_id = %s",
+                    [job_id, workflow_id],
+                )
+            return None
+
+        return await self._db.run("claim a workflow for its job", claim, retry=True)
+
+    async def release(self, workflow_id: str, job_id: int) -> None:
+        """Job `job_id` no longer runs the workflow (its worker hands it back): the next job
+        for it may claim it at once, before this job has ended."""
+        workflow_id = validate_workflow_id(workflow_id)
+        self._check_open()
+        await self._db.fetch(
+            "release a workflow",
+            "UPDATE workflows SET runner_job = NULL WHERE workflow_id = %s AND runner_job = %s "
+            "RETURNING 1",
+            [workflow_id, job_id],
+        )
+
     async def request_cancel(self, workflow_id: str) -> bool:
         """Mark a running workflow for its worker to stop; False if it is not running."""
         workflow_id = validate_workflow_id(workflow_id)
@@ -543,6 +589,14 @@ class PostgresStore:
         self._check_open()
         rows = await self._index.steps(workflow_id)
         return await self._threads.work(_decode_steps, rows)
+
+    def adopt(self, record: WorkflowRecord) -> None:
+        """This process runs `record` from now on, though another created it (a worker took its
+        job): kept in memory until `finish`, as `create` keeps its own, so that a result whose
+        row cannot be read then (the database away) is still held and retried, not refused."""
+        workflow_id = validate_workflow_id(record.workflow_id)
+        if record.status is WorkflowStatus.RUNNING and workflow_id not in self._pending:
+            self._live.setdefault(workflow_id, copy_record(record))
 
     async def note_resume(self, workflow_id: str) -> int:
         """Count one more resume of a workflow found running (committed before it returns) and
