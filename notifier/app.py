@@ -137,6 +137,8 @@ class Notifier:
         # (``notifier worker``) through PostgreSQL (notifier.distributed).
         self.role = role
         self._queue_app: Any = None  # the gateway's procrastinate app (`notifier.distributed`)
+        # With storage.backend: postgres, this process's share of the bot's REST budget.
+        self._stop_sharing: Callable[[], Awaitable[None]] | None = None
         self.workflows: dict[str, WorkflowSpec] = {}
         # The workflows whose commands are offered (discovered in `attach`) and the specs built
         # for them in `open` (closed and dropped in `close`).
@@ -335,6 +337,17 @@ class Notifier:
             on_storage_error=self._on_storage_error,
             max_step_bytes=settings.runner.max_step_bytes,
         )
+        token, dsn = settings.discord.token, settings.storage.postgres_dsn
+        if settings.storage.backend == "postgres" and token is not None and dsn is not None:
+            from .discord.rest_budget import share_rest_budget
+
+            # Discord's 50 requests/s are the bot's, shared with its other processes.
+            self._stop_sharing = await share_rest_budget(
+                self.bot,
+                dsn=dsn.get_secret_value(),
+                bot_token=token.get_secret_value(),
+                discord=settings.discord,
+            )
         self._http_session = aiohttp.ClientSession()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.fanout.executor_workers, thread_name_prefix="apprise"
@@ -419,6 +432,9 @@ class Notifier:
             if store is not None:
                 await store.close()
         finally:
+            stop_sharing, self._stop_sharing = self._stop_sharing, None
+            if stop_sharing is not None:
+                await stop_sharing()
             if http_session is not None:
                 await http_session.close()
             if executor is not None:

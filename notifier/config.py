@@ -101,6 +101,12 @@ class DiscordSettings(_Section):
     shard_ids: tuple[int, ...] | None = None
     # Seconds between two IDENTIFYs of one bucket (Discord: 5), kept across processes.
     identify_window: float = Field(default=5.0, gt=0)
+    # With storage.backend: postgres, every process of the bot takes a turn from one bucket in
+    # PostgreSQL before each bot-token request (notifier.discord.rest_budget): Discord's 50/s are
+    # per bot, not per process. Burst 1: never more than rate + 1 in any second.
+    rest_budget_per_s: float = Field(default=45.0, gt=0, le=50)
+    rest_budget_burst: float = Field(default=1.0, ge=1)
+    rest_budget_fallback_per_s: float = Field(default=2.0, gt=0)
 
     @field_validator("token", mode="before")
     @classmethod

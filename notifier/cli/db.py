@@ -79,16 +79,24 @@ async def run(
 
 
 def _register_every_part() -> None:
-    """Register the migration sets of the parts the store does not import (the fanout may not
-    import the store, so its outbox cannot register itself with the store's engine)."""
+    """Register the migration sets of the parts the store does not import: the outbox and the
+    REST budget (the fanout and `discord` may not import the store, so they cannot register
+    themselves with the store's engine) and the distributed mode's job queue (registered when
+    its module is imported)."""
+    from ..discord.rest_budget import REST_BUDGET_COMPONENT, REST_BUDGET_MIGRATIONS
+    from ..distributed import queue  # noqa: F401 - registers the "queue" set
     from ..fanout.outbox_postgres import OUTBOX_COMPONENT, OUTBOX_MIGRATIONS
     from ..store.postgres.migrations import Migration, MigrationSet, register
 
-    steps = tuple(
-        Migration(version, f"outbox, step {version}", statement)
-        for version, statement in enumerate(OUTBOX_MIGRATIONS, start=1)
-    )
-    register(MigrationSet(OUTBOX_COMPONENT, steps))
+    for component, statements in (
+        (OUTBOX_COMPONENT, OUTBOX_MIGRATIONS),
+        (REST_BUDGET_COMPONENT, REST_BUDGET_MIGRATIONS),
+    ):
+        steps = tuple(
+            Migration(version, f"{component}, step {version}", statement)
+            for version, statement in enumerate(statements, start=1)
+        )
+        register(MigrationSet(component, steps))
 
 
 async def _migrate(storage: StorageSettings, out: TextIO) -> int:

@@ -63,14 +63,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from loguru import logger
 
-from ..config import dsn_secrets
+from ..config import DiscordSettings, dsn_secrets
 from ..errors import StoreError
 from ..logs import MASK, redactor
 
@@ -488,3 +488,27 @@ def install_rest_budget(client: nextcord.Client, budget: RestBudget) -> Callable
         await budget.take()
 
     return before_bot_requests(client, wait)
+
+
+async def share_rest_budget(
+    client: nextcord.Client, *, dsn: str, bot_token: str, discord: DiscordSettings
+) -> Callable[[], Awaitable[None]]:
+    """Open the bot's budget with the ``discord.rest_budget_*`` settings and install it on
+    `client` (a gateway bot or a worker's REST client); returns the coroutine function that
+    removes the hook and closes the budget, for the process's shutdown."""
+    budget = await RestBudget.open(
+        dsn,
+        bot_token,
+        RestBudgetSettings(
+            rate_per_s=discord.rest_budget_per_s,
+            burst=discord.rest_budget_burst,
+            fallback_rate_per_s=discord.rest_budget_fallback_per_s,
+        ),
+    )
+    remove = install_rest_budget(client, budget)
+
+    async def stop_sharing() -> None:
+        remove()
+        await budget.close()
+
+    return stop_sharing

@@ -24,6 +24,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -32,6 +33,7 @@ from loguru import logger
 
 from ..config import Settings
 from ..discord.io import DiscordIO, OutgoingMessage
+from ..discord.rest_budget import share_rest_budget
 from ..discord.rest_client import rest_only_client
 from ..discord.session import call_discord
 from ..errors import ConfigError, StoreError
@@ -84,10 +86,18 @@ class Worker:
             max_workers=settings.fanout.executor_workers, thread_name_prefix="apprise"
         )
         fanout: Fanout | None = None
+        stop_sharing: Callable[[], Awaitable[None]] | None = None
         specs: dict[str, WorkflowSpec] = {}
         try:
             client = await rest_only_client(
                 settings.discord.token.get_secret_value(), api_base=settings.discord.api_base
+            )
+            # Discord's 50 requests/s are the bot's, shared with the gateways and other workers.
+            stop_sharing = await share_rest_budget(
+                client,
+                dsn=self._dsn,
+                bot_token=settings.discord.token.get_secret_value(),
+                discord=settings.discord,
             )
             io = DiscordIO(client)
 
@@ -127,6 +137,8 @@ class Worker:
             await store.close()
             if client is not None:
                 await client.close()
+            if stop_sharing is not None:
+                await stop_sharing()
             await http.close()
             executor.shutdown(wait=False, cancel_futures=True)
 

@@ -31,6 +31,10 @@ INVENTORY: dict[tuple[str, str], str] = {
     ("ini", "[Unit]"): "tests/operating/test_systemd_unit.py (and systemd-analyze verify)",
     ("tree", "notifier/"): "tests/docs/test_readme_layout.py (the package as built)",
     ("floors", "__main__"): "tests/docs/test_readme_layout.py (the import-linter contract)",
+    ("text", "Discord (gateway + REST"): "a diagram; the roles: tests/distributed/",
+    ("bash", "pip install 'nextcord-notifier[postgres]'"): (
+        "here (each command parses), tests/distributed/ (runs them) and tests/store/test_cli_db.py"
+    ),
 }
 
 
@@ -39,11 +43,11 @@ def test_every_readme_block_has_a_test() -> None:
     unclaimed = [
         (b.lang, b.first_line, b.line)
         for b in found
-        if not any(b.lang == lang and b.first_line.startswith(s) for lang, s in INVENTORY)
+        if not any(b.lang == lang and b.first_line.strip().startswith(s) for lang, s in INVENTORY)
     ]
     assert unclaimed == [], "README blocks no test exercises: add a test and an INVENTORY entry"
     for lang, start in INVENTORY:
-        matching = [b for b in found if b.lang == lang and b.first_line.startswith(start)]
+        matching = [b for b in found if b.lang == lang and b.first_line.strip().startswith(start)]
         assert len(matching) == 1, f"INVENTORY entry {(lang, start)} matches {len(matching)}"
 
 
@@ -126,3 +130,20 @@ def test_run_bot_takes_the_options_the_readme_names() -> None:
     assert done.returncode == 0, done.stderr
     offered = set(re.findall(r"(--[a-z-]+)", done.stdout))
     assert named <= offered
+
+
+def test_the_several_machines_commands_are_the_cli_s() -> None:
+    from notifier.cli.main import build_parser
+
+    lines = block("bash", "pip install 'nextcord-notifier[postgres]'").text.splitlines()
+    commands = [line.split("#", 1)[0].strip() for line in lines if line.startswith("notifier ")]
+    assert [[w for w in c.split()[1:] if w in ("db", "run", "worker")] for c in commands] == [
+        ["db"],
+        ["run"],
+        ["worker"],
+    ]
+    parser = build_parser()
+    for command in commands:
+        args = parser.parse_args(shlex.split(command)[1:])
+        assert str(args.config) == "config.yaml"
+    assert parser.parse_args(["run", "--role", "gateway"]).role == "gateway"

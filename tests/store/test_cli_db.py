@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from notifier.config import StorageSettings
+from notifier.discord.rest_budget import TABLE as REST_BUDGET_TABLE
 from notifier.fanout.outbox_postgres import OUTBOX_MIGRATIONS, OUTBOX_TABLE, apply_outbox_migrations
 from notifier.records import WorkflowStatus
 from notifier.store import ResultStore
@@ -34,8 +35,23 @@ LIMIT_S: Final = 120  # only keeps a broken command from hanging the suite
 PASSWORD: Final = "pw-7c1e0-never-shown"  # trust auth ignores it; nothing may print it
 LATEST: Final = STORE_SCHEMA.latest
 OUTBOX_LATEST: Final = len(OUTBOX_MIGRATIONS)
+# Every part's tables: the store's, the outbox's, the REST budget's, the job queue's (our tokens
+# and procrastinate's own tables).
 TABLES: Final = sorted(
-    [VERSION_TABLE, OUTBOX_TABLE, "results", "store_notes", "workflow_steps", "workflows"]
+    [
+        VERSION_TABLE,
+        OUTBOX_TABLE,
+        REST_BUDGET_TABLE,
+        "notifier_interaction_tokens",
+        "procrastinate_events",
+        "procrastinate_jobs",
+        "procrastinate_periodic_defers",
+        "procrastinate_workers",
+        "results",
+        "store_notes",
+        "workflow_steps",
+        "workflows",
+    ]
 )
 
 
