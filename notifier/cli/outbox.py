@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from ..config import Settings
-from ..errors import StoreError, StoreLocked
-from ..fanout.outbox import Outbox, OutboxRow, OutboxStatus, outbox_path
+from ..errors import ConfigError, StoreError, StoreLocked
+from ..fanout.outbox import Outbox, OutboxRow, OutboxStatus, open_outbox, outbox_path
 from ..store import StoreLock
 
 __all__ = ["register", "run"]
@@ -140,6 +140,23 @@ async def _bot_lock(settings: Settings) -> tuple[StoreLock | None, str]:
     return lock, "the bot sends {it} when it starts"
 
 
+async def _run_shared(
+    args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
+) -> int:
+    """The outbox in PostgreSQL (storage.backend: postgres): no file and no bot lock; whichever
+    bot or worker polls next sends what `retry` requeues."""
+    try:
+        outbox = await open_outbox(settings, repair=False)
+    except (StoreError, ConfigError) as exc:
+        print(str(exc), file=err)
+        return 2
+    async with outbox:
+        if args.outbox_command == "list":
+            return await _list(outbox, args, out)
+        sender = "the running bots and workers send {it} within seconds"
+        return await _retry(outbox, args, out, err, sender=sender)
+
+
 async def run(
     args: argparse.Namespace,
     settings: Settings,
@@ -150,6 +167,8 @@ async def run(
     """Run `outbox list` / `outbox retry`; the exit code: 0 done, 1 nothing to do, 2 no outbox."""
     out = out or sys.stdout
     err = err or sys.stderr
+    if settings.storage.backend == "postgres":
+        return await _run_shared(args, settings, out, err)
     path = outbox_path(settings)
     if not await asyncio.to_thread(path.exists):
         print(f"no outbox at {path} (nothing was ever queued there)", file=err)

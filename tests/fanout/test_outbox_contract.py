@@ -703,3 +703,27 @@ async def test_two_fanouts_on_one_outbox_send_each_notice_exactly_once(
     assert {r.status for r in rows} == {SENT}
     assert Counter(sink.keys()) == Counter(r.idempotency_key for r in rows)
     assert all(r.ok for r in sink.received)
+
+
+async def test_the_cli_lists_and_retries_the_shared_outbox_in_postgres(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    # `notifier outbox` with storage.backend: postgres reads the table every process shares,
+    # not a file (there is none), and needs no bot's lock to requeue.
+    from .test_outbox import run
+
+    settings = settings_for(tmp_path, postgres_dsn)
+    async with await open_outbox(settings) as box:
+        [row] = await box.enqueue(queued("ops"), now_s=1.0)
+        await mark(box, "failed", row.id, "refused by the receiver")
+    assert not (tmp_path / "outbox.sqlite3").exists()
+
+    code, out, _ = await run(settings, "outbox", "list", "--status", "failed")
+    assert code == 0 and "refused by the receiver" in out
+    assert out.splitlines()[-1] == "(1 shown; 0 pending, 0 sent, 1 failed, 0 skipped)"
+    code, out, _ = await run(settings, "outbox", "retry", str(row.id))
+    assert code == 0
+    assert out.strip().endswith("the running bots and workers send it within seconds")
+    async with await open_outbox(settings) as box:
+        again = await box.get(row.id)
+    assert again is not None and again.status is OutboxStatus.PENDING
