@@ -64,6 +64,13 @@ Text.
     stored with each NUL written as ``\\x00``. Notices and targets are stored as ASCII JSON (as in
     SQLite), so their NULs are already escaped.
 
+Import.
+    `import_outbox` copies an SQLite outbox's rows here (``notifier store migrate``): each with
+    its idempotency key, state, attempts, errors, times and per-target results, claimed by
+    nobody, in the SQLite order. A key this table holds already is compared, not copied again:
+    the same content is skipped (running the import twice copies nothing), other content is
+    reported and never overwritten.
+
 This is the only module of the package that imports psycopg (the `postgres` extra); the embedded
 default never loads it.
 """
@@ -75,7 +82,10 @@ import json
 import os
 import secrets
 import socket
-from collections.abc import Collection, Mapping, Sequence
+import sqlite3
+from collections import Counter
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -101,13 +111,17 @@ from .outbox import (
 
 __all__ = [
     "DEFAULT_LEASE_S",
+    "IMPORT_PAGE_ROWS",
     "OUTBOX_COMPONENT",
     "OUTBOX_MIGRATIONS",
     "OUTBOX_TABLE",
     "SCHEMA_LOCK_KEY",
     "SCHEMA_VERSIONS_TABLE",
+    "OutboxImport",
     "PostgresOutbox",
     "apply_outbox_migrations",
+    "import_outbox",
+    "imported_counts",
 ]
 
 # A claim lasts this long after its last renewal; a dead holder's rows are sent again after it.
@@ -700,3 +714,176 @@ class PostgresOutbox(Outbox):
         for row in await self.rows(status=OutboxStatus.FAILED, limit=None):
             count += await self.requeue(row.id, now_s=now_s)
         return count
+
+
+# -- bulk import: the SQLite outbox's rows into this table (notifier store migrate) --------------
+
+# SQLite rows read, compared and written per transaction.
+IMPORT_PAGE_ROWS: Final = 1_000
+# What a row is, apart from its id (PostgreSQL numbers its own) and its claim (nobody holds an
+# imported row: the first process to poll sends the pending ones).
+_IMPORTED: Final = (
+    "idempotency_key",
+    "notifier",
+    "plugin",
+    "event",
+    "workflow_id",
+    "notice_json",
+    "status",
+    "attempts",
+    "last_error",
+    "next_attempt_at",
+    "created_at",
+    "updated_at",
+    "sent_at",
+    "targets_json",
+)
+_IMPORTED_LIST: Final = ", ".join(_IMPORTED)
+
+
+@dataclass
+class OutboxImport:
+    """One pass over an SQLite outbox (`import_outbox`): its rows by status (`source`), those
+    PostgreSQL did not hold by status (`new`: copied when writing), how many it held with the same
+    content (`same`), and one line for each it held with other content (`conflicts`)."""
+
+    source: Counter[str] = field(default_factory=Counter)
+    new: Counter[str] = field(default_factory=Counter)
+    same: int = 0
+    copied: int = 0
+    conflicts: list[str] = field(default_factory=list)
+
+
+def _open_sqlite_outbox(path: Path) -> sqlite3.Connection | None:
+    """The SQLite outbox, read only; None if there is none (no file, or a file with no table)."""
+    if not path.is_file():
+        return None
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        found = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'"
+        ).fetchone()
+    except BaseException:
+        db.close()
+        raise
+    if found is None:
+        db.close()
+        return None
+    return db
+
+
+def _read_sqlite_page(db: sqlite3.Connection, after_id: int, limit: int) -> list[tuple[Any, ...]]:
+    """(id, *the imported columns) of the next `limit` rows after `after_id`, in id order."""
+    return db.execute(
+        f"SELECT id, {_IMPORTED_LIST} FROM outbox WHERE id > ? ORDER BY id LIMIT ?",
+        (after_id, limit),
+    ).fetchall()
+
+
+def _as_stored(row: Sequence[Any]) -> tuple[Any, ...]:
+    """An SQLite row's imported columns as this table holds them: PostgreSQL text cannot hold a
+    NUL, written ``\\x00`` as `_text` writes an error's (notices and targets are ASCII JSON)."""
+    return tuple(
+        value.replace("\x00", "\\x00") if isinstance(value, str) else value for value in row
+    )
+
+
+async def _sqlite_pages(path: Path) -> AsyncIterator[list[tuple[Any, ...]]]:
+    db = await asyncio.to_thread(_open_sqlite_outbox, path)
+    if db is None:
+        return
+    try:
+        after = 0
+        while page := await asyncio.to_thread(_read_sqlite_page, db, after, IMPORT_PAGE_ROWS):
+            after = int(page[-1][0])
+            yield [_as_stored(row[1:]) for row in page]
+    finally:
+        await asyncio.to_thread(db.close)
+
+
+async def _has_table(connection: psycopg.AsyncConnection[Any]) -> bool:
+    cursor = await connection.execute("SELECT to_regclass(%s) IS NOT NULL", (OUTBOX_TABLE,))
+    found = await cursor.fetchone()
+    return bool(found and found[0])
+
+
+def _conflict(row: tuple[Any, ...], there: tuple[Any, ...]) -> str:
+    differs = [name for name, a, b in zip(_IMPORTED, row, there, strict=True) if a != b]
+    verb = "differs" if len(differs) == 1 else "differ"
+    return (
+        f"outbox row {row[0]} (notifier {row[1]}, workflow {row[4]}) is in PostgreSQL with other "
+        f"content ({', '.join(differs)} {verb}): not overwritten"
+    )
+
+
+async def import_outbox(
+    connection: psycopg.AsyncConnection[Any], sqlite_path: Path, *, write: bool
+) -> OutboxImport:
+    """Walk the SQLite outbox at `sqlite_path` (none there: nothing to do) and compare each row
+    with the row this table holds under its idempotency key: the same content is skipped, other
+    content is a conflict (never overwritten); with `write`, the rows the table does not hold are
+    copied with their keys, states, attempts, errors, times and per-target results, one COPY
+    transaction per page, in the SQLite order. Imported rows are claimed by nobody. `connection`
+    is in autocommit mode (each page its own transaction). StoreError (redacted) on failure."""
+    found = OutboxImport()
+    try:
+        table = write or await _has_table(connection)
+        async for page in _sqlite_pages(sqlite_path):
+            held: dict[str, tuple[Any, ...]] = {}
+            if table:
+                cursor = await connection.execute(
+                    f"SELECT {_IMPORTED_LIST} FROM {OUTBOX_TABLE} WHERE idempotency_key = ANY(%s)",
+                    ([row[0] for row in page],),
+                )
+                held = {str(row[0]): tuple(row) for row in await cursor.fetchall()}
+            new: list[tuple[Any, ...]] = []
+            for row in page:
+                found.source[str(row[6])] += 1
+                there = held.get(str(row[0]))
+                if there is None:
+                    found.new[str(row[6])] += 1
+                    new.append(row)
+                elif there == row:
+                    found.same += 1
+                else:
+                    found.conflicts.append(_conflict(row, there))
+            if write and new:
+                async with (
+                    connection.transaction(),
+                    connection.cursor() as cursor,
+                    cursor.copy(f"COPY {OUTBOX_TABLE} ({_IMPORTED_LIST}) FROM STDIN") as rows,
+                ):
+                    for row in new:
+                        await rows.write_row(row)
+                found.copied += len(new)
+    except psycopg.Error as exc:
+        raise StoreError(f"outbox import failed: {redactor.redact(str(exc))}") from exc
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the outbox {sqlite_path}: {exc}") from exc
+    return found
+
+
+async def imported_counts(
+    connection: psycopg.AsyncConnection[Any], sqlite_path: Path
+) -> tuple[Counter[str], int]:
+    """What this table holds of the SQLite outbox's rows (by their keys), by status, and how many
+    rows it holds in all (the SQLite outbox's or not)."""
+    counts: Counter[str] = Counter()
+    try:
+        if not await _has_table(connection):
+            return counts, 0
+        async for page in _sqlite_pages(sqlite_path):
+            cursor = await connection.execute(
+                f"SELECT status, count(*) FROM {OUTBOX_TABLE} WHERE idempotency_key = ANY(%s)"
+                " GROUP BY status",
+                ([row[0] for row in page],),
+            )
+            for state, count in await cursor.fetchall():
+                counts[str(state)] += int(count)
+        cursor = await connection.execute(f"SELECT count(*) FROM {OUTBOX_TABLE}")
+        total = await cursor.fetchone()
+    except psycopg.Error as exc:
+        raise StoreError(f"outbox count failed: {redactor.redact(str(exc))}") from exc
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read the outbox {sqlite_path}: {exc}") from exc
+    return counts, int(total[0]) if total else 0
