@@ -25,11 +25,13 @@ import pytest
 
 from notifier.config import StorageSettings
 from notifier.events import Event, Notice
+from notifier.fanout import outbox_postgres
 from notifier.fanout.outbox import NewNotice, Outbox
 from notifier.fanout.outbox_postgres import OUTBOX_TABLE
 from notifier.records import DeliveryState, WorkflowStatus
 from notifier.store import ResultStore
 from notifier.store.postgres import PostgresStore
+from notifier.store.postgres.importer import SqliteImport
 from notifier.testing.loopback import free_port
 from notifier.testing.processes import child_env
 
@@ -424,3 +426,37 @@ def test_an_unreachable_server_is_named_without_its_password(tmp_path: Path) -> 
         assert done.returncode == 1
         assert done.stderr.count("\n") == 1
         assert "cannot connect to PostgreSQL at 127.0.0.1:" in done.stderr
+
+
+async def test_pages_follow_one_another_in_order_without_gaps_or_repeats(
+    source: Source, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_postgres, "IMPORT_PAGE_ROWS", 2)  # 3 rows: two pages
+    target = _postgres(postgres_dsn)
+    async with await PostgresStore.open(target):  # the store's schema
+        pass
+
+    async with await SqliteImport.open(source.data, target, page_rows=3) as importer:  # 4 rows
+        await outbox_postgres.apply_outbox_migrations(importer.connection)
+        copied = await importer.walk(write=True)
+        outbox = await outbox_postgres.import_outbox(
+            importer.connection, source.data / "outbox.sqlite3", write=True
+        )
+        again = await importer.walk(write=False)
+        held = await importer.target_tally()
+
+    assert copied.copied == copied.source == held
+    assert (copied.source.workflows, copied.source.steps) == (4, 2)
+    assert (again.same, again.new.workflows, again.conflicts) == (4, 0, [])
+    assert (outbox.copied, sum(outbox.source.values())) == (3, 3)
+    in_order = [source.delivered, source.pending, source.failed, source.running]
+    assert [r[0] for r in _rows(postgres_dsn, "SELECT workflow_id FROM workflows ORDER BY id")] == (
+        in_order
+    )
+    assert [
+        r[0] for r in _rows(postgres_dsn, f"SELECT status FROM {OUTBOX_TABLE} ORDER BY id")
+    ] == [
+        "sent",
+        "failed",
+        "pending",
+    ]
