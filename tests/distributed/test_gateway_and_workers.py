@@ -139,13 +139,15 @@ async def test_a_gateway_and_two_workers_deliver_every_result_once_and_survive_k
 
         # 1. Twenty workflows from three users, on both shards.
         users = ["alice", "bob", "carol"]
-        for number in range(20):
+        handles = [
             await emulator.trigger_command(
                 "stepper",
                 {"steps": 3},
                 guild=guilds[number % 2].id,
                 user=users[number % 3],
             )
+            for number in range(20)
+        ]
 
         async def all_delivered() -> bool:
             found = await rows(
@@ -164,6 +166,13 @@ async def test_a_gateway_and_two_workers_deliver_every_result_once_and_survive_k
             "SELECT DISTINCT convert_from(value, 'UTF8')::jsonb ->> 'pid' FROM workflow_steps",
         )
         assert {int(r[0]) for r in ran_by} == {w.pid for w in workers}  # both took jobs
+        # The interaction tokens the gateway stored for the workers: gone once each workflow
+        # concluded, and in no process's output.
+        assert await rows(postgres_dsn, "SELECT count(*) FROM notifier_interaction_tokens") == [
+            (0,)
+        ]
+        outputs = [p.output() for p in (gateway, *workers)]
+        assert not [h.token for h in handles if any(h.token in o for o in outputs)]
 
         # 2. kill -9 of the worker running a long workflow at step 7 of 15.
         long_run = await emulator.trigger_command(
