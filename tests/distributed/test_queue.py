@@ -54,3 +54,33 @@ async def test_a_workflow_is_queued_once_and_a_rolled_back_start_queues_nothing(
         assert await jobs(postgres_dsn) == [(first.workflow_id, "todo")]
     finally:
         await store.close()
+
+
+async def test_an_interaction_token_is_read_while_it_lives_and_swept_once_expired(
+    postgres_dsn: str,
+) -> None:
+    from notifier.distributed import tokens
+    from notifier.logs import redactor
+
+    settings = StorageSettings(backend="postgres", postgres_dsn=postgres_dsn)
+    store = await PostgresStore.open(settings)
+    try:
+        record = WorkflowRecord(workflow_id=new_workflow_id(), command="stepper", user_id=1)
+        secret = f"interaction-token-{new_workflow_id()}"
+        interaction = tokens.StoredInteraction(secret, created_at=1_000.0, attachment_limit_bytes=8)
+
+        async def keep(conn: Any) -> None:
+            await tokens.put(conn, record.workflow_id, interaction, ttl_s=900.0)
+
+        await store.create(record, inside=keep)
+        async with store.database.connection() as conn:
+            alive = await tokens.read(conn, record.workflow_id, now=1_899.0)
+            expired = await tokens.read(conn, record.workflow_id, now=1_900.0)
+            assert await tokens.sweep(conn, now=1_899.0) == 0
+            assert await tokens.sweep(conn, now=1_900.0) == 1
+            after = await tokens.read(conn, record.workflow_id, now=0.0)
+        assert alive == interaction and expired is None and after is None
+        assert redactor.redact(f"POST /webhooks/1/{secret}") == "POST /webhooks/1/***"
+        assert secret not in redactor.redact(f"token {secret}")
+    finally:
+        await store.close()
