@@ -100,14 +100,22 @@ def build_app(dsn: str, *, pool_max_size: int = 10) -> procrastinate.App:
 
 
 async def defer_workflow(
-    app: procrastinate.App, workflow_id: str, *, conn: AsyncConnection[Any] | None = None
+    app: procrastinate.App,
+    workflow_id: str,
+    *,
+    conn: AsyncConnection[Any] | None = None,
+    delay_s: float = 0.0,
 ) -> int | None:
     """Queue the workflow's job: on `conn`, inside the caller's transaction (queued only if it
     commits), or on the app's own pool. The job id, or None if a job for the workflow is queued
     already (on `conn` that also aborts the caller's transaction: a new workflow never has one,
     so the gateway's transaction cannot meet it)."""
     deferrer = app.configure_task(
-        RUN_WORKFLOW, queue=QUEUE, queueing_lock=workflow_id, connection=conn
+        RUN_WORKFLOW,
+        queue=QUEUE,
+        queueing_lock=workflow_id,
+        connection=conn,
+        schedule_in={"seconds": delay_s} if delay_s > 0 else None,
     )
     try:
         job_id: int = await deferrer.defer_async(workflow_id=workflow_id)

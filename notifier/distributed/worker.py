@@ -222,16 +222,20 @@ class Worker:
             ),
         )
         job_id = context.job.id or 0
-        holder = await store.claim(workflow_id, job_id)
+        holder = await store.claim(workflow_id, job_id, lease_s=self.queue.stall_timeout)
         if holder is not None:
-            # Deferred again while its runner still runs (a handover that raced a late job):
-            # one runner at a time; this job ends without running it.
+            # Another runner's lease is live: a late job while it runs, or this job retried
+            # just before the dead runner's lease ran out. One runner at a time: this job runs
+            # nothing and comes back after a lease (then the workflow has concluded, and the
+            # job ends at once, or its runner is gone, and the job claims it).
             logger.warning(
-                "worker: workflow {} is run by job {}; job {} leaves it alone",
+                "worker: workflow {} is run by job {} (its lease is live); job {} leaves it alone",
                 workflow_id,
                 holder,
                 job_id,
             )
+            assert self._app is not None
+            await defer_workflow(self._app, workflow_id, delay_s=self.queue.stall_timeout)
             return
         self._jobs[workflow_id] = job_id
         try:
@@ -282,7 +286,8 @@ class Worker:
             await tokens.sweep(conn, now=time.time())
 
     async def _cancel_loop(self) -> None:
-        """Cancel the workflows of this worker whose cancel a gateway asked for."""
+        """Every second: renew the leases of the workflows this worker runs (`claim`), and
+        cancel those whose cancel a gateway asked for."""
         store, runner = self.store, self.runner
         assert store is not None and runner is not None
         while True:
@@ -291,6 +296,7 @@ class Worker:
             if not ids:
                 continue
             try:
+                await store.renew(ids, lease_s=self.queue.stall_timeout)
                 wanted = await store.cancels_requested(ids)
             except StoreError as exc:
                 logger.warning("worker: cannot read cancel requests: {}", exc)

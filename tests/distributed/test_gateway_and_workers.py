@@ -70,8 +70,8 @@ def write_config(tmp_path: Path, emulator: DiscordEmulator, dsn: str) -> Path:
         "progress": {"min_interval": 0.2},
         "runner": {"shutdown_grace": 2.0, "max_concurrent": 4, "max_per_user": 10},
         "distributed": {
-            "heartbeat": 0.5,
-            "stall_timeout": 2.0,
+            "heartbeat": 1.0,
+            "stall_timeout": 6.0,
             "sweep_interval": 0.5,
             "fetch_polling": 0.2,
         },

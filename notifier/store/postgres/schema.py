@@ -132,6 +132,11 @@ STORE_SCHEMA: Final = register(
                 "workflows.runner_job: the queue job running a workflow (one runner at a time)",
                 "ALTER TABLE workflows ADD COLUMN runner_job bigint;",
             ),
+            Migration(
+                4,
+                "workflows.runner_until: the lease of the worker running a workflow",
+                "ALTER TABLE workflows ADD COLUMN runner_until double precision;",
+            ),
         ),
     )
 )

@@ -476,39 +476,51 @@ class PostgresStore:
         if max_per_user_of_command is not None and of_command > max_per_user_of_command:
             raise UserLimitReached(max_per_user_of_command, of_command=True)
 
-    async def claim(self, workflow_id: str, job_id: int) -> int | None:
-        """Make queue job `job_id` the one running the workflow; None once it is, else the job
-        that runs it now. A workflow is run by one job at a time: another job for it (deferred
-        again while its runner still ran) is refused while the claiming job is ``doing`` in
-        procrastinate's table; a job retried after its worker died keeps its id, so it claims
-        again. Concluded workflows are not claimed (the caller finds them concluded)."""
+    async def claim(self, workflow_id: str, job_id: int, *, lease_s: float) -> int | None:
+        """Make queue job `job_id` the one running the workflow, for `lease_s` seconds (renewed
+        by `renew` while it runs); None once it is, else the job whose lease still runs.
+
+        One runner at a time, whatever the queue does: a second job for the workflow (deferred
+        again while its runner still ran), or its own job retried because its worker missed
+        heartbeats while alive (a starved event loop), finds the lease live and runs nothing.
+        A worker that died stops renewing: its lease ends before the stalled-job sweep retries
+        the job (the lease is ``distributed.stall_timeout``), and the retried job claims it.
+        Times are the database server's, so workers' clocks need not agree."""
         workflow_id = validate_workflow_id(workflow_id)
         self._check_open()
 
         async def claim(conn: Connection) -> int | None:
             async with conn.transaction():
                 cursor = await conn.execute(
-                    "SELECT runner_job FROM workflows WHERE workflow_id = %s FOR UPDATE",
+                    "SELECT runner_job, runner_until > extract(epoch FROM clock_timestamp()) "
+                    "FROM workflows WHERE workflow_id = %s FOR UPDATE",
                     [workflow_id],
                 )
                 row = await cursor.fetchone()
                 if row is None:
                     raise StoreError(f"unknown workflow {workflow_id}: not claimed")
-                holder = row[0]
-                if holder is not None and holder != job_id:
-                    cursor = await conn.execute(
-                        "SELECT 1 FROM procrastinate_jobs WHERE id = %s AND status = 'doing'",
-                        [holder],
-                    )
-                    if await cursor.fetchone() is not None:
-                        return int(holder)
+                holder, live = row
+                if holder is not None and live:
+                    return int(holder)
                 await conn.execute(
-                    "UPDATE workflows SET runner_job = %s WHERE workflow_id = %s",
-                    [job_id, workflow_id],
+                    "UPDATE workflows SET runner_job = %s, "
+                    "runner_until = extract(epoch FROM clock_timestamp()) + %s "
+                    "WHERE workflow_id = %s",
+                    [job_id, lease_s, workflow_id],
                 )
             return None
 
         return await self._db.run("claim a workflow for its job", claim, retry=True)
+
+    async def renew(self, workflow_ids: Sequence[str], *, lease_s: float) -> None:
+        """Extend the leases of the workflows this worker runs (see `claim`)."""
+        self._check_open()
+        await self._db.fetch(
+            "renew runners' leases",
+            "UPDATE workflows SET runner_until = extract(epoch FROM clock_timestamp()) + %s "
+            "WHERE workflow_id = ANY(%s) RETURNING 1",
+            [lease_s, list(workflow_ids)],
+        )
 
     async def release(self, workflow_id: str, job_id: int) -> None:
         """Job `job_id` no longer runs the workflow (its worker hands it back): the next job
@@ -517,8 +529,8 @@ class PostgresStore:
         self._check_open()
         await self._db.fetch(
             "release a workflow",
-            "UPDATE workflows SET runner_job = NULL WHERE workflow_id = %s AND runner_job = %s "
-            "RETURNING 1",
+            "UPDATE workflows SET runner_job = NULL, runner_until = NULL "
+            "WHERE workflow_id = %s AND runner_job = %s RETURNING 1",
             [workflow_id, job_id],
         )
 
