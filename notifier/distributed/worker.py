@@ -222,12 +222,13 @@ class Worker:
             ),
         )
         job_id = context.job.id or 0
-        holder = await store.claim(workflow_id, job_id, lease_s=self.queue.stall_timeout)
-        if holder is not None:
+        held = await store.claim(workflow_id, job_id, lease_s=self.queue.stall_timeout)
+        if held is not None:
+            holder, left_s = held
             # Another runner's lease is live: a late job while it runs, or this job retried
             # just before the dead runner's lease ran out. One runner at a time: this job runs
-            # nothing and comes back after a lease (then the workflow has concluded, and the
-            # job ends at once, or its runner is gone, and the job claims it).
+            # nothing and comes back when that lease ends (then the workflow has concluded, and
+            # the job ends at once, or its runner is gone, and the job claims it).
             logger.warning(
                 "worker: workflow {} is run by job {} (its lease is live); job {} leaves it alone",
                 workflow_id,
@@ -235,7 +236,7 @@ class Worker:
                 job_id,
             )
             assert self._app is not None
-            await defer_workflow(self._app, workflow_id, delay_s=self.queue.stall_timeout)
+            await defer_workflow(self._app, workflow_id, delay_s=left_s + 0.5)
             return
         self._jobs[workflow_id] = job_id
         try:

@@ -476,9 +476,12 @@ class PostgresStore:
         if max_per_user_of_command is not None and of_command > max_per_user_of_command:
             raise UserLimitReached(max_per_user_of_command, of_command=True)
 
-    async def claim(self, workflow_id: str, job_id: int, *, lease_s: float) -> int | None:
+    async def claim(
+        self, workflow_id: str, job_id: int, *, lease_s: float
+    ) -> tuple[int, float] | None:
         """Make queue job `job_id` the one running the workflow, for `lease_s` seconds (renewed
-        by `renew` while it runs); None once it is, else the job whose lease still runs.
+        by `renew` while it runs); None once it is, else the job whose lease still runs and the
+        seconds its lease has left.
 
         One runner at a time, whatever the queue does: a second job for the workflow (deferred
         again while its runner still ran), or its own job retried because its worker missed
@@ -489,19 +492,19 @@ class PostgresStore:
         workflow_id = validate_workflow_id(workflow_id)
         self._check_open()
 
-        async def claim(conn: Connection) -> int | None:
+        async def claim(conn: Connection) -> tuple[int, float] | None:
             async with conn.transaction():
                 cursor = await conn.execute(
-                    "SELECT runner_job, runner_until > extract(epoch FROM clock_timestamp()) "
+                    "SELECT runner_job, runner_until - extract(epoch FROM clock_timestamp()) "
                     "FROM workflows WHERE workflow_id = %s FOR UPDATE",
                     [workflow_id],
                 )
                 row = await cursor.fetchone()
                 if row is None:
                     raise StoreError(f"unknown workflow {workflow_id}: not claimed")
-                holder, live = row
-                if holder is not None and live:
-                    return int(holder)
+                holder, left = row
+                if holder is not None and left is not None and left > 0:
+                    return int(holder), float(left)
                 await conn.execute(
                     "UPDATE workflows SET runner_job = %s, "
                     "runner_until = extract(epoch FROM clock_timestamp()) + %s "
