@@ -26,6 +26,7 @@ BENCHMARKS = (
     "progress",
     "hostile",
     "steps",
+    "distributed",
 )
 # Per benchmark, generous: the index build alone takes about 100 s here.
 LIMIT_S = 1800
