@@ -55,10 +55,11 @@ gateway`` and ``python -m notifier worker`` with one shared config file).
 3. **Recovery after kill -9.** Two fresh workers; one ``/stepper steps:120 pause:0.5``; once it
    has recorded 5 steps, the worker running it (its steps name their process) gets SIGKILL. The
    time from the kill until another worker records the workflow's next step (``recorded_at``,
-   the same host's clock), with the job's events in between (the stalled-job sweep's retry,
-   ``deferred_for_retry``, then ``started``). Once with the default ``distributed.*``
-   (heartbeat 5 s, stall_timeout 20 s, sweep_interval 5 s, fetch_polling 1 s; target <= 45 s),
-   once with the tests' short settings (0.5 / 2 / 0.5 / 0.2 s). The workflow is then cancelled
+   the same host's clock), with the events procrastinate kept of the workflow's jobs in between
+   (``procrastinate_events``: a job deferred or retried, when it is due, when it started).
+   Once with the default ``distributed.*`` (heartbeat 5 s, stall_timeout 20 s, sweep_interval
+   5 s, fetch_polling 1 s; target <= 45 s), once with the tests' short settings (0.5 / 2 / 0.5 /
+   0.2 s). The workflow is then cancelled
    (`PostgresStore.request_cancel`, as ``/workflow cancel``).
 4. **The index at `--rows` results.** The rows of `bench.index` (its generator, seed and clock:
    2,000 users, 5,000 sites, 180 days), built into SQLite by `bench.index.build` and into
@@ -67,8 +68,9 @@ gateway`` and ``python -m notifier worker`` with one shared config file).
    public API, the two interleaved (`bench.index.measure`): get by id and the four URL substring
    searches of `bench.index` (a user + a site, a user + a section, a site across all users,
    a section across all users). Targets (PostgreSQL): p99 < 2 ms by id, < 20 ms per URL search.
-   Then EXPLAIN ANALYZE of the store's URL search for the slowest and the median of 40 site
-   needles, and for a section: which plan PostgreSQL chose and what it read.
+   Then EXPLAIN ANALYZE of the store's URL search (the slowest and the median of 40 site
+   needles, a section, and a user with a section or a site): which plan PostgreSQL chose and
+   what it read.
 
 The fifth figure of the issue, 0 x 429 with 8 processes through one shared REST budget, is
 `bench.rest_budget`'s. `--quick`: 100 workflows, no side run, recovery with the short settings
@@ -716,10 +718,13 @@ async def recovery_run(setup: Setup, config: Path, label: str) -> Recovery:
                 raise MeasureError(f"no other worker resumed the workflow in {RECOVERY_LIMIT_S} s")
             await asyncio.sleep(0.02)
         recorded_at, resumed_at = resumed[0]
+        # Events of the workflow's jobs since the kill (those of jobs that ended are deleted
+        # with them). A 'scheduled' event's time is when the job is due, not when it was said.
         events = await setup.rows(
-            "SELECT e.type::text, extract(epoch FROM e.at)::float8 FROM procrastinate_events e "
-            "JOIN procrastinate_jobs j ON j.id = e.job_id WHERE j.args ->> 'workflow_id' = %s "
-            "AND e.at > to_timestamp(%s) ORDER BY e.id",
+            "SELECT 'job ' || j.id || ' ' || CASE e.type WHEN 'scheduled' THEN 'due' "
+            "ELSE e.type::text END, extract(epoch FROM e.at)::float8 "
+            "FROM procrastinate_events e JOIN procrastinate_jobs j ON j.id = e.job_id "
+            "WHERE j.args ->> 'workflow_id' = %s AND e.at > to_timestamp(%s) ORDER BY e.at",
             workflow_id,
             killed_at,
         )
@@ -748,20 +753,20 @@ async def recovery_run(setup: Setup, config: Path, label: str) -> Recovery:
 
 
 def _plan_line(node: dict[str, Any]) -> str:
-    """A plan as one line: each node's type (and index), outermost first, with what a bitmap
-    heap scan threw away after fetching."""
-    parts = []
-    while node:
-        part = node["Node Type"]
-        if "Index Name" in node:
-            part += f" ({node['Index Name']})"
-        removed = node.get("Rows Removed by Index Recheck") or node.get("Rows Removed by Filter")
-        if removed:
-            part += f" [{removed:,} rows fetched and dropped]"
-        parts.append(part)
-        children = node.get("Plans") or []
-        node = children[0] if children else {}
-    return " > ".join(parts)
+    """A plan on one line: each node's type (and index), outermost first, with the rows a scan
+    fetched and then dropped; a node with several inputs shows them as (a & b)."""
+    part = node["Node Type"]
+    if "Index Name" in node:
+        part += f" ({node['Index Name']})"
+    removed = node.get("Rows Removed by Index Recheck") or node.get("Rows Removed by Filter")
+    if removed:
+        part += f" [{removed:,} rows fetched and dropped]"
+    children = node.get("Plans") or []
+    if len(children) == 1:
+        return f"{part} > {_plan_line(children[0])}"
+    if children:
+        return f"{part} > (" + " & ".join(_plan_line(c) for c in children) + ")"
+    return part
 
 
 async def slowest_and_median_needle(store: Any, samples: int = 40) -> list[str]:
@@ -782,15 +787,21 @@ async def slowest_and_median_needle(store: Any, samples: int = 40) -> list[str]:
     return [timed[-1][1], timed[len(timed) // 2][1]]
 
 
-async def explain_url_search(store: Any, needles: Sequence[str]) -> list[tuple[str, ...]]:
+async def explain_url_search(
+    store: Any, cases: Sequence[tuple[int | None, str]]
+) -> list[tuple[str, ...]]:
     """EXPLAIN ANALYZE, best of 3, of the URL search the store runs (`PostgresIndex.search`'s
-    WHERE and ORDER BY), per needle: how PostgreSQL finds the newest 25."""
+    WHERE and ORDER BY) per (user id or None, needle): how PostgreSQL finds the newest 25."""
     shown = []
-    for needle in needles:
+    for user_id, needle in cases:
         pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         where = "url ILIKE %s ESCAPE '\\'"
+        params: list[Any] = [pattern]
+        if user_id is not None:
+            where = "user_id = %s AND " + where
+            params.insert(0, user_id)
         [(matches,)] = await store.database.fetch(
-            "count", f"SELECT count(*) FROM workflows WHERE {where}", [pattern]
+            "count", f"SELECT count(*) FROM workflows WHERE {where}", params
         )
         best, line = float("inf"), ""
         for _ in range(3):
@@ -798,11 +809,12 @@ async def explain_url_search(store: Any, needles: Sequence[str]) -> list[tuple[s
                 "explain",
                 "EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM workflows "
                 f"WHERE {where} ORDER BY created_at DESC, id DESC LIMIT 25",
-                [pattern],
+                params,
             )
             best = min(best, float(plan[0]["Execution Time"]))
             line = _plan_line(plan[0]["Plan"])
-        shown.append((needle, f"{int(matches):,}", line, f"{best:.2f}"))
+        who = "all users" if user_id is None else "one user"
+        shown.append((f"{needle} ({who})", f"{int(matches):,}", line, f"{best:.2f}"))
     return shown
 
 
@@ -867,7 +879,16 @@ async def index_phase(server: Any, rows: int, queries: int, budget_s: float) -> 
                             )
                 await sqlite_bench.measure(kinds, queries, budget_s)
                 needles = await slowest_and_median_needle(postgres)
-                explained = await explain_url_search(postgres, [*needles, "/news/"])
+                user = 100_000 + 7  # one of bench.index's users
+                explained = await explain_url_search(
+                    postgres,
+                    [
+                        *((None, needle) for needle in needles),
+                        (None, "/news/"),
+                        (user, "/news/"),
+                        (user, needles[0].removesuffix(".example")),
+                    ],
+                )
             finally:
                 await sqlite.close()
                 await postgres.close()
@@ -919,7 +940,7 @@ async def run() -> None:
     print(
         f"distributed: {args.workflows} workflows of {STEPS} steps x {PAUSE_S * 1e3:g} ms with "
         f"{', '.join(map(str, args.workers))} worker(s) (max_concurrent {MAX_CONCURRENT} each); "
-        f"recovery after kill -9 ({'short settings only' if args.quick else 'default and short settings'}); "
+        f"recovery after kill -9 ({'short' if args.quick else 'default and short'} settings); "
         + ("no index part" if args.skip_index else f"index at {args.rows:,} rows")
     )
     runs: list[Run] = []
