@@ -1,7 +1,9 @@
 """Run every benchmark, one after the other, each in its own process.
 
-    .venv/bin/python -m bench                      # all eight, the documented sizes
-    .venv/bin/python -m bench --quick              # all eight, small sizes (a smoke run)
+    .venv/bin/python -m bench                      # all ten, the documented sizes
+    .venv/bin/python -m bench --quick              # all ten, small sizes (a smoke run)
+
+`distributed` and `rest_budget` need PostgreSQL (found or started as the tests do).
     .venv/bin/python -m bench fanout loop_lag      # just these
 
 Each benchmark prints its own tables; this prints, at the end, every benchmark's exit status and
@@ -27,6 +29,7 @@ BENCHMARKS = (
     "hostile",
     "steps",
     "distributed",
+    "rest_budget",
 )
 # Per benchmark, generous: the index build alone takes about 100 s here.
 LIMIT_S = 1800
