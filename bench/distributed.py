@@ -102,6 +102,8 @@ from typing import Any, Final
 import psycopg
 import yaml
 
+from notifier.testing.workflow_sources import STEPPER
+
 from .common import (
     MeasureError,
     Target,
@@ -150,27 +152,6 @@ URL_KINDS: Final = (
     "URL substring, selective (~200 rows)",
     "URL substring, broad (~20% of rows)",
 )
-
-STEPPER = """
-import asyncio
-import os
-
-from notifier import Context, workflow
-
-
-@workflow(description="Steps slowly", max_steps=lambda steps=3, pause=0.05: steps)
-async def stepper(ctx: Context, steps: int = 3, pause: float = 0.05) -> dict:
-    ran = []
-    for index in range(steps):
-
-        async def one(index: int = index) -> dict:
-            await asyncio.sleep(pause)
-            return {"pid": os.getpid(), "index": index}
-
-        ran.append(await ctx.step(f"page:{index}", one))
-        ctx.progress(stage="stepping", fraction=(index + 1) / steps)
-    return {"steps": len(ran), "pids": sorted({step["pid"] for step in ran})}
-"""
 
 
 # ---------------------------------------------------------------------------------------------

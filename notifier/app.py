@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
@@ -55,10 +54,10 @@ from .discord.compat import (
     recreate_session,
     set_api_base,
 )
+from .discord.delivery import send_notice_dm
 from .discord.identify import IdentifyPacer
-from .discord.io import DiscordIO, OutgoingMessage
+from .discord.io import DiscordIO
 from .discord.replies import reply_ephemeral
-from .discord.session import call_discord
 from .errors import ConfigError, NotifierError
 from .fanout.dispatch import Fanout, NotifierReport
 from .fanout.outbox import OutboxStatus
@@ -467,14 +466,8 @@ class Notifier:
         *,
         nonce: str | None = None,
     ) -> None:
-        """DM a user (the `dm` notifier plugin's transport). The fanout's nonce is the same on
-        every retry of one notice, so `enforce_nonce` keeps a retry from posting twice."""
-        channel_id = await call_discord(lambda: self.io.dm_channel(user_id), stage="notifier")
-        message = OutgoingMessage(content=content, embeds=[embed] if embed else ())
-        nonce = nonce or f"n{user_id}{int(time.time() * 1000)}"[-25:]
-        await call_discord(
-            lambda: self.io.channel_send(channel_id, message, nonce=nonce), stage="notifier"
-        )
+        """DM a user (the `dm` notifier plugin's transport: `send_notice_dm`)."""
+        await send_notice_dm(self.io, user_id, content, embed, nonce=nonce)
 
     async def reload_config(self) -> NotifierReport:
         """Re-read config.yaml and apply its notifiers by the rules of a start: an invalid file

@@ -31,9 +31,11 @@ serialised by a lock, so a progress edit can never overtake the result.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
 from loguru import logger
 
@@ -50,6 +52,7 @@ __all__ = [
     "LadderState",
     "Rung",
     "choose_rung",
+    "send_notice_dm",
 ]
 
 
@@ -410,3 +413,20 @@ class Delivery:
         mention = f"<@{self.target.user_id}>"
         content = f"{mention} {message.content or ''}".strip()
         return replace(message, content=content, mention_user_id=self.target.user_id)
+
+
+async def send_notice_dm(
+    io: DiscordIO,
+    user_id: int,
+    content: str,
+    embed: dict[str, Any] | None,
+    *,
+    nonce: str | None = None,
+) -> None:
+    """DM a user (the `dm` notifier plugin's transport, in a bot or a worker). The fanout's nonce
+    is the same on every retry of one notice, so `enforce_nonce` keeps a retry from posting
+    twice."""
+    channel_id = await call_discord(lambda: io.dm_channel(user_id), stage="notifier")
+    message = OutgoingMessage(content=content, embeds=[embed] if embed else ())
+    nonce = nonce or f"n{user_id}{int(time.time() * 1000)}"[-25:]
+    await call_discord(lambda: io.channel_send(channel_id, message, nonce=nonce), stage="notifier")

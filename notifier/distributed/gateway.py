@@ -30,7 +30,7 @@ from ..discord.io import DiscordIO
 from ..discord.messages import progress_message
 from ..discord.session import InteractionLease, call_discord
 from ..errors import DiscordCallFailed, StoreError
-from ..records import ProgressState, WorkflowRecord, new_workflow_id
+from ..records import ProgressState, WorkflowRecord
 from ..runner import Runner, RunnerBusy, Slot, WorkflowRequest
 from ..runner.runner import Notify, WorkflowBody
 from ..store.postgres import PostgresStore, UserLimitReached
@@ -73,17 +73,7 @@ class GatewayRunner(Runner):
     ) -> WorkflowRecord:
         if not isinstance(body, WorkflowSpec):
             raise RuntimeError("a gateway queues workflows by name; a bare body cannot be queued")
-        record = WorkflowRecord(
-            workflow_id=workflow_id or new_workflow_id(),
-            command=request.command,
-            user_id=request.user_id,
-            user_name=request.user_name,
-            options=dict(request.options),
-            guild_id=request.guild_id,
-            channel_id=request.channel_id,
-            ephemeral=request.ephemeral,
-            created_at=time.time(),
-        )
+        record = self._new_record(request, workflow_id)
         limits = self._settings.runner
         own_limit = self.workflow_settings(request.command).max_per_user
 

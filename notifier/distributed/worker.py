@@ -32,10 +32,10 @@ import procrastinate
 from loguru import logger
 
 from ..config import Settings
-from ..discord.io import DiscordIO, OutgoingMessage
+from ..discord.delivery import send_notice_dm
+from ..discord.io import DiscordIO
 from ..discord.rest_budget import share_rest_budget
 from ..discord.rest_client import rest_only_client
-from ..discord.session import call_discord
 from ..errors import ConfigError, StoreError
 from ..fanout.dispatch import Fanout
 from ..fanout.plugin import PluginContext
@@ -108,12 +108,7 @@ class Worker:
                 *,
                 nonce: str | None = None,
             ) -> None:
-                channel_id = await call_discord(lambda: io.dm_channel(user_id), stage="notifier")
-                message = OutgoingMessage(content=content, embeds=[embed] if embed else ())
-                nonce = nonce or f"n{user_id}{int(time.time() * 1000)}"[-25:]
-                await call_discord(
-                    lambda: io.channel_send(channel_id, message, nonce=nonce), stage="notifier"
-                )
+                await send_notice_dm(io, user_id, content, embed, nonce=nonce)
 
             context = PluginContext(
                 http=http,

@@ -437,17 +437,7 @@ class Runner:
             raise RuntimeError("this slot was given back already; reserve another")
         if self._closing:
             raise RunnerBusy("The bot is shutting down; please try again in a minute.")
-        record = WorkflowRecord(
-            workflow_id=workflow_id or new_workflow_id(),
-            command=request.command,
-            user_id=request.user_id,
-            user_name=request.user_name,
-            options=dict(request.options),
-            guild_id=request.guild_id,
-            channel_id=request.channel_id,
-            ephemeral=request.ephemeral,
-            created_at=time.time(),
-        )
+        record = self._new_record(request, workflow_id)
         try:
             await self._store.create(record)
         except WorkflowExists:
@@ -505,6 +495,21 @@ class Runner:
             "-" if estimate_s is None else f"{estimate_s:.0f}s",
         )
         return record
+
+    @staticmethod
+    def _new_record(request: WorkflowRequest, workflow_id: str | None) -> WorkflowRecord:
+        """The running workflow's record for a command, as `start` stores it."""
+        return WorkflowRecord(
+            workflow_id=workflow_id or new_workflow_id(),
+            command=request.command,
+            user_id=request.user_id,
+            user_name=request.user_name,
+            options=dict(request.options),
+            guild_id=request.guild_id,
+            channel_id=request.channel_id,
+            ephemeral=request.ephemeral,
+            created_at=time.time(),
+        )
 
     def _ladder_events(self, record: WorkflowRecord) -> Callable[[Event, str], Awaitable[None]]:
         async def on_ladder_event(event: Event, detail: str) -> None:

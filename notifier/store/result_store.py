@@ -51,6 +51,14 @@ from .file_writer import ResultFileWriter
 from .locks import KeyedLocks
 from .maintenance import Maintenance, ReconcileReport
 from .query import MAX_PAGE_SIZE, ResultQuery
+from .rules import (
+    clamp_progress,
+    copy_record,
+    id_prefix,
+    purge_cutoff,
+    validate_purge,
+    validate_step,
+)
 from .sqlite.index import IndexDamaged, ResultIndex, WorkflowExists
 from .step_log import STEPS_DIR, Frame, StepLog
 from .store_lock import StoreLock
@@ -62,7 +70,6 @@ INDEX_NAME: Final = "index.sqlite3"
 DEFAULT_MAX_STEP_BYTES: Final = 1024 * 1024  # runner.max_step_bytes's default
 
 _SECONDS_PER_DAY: Final = 86_400.0
-_HEX: Final = frozenset("0123456789abcdef")
 
 StorageErrorHook = Callable[[str, BaseException], Awaitable[None]]
 
@@ -84,11 +91,6 @@ class _Existing:
     document: dict[str, Any]
     size_bytes: int
     pending: WorkflowRecord | None
-
-
-def _copy(record: WorkflowRecord) -> WorkflowRecord:
-    # Records are mutable dataclasses; callers get their own copy so they cannot change ours.
-    return dataclasses.replace(record, options=dict(record.options))
 
 
 def _errno_name(exc: OSError) -> str:
@@ -408,8 +410,7 @@ class ResultStore:
         """
         workflow_id = validate_workflow_id(workflow_id)
         self._check_open()
-        fraction = float(progress)
-        fraction = 0.0 if fraction != fraction else min(1.0, max(0.0, fraction))  # NaN -> 0
+        fraction = clamp_progress(progress)
         if (live := self._live.get(workflow_id)) is not None:
             live.stage, live.progress = stage, fraction
         try:
@@ -433,10 +434,7 @@ class ResultStore:
         them with its row, and a step without one would never go).
         """
         workflow_id = validate_workflow_id(workflow_id)
-        if isinstance(index, bool) or not isinstance(index, int) or index < 0:
-            raise ValueError(f"a step's index is a whole number from 0, not {index!r}")
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"a step's name is non-empty text, not {name!r}")
+        validate_step(index, name)
         self._check_open()
         if workflow_id not in self._live and await self._index.get(workflow_id) is None:
             raise StoreError(f"unknown workflow {workflow_id}: its step {name!r} is not recorded")
@@ -469,7 +467,7 @@ class ResultStore:
         row cannot be read then (the database away) is still held and retried, not refused."""
         workflow_id = validate_workflow_id(record.workflow_id)
         if record.status is WorkflowStatus.RUNNING and workflow_id not in self._pending:
-            self._live.setdefault(workflow_id, _copy(record))
+            self._live.setdefault(workflow_id, copy_record(record))
 
     async def note_resume(self, workflow_id: str) -> int:
         """Count one more resume of a workflow found running (fsynced before it returns, so a
@@ -606,7 +604,7 @@ class ResultStore:
                 raise StoreError(
                     f"workflow {workflow_id}: a file keeps appearing under its name; not overwritten"
                 )
-            record = _copy(pending.record)
+            record = copy_record(pending.record)
         if failure is not None:
             # Outside the lock: the hook may call back into the store for this workflow.
             await self._tell_storage_error(workflow_id, failure)
@@ -641,7 +639,7 @@ class ResultStore:
 
     async def _already_finished(self, workflow_id: str, existing: _Existing) -> WorkflowRecord:
         if existing.pending is not None:
-            return _copy(existing.pending)
+            return copy_record(existing.pending)
         row = None
         with contextlib.suppress(StoreError):
             row = await self._index.get(workflow_id)
@@ -825,7 +823,7 @@ class ResultStore:
         workflow_id = validate_workflow_id(workflow_id)
         self._check_open()
         if (pending := self._pending.get(workflow_id)) is not None:
-            return _copy(pending.record)
+            return copy_record(pending.record)
         live = self._live.get(workflow_id)
         try:
             row = await self._index.get(workflow_id)
@@ -834,7 +832,7 @@ class ResultStore:
                 raise
             row = None
         if row is None and live is not None:
-            return _copy(live)
+            return copy_record(live)
         return row
 
     async def read_result(self, workflow_id: str) -> dict[str, Any]:
@@ -888,8 +886,8 @@ class ResultStore:
         """A user's workflows whose id starts with `prefix`, newest first (for autocomplete).
         A prefix that no id could start with gives an empty list, not an error: it is typing."""
         self._check_open()
-        cleaned = prefix.strip().lower().replace("-", "")
-        if len(cleaned) > 32 or not set(cleaned) <= _HEX:
+        cleaned = id_prefix(prefix)
+        if cleaned is None:
             return []
         return await self._index.recent(user_id, cleaned, max(1, min(limit, MAX_PAGE_SIZE)))
 
@@ -899,7 +897,7 @@ class ResultStore:
         rows = await self._index.pending_delivery()
         seen = {row.workflow_id for row in rows}
         extra = [
-            _copy(p.record)
+            copy_record(p.record)
             for wid, p in self._pending.items()
             if wid not in seen and p.record.delivery_state is DeliveryState.PENDING
         ]
@@ -910,7 +908,7 @@ class ResultStore:
         self._check_open()
         rows = await self._index.running()
         seen = {row.workflow_id for row in rows}
-        extra = [_copy(r) for wid, r in self._live.items() if wid not in seen]
+        extra = [copy_record(r) for wid, r in self._live.items() if wid not in seen]
         return sorted(rows + extra, key=lambda r: r.created_at)
 
     async def durations(self, command: str, depth: str, limit: int) -> list[float]:
@@ -954,18 +952,15 @@ class ResultStore:
         Order, so a crash at any point leaves something reconciliation finishes: mark the rows
         'purging' (committed, and hidden from every query), delete the files, delete the rows.
         """
-        if older_than_s is not None and before is not None:
-            raise ValueError("give older_than_s or before, not both")
-        if older_than_s is not None and older_than_s < 0:
-            raise ValueError("older_than_s must not be negative")
+        validate_purge(older_than_s=older_than_s, before=before)
         self._check_open()
         now = await self._host_time()
-        if before is not None:
-            cutoff = before
-        elif older_than_s is not None:
-            cutoff = now.wall_s - older_than_s
-        else:
-            cutoff = now.wall_s - self._retention_s
+        cutoff = purge_cutoff(
+            now_s=now.wall_s,
+            retention_s=self._retention_s,
+            older_than_s=older_than_s,
+            before=before,
+        )
         purged = await self._maintenance.purge(
             cutoff, now=now.wall_s, include_undelivered=include_undelivered, dry_run=dry_run
         )

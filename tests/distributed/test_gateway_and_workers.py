@@ -27,30 +27,10 @@ from notifier.testing import BotProcess, DiscordEmulator, child_env, every_messa
 from notifier.testing.gateway import ShardingConfig
 from notifier.testing.polling import wait_until
 from notifier.testing.project_bot import PROJECT_ROOT
+from notifier.testing.workflow_sources import STEPPER
 
 LIMIT_S = 90.0
 SHARDS = 2
-
-STEPPER = """
-import asyncio
-import os
-
-from notifier import Context, workflow
-
-
-@workflow(description="Steps slowly", max_steps=lambda steps=3, pause=0.05: steps)
-async def stepper(ctx: Context, steps: int = 3, pause: float = 0.05) -> dict:
-    ran = []
-    for index in range(steps):
-
-        async def one(index: int = index) -> dict:
-            await asyncio.sleep(pause)
-            return {"pid": os.getpid(), "index": index}
-
-        ran.append(await ctx.step(f"page:{index}", one))
-        ctx.progress(stage="stepping", fraction=(index + 1) / steps)
-    return {"steps": len(ran), "pids": sorted({step["pid"] for step in ran})}
-"""
 
 
 def write_config(tmp_path: Path, emulator: DiscordEmulator, dsn: str) -> Path:
