@@ -281,7 +281,10 @@ class StepLog:
 
     async def forget(self, workflow_id: str) -> None:
         """Close the workflow's file and stop keeping what is known of it (it finished); read
-        again if it records another step."""
+        again if it records another step. Nothing to do (no thread hop) for a workflow that
+        recorded no step here: most finishes."""
+        if workflow_id not in self._known:
+            return
         async with self._locks.hold(workflow_id):
             await self._run(_close, self._known.pop(workflow_id, None))
 
