@@ -254,7 +254,10 @@ class PostgresIndex:
             if inside is None:
                 await conn.execute(_INSERT, _row_values(record))
                 return
-            async with conn.transaction():
+            # Pipeline mode: the statements go out without waiting for each answer, so the
+            # gateway's transaction (row, limits, token, job, commit) takes about three round
+            # trips instead of seven; an error still surfaces, and rolls it all back.
+            async with conn.pipeline(), conn.transaction():
                 await conn.execute(_INSERT, _row_values(record))
                 await inside(conn)
 
