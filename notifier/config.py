@@ -55,6 +55,7 @@ __all__ = [
     "RunnerSettings",
     "Settings",
     "StorageSettings",
+    "UserNotificationsSettings",
     "WarningSettings",
     "WorkflowSettings",
     "WorkflowsSettings",
@@ -229,6 +230,36 @@ class DistributedSettings(_Section):
                 f"after one late heartbeat: {self.stall_timeout} <= 2 x {self.heartbeat})"
             )
         return self
+
+
+UserVia = Literal["dm", "email", "webhook"]
+USER_EVENTS: tuple[Event, ...] = (
+    Event.COMPLETED,
+    Event.FAILED,
+    Event.PERSISTED,
+    Event.HANDOFF,
+    Event.RESUMED,
+)
+USER_DEFAULT_EVENTS: tuple[Event, ...] = (Event.COMPLETED, Event.FAILED, Event.PERSISTED)
+
+
+class UserNotificationsSettings(_Section):
+    """What users may choose with ``/notify`` (their own notices: DM, verified e-mail, signed
+    webhook callbacks). `email_notifier` names the operator's ``email`` notifier whose SMTP server
+    sends users' mail (codes and notices); without it e-mail is not offered."""
+
+    enabled: bool = True
+    allow: tuple[UserVia, ...] = ("dm", "email", "webhook")
+    email_notifier: str | None = None
+    webhook_include_result: bool = False
+    webhook_max_failures: int = Field(default=20, ge=1)
+    # Notices one user may receive per day, all channels together (a flood stops here).
+    per_user_daily_limit: int = Field(default=50, ge=1)
+
+    @field_validator("allow")
+    @classmethod
+    def _no_repeats(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(value))
 
 
 class ProgressSettings(_Section):
@@ -420,6 +451,7 @@ class Settings(_Section):
     logging: LoggingSettings = LoggingSettings()
     fanout: FanoutSettings = FanoutSettings()
     distributed: DistributedSettings = DistributedSettings()
+    user_notifications: UserNotificationsSettings = UserNotificationsSettings()
     notifiers: tuple[NotifierEntry, ...] = ()
 
     @model_validator(mode="after")
@@ -429,6 +461,19 @@ class Settings(_Section):
             if entry.name in seen:
                 raise ConfigError(f"notifiers[{index}].name", f"duplicate name {entry.name!r}")
             seen.add(entry.name)
+        mail = self.user_notifications.email_notifier
+        if mail is not None:
+            mailer = next((e for e in self.notifiers if e.name == mail), None)
+            if mailer is None:
+                raise ConfigError(
+                    "user_notifications.email_notifier",
+                    f"no notifier is named {mail!r} (it must name an `email` notifier entry)",
+                )
+            if mailer.plugin != "email":
+                raise ConfigError(
+                    "user_notifications.email_notifier",
+                    f"notifier {mail!r} uses plugin {mailer.plugin!r}; it must be an `email` one",
+                )
         return self
 
 

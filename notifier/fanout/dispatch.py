@@ -77,6 +77,7 @@ from .templates import (
     template_field_names,
 )
 from .transports.common import mask_url
+from .user_routes import UserRoutes, is_user_notifier
 
 __all__ = [
     "CLOSE_DRAIN_S",
@@ -473,8 +474,12 @@ class Fanout:
         progress_interval_s: float = PROGRESS_INTERVAL_S,
         poll_interval_s: float = POLL_INTERVAL_S,
         report: NotifierReport | None = None,
+        users: UserRoutes | None = None,
     ) -> None:
         """Use `Fanout.open`; this only assembles parts that are already open."""
+        self._users = users
+        # The users' own channels (``user:email``...): fixed for the process, never reloaded.
+        self._user_notifiers: Mapping[str, Notifier] = users.notifiers() if users else {}
         self._settings = settings
         self._context = context
         self._registry = registry
@@ -508,6 +513,7 @@ class Fanout:
         *,
         progress_interval_s: float = PROGRESS_INTERVAL_S,
         poll_interval_s: float = POLL_INTERVAL_S,
+        users: UserRoutes | None = None,
     ) -> Fanout:
         """Discover plugins, build the notifiers, open the outbox, send what a previous process
         left pending (all of it, now: a restart is a natural retry point) and start the retry loop.
@@ -533,6 +539,7 @@ class Fanout:
             progress_interval_s=progress_interval_s,
             poll_interval_s=poll_interval_s,
             report=report,
+            users=users,
         )
         try:
             await fanout._resume()
@@ -643,6 +650,18 @@ class Fanout:
             )
             return
         notifiers = [n for n in self._notifiers.values() if n.matches(notice)]
+        if self._users is not None and notice.event is not Event.PROGRESS:
+            try:
+                routed = await self._users.route(notice)
+            except StoreError as exc:
+                # The user's settings cannot be read: the operators' notices still go out.
+                _log(
+                    "ERROR",
+                    f"users' own channels not consulted for {notice.event.value} of workflow "
+                    f"{notice.workflow_id}: {exc}",
+                )
+                routed = []
+            notifiers += [self._user_notifiers[name] for name in routed]
         if notice.event is Event.PROGRESS:
             notifiers = self._throttle_progress(notice, notifiers)
         elif notice.event in _TERMINAL_EVENTS:
@@ -681,7 +700,10 @@ class Fanout:
             for name in [n for n in slots if n not in new]:
                 self._drop_slot((name, workflow_id))
         failed = await self._outbox.fail_pending_except(
-            new.keys(), error=_NOT_CONFIGURED, now_s=time.time(), exclude=set(self._inflight)
+            [*new.keys(), *self._user_notifiers],
+            error=_NOT_CONFIGURED,
+            now_s=time.time(),
+            exclude=set(self._inflight),
         )
         retire = asyncio.create_task(self._retire(old.values(), set(self._tasks)))
         self._retiring.add(retire)
@@ -798,7 +820,7 @@ class Fanout:
 
     async def _deliver(self, row: OutboxRow) -> None:
         try:
-            notifier = self._notifiers.get(row.notifier)
+            notifier = self._notifiers.get(row.notifier) or self._user_notifiers.get(row.notifier)
             if notifier is None:
                 message = _NOT_CONFIGURED.format(notifier=row.notifier, id=row.id)
                 await self._outbox.mark_failed(
@@ -863,7 +885,7 @@ class Fanout:
             await self._outbox.mark_skipped(
                 row.id, attempts=attempt, reason=outcome.detail, targets=targets, now_s=now
             )
-            NOTIFICATIONS_SENT.labels(label, "skipped").inc()
+            self._count(notifier, "skipped")
             _log("DEBUG", f"notice {row.id} to {notifier.name!r} skipped: {outcome.detail}")
             return
         dead = [t for t in targets.values() if t.get("status") == "failed" and t.get("settled")]
@@ -883,13 +905,19 @@ class Fanout:
         await self._outbox.mark_sent(
             row.id, attempts=attempt, targets=targets, now_s=now, note=outcome.detail or None
         )
-        NOTIFICATIONS_SENT.labels(label, "sent").inc()
+        self._count(notifier, "sent")
         NOTIFICATION_LATENCY.labels(label).observe(max(0.0, now - row.created_at))
         _log(
             "DEBUG",
             f"notice {row.id} ({row.event.value} of workflow {row.workflow_id}) sent to "
             f"{notifier.name!r} (attempt {attempt})",
         )
+
+    def _count(self, notifier: Notifier, outcome: str) -> None:
+        """One attempt's outcome in the notifier metrics (and the users' own, for theirs)."""
+        NOTIFICATIONS_SENT.labels(notifier.plugin_name, outcome).inc()
+        if self._users is not None and is_user_notifier(notifier.name):
+            self._users.sent(notifier.name, outcome)
 
     async def _attempt_failed(
         self,
@@ -904,7 +932,6 @@ class Fanout:
         retry_after_s: float | None = None,
     ) -> None:
         fanout = self._settings.fanout
-        label = notifier.plugin_name
         what = f"notice {row.id} ({row.event.value} of workflow {row.workflow_id}) to {notifier.name!r}"
         now = time.time()
         if transient and attempt < fanout.max_attempts:
@@ -921,7 +948,7 @@ class Fanout:
                 targets=targets,
                 now_s=now,
             )
-            NOTIFICATIONS_SENT.labels(label, "timeout" if timed_out else "retried").inc()
+            self._count(notifier, "timeout" if timed_out else "retried")
             _log(
                 "WARNING",
                 f"{what}: attempt {attempt}/{fanout.max_attempts} failed: {error}; "
@@ -933,7 +960,7 @@ class Fanout:
         await self._outbox.mark_failed(
             row.id, attempts=attempt, error=final, targets=targets, now_s=now
         )
-        NOTIFICATIONS_SENT.labels(label, "failed").inc()
+        self._count(notifier, "failed")
         _log("ERROR", f"{what} failed: {final}")
 
     # -- background -------------------------------------------------------------------------
@@ -941,7 +968,7 @@ class Fanout:
     async def _resume(self) -> None:
         now = time.time()
         failed = await self._outbox.fail_pending_except(
-            self._notifiers.keys(), error=_NOT_CONFIGURED, now_s=now
+            [*self._notifiers.keys(), *self._user_notifiers], error=_NOT_CONFIGURED, now_s=now
         )
         if failed:
             _log(
