@@ -86,6 +86,7 @@ def _register_every_part() -> None:
     from ..discord.rest_budget import REST_BUDGET_COMPONENT, REST_BUDGET_MIGRATIONS
     from ..distributed import queue  # noqa: F401 - registers the "queue" set
     from ..fanout.outbox_postgres import OUTBOX_COMPONENT, OUTBOX_MIGRATIONS
+    from ..store.postgres import user_settings  # noqa: F401 - registers the "users" set
     from ..store.postgres.migrations import Migration, MigrationSet, register
 
     for component, statements in (

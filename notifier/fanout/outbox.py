@@ -623,6 +623,24 @@ class Outbox:
             count += await self.requeue(row.id, now_s=now_s)
         return count
 
+    # -- data requests ----------------------------------------------------------------------
+
+    async def forget_user(self, user_id: int) -> int:
+        """Delete every row whose notice names the user (``/notify forget``, ``notifier users
+        forget``): any notifier, any status; return how many. A row being sent right now goes
+        too: the send's outcome (`mark_sent` ...) then finds no pending row and changes
+        nothing, so the notice is not retried and leaves no trace here."""
+        try:
+            written = await self._writer.execute(
+                "DELETE FROM outbox WHERE json_extract(notice_json, '$.user_id') = ?"
+                " RETURNING status",
+                (user_id,),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"outbox write failed: {exc}") from exc
+        OUTBOX_PENDING.dec(sum(1 for (status,) in written.rows if status == "pending"))
+        return len(written.rows)
+
 
 async def open_outbox(settings: Settings, *, repair: bool = True) -> Outbox:
     """The outbox `storage.backend` names: this SQLite file at `outbox_path(settings)` (the

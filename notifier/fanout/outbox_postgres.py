@@ -715,6 +715,19 @@ class PostgresOutbox(Outbox):
             count += await self.requeue(row.id, now_s=now_s)
         return count
 
+    async def forget_user(self, user_id: int) -> int:
+        """Delete every row whose notice names the user, whoever holds it (the notice JSON is
+        text: its ``user_id`` is compared as the text JSON writes it); return how many. A holder
+        sending one of them records its outcome into nothing (`_settle` finds no row) and its
+        lease renewal skips it: the notice goes no further."""
+        rows = await self._fetch(
+            f"DELETE FROM {OUTBOX_TABLE} WHERE (notice_json::jsonb ->> 'user_id') = %s"
+            " RETURNING status",
+            (str(user_id),),
+        )
+        OUTBOX_PENDING.dec(sum(1 for (status,) in rows if status == "pending"))
+        return len(rows)
+
 
 # -- bulk import: the SQLite outbox's rows into this table (notifier store migrate) --------------
 

@@ -11,6 +11,8 @@ Layout under ``storage.path`` (directories 0700, files 0600)::
                            never deleted
     index.sqlite3          the index (WAL): running workflows, delivery state, search
     lock                   held by the one process that maintains the store (`store_lock`)
+    users.sqlite3          users' own notification settings (``/notify``): `user_settings`;
+                           never rebuilt or quarantined (the only copy)
 
 One process at a time
 ---------------------
@@ -98,8 +100,20 @@ from .query import ResultQuery
 from .result_store import ResultStore, StorageErrorHook
 from .sqlite.index import WorkflowExists
 from .store_lock import StoreLock
+from .user_settings import (
+    ChannelSetting,
+    ForgetReport,
+    PendingCode,
+    UserSettings,
+    UserSettingsStore,
+    UserSummary,
+    open_user_settings,
+)
 
 __all__ = [
+    "ChannelSetting",
+    "ForgetReport",
+    "PendingCode",
     "ReconcileReport",
     "ResultNotStorable",
     "ResultQuery",
@@ -108,6 +122,10 @@ __all__ = [
     "Store",
     "StoreLock",
     "StoreLocked",
+    "UserSettings",
+    "UserSettingsStore",
+    "UserSummary",
     "WorkflowExists",
     "open_store",
+    "open_user_settings",
 ]

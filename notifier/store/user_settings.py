@@ -22,23 +22,61 @@ What is stored, and why each piece:
 - Notes owed to the user ("your e-mail address refused mail, so e-mail notices are off"), shown by
   DM or on their next command, then removed.
 
-`forget` deletes every row naming the user and says how many of each kind went.
+`forget` deletes every row naming the user and says how many of each kind went (`FORGET_KINDS`,
+every kind present, 0 included), in one transaction: a crash leaves all of it or none. The codes
+sent are the one exception to "deleted": their rows lose the user (``user_id`` set to NULL) and
+keep the address hash and the time, so the per-address limit still counts them; they name nobody
+and are counted as deleted. Rows of the codes sent older than `CODES_SENT_KEPT_S`, and notice
+counts of days more than `NOTICE_DAYS_KEPT` before the day counted, are pruned as new ones are
+written: the limits are daily and never look further back.
+
+`open_user_settings` opens the backend ``storage.backend`` names (see its docstring).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import datetime
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    from ..config import StorageSettings
 
 __all__ = [
+    "CODES_SENT_KEPT_S",
+    "FORGET_KINDS",
+    "NOTICE_DAYS_KEPT",
+    "USERS_FILE",
     "ChannelSetting",
     "ForgetReport",
     "PendingCode",
     "UserSettings",
     "UserSettingsStore",
     "UserSummary",
+    "export_document",
+    "mask_address",
+    "mask_secret",
+    "oldest_notice_day",
+    "open_user_settings",
 ]
+
+# The SQLite file under storage.path (beside the index, not in it: see the module docstring).
+USERS_FILE: Final = "users.sqlite3"
+# What `forget` reports, in this order, under these names (the command and the CLI show them).
+FORGET_KINDS: Final = (
+    "channels",
+    "webhook secret",
+    "pending codes",
+    "codes sent",
+    "notice counts",
+    "notes",
+)
+# The limits count a day back; rows twice that old are pruned as new ones are written.
+CODES_SENT_KEPT_S: Final = 2 * 86_400.0
+NOTICE_DAYS_KEPT: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +152,8 @@ class UserSettingsStore(Protocol):
     async def remove_channel(self, user_id: int, via: str) -> bool: ...
 
     async def record_failure(self, user_id: int, via: str, *, now: float) -> int:
-        """One more consecutive failed delivery; the count now (0 if there is no channel)."""
+        """One more consecutive failed delivery; the count now (0 if there is no channel). The
+        channel's `updated_at` becomes `now`."""
 
     async def reset_failures(self, user_id: int, via: str) -> None: ...
 
@@ -135,7 +174,8 @@ class UserSettingsStore(Protocol):
     async def codes_sent_since(
         self, *, since: float, user_id: int | None = None, address_hash: str | None = None
     ) -> int:
-        """Codes sent at or after `since` to this user, or to this address (across users)."""
+        """Codes sent at or after `since` to this user, or to this address (across users, a
+        forgotten user's codes included); both given: to this user at this address."""
 
     async def count_notice(self, user_id: int, day: str) -> int:
         """Count one notice for the user on `day` (``YYYY-MM-DD``, UTC); the day's count now."""
@@ -152,3 +192,96 @@ class UserSettingsStore(Protocol):
         webhook secret and the code hash masked."""
 
     async def forget(self, user_id: int) -> ForgetReport: ...
+
+
+def oldest_notice_day(day: str) -> str:
+    """The oldest day whose notice counts are kept when `day` (``YYYY-MM-DD``) is counted: the
+    backends prune the days before it. ValueError if `day` is not such a date."""
+    oldest = datetime.date.fromisoformat(day) - datetime.timedelta(days=NOTICE_DAYS_KEPT)
+    return oldest.isoformat()
+
+
+def mask_address(address: str) -> str:
+    """An e-mail address as it may be shown: ``a***@b.c`` (the first character of the local part,
+    the domain); ``***`` for anything without both."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        return "***"
+    return f"{local[0]}***@{domain}"
+
+
+def mask_secret(secret: str | None) -> str | None:
+    """A webhook secret as it may be shown: its ``whsec_`` prefix and nothing of the key."""
+    if secret is None:
+        return None
+    return "whsec_***" if secret.startswith("whsec_") else "***"
+
+
+def export_document(
+    user_id: int,
+    *,
+    channels: Iterable[ChannelSetting],
+    webhook_secret: str | None,
+    pending: PendingCode | None,
+    codes_sent_at: Iterable[float],
+    notice_counts: Mapping[str, int],
+    notes: Iterable[tuple[str, float]],
+) -> dict[str, Any]:
+    """What `UserSettingsStore.export` returns, built the same way by both backends: every
+    channel with its target, the secret masked, the pending code without its hash and with its
+    address masked, the times codes were sent, the notice counts by day and the notes owed."""
+    return {
+        "user_id": user_id,
+        "channels": [
+            {
+                "via": c.via,
+                "target": c.target,
+                "events": list(c.events),
+                "workflows": list(c.workflows),
+                "enabled": c.enabled,
+                "disabled_reason": c.disabled_reason,
+                "failures": c.failures,
+                "updated_at": c.updated_at,
+            }
+            for c in sorted(channels, key=lambda c: c.via)
+        ],
+        "webhook_secret": mask_secret(webhook_secret),
+        "pending_code": None
+        if pending is None
+        else {
+            "address": mask_address(pending.address),
+            "expires_at": pending.expires_at,
+            "attempts": pending.attempts,
+        },
+        "codes_sent": sorted(codes_sent_at),
+        "notice_counts": dict(sorted(notice_counts.items())),
+        "notes": [{"text": text, "created_at": at} for text, at in notes],
+    }
+
+
+async def open_user_settings(settings: StorageSettings) -> UserSettingsStore:
+    """The users' settings of the backend ``settings.backend`` names: the SQLite file
+    `USERS_FILE` under ``storage.path`` (`sqlite.user_settings`), or the ``users`` migration
+    set's tables in the PostgreSQL database at ``storage.postgres_dsn`` on a small pool of their
+    own (`postgres.user_settings`, migrated at open). Both are imported here, when asked for:
+    psycopg is an optional extra, and neither backend is needed to read this contract.
+
+    ConfigError naming the field when PostgreSQL is asked for without its extra; StoreError
+    when the file or the database cannot be opened (a damaged file, a schema newer than this
+    program's)."""
+    if settings.backend != "postgres":
+        from .sqlite.user_settings import SQLiteUserSettings
+
+        return await SQLiteUserSettings.open(settings.path / USERS_FILE)
+    if settings.postgres_dsn is None:
+        raise ConfigError("storage.postgres_dsn", "backend is postgres but postgres_dsn is not set")
+    try:
+        from .postgres.user_settings import PostgresUserSettings
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in ("psycopg", "psycopg_pool"):
+            raise
+        raise ConfigError(
+            "storage.backend",
+            f"postgres needs the postgres extra ({exc}): pip install 'nextcord-notifier[postgres]'",
+        ) from None
+    return await PostgresUserSettings.open(settings.postgres_dsn.get_secret_value())

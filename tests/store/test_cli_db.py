@@ -36,7 +36,7 @@ PASSWORD: Final = "pw-7c1e0-never-shown"  # trust auth ignores it; nothing may p
 LATEST: Final = STORE_SCHEMA.latest
 OUTBOX_LATEST: Final = len(OUTBOX_MIGRATIONS)
 # Every part's tables: the store's, the outbox's, the REST budget's, the job queue's (our tokens
-# and procrastinate's own tables).
+# and procrastinate's own tables), the users' settings'.
 TABLES: Final = sorted(
     [
         VERSION_TABLE,
@@ -49,6 +49,12 @@ TABLES: Final = sorted(
         "procrastinate_workers",
         "results",
         "store_notes",
+        "user_channels",
+        "user_codes_sent",
+        "user_notes",
+        "user_notice_counts",
+        "user_pending_codes",
+        "user_secrets",
         "workflow_steps",
         "workflows",
     ]
@@ -94,6 +100,7 @@ def test_migrate_creates_the_schema_once_and_says_so(postgres_dsn: str, tmp_path
     assert first.returncode == 0, first.stderr
     assert f"store: schema version 0 -> {LATEST} (migrated)" in first.stdout
     assert f"outbox: schema version 0 -> {OUTBOX_LATEST} (migrated)" in first.stdout
+    assert "users: schema version 0 -> 1 (migrated)" in first.stdout
     assert second.returncode == 0, second.stderr
     assert f"store: schema version {LATEST} -> {LATEST} (already current)" in second.stdout
     assert (
