@@ -25,11 +25,14 @@ bytes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, NamedTuple
 
 import psycopg
+from loguru import logger
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
@@ -38,6 +41,7 @@ from ...records import DeliveryState, WorkflowRecord, WorkflowStatus
 from ..query import ResultQuery
 from ..sqlite.index import WorkflowExists
 from .connection import Connection, Database
+from .url_terms import REFRESH_S, Lookup, UrlTrigramCounts, rare_trigrams, sample_percent
 
 __all__ = ["PURGE_BATCH", "RETENTION_LOCK_KEY", "PostgresIndex", "StoredStep", "UnknownWorkflow"]
 
@@ -180,7 +184,9 @@ def _escape_like(needle: str) -> str:
     return needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _where(query: ResultQuery) -> tuple[str, list[Any]]:
+def _where(query: ResultQuery, lookup: Sequence[Lookup] = ()) -> tuple[str, list[Any]]:
+    """The WHERE clause of `query`; `lookup`, the URL needle's rarest trigrams (`url_terms`),
+    makes the trigram index look up only those, the whole needle tested on each candidate."""
     clauses = ["true"]
     params: list[Any] = []
     if query.user_id is not None:
@@ -203,7 +209,13 @@ def _where(query: ResultQuery) -> tuple[str, list[Any]]:
         params.append(query.until)
     needle = query.url_contains
     if needle:
-        if _storable(needle):
+        if _storable(needle) and lookup:
+            clauses.extend("url ILIKE %s ESCAPE '\\'" for _ in lookup)
+            params.extend(f"%{_escape_like(item.piece)}%" for item in lookup)
+            # `url || ''` is not the indexed expression: a filter on each candidate only.
+            clauses.append("(url || '') ILIKE %s ESCAPE '\\'")
+            params.append(f"%{_escape_like(needle)}%")
+        elif _storable(needle):
             clauses.append("url ILIKE %s ESCAPE '\\'")
             params.append(f"%{_escape_like(needle)}%")
         else:
@@ -239,6 +251,8 @@ class PostgresIndex:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self._url_counts = UrlTrigramCounts()
+        self._counting: asyncio.Task[None] | None = None
 
     # -- rows ----------------------------------------------------------------------------------
 
@@ -402,8 +416,38 @@ class PostgresIndex:
 
     # -- search --------------------------------------------------------------------------------
 
+    def _lookup(self, query: ResultQuery) -> list[Lookup]:
+        """The needle's rarest trigrams for the index (see `url_terms`); asks for fresh counts
+        in the background when they are missing or old (this search goes on without them)."""
+        if not query.url_contains:
+            return []
+        if self._url_counts.stale() and (self._counting is None or self._counting.done()):
+            self._counting = asyncio.create_task(self._read_url_counts(), name="pg-url-trigrams")
+        return rare_trigrams(query.url_contains, self._url_counts)
+
+    async def close(self) -> None:
+        """Stop a trigram sample still running (before the pool closes under it)."""
+        if self._counting is not None and not self._counting.done():
+            self._counting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._counting
+
+    async def read_url_counts(self) -> None:
+        """Read the trigram counts now and wait for them (tools, benchmarks, tests)."""
+        await self._read_url_counts()
+
+    async def _read_url_counts(self) -> None:
+        try:
+            self._url_counts = await self._db.run(
+                "sample the URLs' trigrams", _sample_url_trigrams, retry=True
+            )
+        except StoreError as exc:
+            # Searches stay exact without them, only slower; the next search asks again.
+            logger.warning("store: URL trigram counts not read ({}); URL search still exact", exc)
+            self._url_counts = UrlTrigramCounts(read_at=time.monotonic() - REFRESH_S + 60)
+
     async def search(self, query: ResultQuery) -> list[WorkflowRecord]:
-        where, params = _where(query)
+        where, params = _where(query, self._lookup(query))
         rows = await self._db.fetch(
             "search",
             f"{_SELECT} WHERE {where} ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
@@ -412,7 +456,7 @@ class PostgresIndex:
         return [_record(row) for row in rows]
 
     async def count(self, query: ResultQuery) -> int:
-        where, params = _where(query)
+        where, params = _where(query, self._lookup(query))
         rows = await self._db.fetch(
             "count", f"SELECT count(*) FROM workflows WHERE {where}", params
         )
@@ -545,6 +589,29 @@ class PostgresIndex:
                     await conn.execute("SELECT pg_advisory_unlock(%s)", [RETENTION_LOCK_KEY])
 
         return await self._db.run("purge expired results", purge, retry=False)
+
+
+async def _sample_url_trigrams(conn: Connection) -> UrlTrigramCounts:
+    """Rows per trigram in a sample of about `SAMPLE_ROWS` rows (see `url_terms`)."""
+    cursor = await conn.execute("SELECT reltuples FROM pg_class WHERE oid = 'workflows'::regclass")
+    row = await cursor.fetchone()
+    percent = sample_percent(float(row[0]) if row else 0.0)
+    if percent is None:
+        return UrlTrigramCounts(read_at=time.monotonic())
+    # One sample for both answers: the CTE is read once (it is named twice, so materialized).
+    cursor = await conn.execute(
+        "WITH s AS MATERIALIZED (SELECT url FROM workflows TABLESAMPLE SYSTEM (%s)) "
+        "SELECT NULL, count(*) FROM s "
+        "UNION ALL SELECT t, count(*) FROM s, LATERAL unnest(show_trgm(url)) t GROUP BY t",
+        [percent],
+    )
+    sampled, rows = 0, {}
+    for trigram, count in await cursor.fetchall():
+        if trigram is None:
+            sampled = int(count)
+        else:
+            rows[str(trigram)] = int(count)
+    return UrlTrigramCounts(rows, sampled, time.monotonic())
 
 
 async def _fetchall(

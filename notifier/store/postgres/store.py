@@ -359,6 +359,7 @@ class PostgresStore:
                     "process",
                     workflow_id,
                 )
+            await self._index.close()
             await self._db.close()
         finally:
             self._threads.close()
@@ -983,10 +984,12 @@ class PostgresStore:
         return await self._index.search(query)
 
     async def url_search_ready(self) -> None:
-        """Refresh the planner's statistics (``ANALYZE workflows``), for tools and benchmarks
-        that just loaded many rows; the trigram index itself needs nothing read beforehand."""
+        """Refresh the planner's statistics (``ANALYZE workflows``) and read the URL trigram
+        counts (`url_terms`) now, for tools and benchmarks that just loaded many rows; without
+        this, the first URL search reads them in the background."""
         self._check_open()
         await self._index.analyze()
+        await self._index.read_url_counts()
 
     async def count(self, query: ResultQuery) -> int:
         """How many rows match `query` in all (its `limit` and `offset` are ignored)."""
