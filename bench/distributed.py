@@ -102,6 +102,7 @@ from typing import Any, Final
 import psycopg
 import yaml
 
+from notifier.store import ResultQuery
 from notifier.testing.workflow_sources import STEPPER
 
 from .common import (
@@ -753,7 +754,6 @@ def _plan_line(node: dict[str, Any]) -> str:
 async def slowest_and_median_needle(store: Any, samples: int = 40) -> list[str]:
     """Of `samples` selective needles (``siteN.example``, as `bench.index` asks), timed once each
     through the store, the slowest and the median: their plans differ (see the report)."""
-    from notifier.store import ResultQuery
 
     from .index import SITES
 
@@ -771,16 +771,11 @@ async def slowest_and_median_needle(store: Any, samples: int = 40) -> list[str]:
 async def explain_url_search(
     store: Any, cases: Sequence[tuple[int | None, str]]
 ) -> list[tuple[str, ...]]:
-    """EXPLAIN ANALYZE, best of 3, of the URL search the store runs (`PostgresIndex.search`'s
-    WHERE and ORDER BY) per (user id or None, needle): how PostgreSQL finds the newest 25."""
+    """EXPLAIN ANALYZE, best of 3, of the URL search the store runs (`PostgresStore.search_where`
+    and the ORDER BY of `PostgresIndex.search`) per (user id or None, needle): how PostgreSQL finds the newest 25."""
     shown = []
     for user_id, needle in cases:
-        pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        where = "url ILIKE %s ESCAPE '\\'"
-        params: list[Any] = [pattern]
-        if user_id is not None:
-            where = "user_id = %s AND " + where
-            params.insert(0, user_id)
+        where, params = store.search_where(ResultQuery(url_contains=needle, user_id=user_id))
         [(matches,)] = await store.database.fetch(
             "count", f"SELECT count(*) FROM workflows WHERE {where}", params
         )

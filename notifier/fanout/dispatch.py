@@ -47,7 +47,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from loguru import logger
 from pydantic import BaseModel, ValidationError
@@ -77,7 +77,6 @@ from .templates import (
     template_field_names,
 )
 from .transports.common import mask_url
-from .user_routes import UserRoutes, is_user_notifier
 
 __all__ = [
     "CLOSE_DRAIN_S",
@@ -174,6 +173,27 @@ class Notifier:
             timeout_s=timeout_s,
             settled_targets=settled_targets,
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Users' own channels (see `notifier.fanout.user_routes`)
+
+USER_NOTIFIER_PREFIX: Final = "user:"
+
+
+def is_user_notifier(name: str) -> bool:
+    return name.startswith(USER_NOTIFIER_PREFIX)
+
+
+class UserRoutes(Protocol):
+    def notifiers(self) -> Mapping[str, Notifier]:
+        """The users' channel notifiers by name (``user:email`` ...), fixed for the process."""
+
+    async def route(self, notice: Notice) -> Sequence[str]:
+        """The names of the user channels `notice` goes to (none when the user chose nothing)."""
+
+    def sent(self, notifier: str, outcome: str) -> None:
+        """Count an attempt's outcome for ``notifier_user_notifications_total{via,outcome}``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,9 @@ Queries mirror the SQLite index's (`sqlite.index`), with the same answers:
 
 - ``search``/``count``: the filters ANDed; newest first (``created_at DESC, id DESC``). A URL
   substring is ``url ILIKE '%needle%' ESCAPE '\\'`` with ``\\``, ``%`` and ``_`` escaped, so they
-  match themselves; the ``pg_trgm`` GIN index finds the candidates for needles of three
-  characters or more and PostgreSQL re-checks each, so the answer is exact. A needle PostgreSQL
+  match themselves; the ``pg_trgm`` GIN index finds the candidates, by the needle's rarest
+  trigrams on a big table (`url_terms`), and each is tested with the whole needle, so the
+  answer is exact. A needle PostgreSQL
   cannot hold (a NUL, a lone surrogate) matches nothing, as no stored URL can contain it.
 - ``recent``: a user's ids by prefix (hex only, so no LIKE wildcard can reach it).
 - retention (`purge`): rows that finished before the cutoff, never running ones, not undelivered
@@ -432,6 +433,10 @@ class PostgresIndex:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._counting
 
+    def where(self, query: ResultQuery) -> tuple[str, list[Any]]:
+        """The WHERE clause `search` and `count` run for `query`, with its parameters."""
+        return _where(query, self._lookup(query))
+
     async def read_url_counts(self) -> None:
         """Read the trigram counts now and wait for them (tools, benchmarks, tests)."""
         await self._read_url_counts()
@@ -447,7 +452,7 @@ class PostgresIndex:
             self._url_counts = UrlTrigramCounts(read_at=time.monotonic() - REFRESH_S + 60)
 
     async def search(self, query: ResultQuery) -> list[WorkflowRecord]:
-        where, params = _where(query, self._lookup(query))
+        where, params = self.where(query)
         rows = await self._db.fetch(
             "search",
             f"{_SELECT} WHERE {where} ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
@@ -456,7 +461,7 @@ class PostgresIndex:
         return [_record(row) for row in rows]
 
     async def count(self, query: ResultQuery) -> int:
-        where, params = _where(query, self._lookup(query))
+        where, params = self.where(query)
         rows = await self._db.fetch(
             "count", f"SELECT count(*) FROM workflows WHERE {where}", params
         )

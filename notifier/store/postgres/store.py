@@ -983,6 +983,11 @@ class PostgresStore:
         self._check_open()
         return await self._index.search(query)
 
+    def search_where(self, query: ResultQuery) -> tuple[str, list[Any]]:
+        """The WHERE clause and parameters `search(query)` runs now (for EXPLAIN in tools and
+        benchmarks: which way a URL needle takes depends on the trigram counts read)."""
+        return self._index.where(query)
+
     async def url_search_ready(self) -> None:
         """Refresh the planner's statistics (``ANALYZE workflows``) and read the URL trigram
         counts (`url_terms`) now, for tools and benchmarks that just loaded many rows; without
