@@ -40,6 +40,7 @@ __all__ = [
     "RESULTS_LOST",
     "RESULTS_QUARANTINED",
     "STORE_WRITE_FAILURES",
+    "USER_NOTIFICATIONS",
     "WORKFLOWS_RUNNING",
     "WORKFLOW_DELIVERY",
     "WORKFLOW_DURATION",
@@ -113,6 +114,13 @@ NOTIFICATION_LATENCY = Histogram(
     "notifier_notification_latency_seconds",
     "Time from a notice being queued to its plugin reporting success.",
     ["plugin"],
+)
+USER_NOTIFICATIONS = Counter(
+    "notifier_user_notifications",
+    "Users' own notices (/notify), by channel (dm, email, webhook) and outcome: the fanout's "
+    "per-attempt outcomes (sent, skipped, retried, timeout, failed), and limited (not routed: the "
+    "user reached user_notifications.per_user_daily_limit).",
+    ["via", "outcome"],
 )
 OUTBOX_PENDING = Gauge("notifier_outbox_pending", "Notices written to the outbox and not yet sent.")
 GATEWAY_CONNECTED = Gauge(

@@ -1,0 +1,201 @@
+"""Fixtures for users' own notices: real parts only. An aiosmtpd server on 127.0.0.1 that can
+refuse chosen recipients with a 550, the users' settings store as the bot opens it (SQLite in
+tmp_path; PostgreSQL too for the tests that ask for `backend`), a recording `send_dm`, and a
+clock the test moves."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiosmtpd.controller import Controller
+
+from notifier.config import Settings, StorageSettings
+from notifier.fanout.plugin import PluginContext
+from notifier.store.user_settings import UserSettingsStore, open_user_settings
+from notifier.testing import free_port
+
+NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
+
+
+class Mailbox:
+    """aiosmtpd handler: keeps every accepted mail; answers RCPT with 550 for `refused`."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+        self.refused: set[str] = set()
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address in self.refused:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.messages.append(message)
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
+
+    def code_for(self, address: str) -> str:
+        """The code in the last mail to `address`."""
+        text = self.to(address)[-1].get_content()
+        found = re.search(r"Your code is (\d{6})\.", text)
+        assert found, text
+        return found.group(1)
+
+
+@dataclass
+class SmtpServer:
+    port: int
+    mailbox: Mailbox
+
+    def url(self) -> str:
+        return f"mailto://127.0.0.1:{self.port}?from=bot@example.com&to=ops@example.com"
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield SmtpServer(port, mailbox)
+    finally:
+        controller.stop()
+
+
+class DiscordRefusal(Exception):
+    """Shaped like nextcord's HTTPException: `status` and Discord's JSON `code`."""
+
+    def __init__(self, status: int, code: int) -> None:
+        super().__init__(f"{status} (error code: {code})")
+        self.status = status
+        self.code = code
+
+
+@dataclass
+class DMs:
+    """The bot's `send_dm`, recording; users in `closed` answer 403/50007 like Discord."""
+
+    sent: list[tuple[int, str, dict[str, Any] | None]] = field(default_factory=list)
+    closed: set[int] = field(default_factory=set)
+
+    async def __call__(
+        self, user_id: int, content: str, embed: dict[str, Any] | None, nonce: str | None = None
+    ) -> None:
+        if user_id in self.closed:
+            raise DiscordRefusal(403, 50007)
+        self.sent.append((user_id, content, embed))
+
+    def to(self, user_id: int) -> list[str]:
+        return [content for uid, content, _ in self.sent if uid == user_id]
+
+
+@pytest.fixture
+def dms() -> DMs:
+    return DMs()
+
+
+@pytest.fixture
+async def context(dms: DMs) -> AsyncIterator[PluginContext]:
+    executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="test-usernotify")
+    async with aiohttp.ClientSession() as http:
+        yield PluginContext(http=http, executor=executor, send_dm=dms)
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Clock:
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def make_settings(
+    tmp_path: Path, smtp: SmtpServer | None = None, *, allow_private: bool = True, **users: Any
+) -> Settings:
+    """Settings with users' notices on (e-mail through `smtp` when given), loopback callbacks
+    allowed (`autointel.allow_private_networks`, unless not `allow_private`), fast retries and an
+    outbox in tmp_path."""
+    notifiers: list[dict[str, Any]] = []
+    section: dict[str, Any] = {"enabled": True, **users}
+    if smtp is not None:
+        # Disabled: it only lends its SMTP server to users' mail (operators hear nothing here).
+        notifiers.append(
+            {
+                "name": "ops-mail",
+                "plugin": "email",
+                "on": ["failed"],
+                "enabled": False,
+                "options": {"urls": [smtp.url()]},
+            }
+        )
+        section.setdefault("email_notifier", "ops-mail")
+    return Settings.model_validate(
+        {
+            "storage": {"path": str(tmp_path / "data")},
+            "autointel": {"allow_private_networks": allow_private},
+            "fanout": {
+                "plugin_dirs": [],
+                "timeout": 5.0,
+                "max_attempts": 3,
+                "backoff_initial": 0.01,
+                "backoff_max": 0.05,
+                "outbox_path": str(tmp_path / "outbox.sqlite3"),
+            },
+            "user_notifications": section,
+            "notifiers": notifiers,
+        }
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def users(tmp_path: Path) -> AsyncIterator[UserSettingsStore]:
+    """The SQLite settings store, as the bot opens it."""
+    store = await open_user_settings(StorageSettings(path=tmp_path / "data"))
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def users_on_each_backend(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> AsyncIterator[UserSettingsStore]:
+    """The settings store on SQLite and on PostgreSQL (a database of this test's own)."""
+    if backend == "sqlite":
+        storage = StorageSettings(path=tmp_path / "data")
+    else:
+        dsn: str = request.getfixturevalue("postgres_dsn")
+        storage = StorageSettings.model_validate(
+            {"path": str(tmp_path / "data"), "backend": "postgres", "postgres_dsn": dsn}
+        )
+    store = await open_user_settings(storage)
+    yield store
+    await store.close()
