@@ -1,10 +1,11 @@
 """The notifier, attached to a nextcord bot: config, store, fanout, runner and commands, wired.
 
 Theory of operation. `Notifier` owns the services (the result store, the fanout and its outbox,
-the runner, the workflows) and one place starts them (`open`) and drains them (`close`): running
-workflows are interrupted and their users told, the workflows' resources (autointel's page
-workers) released, the fanout drained, the store closed, then the shared HTTP session and
-threads.
+the runner, the workflows, and with ``user_notifications.enabled`` the users' own notices: their
+settings store and `UserNotifications`, whose channels ride the fanout) and one place starts them
+(`open`) and drains them (`close`): running workflows are interrupted and their users told, the
+workflows' resources (autointel's page workers) released, the fanout drained, the users'
+settings and the store closed, then the shared HTTP session and threads.
 
 `Notifier.attach(bot)` installs it into any `commands.Bot` or `AutoShardedBot` without
 subclassing (the `notifier.ext` extension and `await notifier.setup(bot, config)` call it):
@@ -46,6 +47,7 @@ from loguru import logger
 from nextcord.ext import commands
 
 from .cogs import build_cogs
+from .cogs.notify import notify_cog
 from .config import Settings, load_config, secret_values
 from .discord.compat import (
     TrackedInteraction,
@@ -73,6 +75,8 @@ from .metrics import (
 )
 from .runner.runner import Runner
 from .store import Store, open_store
+from .store.user_settings import UserSettingsStore, open_user_settings
+from .usernotify.service import UserNotifications
 from .workflows import Workflow, WorkflowSpec, bind_workflows, close_workflows, load_workflows
 
 __all__ = ["Notifier", "NotifierBot", "Role", "ShardedNotifierBot", "build_bot"]
@@ -147,6 +151,9 @@ class Notifier:
         self._io: DiscordIO | None = None
         self._store: Store | None = None
         self._fanout: Fanout | None = None
+        # Users' own notices (/notify), with user_notifications.enabled only.
+        self._user_settings: UserSettingsStore | None = None
+        self._user_notifications: UserNotifications | None = None
         self._runner: Runner | None = None
         self._http_session: aiohttp.ClientSession | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -185,6 +192,20 @@ class Notifier:
         if self._runner is None:
             raise RuntimeError(_NOT_OPEN)
         return self._runner
+
+    @property
+    def user_notifications(self) -> UserNotifications:
+        """The users' own notices (`/notify`); RuntimeError when not open or not enabled."""
+        if self._user_notifications is None:
+            raise RuntimeError(_NOT_OPEN + " (or user_notifications is not enabled)")
+        return self._user_notifications
+
+    @property
+    def user_settings(self) -> UserSettingsStore:
+        """What the users chose (`/notify`), stored; RuntimeError when not open or not enabled."""
+        if self._user_settings is None:
+            raise RuntimeError(_NOT_OPEN + " (or user_notifications is not enabled)")
+        return self._user_settings
 
     @property
     def io(self) -> DiscordIO:
@@ -258,6 +279,8 @@ class Notifier:
             bot.add_listener(listener, event)
 
         self._cogs = build_cogs(self, self._found.values())
+        if self.settings.user_notifications.enabled:
+            self._cogs.append(notify_cog(self))
         guild_ids = self.settings.discord.guild_ids
         for cog in self._cogs:
             if guild_ids:
@@ -357,7 +380,19 @@ class Notifier:
             send_dm=self.send_dm,
             discord_api_base=settings.discord.api_base,
         )
-        self._fanout = await Fanout.open(settings, context)
+        users = None
+        if settings.user_notifications.enabled:
+            self._user_settings = await open_user_settings(settings.storage)
+            self._user_notifications = UserNotifications(
+                settings,
+                self._user_settings,
+                context,
+                load_result=_stored_result_of(self._store),
+            )
+            users = self._user_notifications.routes
+        self._fanout = await Fanout.open(settings, context, users=users)
+        if self._user_notifications is not None:
+            self._user_notifications.bind_outbox(self._fanout.outbox)
         if self.role == "gateway":
             self._runner = await self._gateway_runner(self._store, self._fanout)
         else:
@@ -411,6 +446,8 @@ class Notifier:
         recovery, self._recovery = self._recovery, None
         runner, self._runner = self._runner, None
         fanout, self._fanout = self._fanout, None
+        user_settings, self._user_settings = self._user_settings, None
+        user_notifications, self._user_notifications = self._user_notifications, None
         store, self._store = self._store, None
         http_session, self._http_session = self._http_session, None
         executor, self._executor = self._executor, None
@@ -428,6 +465,10 @@ class Notifier:
             if fanout is not None:
                 await fanout.drain(timeout_s=self.settings.runner.shutdown_grace)
                 await fanout.close()
+            if user_notifications is not None:
+                await user_notifications.close()
+            if user_settings is not None:
+                await user_settings.close()
             if store is not None:
                 await store.close()
         finally:
@@ -620,6 +661,20 @@ class Notifier:
             "❌ Something went wrong on our side; it has been logged. Any workflow result is "
             "safe in the store (`/retrieve_results`).",
         )
+
+
+def _stored_result_of(store: Store) -> Callable[[str], Awaitable[Any]]:
+    """What a user's webhook callback carries as its result (``webhook_include_result``): the
+    stored document's result, or None when there is none to read (a test notice, a lost file)."""
+
+    async def stored_result(workflow_id: str) -> Any:
+        try:
+            return (await store.read_result(workflow_id)).get("result")
+        except NotifierError as exc:
+            logger.debug("no stored result for a callback of {}: {}", workflow_id, exc)
+            return None
+
+    return stored_result
 
 
 def _client_options(settings: Settings, guild_ready_timeout_s: float) -> dict[str, Any]:

@@ -29,7 +29,18 @@ from typing import TYPE_CHECKING, Final, NoReturn, cast
 
 from ..config import Settings, load_config
 from ..errors import ConfigError, InvalidWorkflowId, StoreError
-from . import config_check, db, init, notifiers, outbox, results, run, store_migrate, worker
+from . import (
+    config_check,
+    db,
+    init,
+    notifiers,
+    outbox,
+    results,
+    run,
+    store_migrate,
+    users,
+    worker,
+)
 from .common import EXIT_NOT_FOUND, EXIT_USAGE, CommandError, Handler
 
 if TYPE_CHECKING:
@@ -51,6 +62,7 @@ COMMAND_GROUPS: list[GroupRegistrar] = [
     db.register,  # db migrate, db status (PostgreSQL's schema)
     worker.register,  # worker (distributed mode: runs queued workflows)
     store_migrate.register,  # store migrate (SQLite store and outbox into PostgreSQL)
+    users.register,  # users list, users show, users forget (users' own notices, /notify)
 ]
 
 

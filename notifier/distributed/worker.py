@@ -2,8 +2,10 @@
 
 A worker opens what a bot opens minus the gateway: the PostgreSQL store, a REST-only Discord
 client (`notifier.discord.rest_client`) for follow-ups, channel messages and DMs, the fanout on
-the shared outbox, the workflows, and a `Runner`; then it takes `run_workflow` jobs from the
-queue (`queue`), ``runner.max_concurrent`` at a time, each run to its end by `Runner.run_job`.
+the shared outbox (with the users' own channels of ``/notify``, their settings read from the
+shared database, when ``user_notifications.enabled``), the workflows, and a `Runner`; then it
+takes `run_workflow` jobs from the queue (`queue`), ``runner.max_concurrent`` at a time, each run
+to its end by `Runner.run_job`.
 
 Beside the jobs it keeps two duties (`_sweep_loop`), shared by every worker through an advisory
 lock so that one does each at a time: jobs of workers whose heartbeat stopped are retried (their
@@ -36,12 +38,14 @@ from ..discord.delivery import send_notice_dm
 from ..discord.io import DiscordIO
 from ..discord.rest_budget import share_rest_budget
 from ..discord.rest_client import rest_only_client
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, NotifierError, StoreError
 from ..fanout.dispatch import Fanout
 from ..fanout.plugin import PluginContext
 from ..records import validate_workflow_id
 from ..runner import JobTicket, Runner
 from ..store.postgres import PostgresStore
+from ..store.user_settings import UserSettingsStore, open_user_settings
+from ..usernotify.service import UserNotifications
 from ..workflows import WorkflowSpec, bind_workflows, close_workflows, load_workflows
 from . import tokens
 from .queue import QUEUE, RUN_WORKFLOW, SWEEP_LOCK_KEY, build_app, defer_workflow
@@ -86,6 +90,8 @@ class Worker:
             max_workers=settings.fanout.executor_workers, thread_name_prefix="apprise"
         )
         fanout: Fanout | None = None
+        user_settings: UserSettingsStore | None = None
+        users: UserNotifications | None = None
         stop_sharing: Callable[[], Awaitable[None]] | None = None
         specs: dict[str, WorkflowSpec] = {}
         try:
@@ -116,7 +122,18 @@ class Worker:
                 send_dm=send_dm,
                 discord_api_base=settings.discord.api_base,
             )
-            fanout = await Fanout.open(settings, context)
+            # Users' own notices (/notify) for the workflows run here: their settings are in the
+            # shared database, the notices go through the shared outbox like the operators'.
+            if settings.user_notifications.enabled:
+                user_settings = await open_user_settings(settings.storage)
+                users = UserNotifications(
+                    settings, user_settings, context, load_result=self._stored_result
+                )
+            fanout = await Fanout.open(
+                settings, context, users=None if users is None else users.routes
+            )
+            if users is not None:
+                users.bind_outbox(fanout.outbox)
             specs.update(await bind_workflows(load_workflows(settings), settings))
             self.runner = Runner(
                 settings=settings, store=store, io=io, notify=fanout.emit, workflows=specs
@@ -129,6 +146,10 @@ class Worker:
             if fanout is not None:
                 await fanout.drain(timeout_s=settings.runner.shutdown_grace)
                 await fanout.close()
+            if users is not None:
+                await users.close()
+            if user_settings is not None:
+                await user_settings.close()
             await store.close()
             if client is not None:
                 await client.close()
@@ -136,6 +157,16 @@ class Worker:
                 await stop_sharing()
             await http.close()
             executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _stored_result(self, workflow_id: str) -> Any:
+        """A user's webhook callback's result (``webhook_include_result``): the stored
+        document's, or None when there is none to read (a test notice, a lost file)."""
+        assert self.store is not None
+        try:
+            return (await self.store.read_result(workflow_id)).get("result")
+        except NotifierError as exc:
+            logger.debug("no stored result for a callback of {}: {}", workflow_id, exc)
+            return None
 
     async def _take_jobs(self) -> None:
         app = build_app(self._dsn, pool_max_size=max(4, self.settings.runner.max_concurrent // 2))

@@ -32,6 +32,7 @@ INVENTORY: dict[tuple[str, str], str] = {
     ("tree", "notifier/"): "tests/docs/test_readme_layout.py (the package as built)",
     ("floors", "__main__"): "tests/docs/test_readme_layout.py (the import-linter contract)",
     ("text", "Discord (gateway + REST"): "a diagram; the roles: tests/distributed/",
+    ("python", "from standardwebhooks import Webhook"): "tests/docs/test_readme_notify.py",
     ("bash", "pip install 'nextcord-notifier[postgres]'"): (
         "here (each command parses), tests/distributed/ (runs them) and tests/store/test_cli_db.py"
     ),

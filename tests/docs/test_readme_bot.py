@@ -186,19 +186,29 @@ async def test_a_bad_config_prints_one_line_naming_the_field_and_exits_2(
     assert "Traceback" not in bot.output()
 
 
-def _usage(command: ApplicationCommand) -> str:
-    """`/name opt [optional]` as the README writes it; subcommands as `a|b` with their options."""
+def _usages(command: ApplicationCommand) -> list[str]:
+    """`/name opt [optional]` as the README writes it; subcommands sharing their options as
+    `a|b` with them, otherwise one form per subcommand (`/name group sub ...` in a group)."""
 
     def options(items: list[dict[str, Any]]) -> list[str]:
         return [o["name"] if o.get("required") else f"[{o['name']}]" for o in items]
 
-    subcommands = [o for o in command.options if o.get("type") == 1]
+    subcommands = [o for o in command.options if o.get("type") in (1, 2)]
     if not subcommands:
-        return " ".join([f"/{command.name}", *options(command.options)])
-    names = "|".join(s["name"] for s in subcommands)
+        return [" ".join([f"/{command.name}", *options(command.options)])]
     shared = {tuple(options(s.get("options") or [])) for s in subcommands}
-    assert len(shared) == 1, f"/{command.name}: subcommands with different options"
-    return " ".join([f"/{command.name}", names, *next(iter(shared))])
+    if len(shared) == 1 and all(s.get("type") == 1 for s in subcommands):
+        names = "|".join(s["name"] for s in subcommands)
+        return [" ".join([f"/{command.name}", names, *next(iter(shared))])]
+    forms: list[str] = []
+    for sub in subcommands:
+        leaves = sub.get("options") or [] if sub.get("type") == 2 else [sub]
+        prefix = f"/{command.name} {sub['name']}" if sub.get("type") == 2 else f"/{command.name}"
+        forms += [
+            " ".join([f"{prefix} {leaf['name']}", *options(leaf.get("options") or [])])
+            for leaf in leaves
+        ]
+    return forms
 
 
 async def test_the_commands_the_readme_lists_are_the_registered_ones(
@@ -206,7 +216,7 @@ async def test_the_commands_the_readme_lists_are_the_registered_ones(
 ) -> None:
     text = " ".join(section("Running against Discord").split())
     listed = re.findall(r"`(/[a-z_]+[^`]*)`", text[text.index("Commands:") :])
-    assert sorted(listed) == sorted(_usage(c) for c in emulator.commands)
+    assert sorted(listed) == sorted(form for c in emulator.commands for form in _usages(c))
 
 
 async def test_the_invite_permissions_and_the_intents_are_what_the_readme_says() -> None:
