@@ -46,7 +46,7 @@ gateway`` and ``python -m notifier worker`` with one shared config file).
 2. **Command-to-job latency.** During each run above (from the thaw to the last delivery), a
    probe process does what `GatewayRunner._start` does for a command, call for call, every 20 ms
    (at most 50 commands/s): `PostgresStore.create(record, inside=...)` whose `inside` checks the
-   user's limits under the advisory lock (`check_user_limits`), stores an interaction token
+   user's limits under the advisory lock (`ask_user_limits`), stores an interaction token
    (`tokens.put`) and defers the ``notifier.run_workflow`` job with the workflow id as queueing
    lock, all in the row's transaction; the time of that call (the commit included) is taken.
    The one difference: its jobs go to a queue no worker reads (``bench-probe``), so the probes
@@ -167,7 +167,7 @@ async def queue_as_the_gateway(store: Any, app: Any, record: Any, token: str) ->
     from notifier.distributed.queue import RUN_WORKFLOW
 
     async def inside(conn: Any) -> None:
-        await store.check_user_limits(
+        limits_verdict = await store.ask_user_limits(
             conn,
             record.user_id,
             command=record.command,
@@ -184,6 +184,7 @@ async def queue_as_the_gateway(store: Any, app: Any, record: Any, token: str) ->
             RUN_WORKFLOW, queue=PROBE_QUEUE, queueing_lock=record.workflow_id, connection=conn
         )
         await deferrer.defer_async(workflow_id=record.workflow_id)
+        await limits_verdict()
 
     await store.create(record, inside=inside)
 
@@ -441,7 +442,14 @@ class Setup:
         for worker in workers:
             if worker.process.returncode is not None and worker.process.returncode < 0:
                 continue  # killed on purpose
-            code = await worker.finish(limit_s=START_LIMIT_S)
+            try:
+                code = await worker.finish(limit_s=START_LIMIT_S)
+            except TimeoutError:
+                worker.send(signal.SIGKILL)
+                raise MeasureError(
+                    f"a worker did not stop within {START_LIMIT_S:g} s of SIGTERM:\n"
+                    + worker.output()[-3000:].replace(self.emulator.bot_token, "***")
+                ) from None
             output = worker.output()
             if code != 0 or "Traceback" in output or self.emulator.bot_token in output:
                 raise MeasureError(

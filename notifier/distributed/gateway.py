@@ -78,7 +78,9 @@ class GatewayRunner(Runner):
         own_limit = self.workflow_settings(request.command).max_per_user
 
         async def inside(conn: AsyncConnection[Any]) -> None:
-            await self._postgres.check_user_limits(
+            # The limits' answer is read last: the row, the question, the token and the job go
+            # to the server in one round trip (pipeline mode: `PostgresIndex.insert`).
+            limits_verdict = await self._postgres.ask_user_limits(
                 conn,
                 request.user_id,
                 command=request.command,
@@ -97,6 +99,7 @@ class GatewayRunner(Runner):
                     ttl_s=self._settings.discord.interaction_ttl,
                 )
             await defer_workflow(self._app, record.workflow_id, conn=conn)
+            await limits_verdict()
 
         try:
             await self._postgres.create(record, inside=inside)

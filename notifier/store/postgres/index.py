@@ -270,8 +270,8 @@ class PostgresIndex:
                 await conn.execute(_INSERT, _row_values(record))
                 return
             # Pipeline mode: the statements go out without waiting for each answer, so the
-            # gateway's transaction (row, limits, token, job, commit) takes about three round
-            # trips instead of seven; an error still surfaces, and rolls it all back.
+            # gateway's transaction (row, limits, token, job, then commit) takes two round trips
+            # instead of seven; an error still surfaces, and rolls it all back.
             async with conn.pipeline(), conn.transaction():
                 await conn.execute(_INSERT, _row_values(record))
                 await inside(conn)

@@ -450,18 +450,24 @@ class PostgresStore:
         return self._db
 
     @staticmethod
-    async def check_user_limits(
+    async def ask_user_limits(
         conn: Connection,
         user_id: int,
         *,
         command: str,
         max_per_user: int,
         max_per_user_of_command: int | None,
-    ) -> None:
-        """In the transaction that just inserted a workflow of `user_id`: UserLimitReached if
-        the user now has more running than allowed (all workflows, or this `command`'s). The
-        transaction-level advisory lock on the user makes concurrent starts (two gateways, two
-        shards) count one after the other: a row committed by one is seen by the next."""
+    ) -> Callable[[], Awaitable[None]]:
+        """In the transaction that just inserted a workflow of `user_id`: send the question
+        "how many does the user now run?" and return its verdict, an awaitable that raises
+        UserLimitReached if more than allowed (all workflows, or this `command`'s).
+
+        The transaction-level advisory lock on the user makes concurrent starts (two gateways,
+        two shards) count one after the other: a row committed by one is seen by the next.
+        The verdict is a separate step so that the caller, in pipeline mode (`insert`), can send
+        its other statements (the token, the job) before reading the answer: one round trip
+        for all of them instead of one each; a verdict that raises still rolls everything back,
+        since nothing is committed before it is read."""
         await conn.execute(
             "SELECT pg_advisory_xact_lock(%s, %s)", [_USER_LIMIT_LOCK, user_id & 0x7FFFFFFF]
         )
@@ -470,12 +476,16 @@ class PostgresStore:
             "WHERE user_id = %s AND status = 'running'",
             [command, user_id],
         )
-        row = await cursor.fetchone()
-        running, of_command = (int(row[0]), int(row[1])) if row else (0, 0)
-        if running > max_per_user:
-            raise UserLimitReached(max_per_user, of_command=False)
-        if max_per_user_of_command is not None and of_command > max_per_user_of_command:
-            raise UserLimitReached(max_per_user_of_command, of_command=True)
+
+        async def verdict() -> None:
+            row = await cursor.fetchone()
+            running, of_command = (int(row[0]), int(row[1])) if row else (0, 0)
+            if running > max_per_user:
+                raise UserLimitReached(max_per_user, of_command=False)
+            if max_per_user_of_command is not None and of_command > max_per_user_of_command:
+                raise UserLimitReached(max_per_user_of_command, of_command=True)
+
+        return verdict
 
     async def claim(
         self, workflow_id: str, job_id: int, *, lease_s: float
