@@ -221,6 +221,10 @@ class DistributedSettings(_Section):
     stall_timeout: float = Field(default=20.0, gt=0)
     sweep_interval: float = Field(default=5.0, gt=0)
     fetch_polling: float = Field(default=1.0, gt=0)
+    # A worker lowers its CPU priority by this much (nice) at start, so that on a machine it
+    # shares with a gateway the gateway's answers (3 s to acknowledge an interaction) go first;
+    # 0 keeps the priority it was started with.
+    worker_nice: int = Field(default=5, ge=0, le=19)
 
     @model_validator(mode="after")
     def _heartbeats_fit_the_timeout(self) -> DistributedSettings:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -74,6 +75,9 @@ async def _worker_command(args: argparse.Namespace, _defaults: Settings) -> int:
         for line in exc.lines():
             _error(line)
         return EXIT_USAGE
+    if settings.distributed.worker_nice:
+        # Workflows are batch work; a gateway on the same machine answers users (see config).
+        os.nice(settings.distributed.worker_nice)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, worker.stop)

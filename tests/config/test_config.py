@@ -58,6 +58,29 @@ ROOT = Path(__file__).resolve().parents[2]
             1,
             "shorter than interaction_ttl",
         ),
+        ("distributed:\n  worker_nice: 25\n", {}, "distributed.worker_nice", 2, "19"),
+        (
+            "user_notifications:\n  email_notifier: mail\n",
+            {},
+            "user_notifications.email_notifier",
+            2,
+            "no notifier is named 'mail'",
+        ),
+        (
+            "user_notifications:\n  email_notifier: ops\n"
+            "notifiers:\n  - {name: ops, plugin: dm, on: [failed]}\n",
+            {},
+            "user_notifications.email_notifier",
+            2,
+            "it must be an `email` one",
+        ),
+        (
+            "user_notifications:\n  allow: [dm, sms]\n",
+            {},
+            "user_notifications.allow[1]",
+            2,
+            "sms",
+        ),
     ],
 )
 def test_bad_documents_name_the_line_and_the_field(

@@ -14,6 +14,7 @@ One set of processes serves the whole story, in order (lean: starting bots costs
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sys
 from collections import Counter
@@ -116,6 +117,10 @@ async def test_a_gateway_and_two_workers_deliver_every_result_once_and_survive_k
             await worker.wait_until(
                 lambda w=worker: w.stderr_has("taking workflow jobs"), what="worker ready"
             )
+        # Workers yield the CPU to the gateway (distributed.worker_nice, 5 by default).
+        assert {os.getpriority(os.PRIO_PROCESS, w.pid) for w in workers} == {
+            min(19, os.getpriority(os.PRIO_PROCESS, gateway.pid) + 5)
+        }
 
         # 1. Twenty workflows from three users, on both shards.
         users = ["alice", "bob", "carol"]
