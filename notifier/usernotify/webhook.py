@@ -37,6 +37,7 @@ from standardwebhooks.webhooks import Webhook
 from ..discord.text import inert
 from ..errors import NotifierError
 from ..events import Event, Notice
+from ..fanout.transports.common import TRANSIENT_HTTP_STATUSES
 from ..workflows.netguard import AddressRefused, NetGuard, Resolver, URLRefused
 
 __all__ = [
@@ -54,8 +55,6 @@ __all__ = [
 SECRET_BYTES: Final = 32
 SECRET_PREFIX: Final = "whsec_"
 USER_AGENT: Final = "notifier-webhooks/0.1"
-# HTTP statuses worth retrying besides 5xx; every other non-2xx answer is permanent.
-_TRANSIENT_STATUSES: Final = frozenset({408, 425, 429})
 # What each user event says about the workflow: "stored" is a finished workflow whose result
 # could not be shown on Discord and waits in the store; handoff and resumed are still running.
 _STATUS: Final[Mapping[Event, str]] = {
@@ -222,7 +221,7 @@ class CallbackSender:
             ) from None
         if 200 <= status < 300:
             return status
-        transient = status >= 500 or status in _TRANSIENT_STATUSES
+        transient = status >= 500 or status in TRANSIENT_HTTP_STATUSES
         where = " (redirects are not followed)" if 300 <= status < 400 else ""
         raise CallbackFailed(
             f"the callback answered HTTP {status}{where}",
