@@ -4,11 +4,14 @@
 
 For an operator leaving the embedded default for the distributed mode: everything the SQLite
 store under ``storage.path`` holds (every workflow's row with its delivery state, every result
-document byte for byte, every recorded step, so a workflow that was running resumes) and every row
+document byte for byte, every recorded step, so a workflow that was running resumes), every row
 of the SQLite outbox at ``fanout.outbox_path`` (pending, failed, sent, skipped, with their
-idempotency keys), copied into the database at ``storage.postgres_dsn``. The config may say
-``backend: sqlite`` (before the switch) or ``backend: postgres`` (after it): the source is always
-the SQLite store at ``storage.path``, the target always ``storage.postgres_dsn``.
+idempotency keys) and every row of the users' own settings in ``<storage.path>/users.sqlite3``
+(``/notify``: channels, webhook secrets, pending codes, codes sent, notice counts, notes; none
+there: nothing to copy, and no file is made), copied into the database at
+``storage.postgres_dsn``. The config may say ``backend: sqlite`` (before the switch) or ``backend:
+postgres`` (after it): the source is always the SQLite store at ``storage.path``, the target always
+``storage.postgres_dsn``.
 
 Order, and why:
 
@@ -18,14 +21,16 @@ Order, and why:
 2. Reconciliation of the SQLite store (what the bot does at every start): the index then lists
    every result file, with the delivery its mark records, and no row promises a file that is gone.
 3. The PostgreSQL schema, migrated as ``notifier db migrate`` does (every part it knows).
-4. A look at everything first (`SqliteImport.walk` without writing, `import_outbox` likewise): a
-   workflow or outbox row PostgreSQL already holds with other content is listed, one line each
-   naming it, and the command refuses before copying anything. Held with the same content, it is
-   skipped: running the command twice copies nothing the second time, and says so.
-5. The copy, a page per transaction (`notifier.store.postgres.importer` says how).
+4. A look at everything first (`SqliteImport.walk` without writing, `import_outbox` and
+   `PostgresUserSettings.load` likewise): a workflow, outbox row or users' settings row
+   PostgreSQL already holds with other content is listed, one line each naming it, and the
+   command refuses before copying anything. Held with the same content, it is skipped: running
+   the command twice copies nothing the second time, and says so.
+5. The copy, a page per transaction (`notifier.store.postgres.importer` says how); the users'
+   settings last, in one transaction (they are small: `SettingsDump`).
 6. Counts, source against target, as a table: workflows by status and by delivery state, results,
-   recorded steps, outbox rows by status. Exit status 0 when every count matches, 1 (naming what
-   differs) when one does not.
+   recorded steps, outbox rows by status, users' settings rows by kind. Exit status 0 when every
+   count matches, 1 (naming what differs) when one does not.
 
 ``--dry-run`` reads both sides and prints what would be copied; it takes no lock (it works beside
 a running bot, as ``results purge --dry-run`` does), reconciles nothing, migrates nothing and
@@ -52,12 +57,14 @@ from ..fanout.outbox import OutboxStatus, outbox_path
 from ..records import DeliveryState, WorkflowStatus
 from ..store import ResultStore
 from ..store.result_store import INDEX_NAME
+from ..store.user_settings import FORGET_KINDS, USERS_FILE, SettingsDump
 from .common import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, CommandError
 from .db import _register_every_part
 
 if TYPE_CHECKING:
     from ..fanout.outbox_postgres import OutboxImport
     from ..store.postgres.importer import SqliteImport, Tally, Walk
+    from ..store.postgres.user_settings import PostgresUserSettings, SettingsImport
     from .common import SubParsers
 
 __all__ = ["register", "run"]
@@ -76,11 +83,12 @@ def register(subparsers: SubParsers) -> None:
         help="copy the SQLite store and outbox into PostgreSQL (idempotent, verified)",
         description=(
             "Copy the SQLite store at storage.path (workflows, delivery state, results byte for "
-            "byte, recorded steps) and the SQLite outbox (every row, with its idempotency key) "
-            "into the database at storage.postgres_dsn, after migrating its schema; then compare "
-            "the counts of both sides. Refused while a bot holds the store. Workflows and outbox "
-            "rows PostgreSQL already holds are skipped when identical, and refused (nothing "
-            "copied, nothing overwritten) when not. Exit status 1 if the counts differ."
+            "byte, recorded steps), the SQLite outbox (every row, with its idempotency key) and "
+            "the users' own settings (users.sqlite3) into the database at storage.postgres_dsn, "
+            "after migrating its schema; then compare the counts of both sides. Refused while a "
+            "bot holds the store. Rows PostgreSQL already holds are skipped when identical, and "
+            "refused (nothing copied, nothing overwritten) when not. Exit status 1 if the counts "
+            "differ."
         ),
     )
     migrate.add_argument(
@@ -153,6 +161,7 @@ async def _dry_run(
     from ..fanout.outbox_postgres import import_outbox
     from ..store.postgres.importer import SqliteImport
 
+    users_file = storage.path / USERS_FILE
     async with await SqliteImport.open(storage.path, target) as importer:
         print(
             f"dry run: nothing is changed; from the SQLite store at {storage.path} "
@@ -162,7 +171,14 @@ async def _dry_run(
         await _schema_plan(importer, out)
         walk = await importer.walk(write=False, read_documents=True)
         outbox = await import_outbox(importer.connection, outbox_file, write=False)
-    return _dry_run_report(walk, outbox, out)
+    users: SettingsImport | None = None
+    if (dump := await _read_users(users_file)) is not None:
+        users_target = await _open_users_target(target)
+        try:
+            users = await users_target.load(dump, write=False)
+        finally:
+            await users_target.close()
+    return _dry_run_report(walk, outbox, users, users_file, out)
 
 
 async def _migrate(
@@ -173,7 +189,9 @@ async def _migrate(
     from ..store.postgres.admin import migrate_database
     from ..store.postgres.importer import SqliteImport
 
+    users_file = storage.path / USERS_FILE
     store = await _lock(storage)
+    users_target: PostgresUserSettings | None = None
     try:
         report = await store.reconcile()
         if not report.clean:
@@ -187,10 +205,15 @@ async def _migrate(
         for name, before, after in changes:
             outcome = "migrated" if after != before else "already current"
             print(f"{name}: schema version {before} -> {after} ({outcome})", file=out)
+        dump = await _read_users(users_file)
+        users: SettingsImport | None = None
+        if dump is not None:
+            users_target = await _open_users_target(target)
+            users = await users_target.load(dump, write=False)
         async with await SqliteImport.open(storage.path, target) as importer:
             walk = await importer.walk(write=False)
             outbox = await import_outbox(importer.connection, outbox_file, write=False)
-            _refuse_conflicts(walk, outbox)
+            _refuse_conflicts(walk, outbox, users)
             if walk.new.workflows or sum(outbox.new.values()):
                 walk = await importer.walk(write=True, progress=_progress())
                 outbox = await import_outbox(importer.connection, outbox_file, write=True)
@@ -202,19 +225,36 @@ async def _migrate(
                     f"{outbox.same} outbox row(s))",
                     file=out,
                 )
+            if dump is None or users_target is None or users is None:
+                print(f"no users' settings to copy (there is no {users_file})", file=out)
+            elif sum(users.new.values()):
+                users = await users_target.load(dump, write=True)
+                print(_users_copied_line(users), file=out)
+            else:
+                print(
+                    "users' settings: nothing to copy: every row is in PostgreSQL already, with "
+                    f"the same content ({sum(users.same.values())} row(s))",
+                    file=out,
+                )
             for line in walk.unreadable:
                 print(f"not copied: {line}", file=sys.stderr)
-            _refuse_conflicts(walk, outbox, copied=True)
+            users_held = None
+            if dump is not None and users_target is not None:
+                users_held = await users_target.load(dump, write=False)
+            _refuse_conflicts(walk, outbox, users_held, copied=True)
             target_tally = await importer.target_tally()
             target_outbox, outbox_total = await imported_counts(importer.connection, outbox_file)
             workflows_total = await importer.target_total()
     finally:
+        if users_target is not None:
+            await users_target.close()
         await store.close()
     return _verify(
         walk.source,
         target_tally,
         outbox.source,
         target_outbox,
+        users_held,
         out=out,
         others=(
             workflows_total - target_tally.workflows,
@@ -234,6 +274,29 @@ async def _lock(storage: StorageSettings) -> ResultStore:
             "nothing was copied",
             EXIT_NOT_FOUND,
         ) from None
+
+
+async def _read_users(users_file: Path) -> SettingsDump | None:
+    """Every row of the SQLite users' settings; None when there is no such file (none is made:
+    opening the settings would create it)."""
+    if not await asyncio.to_thread(users_file.is_file):
+        return None
+    from ..store.sqlite.user_settings import SQLiteUserSettings
+
+    settings = await SQLiteUserSettings.open(users_file)
+    try:
+        return await settings.dump()
+    finally:
+        await settings.close()
+
+
+async def _open_users_target(target: StorageSettings) -> PostgresUserSettings:
+    """The PostgreSQL users' settings, not migrated here: a real run has migrated every part
+    already, and a dry run changes nothing (`load` then reads missing tables as empty)."""
+    from ..store.postgres.user_settings import PostgresUserSettings
+
+    assert target.postgres_dsn is not None  # `_target` refused a config without one
+    return await PostgresUserSettings.open(target.postgres_dsn.get_secret_value(), migrate=False)
 
 
 def _progress() -> Callable[[int], None]:
@@ -267,17 +330,32 @@ async def _schema_plan(importer: SqliteImport, out: TextIO) -> None:
         print(f"{entry.name}: {line}", file=out)
 
 
-def _refuse_conflicts(walk: Walk, outbox: OutboxImport, *, copied: bool = False) -> None:
+def _conflicts(walk: Walk, outbox: OutboxImport, users: SettingsImport | None) -> list[str]:
+    return [
+        *(str(c) for c in walk.conflicts),
+        *outbox.conflicts,
+        *(users.conflicts if users is not None else ()),
+    ]
+
+
+def _refuse_conflicts(
+    walk: Walk, outbox: OutboxImport, users: SettingsImport | None, *, copied: bool = False
+) -> None:
     """Each conflict on a line of stderr, then the refusal (exit status 1)."""
-    conflicts = [str(c) for c in walk.conflicts] + outbox.conflicts
+    conflicts = _conflicts(walk, outbox, users)
     if not conflicts:
         return
     for line in conflicts:
         print(line, file=sys.stderr)
     done = "the rest was copied" if copied else "refused: nothing was copied"
+    what = f"{len(walk.conflicts)} workflow(s) and {len(outbox.conflicts)} outbox row(s)"
+    if users is not None and users.conflicts:
+        what = (
+            f"{len(walk.conflicts)} workflow(s), {len(outbox.conflicts)} outbox row(s) and "
+            f"{len(users.conflicts)} users' settings row(s)"
+        )
     raise CommandError(
-        f"{len(walk.conflicts)} workflow(s) and {len(outbox.conflicts)} outbox row(s) are in "
-        f"PostgreSQL with other content (listed above); {done}, nothing overwritten"
+        f"{what} are in PostgreSQL with other content (listed above); {done}, nothing overwritten"
     )
 
 
@@ -295,7 +373,20 @@ def _copied_line(walk: Walk, outbox: OutboxImport) -> str:
     )
 
 
-def _dry_run_report(walk: Walk, outbox: OutboxImport, out: TextIO) -> int:
+def _by_kind(counts: Counter[str]) -> str:
+    return ", ".join(f"{counts[kind]} {kind}" for kind in FORGET_KINDS if counts[kind]) or "none"
+
+
+def _users_copied_line(users: SettingsImport) -> str:
+    return (
+        f"copied {sum(users.copied.values())} users' settings row(s) ({_by_kind(users.copied)}); "
+        f"already there with the same content: {sum(users.same.values())} row(s)"
+    )
+
+
+def _dry_run_report(
+    walk: Walk, outbox: OutboxImport, users: SettingsImport | None, users_file: Path, out: TextIO
+) -> int:
     new = walk.new
     print(
         f"would copy {new.workflows} workflow(s) ({_by_status(new.statuses)}) with {new.results} "
@@ -308,20 +399,33 @@ def _dry_run_report(walk: Walk, outbox: OutboxImport, out: TextIO) -> int:
         f"{outbox.same} outbox row(s)",
         file=out,
     )
+    if users is None:
+        print(f"no users' settings to copy (there is no {users_file})", file=out)
+    else:
+        print(
+            f"would copy {sum(users.new.values())} users' settings row(s) "
+            f"({_by_kind(users.new)}); already in PostgreSQL with the same content (skipped): "
+            f"{sum(users.same.values())}",
+            file=out,
+        )
     for line in walk.unreadable:
         print(
             f"not copied as it stands: {line} (a real run first reconciles the store, as the "
             "bot does at start: then it is marked lost, and copied as such)",
             file=out,
         )
-    conflicts = [str(c) for c in walk.conflicts] + outbox.conflicts
+    conflicts = _conflicts(walk, outbox, users)
     for line in conflicts:
         print(f"would refuse: {line}", file=out)
     return EXIT_NOT_FOUND if conflicts else EXIT_OK
 
 
 def _table_rows(
-    source: Tally, target: Tally, source_outbox: Counter[str], target_outbox: Counter[str]
+    source: Tally,
+    target: Tally,
+    source_outbox: Counter[str],
+    target_outbox: Counter[str],
+    users: SettingsImport | None,
 ) -> list[tuple[str, int, int]]:
     rows = [("workflows", source.workflows, target.workflows)]
     for state in WorkflowStatus:
@@ -339,6 +443,9 @@ def _table_rows(
         pair = (source_outbox[outbox_state.value], target_outbox[outbox_state.value])
         if any(pair):
             rows.append((f"outbox {outbox_state.value}", *pair))
+    if users is not None:  # each kind: the SQLite rows, and those PostgreSQL holds the same
+        for kind in FORGET_KINDS:
+            rows.append((f"users' {kind}", users.source[kind], users.same[kind]))
     return rows
 
 
@@ -347,12 +454,13 @@ def _verify(
     target: Tally,
     source_outbox: Counter[str],
     target_outbox: Counter[str],
+    users: SettingsImport | None,
     *,
     out: TextIO,
     others: Sequence[int],
 ) -> int:
     """Print the counts of both sides as a table; CommandError naming each difference."""
-    rows = _table_rows(source, target, source_outbox, target_outbox)
+    rows = _table_rows(source, target, source_outbox, target_outbox, users)
     width = max(len(name) for name, _, _ in rows)
     print(f"\n{'':<{width}}  {'SQLite':>8}  {'PostgreSQL':>10}", file=out)
     for name, here, there in rows:

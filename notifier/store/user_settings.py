@@ -14,7 +14,8 @@ What is stored, and why each piece:
 - The user's webhook signing secret (``whsec_...``): needed to sign every callback, so it is
   stored as it is; it is shown to the user once and never logged.
 - One pending e-mail verification per user: the address, a hash of the 6-digit code (never the
-  code), when it expires and the wrong attempts so far.
+  code), when it expires, the wrong attempts so far, and the events and workflows the user asked
+  for with the address (the channel is made of them at ``/notify verify``, after a restart too).
 - The codes sent, as (user, sha256 of the lowercased address, time): the daily limits per user and
   per address count them. `forget` removes the user's rows; an address's count stays only as its
   hash, so a forgotten user cannot use `forget` to mail an address more often.
@@ -31,6 +32,14 @@ counts of days more than `NOTICE_DAYS_KEPT` before the day counted, are pruned a
 written: the limits are daily and never look further back.
 
 `open_user_settings` opens the backend ``storage.backend`` names (see its docstring).
+
+Moving the settings between backends (``notifier store migrate``): the SQLite backend's `dump`
+gives every row of every kind as plain values (`SettingsDump`, the columns `DUMP_COLUMNS` names),
+and the PostgreSQL backend's `load` compares them with what it holds and copies the missing
+ones. The kinds are `FORGET_KINDS`. A row is known by its key (`DUMP_KEY_COLUMNS`: the user, and
+the via or the day where a user has several); the codes sent and the notes are logs with no key
+that survives a copy (their ids are each database's own), so one of those is "the same row" when
+every column matches, counted with repeats.
 """
 
 from __future__ import annotations
@@ -47,12 +56,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CODES_SENT_KEPT_S",
+    "DUMP_COLUMNS",
+    "DUMP_KEY_COLUMNS",
     "FORGET_KINDS",
     "NOTICE_DAYS_KEPT",
     "USERS_FILE",
     "ChannelSetting",
     "ForgetReport",
     "PendingCode",
+    "SettingsDump",
     "UserSettings",
     "UserSettingsStore",
     "UserSummary",
@@ -74,6 +86,45 @@ FORGET_KINDS: Final = (
     "notice counts",
     "notes",
 )
+# Each kind's columns, in the order a `SettingsDump` row holds them (see the module docstring):
+# user ids are ints (None for a forgotten user's codes sent), events and workflows tuples of
+# str, `enabled` a bool, times floats.
+DUMP_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
+    "channels": (
+        "user_id",
+        "via",
+        "target",
+        "events",
+        "workflows",
+        "enabled",
+        "disabled_reason",
+        "failures",
+        "updated_at",
+    ),
+    "webhook secret": ("user_id", "webhook_secret", "updated_at"),
+    "pending codes": (
+        "user_id",
+        "address",
+        "code_hash",
+        "expires_at",
+        "attempts",
+        "events",
+        "workflows",
+        "created_at",
+    ),
+    "codes sent": ("user_id", "address_hash", "sent_at"),
+    "notice counts": ("user_id", "day", "count"),
+    "notes": ("user_id", "text", "created_at"),
+}
+# How many leading columns of a kind's row are its key; None: a log, no key (every column is).
+DUMP_KEY_COLUMNS: Final[Mapping[str, int | None]] = {
+    "channels": 2,
+    "webhook secret": 1,
+    "pending codes": 1,
+    "codes sent": None,
+    "notice counts": 2,
+    "notes": None,
+}
 # The limits count a day back; rows twice that old are pruned as new ones are written.
 CODES_SENT_KEPT_S: Final = 2 * 86_400.0
 NOTICE_DAYS_KEPT: Final = 2
@@ -101,6 +152,9 @@ class PendingCode:
     code_hash: str
     expires_at: float
     attempts: int = 0  # wrong codes so far
+    # What the channel will be for, as asked with the address; no events: the defaults.
+    events: tuple[str, ...] = ()
+    workflows: tuple[str, ...] = ()  # command names without "/"; empty means every workflow
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +162,20 @@ class UserSettings:
     user_id: int
     channels: Mapping[str, ChannelSetting] = field(default_factory=dict)
     webhook_secret: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsDump:
+    """Every row of a settings store, by kind (`FORGET_KINDS`), each a tuple of the columns
+    `DUMP_COLUMNS` names: what the SQLite backend's `dump` gives and the PostgreSQL backend's
+    `load` takes. Settings are small (a few rows per user who used ``/notify``; the codes sent
+    and the notice counts are pruned to two days), so they are held in memory whole."""
+
+    rows: Mapping[str, Sequence[tuple[Any, ...]]]
+
+    def counts(self) -> dict[str, int]:
+        """Rows by kind, every kind present (0 included), in `FORGET_KINDS` order."""
+        return {kind: len(self.rows.get(kind, ())) for kind in FORGET_KINDS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,6 +320,8 @@ def export_document(
             "address": mask_address(pending.address),
             "expires_at": pending.expires_at,
             "attempts": pending.attempts,
+            "events": list(pending.events),
+            "workflows": list(pending.workflows),
         },
         "codes_sent": sorted(codes_sent_at),
         "notice_counts": dict(sorted(notice_counts.items())),

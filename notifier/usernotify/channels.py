@@ -21,6 +21,11 @@ When a channel cannot work any more it is turned off, and the user is told:
   at ``user_notifications.webhook_max_failures`` in a row the callback goes off, DM or note.
 
 Turning a channel off makes the attempt permanent (`PermanentSendError`): the row stops retrying.
+
+No e-mail address reaches a log line: what is logged here, and the SendError texts the fanout
+logs and keeps in the outbox, go through `mask_addresses_in` (a mail server's words quote
+addresses, not always spelt as the bot sent them). What the user is told keeps the server's
+words as they are: it is their own address.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from ..metrics import USER_NOTIFICATIONS
 from ..store.user_settings import ChannelSetting, UserSettings, UserSettingsStore, mask_address
 from ..workflows.netguard import Resolver
 from .mailer import MailFailed, MailRefused, MailServer, send_mail
+from .verification import mask_addresses_in
 from .webhook import CallbackFailed, CallbackSender, callback_body, signed_headers, webhook_id
 
 __all__ = [
@@ -181,7 +187,10 @@ class _UserPlugin(Plugin[_NoOptions]):
         it works, else as a note shown on their next command."""
         now = self._kit.clock()
         await self._kit.store.disable_channel(user_id, self.via, reason, now=now)
-        logger.info(f"user {user_id}: {self.via} notices turned off ({redactor.redact(reason)})")
+        logger.info(
+            f"user {user_id}: {self.via} notices turned off "
+            f"({mask_addresses_in(redactor.redact(reason))})"
+        )
         send_dm = self.context.send_dm
         if by_dm and send_dm is not None:
             try:
@@ -286,9 +295,11 @@ class UserEmailPlugin(_UserPlugin):
                 "/notify set via:email target:...",
                 by_dm=True,
             )
-            raise PermanentSendError(f"{shown}: {said}; e-mail notices turned off") from None
+            raise PermanentSendError(
+                f"{shown}: {mask_addresses_in(exc.message)}; e-mail notices turned off"
+            ) from None
         except MailFailed as exc:
-            raise TransientSendError(f"{shown}: {exc.message.replace(address, shown)}") from None
+            raise TransientSendError(f"{shown}: {mask_addresses_in(exc.message)}") from None
         return self._sent(shown)
 
 

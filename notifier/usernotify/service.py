@@ -6,10 +6,9 @@ a few lines, saying what happened and what to do next; a bad value is named with
 and render. Storage failures raise StoreError (the caller says "try again later").
 
 The settings live in the store (`UserSettingsStore`), so they survive restarts and are shared by
-every process. One thing lives in memory only: the events and workflows asked for with
-``/notify set via:email``, kept until ``/notify verify`` (a pending code holds just the address).
-A restart in between verifies with the user's earlier e-mail choices, else the defaults, and the
-reply says which were used.
+every process; nothing about a user is kept in memory. The events and workflows asked for with
+``/notify set via:email`` are stored with the pending code, and ``/notify verify`` makes the
+channel of them, whichever process answers it.
 """
 
 from __future__ import annotations
@@ -41,6 +40,7 @@ from .verification import (
     Verifier,
     check_address,
     mask_address,
+    mask_addresses_in,
 )
 from .webhook import check_callback_url, new_secret
 
@@ -141,8 +141,6 @@ class UserNotifications:
         )
         self._verifier = Verifier(store, clock=clock)
         self._outbox: Outbox | None = None
-        # user id -> (events, workflows) asked for with the address now being verified.
-        self._email_choices: dict[int, tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
     @property
     def routes(self) -> UserRoutes:
@@ -214,7 +212,7 @@ class UserNotifications:
             return f"target: {exc.reason}"
         shown = mask_address(address)
         try:
-            code = await self._verifier.issue(user_id, address)
+            code = await self._verifier.issue(user_id, address, events=chosen, workflows=only)
         except VerificationRefused as exc:
             return f"No code was sent: {exc.reason}."
         minutes = f"{CODE_TTL_S / 60:.0f}"
@@ -236,12 +234,14 @@ class UserNotifications:
             said = exc.message.replace(address, shown)
             return f"No code is waiting: {said}. Check the address and try again."
         except MailFailed as exc:
-            logger.warning(f"user {user_id}: verification code to {shown} not sent: {exc.message}")
+            logger.warning(
+                f"user {user_id}: verification code to {shown} not sent: "
+                f"{mask_addresses_in(exc.message)}"
+            )
             return (
                 f"The code could not be sent to {shown} right now (the mail server did not take "
                 "it); try again in a few minutes."
             )
-        self._email_choices[user_id] = (chosen, only)
         return (
             f"A {len(code)}-digit code is on its way to {shown}. Finish with /notify verify "
             f"code:<the code> within {minutes} minutes ({MAX_WRONG_CODES} tries)."
@@ -251,26 +251,18 @@ class UserNotifications:
         if refusal := self._not_offered("email"):
             return refusal
         try:
-            address = await self._verifier.confirm(user_id, code)
+            pending = await self._verifier.confirm(user_id, code)
         except VerificationRefused as exc:
             return exc.reason[:1].upper() + exc.reason[1:] + "."
-        choice = self._email_choices.pop(user_id, None)
-        note = ""
-        if choice is None:
-            earlier = (await self._store.get(user_id)).channels.get("email")
-            if earlier is not None:
-                choice, note = (earlier.events, earlier.workflows), " (your earlier choices)"
-            else:
-                choice = (parse_events(None), ())
-                note = " (the defaults: the bot restarted since you asked)"
-        chosen, only = choice
-        now = self._clock()
+        # The choices stored with the code (none stored: the defaults, as `set_email` would).
+        chosen, only = pending.events or parse_events(None), pending.workflows
+        address, now = pending.address, self._clock()
         await self._store.put_channel(
             user_id, ChannelSetting("email", address, chosen, only, updated_at=now), now=now
         )
         return (
             f"Verified. E-mail notices go to {mask_address(address)} "
-            f"{_describe_choice(chosen, only)}{note}. Try them with /notify test."
+            f"{_describe_choice(chosen, only)}. Try them with /notify test."
         )
 
     async def set_webhook(
@@ -419,7 +411,6 @@ class UserNotifications:
             for name in removed:
                 await self._store.remove_channel(user_id, name)
             await self._store.delete_code(user_id)
-            self._email_choices.pop(user_id, None)
             if not removed:
                 return "You had no notice channels; nothing changed."
             return (
@@ -432,7 +423,6 @@ class UserNotifications:
         removed_one = await self._store.remove_channel(user_id, name)
         if name == "email":
             await self._store.delete_code(user_id)
-            self._email_choices.pop(user_id, None)
         if not removed_one:
             return f"You had no {_WORDS[name]} channel; nothing changed."
         stored = {
@@ -445,7 +435,6 @@ class UserNotifications:
         """Delete every row naming the user: settings, codes, notes, counts, and their queued
         notices in the outbox (when one is bound). Says what went."""
         report = await self._store.forget(user_id)
-        self._email_choices.pop(user_id, None)
         queued = await self._outbox.forget_user(user_id) if self._outbox is not None else 0
         parts = [f"{kind} ({count})" for kind, count in report.deleted.items() if count]
         if queued:

@@ -46,6 +46,7 @@ __all__ = [
     "code_hash",
     "day_start",
     "mask_address",
+    "mask_addresses_in",
     "new_code",
 ]
 
@@ -60,6 +61,13 @@ _LOCAL_CHARS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _TOP_LABEL = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}")
 _CODE = re.compile(rf"[0-9]{{{CODE_DIGITS}}}")
+# Anything shaped like an address inside free text: the local part's usual characters (no quotes,
+# brackets or slashes, which surround an address in a server's words more often than they are in
+# it), then a domain, dotted or not (a server may name a local mailbox, ``alice@mailhost``).
+_ADDRESS_IN_TEXT = re.compile(
+    r"[A-Za-z0-9!#$%&*+=?^_{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+)
 
 
 class VerificationRefused(NotifierError):
@@ -112,6 +120,15 @@ def check_address(text: str) -> str:
     return f"{local}@{domain}"
 
 
+def mask_addresses_in(text: str) -> str:
+    """`text` with every e-mail address in it masked as `mask_address` shows one: for what goes
+    to a log line. A mail server's refusal usually quotes an address (``550 5.1.1
+    <alice@example.com>: user unknown``), and not always as the bot sent it (another case, the
+    mailbox an alias led to), so replacing the one address the bot knows is not enough. The user
+    may see their own address in a reply; the operator's logs get none."""
+    return _ADDRESS_IN_TEXT.sub(lambda found: mask_address(found.group()), text)
+
+
 def address_hash(address: str) -> str:
     """The address as the per-address limit counts it (the store's contract): SHA-256 of the
     lowercased address, so the count names nobody and outlives a user's `forget`."""
@@ -143,10 +160,18 @@ class Verifier:
         self._store = store
         self._clock = clock
 
-    async def issue(self, user_id: int, address: str) -> str:
+    async def issue(
+        self,
+        user_id: int,
+        address: str,
+        *,
+        events: tuple[str, ...] = (),
+        workflows: tuple[str, ...] = (),
+    ) -> str:
         """A new code for `address` (checked with `check_address` first), replacing any pending
-        one, counted against both daily limits. Raises VerificationRefused naming the limit
-        reached."""
+        one, counted against both daily limits. The `events` and `workflows` the channel is to be
+        for are stored with it (no events: the defaults). Raises VerificationRefused naming the
+        limit reached."""
         now = self._clock()
         since = day_start(now)
         per_user = await self._store.codes_sent_since(since=since, user_id=user_id)
@@ -168,6 +193,8 @@ class Verifier:
             address=address,
             code_hash=code_hash(user_id, address, code),
             expires_at=now + CODE_TTL_S,
+            events=events,
+            workflows=workflows,
         )
         await self._store.log_code_sent(user_id, hashed, now=now)
         await self._store.put_code(user_id, pending, now=now)
@@ -177,10 +204,10 @@ class Verifier:
         """Drop the pending code (its mail was refused: there is nothing to verify)."""
         await self._store.delete_code(user_id)
 
-    async def confirm(self, user_id: int, code: str) -> str:
-        """The address the user's pending code was sent to, if `code` is it (the code is then
-        used up); otherwise VerificationRefused saying what to do. The fifth wrong code, or an
-        expired one, deletes the pending code."""
+    async def confirm(self, user_id: int, code: str) -> PendingCode:
+        """The user's pending code (its address and the choices stored with it), if `code` is
+        it (the code is then used up); otherwise VerificationRefused saying what to do. The
+        fifth wrong code, or an expired one, deletes the pending code."""
         pending = await self._store.pending_code(user_id)
         if pending is None:
             raise VerificationRefused(
@@ -198,7 +225,7 @@ class Verifier:
         )
         if good:
             await self._store.delete_code(user_id)
-            return pending.address
+            return pending
         attempts = await self._store.count_wrong_code(user_id)
         if attempts >= MAX_WRONG_CODES:
             await self._store.delete_code(user_id)

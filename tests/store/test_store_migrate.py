@@ -4,8 +4,8 @@ test).
 
 What the operator counts on: every workflow arrives (finished ones with their result byte for byte
 and their delivery state, a running one with its recorded steps, so it resumes), every outbox row
-with its idempotency key and state; the counts of both sides are printed and agree; a second run
-copies nothing; an id PostgreSQL holds with other content is refused by name, before anything is
+with its idempotency key and state, every user's own settings (``users.sqlite3``: none there, none
+made); the counts of both sides are printed and agree; a second run copies nothing; an id PostgreSQL holds with other content is refused by name, before anything is
 copied, and nothing is overwritten; a bot holding the store is a one-line refusal; a dry run
 changes nothing; the DSN's password never shows.
 """
@@ -13,6 +13,7 @@ changes nothing; the DSN's password never shows.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -32,6 +33,13 @@ from notifier.records import DeliveryState, WorkflowStatus
 from notifier.store import ResultStore
 from notifier.store.postgres import PostgresStore
 from notifier.store.postgres.importer import SqliteImport
+from notifier.store.postgres.user_settings import PostgresUserSettings
+from notifier.store.user_settings import (
+    USERS_FILE,
+    ChannelSetting,
+    PendingCode,
+    open_user_settings,
+)
 from notifier.testing.loopback import free_port
 from notifier.testing.processes import child_env
 
@@ -201,6 +209,8 @@ async def test_the_whole_store_is_copied_and_the_counts_agree(
     assert "copied 4 workflow(s) (2 completed, 1 failed, 1 running) with 3 result(s) and 2 " in (
         done.stdout
     )
+    assert "no users' settings to copy" in done.stdout
+    assert not (source.data / USERS_FILE).exists()
     assert "counts match" in done.stdout
     assert _table(done.stdout) == {
         "workflows": (4, 4),
@@ -358,6 +368,7 @@ async def test_a_dry_run_says_what_it_would_copy_and_changes_nothing(
     ) in done.stdout
     assert _tables(postgres_dsn) == []
     assert _contents(source.data) == files_before
+    assert "no users' settings to copy" in done.stdout
 
 
 async def test_a_dry_run_after_a_copy_finds_everything_there(
@@ -460,3 +471,160 @@ async def test_pages_follow_one_another_in_order_without_gaps_or_repeats(
         "failed",
         "pending",
     ]
+
+
+ANN, BEN = 123_456_789_012_345_678, 987_654_321_098_765_432  # Discord snowflakes (> 2**53)
+ANN_MAIL = ChannelSetting("email", "ann@example.com", ("completed", "failed"), ("autointel",))
+BEN_HOOK = ChannelSetting("webhook", "https://hooks.example/ben", ("completed",))
+BEN_SECRET = "whsec_YmVuLXNpZ25pbmcta2V5LW5ldmVyLXNob3du"
+BEN_CODE = PendingCode(
+    "ben@example.org", "c0" * 32, 1_800_000_900.0, attempts=1, events=("persisted",)
+)
+SETTINGS_AT = 1_800_000_000.0
+# The counts table's rows for the users' settings written by `_fill_users`.
+USERS_TABLE: Final = {
+    "users' channels": (2, 2),
+    "users' webhook secret": (1, 1),
+    "users' pending codes": (1, 1),
+    "users' codes sent": (3, 3),
+    "users' notice counts": (1, 1),
+    "users' notes": (2, 2),
+}
+
+
+async def _fill_users(data: Path) -> None:
+    """Two users' settings as the bot writes them: a channel each, Ben's secret and pending
+    code, codes sent (one of them twice the same, one a forgotten user's), a notice count and
+    notes (two alike)."""
+    users = await open_user_settings(StorageSettings(path=data))
+    try:
+        await users.put_channel(ANN, ANN_MAIL, now=SETTINGS_AT)
+        await users.put_channel(BEN, BEN_HOOK, now=SETTINGS_AT + 1)
+        await users.set_webhook_secret(BEN, BEN_SECRET, now=SETTINGS_AT + 1)
+        await users.put_code(BEN, BEN_CODE, now=SETTINGS_AT + 2)
+        await users.count_wrong_code(BEN)
+        await users.log_code_sent(ANN, "a1" * 32, now=SETTINGS_AT)
+        await users.log_code_sent(BEN, "b2" * 32, now=SETTINGS_AT + 2)
+        await users.log_code_sent(999, "d4" * 32, now=SETTINGS_AT + 3)
+        await users.forget(999)  # keeps the code sent, without the user
+        await users.count_notice(ANN, "2027-01-15")
+        for _ in range(2):
+            await users.add_note(ANN, "E-mail notices are off: 550 no such user", now=SETTINGS_AT)
+    finally:
+        await users.close()
+
+
+def _users_rows(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        table: sorted(_rows(dsn, f"SELECT * FROM {table}"), key=repr)
+        for table in (
+            "user_channels",
+            "user_secrets",
+            "user_pending_codes",
+            "user_codes_sent",
+            "user_notice_counts",
+            "user_notes",
+        )
+    }
+
+
+async def test_the_users_settings_are_copied_verified_and_read_back(
+    source: Source, postgres_dsn: str
+) -> None:
+    await _fill_users(source.data)
+
+    first = migrate(source)
+    copied = _users_rows(postgres_dsn)
+    second = migrate(source)
+
+    assert first.returncode == 0, first.stderr
+    assert (
+        "copied 10 users' settings row(s) (2 channels, 1 webhook secret, 1 pending codes, "
+        "3 codes sent, 1 notice counts, 2 notes)"
+    ) in first.stdout
+    table = _table(first.stdout)
+    assert {name: pair for name, pair in table.items() if name.startswith("users'")} == (
+        USERS_TABLE
+    )
+    assert "counts match" in first.stdout
+    assert second.returncode == 0, second.stderr
+    assert (
+        "users' settings: nothing to copy: every row is in PostgreSQL already, with the same "
+        "content (10 row(s))"
+    ) in second.stdout
+    assert "counts match" in second.stdout
+    assert _users_rows(postgres_dsn) == copied  # nothing doubled, nothing changed
+    assert BEN_SECRET not in first.stdout + first.stderr + second.stdout + second.stderr
+
+    users = await PostgresUserSettings.open(postgres_dsn)
+    try:
+        ann, ben = await users.get(ANN), await users.get(BEN)
+        ben_code = await users.pending_code(BEN)
+        ann_notes = await users.take_notes(ANN)
+        ann_export = await users.export(ANN)
+        forgotten = await users.codes_sent_since(since=0.0, address_hash="d4" * 32)
+    finally:
+        await users.close()
+    assert dict(ann.channels) == {"email": dataclasses.replace(ANN_MAIL, updated_at=SETTINGS_AT)}
+    assert dict(ben.channels) == {
+        "webhook": dataclasses.replace(BEN_HOOK, updated_at=SETTINGS_AT + 1)
+    }
+    assert (ann.webhook_secret, ben.webhook_secret) == (None, BEN_SECRET)
+    assert ben_code == dataclasses.replace(BEN_CODE, attempts=2)
+    assert ann_notes == ["E-mail notices are off: 550 no such user"] * 2
+    assert (ann_export["codes_sent"], ann_export["notice_counts"]) == (
+        [SETTINGS_AT],
+        {"2027-01-15": 1},
+    )
+    assert forgotten == 1
+
+
+async def test_a_users_row_held_with_other_content_is_refused_by_user_and_kept(
+    source: Source, postgres_dsn: str
+) -> None:
+    await _fill_users(source.data)
+    assert migrate(source).returncode == 0
+    # Ben rotated his secret on the PostgreSQL side; Ann's channel is still the same.
+    _rows(
+        postgres_dsn,
+        "UPDATE user_secrets SET webhook_secret = 'whsec_bmV3LW9uZQ==' WHERE user_id = %s "
+        "RETURNING 1",
+        BEN,
+    )
+    async with await ResultStore.open(StorageSettings(path=source.data)) as store:
+        later = await finished(store, make_record(user_id=7))
+
+    done = migrate(source)
+
+    assert done.returncode == 1
+    assert (
+        f"users' webhook secret row (user {BEN}) is in PostgreSQL with other content "
+        "(webhook_secret differs): not overwritten"
+    ) in done.stderr
+    assert "1 users' settings row(s) are in PostgreSQL with other content" in done.stderr
+    assert "refused: nothing was copied, nothing overwritten" in done.stderr
+    assert BEN_SECRET not in done.stdout + done.stderr
+    assert _rows(postgres_dsn, "SELECT webhook_secret FROM user_secrets") == [
+        ("whsec_bmV3LW9uZQ==",)
+    ]
+    assert (
+        _rows(postgres_dsn, "SELECT 1 FROM workflows WHERE workflow_id = %s", later.workflow_id)
+        == []
+    )
+
+
+async def test_a_dry_run_counts_the_users_settings_and_changes_nothing(
+    source: Source, postgres_dsn: str
+) -> None:
+    await _fill_users(source.data)
+    files_before = _contents(source.data)
+
+    done = migrate(source, "--dry-run")
+
+    assert done.returncode == 0, done.stderr
+    assert (
+        "would copy 10 users' settings row(s) (2 channels, 1 webhook secret, 1 pending codes, "
+        "3 codes sent, 1 notice counts, 2 notes)"
+    ) in done.stdout
+    assert _tables(postgres_dsn) == []
+    assert _contents(source.data) == files_before

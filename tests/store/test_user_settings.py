@@ -36,7 +36,13 @@ ALICE, BOB = 123_456_789_012_345_678, 987_654_321_098_765_432  # Discord snowfla
 EMAIL = ChannelSetting("email", "alice@example.com", ("completed", "failed"))
 HOOK = ChannelSetting("webhook", "https://hooks.example/alice", ("completed",), ("autointel",))
 DM = ChannelSetting("dm", "", ("completed", "failed", "persisted"))
-CODE = PendingCode("alice.new@example.com", "sha256:" + "ab" * 32, NOW + 900)
+CODE = PendingCode(
+    "alice.new@example.com",
+    "sha256:" + "ab" * 32,
+    NOW + 900,
+    events=("completed", "handoff"),
+    workflows=("autointel",),
+)
 SECRET = "whsec_c2VjcmV0LWtleS1vZi1hbGljZQ=="
 ADDRESS_HASH = "e3" * 32
 
@@ -171,9 +177,7 @@ async def test_counters_count_and_reset(users: UserSettingsStore) -> None:
     assert notices == [1, 2, 3]
     assert (other_day, bobs) == (1, 1)
     assert wrong == [1, 2]
-    assert (await users.pending_code(ALICE)) == PendingCode(
-        CODE.address, CODE.code_hash, CODE.expires_at, 2
-    )
+    assert (await users.pending_code(ALICE)) == dataclasses.replace(CODE, attempts=2)
     assert failures == [1, 2, 3]
     assert (await users.get(ALICE)).channels["webhook"].failures == 0
 
@@ -230,6 +234,8 @@ async def test_export_masks_the_secret_and_the_code(users: UserSettingsStore) ->
         "address": "a***@example.com",
         "expires_at": CODE.expires_at,
         "attempts": 0,
+        "events": ["completed", "handoff"],
+        "workflows": ["autointel"],
     }
     assert [c["target"] for c in exported["channels"]] == ["", EMAIL.target, HOOK.target]
     assert exported["notes"] == [{"text": "your e-mail address refused mail", "created_at": NOW}]

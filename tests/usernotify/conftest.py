@@ -1,7 +1,7 @@
 """Fixtures for users' own notices: real parts only. An aiosmtpd server on 127.0.0.1 that can
-refuse chosen recipients with a 550, the users' settings store as the bot opens it (SQLite in
-tmp_path; PostgreSQL too for the tests that ask for `backend`), a recording `send_dm`, and a
-clock the test moves."""
+refuse chosen recipients with a 550 (in the words a test chooses), the users' settings store as
+the bot opens it (SQLite in tmp_path; PostgreSQL too for the tests that ask for `backend`), a
+recording `send_dm`, a clock the test moves, and every log line."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiosmtpd.controller import Controller
+from loguru import logger
 
 from notifier.config import Settings, StorageSettings
 from notifier.fanout.plugin import PluginContext
@@ -28,17 +29,19 @@ NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 
 
 class Mailbox:
-    """aiosmtpd handler: keeps every accepted mail; answers RCPT with 550 for `refused`."""
+    """aiosmtpd handler: keeps every accepted mail; answers RCPT with `refusal` for `refused`
+    (``{address}`` in it becomes the address as the bot sent it)."""
 
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.refused: set[str] = set()
+        self.refusal = "550 5.1.1 mailbox unavailable"
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
         if address in self.refused:
-            return "550 5.1.1 mailbox unavailable"
+            return self.refusal.replace("{address}", address)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -185,17 +188,35 @@ async def users(tmp_path: Path) -> AsyncIterator[UserSettingsStore]:
 
 
 @pytest.fixture
-async def users_on_each_backend(
+def storage_on_each_backend(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> AsyncIterator[UserSettingsStore]:
-    """The settings store on SQLite and on PostgreSQL (a database of this test's own)."""
+) -> StorageSettings:
+    """Where the settings store is on SQLite and on PostgreSQL (a database of this test's own),
+    for tests that open it themselves (and open it again)."""
     if backend == "sqlite":
-        storage = StorageSettings(path=tmp_path / "data")
-    else:
-        dsn: str = request.getfixturevalue("postgres_dsn")
-        storage = StorageSettings.model_validate(
-            {"path": str(tmp_path / "data"), "backend": "postgres", "postgres_dsn": dsn}
-        )
-    store = await open_user_settings(storage)
+        return StorageSettings(path=tmp_path / "data")
+    dsn: str = request.getfixturevalue("postgres_dsn")
+    return StorageSettings.model_validate(
+        {"path": str(tmp_path / "data"), "backend": "postgres", "postgres_dsn": dsn}
+    )
+
+
+@pytest.fixture
+async def users_on_each_backend(
+    storage_on_each_backend: StorageSettings,
+) -> AsyncIterator[UserSettingsStore]:
+    """The settings store on SQLite and on PostgreSQL, opened."""
+    store = await open_user_settings(storage_on_each_backend)
     yield store
     await store.close()
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[str]]:
+    """Everything logged through loguru during the test, unredacted by any patcher."""
+    lines: list[str] = []
+    handler = logger.add(lambda m: lines.append(str(m)), level="TRACE", format="{level} {message}")
+    try:
+        yield lines
+    finally:
+        logger.remove(handler)

@@ -1,6 +1,7 @@
 """E-mail notices, verified: the code goes through a real SMTP server (aiosmtpd), five wrong codes
-kill it, the right one stores the address, the daily limits hold across users, and an address the
-server refuses (550) turns e-mail off and tells the user."""
+kill it, the right one stores the address with the choices asked for (a restart in between
+included), the daily limits hold across users, an address the server refuses (550) turns e-mail
+off and tells the user, and no address the server quotes reaches a log line."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from notifier.config import StorageSettings
 from notifier.events import Event, Notice
 from notifier.fanout.dispatch import Fanout
 from notifier.fanout.outbox import OutboxStatus
 from notifier.fanout.plugin import PluginContext
-from notifier.store.user_settings import UserSettingsStore
+from notifier.store.user_settings import UserSettingsStore, open_user_settings
 from notifier.testing import wait_until
 from notifier.usernotify import MailServer, UserNotifications
 
@@ -44,6 +46,42 @@ async def test_the_code_arrives_and_the_right_code_stores_the_address(
     assert (channel.target, channel.events, channel.enabled) == (ADDRESS, ("completed",), True)
     assert "a***@example.com: on" in await notify.show(ALICE)
     assert ADDRESS not in await notify.show(ALICE)
+
+
+async def test_the_choices_asked_with_the_address_outlive_a_restart_before_verify(
+    tmp_path: Path,
+    smtp: SmtpServer,
+    context: PluginContext,
+    storage_on_each_backend: StorageSettings,
+) -> None:
+    settings = make_settings(tmp_path, smtp)
+    before = await open_user_settings(storage_on_each_backend)
+    try:
+        notify = UserNotifications(settings, before, context)
+        asked = await notify.set_email(ALICE, ADDRESS, ["completed"], ["autointel"])
+        await notify.close()
+    finally:
+        await before.close()
+    assert "on its way" in asked
+
+    after = await open_user_settings(storage_on_each_backend)  # the bot started again
+    try:
+        notify = UserNotifications(settings, after, context)
+        reply = await notify.verify(ALICE, smtp.mailbox.code_for(ADDRESS))
+        channel = (await after.get(ALICE)).channels["email"]
+        await notify.close()
+    finally:
+        await after.close()
+
+    assert reply == (
+        "Verified. E-mail notices go to a***@example.com for completed of only autointel. "
+        "Try them with /notify test."
+    )
+    assert (channel.target, channel.events, channel.workflows) == (
+        ADDRESS,
+        ("completed",),
+        ("autointel",),
+    )
 
 
 async def test_five_wrong_codes_kill_the_code(
@@ -243,3 +281,56 @@ def test_the_operators_mailto_url_is_read_as_apprise_reads_it(
     assert (server.host, server.port, server.secure_mode, server.user) == (host, port, mode, user)
     assert server.from_address == sender
     assert "s3cret" not in repr(server)
+
+
+MIXED_CASE = "Alice.Smith@example.com"
+
+
+@pytest.mark.parametrize(
+    "quoted",
+    [MIXED_CASE, MIXED_CASE.lower(), "alice.smith@mailhost"],
+    ids=["as-sent", "server-lowercased", "alias-mailbox"],
+)
+async def test_no_address_the_server_quotes_reaches_a_log_line(
+    tmp_path: Path,
+    smtp: SmtpServer,
+    users: UserSettingsStore,
+    context: PluginContext,
+    dms: DMs,
+    log_lines: list[str],
+    quoted: str,
+) -> None:
+    settings = make_settings(tmp_path, smtp)
+    notify = UserNotifications(settings, users, context)
+    await notify.set_email(ALICE, MIXED_CASE, None, None)
+    assert (await notify.verify(ALICE, smtp.mailbox.code_for(MIXED_CASE))).startswith("Verified")
+    # The mailbox went away; the server says so, quoting an address in its own spelling.
+    smtp.mailbox.refused.add(MIXED_CASE)
+    smtp.mailbox.refusal = f"550 5.1.1 <{quoted}>: Recipient address rejected: User unknown"
+    fanout = await Fanout.open(settings, context, users=notify.routes)
+    try:
+        await fanout.emit(completed(ALICE))
+
+        async def failed() -> bool:
+            rows = await fanout.outbox.rows(limit=None)
+            return bool(rows) and rows[0].status is OutboxStatus.FAILED
+
+        await wait_until(failed, what="the row failed for good")
+        [row] = await fanout.outbox.rows(limit=None)
+        # A server that only defers (4xx) while Bob asks for a code there: logged as a warning.
+        smtp.mailbox.refusal = f"450 4.2.1 <{quoted}>: Recipient address rejected: try later"
+        deferred = await notify.set_email(BOB, MIXED_CASE, None, None)
+    finally:
+        await fanout.close()
+        await notify.close()
+
+    assert deferred.startswith("The code could not be sent to A***@example.com right now")
+    logged = "\n".join(log_lines).lower()
+    assert "notices turned off (the mail server refused a***@example.com (550))" in logged
+    assert "verification code to a***@example.com not sent" in logged
+    assert "recipient address rejected" in logged  # the server's words, its address masked
+    assert "alice.smith@" not in logged
+    assert "alice.smith@" not in (row.last_error or "").lower()
+    # The user is told in the server's words: the address is their own.
+    [told] = [text for text in dms.to(ALICE) if text.startswith("E-mail notices are off")]
+    assert "Recipient address rejected: User unknown" in told

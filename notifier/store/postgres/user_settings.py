@@ -15,6 +15,15 @@ Several processes at once.
     is safe to repeat (setting a value) is tried once more after a lost connection; a counter is
     not (a statement that reached the server and lost only its answer would count twice).
 
+Copying in.
+    `load` takes the SQLite backend's `SettingsDump` (``notifier store migrate``) and, in one
+    transaction, compares each row with the row these tables hold under its key (the codes sent
+    and the notes, which have none, by every column, repeats counted): the same content is
+    skipped, other content is a conflict, listed and never overwritten, and with ``write`` the
+    rows not held are inserted (``ON CONFLICT DO NOTHING`` where there is a key, so a row that
+    appeared since the look is not overwritten either). Run again, it finds every row held and
+    copies nothing.
+
 Schema.
     Importing this module registers `USERS_SCHEMA` (so ``notifier db migrate`` applies it once
     `notifier.cli.db` imports it); `PostgresUserSettings.open` applies this one set on a
@@ -26,7 +35,9 @@ Schema.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 from loguru import logger
@@ -35,9 +46,13 @@ from psycopg.types.json import Jsonb
 from ...errors import StoreError
 from ..user_settings import (
     CODES_SENT_KEPT_S,
+    DUMP_COLUMNS,
+    DUMP_KEY_COLUMNS,
+    FORGET_KINDS,
     ChannelSetting,
     ForgetReport,
     PendingCode,
+    SettingsDump,
     UserSettings,
     UserSummary,
     export_document,
@@ -48,7 +63,13 @@ from .connection import Connection, Database, DatabaseAddress, connect
 from .index import _text
 from .migrations import Migration, MigrationSet, migrate, register
 
-__all__ = ["POOL_MAX_SIZE", "POOL_MIN_SIZE", "USERS_SCHEMA", "PostgresUserSettings"]
+__all__ = [
+    "POOL_MAX_SIZE",
+    "POOL_MIN_SIZE",
+    "USERS_SCHEMA",
+    "PostgresUserSettings",
+    "SettingsImport",
+]
 
 # Settings are read once per notice and written by hand: a small pool of their own.
 POOL_MIN_SIZE: Final = 1
@@ -78,6 +99,8 @@ CREATE TABLE user_pending_codes (
     code_hash        text             NOT NULL,
     expires_at       double precision NOT NULL,
     attempts         integer          NOT NULL DEFAULT 0,
+    events           jsonb            NOT NULL DEFAULT '[]',
+    workflows        jsonb            NOT NULL DEFAULT '[]',
     created_at       double precision NOT NULL
 );
 CREATE TABLE user_codes_sent (
@@ -122,6 +145,113 @@ USERS_SCHEMA: Final = register(
 _CHANNEL_COLUMNS: Final = (
     "via, target, events, workflows, enabled, disabled_reason, failures, updated_at"
 )
+# Each kind's table (`FORGET_KINDS`, the columns of `DUMP_COLUMNS`).
+_TABLES: Final[Mapping[str, str]] = {
+    "channels": "user_channels",
+    "webhook secret": "user_secrets",
+    "pending codes": "user_pending_codes",
+    "codes sent": "user_codes_sent",
+    "notice counts": "user_notice_counts",
+    "notes": "user_notes",
+}
+_JSON_COLUMNS: Final = frozenset({"events", "workflows"})
+
+
+@dataclass
+class SettingsImport:
+    """What `PostgresUserSettings.load` found, by kind (`FORGET_KINDS`): the dump's rows
+    (`source`), those held with the same content (`same`), those not held (`new`, inserted with
+    ``write``: `copied`), and one line per row held with other content (`conflicts`)."""
+
+    source: Counter[str] = field(default_factory=Counter)
+    same: Counter[str] = field(default_factory=Counter)
+    new: Counter[str] = field(default_factory=Counter)
+    copied: Counter[str] = field(default_factory=Counter)
+    conflicts: list[str] = field(default_factory=list)
+
+
+def _storable(kind: str, row: Sequence[Any]) -> tuple[Any, ...]:
+    """A dumped row as these tables hold it: text (and the events' and workflows' names) made
+    storable (`_text`), so a copied row compares equal to its source the next time."""
+
+    def one(name: str, value: Any) -> Any:
+        if name in _JSON_COLUMNS:
+            return tuple(_text(str(item)) for item in value)
+        return _text(value) if isinstance(value, str) else value
+
+    return tuple(one(name, value) for name, value in zip(DUMP_COLUMNS[kind], row, strict=True))
+
+
+def _held(kind: str, row: Sequence[Any]) -> tuple[Any, ...]:
+    """A row read from a table, in `SettingsDump`'s shape (jsonb lists as tuples)."""
+    return tuple(
+        tuple(value) if name in _JSON_COLUMNS else value
+        for name, value in zip(DUMP_COLUMNS[kind], row, strict=True)
+    )
+
+
+def _insert_params(kind: str, row: Sequence[Any]) -> list[Any]:
+    return [
+        Jsonb(list(value)) if name in _JSON_COLUMNS else value
+        for name, value in zip(DUMP_COLUMNS[kind], row, strict=True)
+    ]
+
+
+def _conflict(kind: str, row: Sequence[Any], there: Sequence[Any]) -> str:
+    """One line naming the row and the columns that differ, never their values (an address, a
+    secret)."""
+    columns = DUMP_COLUMNS[kind]
+    differs = [name for name, a, b in zip(columns, row, there, strict=True) if a != b]
+    verb = "differs" if len(differs) == 1 else "differ"
+    key = f"user {row[0]}" + (f", {columns[1]} {row[1]}" if DUMP_KEY_COLUMNS[kind] == 2 else "")
+    return (
+        f"users' {kind} row ({key}) is in PostgreSQL with other content "
+        f"({', '.join(differs)} {verb}): not overwritten"
+    )
+
+
+async def _compare(
+    conn: Connection, kind: str, rows: Sequence[tuple[Any, ...]], found: SettingsImport
+) -> list[tuple[Any, ...]]:
+    """Count `rows` (one kind's, storable) into `found` against the table; the rows it lacks."""
+    found.source[kind] += len(rows)
+    if not rows:
+        return []
+    user_ids = sorted({row[0] for row in rows if row[0] is not None})
+    where = ["user_id = ANY(%s)"] if user_ids else []
+    if any(row[0] is None for row in rows):  # a forgotten user's codes sent
+        where.append("user_id IS NULL")
+    held = [
+        _held(kind, row)
+        for row in await _fetchall(
+            conn,
+            f"SELECT {', '.join(DUMP_COLUMNS[kind])} FROM {_TABLES[kind]}"
+            f" WHERE {' OR '.join(where)}",
+            [user_ids] if user_ids else [],
+        )
+    ]
+    new: list[tuple[Any, ...]] = []
+    key_columns = DUMP_KEY_COLUMNS[kind]
+    if key_columns is None:  # a log: the same row is an equal one, each held row used once
+        unused = Counter(held)
+        for row in rows:
+            if unused[row] > 0:
+                unused[row] -= 1
+                found.same[kind] += 1
+            else:
+                new.append(row)
+    else:
+        by_key = {row[:key_columns]: row for row in held}
+        for row in rows:
+            there = by_key.get(row[:key_columns])
+            if there is None:
+                new.append(row)
+            elif there == row:
+                found.same[kind] += 1
+            else:
+                found.conflicts.append(_conflict(kind, row, there))
+    found.new[kind] += len(new)
+    return new
 
 
 def _channel(row: Sequence[Any]) -> ChannelSetting:
@@ -148,6 +278,12 @@ async def _fetchall(
 async def _rowcount(conn: Connection, query: str, params: Sequence[Any] | None = None) -> int:
     cursor = await conn.execute(query, params)
     return cursor.rowcount
+
+
+async def _has_tables(conn: Connection) -> bool:
+    """Whether the ``users`` set's tables exist (created together, so one answers for all)."""
+    rows = await _fetchall(conn, "SELECT to_regclass('user_channels') IS NOT NULL")
+    return bool(rows and rows[0][0])
 
 
 async def prepare_users_schema(dsn: str, address: DatabaseAddress) -> None:
@@ -187,12 +323,14 @@ class PostgresUserSettings:
         self._pruned_day = ""  # the last day whose older notice counts this process pruned
 
     @classmethod
-    async def open(cls, dsn: str) -> PostgresUserSettings:
-        """Migrate the ``users`` set, then open a pool of `POOL_MIN_SIZE` .. `POOL_MAX_SIZE`
+    async def open(cls, dsn: str, *, migrate: bool = True) -> PostgresUserSettings:
+        """Migrate the ``users`` set (unless not `migrate`: a look that must change nothing,
+        ``store migrate --dry-run``), then open a pool of `POOL_MIN_SIZE` .. `POOL_MAX_SIZE`
         connections. StoreError (naming the server, never the password) when the server cannot
         be reached or its ``users`` schema is newer than this program's."""
         address = DatabaseAddress.parse(dsn)
-        await prepare_users_schema(dsn, address)
+        if migrate:
+            await prepare_users_schema(dsn, address)
         db = await Database.open(dsn, address, min_size=POOL_MIN_SIZE, max_size=POOL_MAX_SIZE)
         return cls(db, owns_pool=True)
 
@@ -299,24 +437,41 @@ class PostgresUserSettings:
         await self._changed(
             "store a verification code",
             "INSERT INTO user_pending_codes (user_id, address, code_hash, expires_at, attempts,"
-            " created_at) VALUES (%s, %s, %s, %s, %s, %s)"
+            " events, workflows, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (user_id) DO UPDATE SET address = excluded.address,"
             " code_hash = excluded.code_hash, expires_at = excluded.expires_at,"
-            " attempts = excluded.attempts, created_at = excluded.created_at",
-            [user_id, _text(code.address), code.code_hash, code.expires_at, code.attempts, now],
+            " attempts = excluded.attempts, events = excluded.events,"
+            " workflows = excluded.workflows, created_at = excluded.created_at",
+            [
+                user_id,
+                _text(code.address),
+                code.code_hash,
+                code.expires_at,
+                code.attempts,
+                Jsonb([_text(e) for e in code.events]),
+                Jsonb([_text(w) for w in code.workflows]),
+                now,
+            ],
         )
 
     async def pending_code(self, user_id: int) -> PendingCode | None:
         rows = await self._db.fetch(
             "read a verification code",
-            "SELECT address, code_hash, expires_at, attempts FROM user_pending_codes"
-            " WHERE user_id = %s",
+            "SELECT address, code_hash, expires_at, attempts, events, workflows"
+            " FROM user_pending_codes WHERE user_id = %s",
             [user_id],
         )
         if not rows:
             return None
-        address, code_hash, expires_at, attempts = rows[0]
-        return PendingCode(str(address), str(code_hash), float(expires_at), int(attempts))
+        address, code_hash, expires_at, attempts, events, workflows = rows[0]
+        return PendingCode(
+            str(address),
+            str(code_hash),
+            float(expires_at),
+            int(attempts),
+            tuple(events),
+            tuple(workflows),
+        )
 
     async def count_wrong_code(self, user_id: int) -> int:
         rows = await self._write(
@@ -466,6 +621,41 @@ class PostgresUserSettings:
             notice_counts={str(day): int(count) for day, count in counts},
             notes=[(str(text), float(at)) for text, at in notes],
         )
+
+    async def load(self, dump: SettingsDump, *, write: bool) -> SettingsImport:
+        """Compare `dump` with these tables and, with `write`, insert the rows they lack, in one
+        transaction (see the module docstring); the conflicts are listed, never overwritten.
+        Without `write` nothing is changed, and tables that do not exist yet (a database not
+        migrated) hold nothing. StoreError (masked) on failure."""
+        source = {
+            kind: [_storable(kind, row) for row in dump.rows.get(kind, ())] for kind in FORGET_KINDS
+        }
+
+        async def look(conn: Connection) -> SettingsImport:
+            found = SettingsImport()
+            if not write and not await _has_tables(conn):
+                for kind, rows in source.items():
+                    found.source[kind] = found.new[kind] = len(rows)
+                return found
+            async with conn.transaction():
+                for kind, rows in source.items():
+                    new = await _compare(conn, kind, rows, found)
+                    if not write or not new:
+                        continue
+                    columns = DUMP_COLUMNS[kind]
+                    keyed = DUMP_KEY_COLUMNS[kind] is not None
+                    async with conn.cursor() as cursor:
+                        await cursor.executemany(
+                            f"INSERT INTO {_TABLES[kind]} ({', '.join(columns)})"
+                            f" VALUES ({', '.join(['%s'] * len(columns))})"
+                            + (" ON CONFLICT DO NOTHING" if keyed else ""),
+                            [_insert_params(kind, row) for row in new],
+                        )
+                        found.copied[kind] += cursor.rowcount  # the inserts' sum
+            return found
+
+        action = "copy the users' settings" if write else "compare the users' settings"
+        return await self._db.run(action, look, retry=not write)
 
     async def forget(self, user_id: int) -> ForgetReport:
         async def forget(conn: Connection) -> dict[str, int]:

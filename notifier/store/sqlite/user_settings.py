@@ -51,6 +51,7 @@ from ..user_settings import (
     ChannelSetting,
     ForgetReport,
     PendingCode,
+    SettingsDump,
     UserSettings,
     UserSummary,
     export_document,
@@ -88,6 +89,8 @@ CREATE TABLE IF NOT EXISTS pending_codes (
     code_hash        TEXT    NOT NULL,
     expires_at       REAL    NOT NULL,
     attempts         INTEGER NOT NULL DEFAULT 0,
+    events           TEXT    NOT NULL DEFAULT '[]',
+    workflows        TEXT    NOT NULL DEFAULT '[]',
     created_at       REAL    NOT NULL
 );
 CREATE TABLE IF NOT EXISTS codes_sent (
@@ -134,6 +137,24 @@ def _channel(row: Sequence[Any]) -> ChannelSetting:
         failures=int(failures),
         updated_at=float(updated_at),
     )
+
+
+def _dumped_channel(channel: ChannelSetting) -> tuple[Any, ...]:
+    """A channel's columns after the user id, as `SettingsDump` holds them."""
+    return (
+        channel.via,
+        channel.target,
+        channel.events,
+        channel.workflows,
+        channel.enabled,
+        channel.disabled_reason,
+        channel.failures,
+        channel.updated_at,
+    )
+
+
+def _lists(events: str, workflows: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return tuple(map(str, json.loads(events))), tuple(map(str, json.loads(workflows)))
 
 
 def _prepare_file(path: Path) -> None:
@@ -323,23 +344,41 @@ class SQLiteUserSettings:
         await self._write(
             "store a verification code",
             "INSERT INTO pending_codes (user_id, address, code_hash, expires_at, attempts,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?)"
+            " events, workflows, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (user_id) DO UPDATE SET address = excluded.address,"
             " code_hash = excluded.code_hash, expires_at = excluded.expires_at,"
-            " attempts = excluded.attempts, created_at = excluded.created_at",
-            (user_id, code.address, code.code_hash, code.expires_at, code.attempts, now),
+            " attempts = excluded.attempts, events = excluded.events,"
+            " workflows = excluded.workflows, created_at = excluded.created_at",
+            (
+                user_id,
+                code.address,
+                code.code_hash,
+                code.expires_at,
+                code.attempts,
+                json.dumps(list(code.events)),
+                json.dumps(list(code.workflows)),
+                now,
+            ),
         )
 
     async def pending_code(self, user_id: int) -> PendingCode | None:
         rows = await self._read(
             "read a verification code",
-            "SELECT address, code_hash, expires_at, attempts FROM pending_codes WHERE user_id = ?",
+            "SELECT address, code_hash, expires_at, attempts, events, workflows"
+            " FROM pending_codes WHERE user_id = ?",
             (user_id,),
         )
         if not rows:
             return None
-        address, code_hash, expires_at, attempts = rows[0]
-        return PendingCode(str(address), str(code_hash), float(expires_at), int(attempts))
+        address, code_hash, expires_at, attempts, events, workflows = rows[0]
+        return PendingCode(
+            str(address),
+            str(code_hash),
+            float(expires_at),
+            int(attempts),
+            tuple(json.loads(events)),
+            tuple(json.loads(workflows)),
+        )
 
     async def count_wrong_code(self, user_id: int) -> int:
         _, rows = await self._write(
@@ -474,6 +513,47 @@ class SQLiteUserSettings:
             notice_counts={str(day): int(count) for day, count in counts},
             notes=[(str(text), float(at)) for text, at in notes],
         )
+
+    async def dump(self) -> SettingsDump:
+        """Every row of every kind as plain values (`SettingsDump`: the columns `DUMP_COLUMNS`
+        names), read in one transaction so the kinds agree with one another: what
+        ``notifier store migrate`` copies into PostgreSQL."""
+        action = "read the users' settings"
+        queries = {
+            "channels": f"SELECT user_id, {_CHANNEL_COLUMNS} FROM channels ORDER BY user_id, via",
+            "webhook secret": "SELECT user_id, webhook_secret, updated_at FROM secrets"
+            " ORDER BY user_id",
+            "pending codes": "SELECT user_id, address, code_hash, expires_at, attempts, events,"
+            " workflows, created_at FROM pending_codes ORDER BY user_id",
+            "codes sent": "SELECT user_id, address_hash, sent_at FROM codes_sent ORDER BY id",
+            "notice counts": "SELECT user_id, day, count FROM notice_counts ORDER BY user_id, day",
+            "notes": "SELECT user_id, text, created_at FROM notes ORDER BY id",
+        }
+        read: dict[str, list[tuple[Any, ...]]] = {}
+        try:
+            await self._db.execute("BEGIN")
+        except sqlite3.Error as exc:
+            raise self._error(action, exc) from exc
+        try:
+            for kind, sql in queries.items():
+                read[kind] = await self._read(action, sql)
+        finally:
+            with contextlib.suppress(sqlite3.Error):
+                await self._db.execute("COMMIT")
+        rows: dict[str, list[tuple[Any, ...]]] = {
+            "channels": [(int(r[0]), *_dumped_channel(_channel(r[1:]))) for r in read["channels"]],
+            "webhook secret": [(int(u), str(s), float(t)) for u, s, t in read["webhook secret"]],
+            "pending codes": [
+                (int(u), str(a), str(h), float(e), int(n), *_lists(ev, wf), float(t))
+                for u, a, h, e, n, ev, wf, t in read["pending codes"]
+            ],
+            "codes sent": [
+                (None if u is None else int(u), str(h), float(t)) for u, h, t in read["codes sent"]
+            ],
+            "notice counts": [(int(u), str(d), int(n)) for u, d, n in read["notice counts"]],
+            "notes": [(int(u), str(text), float(t)) for u, text, t in read["notes"]],
+        }
+        return SettingsDump(rows)
 
     async def forget(self, user_id: int) -> ForgetReport:
         def forget(conn: sqlite3.Connection) -> dict[str, int]:
