@@ -481,6 +481,24 @@ class Settings(_Section):
         return self
 
 
+def postgres_dsn_of(storage: StorageSettings) -> str:
+    """The DSN of ``storage.backend: postgres`` (ConfigError naming the field when unset)."""
+    if storage.postgres_dsn is None:
+        raise ConfigError("storage.postgres_dsn", "backend is postgres but postgres_dsn is not set")
+    return storage.postgres_dsn.get_secret_value()
+
+
+def postgres_extra_missing(exc: ModuleNotFoundError) -> ConfigError | None:
+    """The ConfigError for a failed import of a PostgreSQL module when what is missing is the
+    postgres extra (psycopg); None for any other missing module (a bug: re-raise it)."""
+    if (exc.name or "").partition(".")[0] not in ("psycopg", "psycopg_pool", "procrastinate"):
+        return None
+    return ConfigError(
+        "storage.backend",
+        f"postgres needs the postgres extra ({exc}): pip install 'nextcord-notifier[postgres]'",
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # YAML loading
 

@@ -72,7 +72,8 @@ from typing import TYPE_CHECKING, Any, Final, Self
 import aiosqlite
 from loguru import logger
 
-from ..errors import ConfigError, StoreError
+from ..config import postgres_dsn_of, postgres_extra_missing
+from ..errors import StoreError
 from ..events import Event, Notice
 from ..groupcommit.damaged import (
     QUICK_CHECK,
@@ -651,19 +652,14 @@ async def open_outbox(settings: Settings, *, repair: bool = True) -> Outbox:
     configured, StoreError when the outbox cannot be opened."""
     if settings.storage.backend != "postgres":
         return await Outbox.open(outbox_path(settings), repair=repair)
-    dsn = settings.storage.postgres_dsn
-    if dsn is None:
-        raise ConfigError("storage.postgres_dsn", "backend is postgres but postgres_dsn is not set")
+    dsn = postgres_dsn_of(settings.storage)
     try:
         from .outbox_postgres import PostgresOutbox
     except ModuleNotFoundError as exc:
-        if (exc.name or "").partition(".")[0] not in ("psycopg", "psycopg_pool"):
+        if (error := postgres_extra_missing(exc)) is None:
             raise
-        raise ConfigError(
-            "storage.backend",
-            f"postgres needs the postgres extra ({exc}): pip install 'nextcord-notifier[postgres]'",
-        ) from None
-    return await PostgresOutbox.open(dsn.get_secret_value(), path=outbox_path(settings))
+        raise error from None
+    return await PostgresOutbox.open(dsn, path=outbox_path(settings))
 
 
 def now_s() -> float:

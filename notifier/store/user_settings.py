@@ -49,7 +49,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from ..errors import ConfigError
+from ..config import postgres_dsn_of, postgres_extra_missing
 
 if TYPE_CHECKING:
     from ..config import StorageSettings
@@ -343,15 +343,11 @@ async def open_user_settings(settings: StorageSettings) -> UserSettingsStore:
         from .sqlite.user_settings import SQLiteUserSettings
 
         return await SQLiteUserSettings.open(settings.path / USERS_FILE)
-    if settings.postgres_dsn is None:
-        raise ConfigError("storage.postgres_dsn", "backend is postgres but postgres_dsn is not set")
+    dsn = postgres_dsn_of(settings)
     try:
         from .postgres.user_settings import PostgresUserSettings
     except ModuleNotFoundError as exc:
-        if (exc.name or "").partition(".")[0] not in ("psycopg", "psycopg_pool"):
+        if (error := postgres_extra_missing(exc)) is None:
             raise
-        raise ConfigError(
-            "storage.backend",
-            f"postgres needs the postgres extra ({exc}): pip install 'nextcord-notifier[postgres]'",
-        ) from None
-    return await PostgresUserSettings.open(settings.postgres_dsn.get_secret_value())
+        raise error from None
+    return await PostgresUserSettings.open(dsn)
