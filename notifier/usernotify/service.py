@@ -439,9 +439,15 @@ class UserNotifications:
         parts = [f"{kind} ({count})" for kind, count in report.deleted.items() if count]
         if queued:
             parts.append(f"queued notices ({queued})")
+        # Results are not notification data: they stay for `/retrieve_results` until retention.
+        days = self._settings.storage.retention_days
+        results = (
+            f"Your workflow results are kept until retention removes them ({days:g} days after "
+            "they finish)."
+        )
         if not parts:
-            return "Nothing was stored about you; nothing to delete."
-        return f"Deleted everything stored about you: {', '.join(parts)}."
+            return f"Nothing was stored about your notifications; nothing to delete. {results}"
+        return f"Deleted everything stored about your notifications: {', '.join(parts)}. {results}"
 
     async def take_notes(self, user_id: int) -> list[str]:
         """What the bot owes the user (a channel turned off, a limit reached), oldest first,

@@ -169,12 +169,15 @@ async def test_off_and_forget_say_what_they_removed(
         )
         reply = await notify.forget(ALICE)
         assert reply.startswith(
-            "Deleted everything stored about you: channels (1), webhook secret (1)"
+            "Deleted everything stored about your notifications: channels (1), webhook secret (1)"
         )
-        assert reply.endswith("queued notices (1).")
+        assert "queued notices (1). Your workflow results are kept until retention" in reply
         assert [row.notifier for row in await outbox.rows(limit=None)] == ["ops"]
         assert (await users.get(ALICE)).channels == {}
-        assert await notify.forget(ALICE) == "Nothing was stored about you; nothing to delete."
+        assert (await notify.forget(ALICE)).startswith(
+            "Nothing was stored about your notifications; nothing to delete. Your workflow "
+            "results are kept until retention removes them"
+        )
     finally:
         await outbox.close()
         await notify.close()
