@@ -6,7 +6,8 @@ failing test leaves behind must be killed, not inherited by the next test.
 
 `bot_process(config_path, emulator)` is the one way a test starts the project's bot as a process:
 the same argv and environment everywhere, ready (READY sent, commands registered) on entry,
-killed on exit.
+killed on exit; `write_bot_config` writes the config file it reads. `run_cli(config_path, ...)` is
+the one way a test runs the operator's CLI (`python -m notifier`) as an operator does.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import inspect
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
+
+import yaml
 
 from .polling import Predicate, wait_until
 from .project_bot import PROJECT_ROOT
@@ -28,7 +31,15 @@ from .project_bot import PROJECT_ROOT
 if TYPE_CHECKING:
     from .emulator import DiscordEmulator
 
-__all__ = ["BotProcess", "CapturedProcess", "bot_process", "child_env"]
+__all__ = [
+    "BotProcess",
+    "CapturedProcess",
+    "CliResult",
+    "bot_process",
+    "child_env",
+    "run_cli",
+    "write_bot_config",
+]
 
 # Limits that only stop a broken run from hanging the suite; nothing here measures speed.
 PROCESS_LIMIT_S = 60.0
@@ -220,3 +231,55 @@ async def bot_process(
         await bot.wait_until(lambda: emulator.ready_count > ready_before, what="READY")
         await emulator.wait_for_commands(*commands, timeout_s=PROCESS_LIMIT_S)
         yield bot
+
+
+def write_bot_config(
+    tmp_path: Path, emulator: DiscordEmulator, extra: Mapping[str, Any] | None = None
+) -> Path:
+    """tmp_path/config.yaml for `bot_process`: the token from the environment
+    (`${TEST_BOT_TOKEN}`), the data folder in tmp_path, the project's plugins, DEBUG logging to
+    stderr. Each section of `extra` is merged into the section of that name (its keys win);
+    any other value replaces it."""
+    config: dict[str, Any] = {
+        "discord": {"token": "${TEST_BOT_TOKEN}", "api_base": emulator.api_base},
+        "storage": {"path": str(tmp_path / "data")},
+        "autointel": {"allow_private_networks": True},
+        "progress": {"min_interval": 0.2},
+        "fanout": {"plugin_dirs": [str(PROJECT_ROOT / "plugins")], "backoff_initial": 0.2},
+        "runner": {"shutdown_grace": 5.0},
+        "logging": {"level": "DEBUG"},
+    }
+    for section, values in (extra or {}).items():
+        if isinstance(values, Mapping) and isinstance(config.get(section), dict):
+            config[section] = {**config[section], **values}
+        else:
+            config[section] = values
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path
+
+
+class CliResult(NamedTuple):
+    """How a CLI run ended: its exit code and everything it wrote."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run_cli(config_path: Path, *args: str, limit_s: float = PROCESS_LIMIT_S) -> CliResult:
+    """`python -m notifier --config CONFIG_PATH ARGS...` from the project root, as an operator
+    runs it: a process of its own, reading the store from disk beside a bot that may be running
+    on this very event loop (so it is awaited, never waited for). TimeoutError after `limit_s`."""
+    async with CapturedProcess.running(
+        sys.executable,
+        "-m",
+        "notifier",
+        "--config",
+        str(config_path),
+        *args,
+        env=child_env(),
+        cwd=PROJECT_ROOT,
+    ) as child:
+        code = await child.finish(limit_s)
+    return CliResult(code, "".join(child.stdout), child.stderr_text())

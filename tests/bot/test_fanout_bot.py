@@ -11,32 +11,26 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from loguru import logger
 
 from notifier.app import NotifierBot
-from notifier.fanout.outbox import OutboxRow, OutboxStatus
-from notifier.records import DeliveryState, WorkflowRecord, WorkflowStatus
-from notifier.store import ResultQuery
+from notifier.fanout.outbox import OutboxStatus
+from notifier.records import DeliveryState, WorkflowStatus
 from notifier.testing import (
     DiscordEmulator,
     HttpSink,
     every_message,
     message_texts,
     text_of,
-    wait_until,
 )
 from notifier.testing.model import Message
-from notifier.testing.project_bot import (
-    SteeredWorkflow,
-    new_record,
-    project_bot,
-    settled_record,
-)
+from notifier.testing.project_bot import project_bot
+
+from .support import outbox_rows, run_steered, settled_rows
 
 TTL = pytest.mark.discord_emulator(interaction_ttl_s=4.0)
 SINK_PASSWORD = "s3cretpass"
@@ -81,39 +75,6 @@ def stdlib_logs_in_loguru() -> Iterator[None]:
 
 # ---------------------------------------------------------------------------------------------
 # Helpers
-
-
-async def run_steered(
-    emulator: DiscordEmulator,
-    bot: NotifierBot,
-    *,
-    user: str = "alice",
-    options: Mapping[str, Any] | None = None,
-) -> WorkflowRecord:
-    """Start /autointel with a steered body, let it finish, and return its stored record."""
-    steered = SteeredWorkflow()
-    steered.install(bot)
-    known = {r.workflow_id for r in await bot.store.search(ResultQuery())}
-    await emulator.trigger_command("autointel", {"url": "http://x/", **(options or {})}, user=user)
-    await steered.started.wait()
-    steered.release.set()
-    record = await new_record(bot, known)
-    return await settled_record(bot, record.workflow_id)
-
-
-async def outbox_rows(bot: NotifierBot, notifier: str) -> list[OutboxRow]:
-    return await bot.fanout.outbox.rows(notifier=notifier, limit=None)
-
-
-async def settled_rows(bot: NotifierBot, notifier: str, count: int) -> list[OutboxRow]:
-    """Wait until `notifier` has `count` rows and none of them is pending any more."""
-
-    async def settled() -> bool:
-        rows = await outbox_rows(bot, notifier)
-        return len(rows) >= count and all(r.status is not OutboxStatus.PENDING for r in rows)
-
-    await wait_until(settled, timeout_s=30)
-    return await outbox_rows(bot, notifier)
 
 
 def assert_no_secrets(emulator: DiscordEmulator, logs: list[str], secrets: Iterable[str]) -> None:
@@ -260,19 +221,10 @@ async def test_an_undeliverable_result_is_persisted_and_the_fanout_gives_the_ret
         ]
     }
     async with project_bot(emulator, tmp_path / "data", overrides) as bot:
-        steered = SteeredWorkflow()
-        steered.install(bot)
-        handle = await emulator.trigger_command("autointel", {"url": "http://x/"}, user="alice")
-        await steered.started.wait()
-        record = await new_record(bot)
         # The workflow outlasts the token: the bot hands off while it lives, then it dies.
-        await handle.wait_for_message(lambda m: "Still working" in m.content, timeout_s=10)
-        handle.expire()
-        steered.release.set()
-
-        stored = await settled_record(bot, record.workflow_id)
-        assert stored.status is WorkflowStatus.COMPLETED
-        assert stored.delivery_state is DeliveryState.UNDELIVERABLE
+        record = await run_steered(emulator, bot, outlast_token=True)
+        assert record.status is WorkflowStatus.COMPLETED
+        assert record.delivery_state is DeliveryState.UNDELIVERABLE
         document = await bot.store.read_result(record.workflow_id)
         assert document["result"]["title"] == "Steered result"
 

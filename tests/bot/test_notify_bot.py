@@ -13,38 +13,31 @@ distributed mode the worker that runs a workflow sends the DM its user chose on 
 
 from __future__ import annotations
 
-import asyncio
-import email
-import email.policy
 import json
 import re
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from aiosmtpd.controller import Controller
 from standardwebhooks import Webhook
 
 from notifier.app import NotifierBot
 from notifier.fanout.outbox import OutboxStatus
-from notifier.records import DeliveryState, WorkflowRecord, WorkflowStatus
-from notifier.store import ResultQuery
+from notifier.records import DeliveryState, WorkflowStatus
 from notifier.testing import (
     BotProcess,
     DiscordEmulator,
     HttpSink,
     bot_process,
     child_env,
-    free_port,
     text_of,
     wait_until,
 )
 from notifier.testing.model import Message
+from notifier.testing.processes import run_cli, write_bot_config
 from notifier.testing.project_bot import (
     PROJECT_ROOT,
     SteeredWorkflow,
@@ -53,7 +46,10 @@ from notifier.testing.project_bot import (
     settled_record,
 )
 from notifier.testing.site import DemoSite
+from notifier.testing.smtp import SmtpServer, body_of, serve_smtp
 from notifier.testing.workflow_sources import STEPPER
+
+from .support import run_steered, settled_rows
 
 ALICE_MAIL = "alice@example.com"
 # A limit that only stops a broken run from hanging the suite; nothing here measures speed.
@@ -64,71 +60,32 @@ STEP_LIMIT_S = 60.0
 # Real SMTP
 
 
-class Mailbox:
-    """aiosmtpd handler keeping every accepted mail."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        self.messages.append(message)
-        return "250 Message accepted for delivery"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for m in self.messages if m["To"] == address]
-
-
-def body_of(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain", "html"))
-    assert part is not None
-    content = part.get_content()
-    assert isinstance(content, str)
-    return content
+def mail_config(smtp: SmtpServer) -> dict[str, Any]:
+    """config.yaml overrides: an operator `email` notifier on this server (for storage errors
+    only), named as the users' mail server."""
+    return {
+        "notifiers": [
+            {
+                "name": "ops-mail",
+                "plugin": "email",
+                "on": ["storage_error"],
+                "options": {"urls": [smtp.url()]},
+            }
+        ],
+        "user_notifications": {"email_notifier": "ops-mail"},
+    }
 
 
-@dataclass
-class Smtp:
-    port: int
-    mailbox: Mailbox
-
-    def url(self) -> str:
-        return f"mailto://127.0.0.1:{self.port}?from=bot@example.com&to=ops@example.com"
-
-    def mail_config(self) -> dict[str, Any]:
-        """config.yaml overrides: an operator `email` notifier on this server (for storage
-        errors only), named as the users' mail server."""
-        return {
-            "notifiers": [
-                {
-                    "name": "ops-mail",
-                    "plugin": "email",
-                    "on": ["storage_error"],
-                    "options": {"urls": [self.url()]},
-                }
-            ],
-            "user_notifications": {"email_notifier": "ops-mail"},
-        }
-
-    async def code_for(self, address: str) -> str:
-        """The 6-digit code of the latest mail to `address`, once one arrived."""
-        await wait_until(lambda: self.mailbox.to(address), what=f"a code mailed to {address}")
-        found = re.search(r"\b(\d{6})\b", body_of(self.mailbox.to(address)[-1]))
-        assert found, body_of(self.mailbox.to(address)[-1])
-        return found.group(1)
+async def mailed_code(smtp: SmtpServer, address: str) -> str:
+    """The 6-digit code of the latest mail to `address`, once one arrived."""
+    await wait_until(lambda: smtp.mailbox.to(address), what=f"a code mailed to {address}")
+    return smtp.mailbox.code_for(address)
 
 
 @pytest.fixture
-def smtp() -> Iterator[Smtp]:
-    mailbox = Mailbox()
-    port = free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield Smtp(port, mailbox)
-    finally:
-        controller.stop()
+def smtp() -> Iterator[SmtpServer]:
+    with serve_smtp() as server:
+        yield server
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,35 +108,15 @@ async def notify(
     return answer
 
 
-async def run_steered(emulator: DiscordEmulator, bot: NotifierBot) -> WorkflowRecord:
-    """/autointel as alice with a steered body, finished; its settled record."""
-    steered = SteeredWorkflow()
-    steered.install(bot)
-    known = {r.workflow_id for r in await bot.store.search(ResultQuery())}
-    await emulator.trigger_command("autointel", {"url": "http://x/"}, user="alice")
-    await steered.started.wait()
-    steered.release.set()
-    record = await new_record(bot, known)
-    return await settled_record(bot, record.workflow_id)
-
-
-async def user_rows_settled(bot: NotifierBot, notifier: str, count: int) -> None:
-    """Wait until `notifier` has `count` outbox rows, none of them pending."""
-
-    async def settled() -> bool:
-        rows = await bot.fanout.outbox.rows(notifier=notifier, limit=None)
-        return len(rows) >= count and all(r.status is not OutboxStatus.PENDING for r in rows)
-
-    await wait_until(settled, what=f"{count} settled row(s) of {notifier}")
-
-
-async def verify_email(emulator: DiscordEmulator, smtp: Smtp, address: str = ALICE_MAIL) -> str:
+async def verify_email(
+    emulator: DiscordEmulator, smtp: SmtpServer, address: str = ALICE_MAIL
+) -> str:
     """``/notify set via:email`` then ``/notify verify`` with the code that was mailed; the
     verify answer."""
     sent = await notify(emulator, "set", {"via": "email", "target": address})
     assert "a***@example.com" in sent.content, sent.content
     assert address not in sent.content
-    code = await smtp.code_for(address)
+    code = await mailed_code(smtp, address)
     verified = await notify(emulator, "verify", {"code": code})
     return verified.content
 
@@ -230,10 +167,9 @@ async def test_a_user_who_chose_a_dm_gets_one_per_completed_workflow(
     dm = await emulator.wait_for_dm(
         "alice", lambda m: record.workflow_id in text_of(m), timeout_s=STEP_LIMIT_S
     )
-    await user_rows_settled(bot, "user:dm", 1)
+    (row,) = await settled_rows(bot, "user:dm", 1)
     assert [m.id for m in emulator.dm_messages("alice")] == [dm.id]
     assert emulator.dm_messages("bob") == []
-    (row,) = await bot.fanout.outbox.rows(notifier="user:dm", limit=None)
     assert row.status is OutboxStatus.SENT
 
 
@@ -242,9 +178,9 @@ async def test_a_user_who_chose_a_dm_gets_one_per_completed_workflow(
 
 
 async def test_a_verified_address_is_mailed_once_per_completed_workflow(
-    emulator: DiscordEmulator, tmp_path: Path, smtp: Smtp
+    emulator: DiscordEmulator, tmp_path: Path, smtp: SmtpServer
 ) -> None:
-    async with project_bot(emulator, tmp_path / "data", smtp.mail_config()) as bot:
+    async with project_bot(emulator, tmp_path / "data", mail_config(smtp)) as bot:
         # Before the code comes back nothing is stored as an address.
         sent = await notify(emulator, "set", {"via": "email", "target": ALICE_MAIL})
         assert "code" in sent.content
@@ -252,7 +188,7 @@ async def test_a_verified_address_is_mailed_once_per_completed_workflow(
         assert "Verified" not in wrong.content
         assert "email" not in (await bot.notifier.user_settings.get(alice(emulator))).channels
 
-        code = await smtp.code_for(ALICE_MAIL)
+        code = await mailed_code(smtp, ALICE_MAIL)
         verified = await notify(emulator, "verify", {"code": code})
         assert "Verified" in verified.content, verified.content
         stored = (await bot.notifier.user_settings.get(alice(emulator))).channels["email"]
@@ -260,7 +196,7 @@ async def test_a_verified_address_is_mailed_once_per_completed_workflow(
 
         mails_before = len(smtp.mailbox.to(ALICE_MAIL))  # the code
         record = await run_steered(emulator, bot)
-        await user_rows_settled(bot, "user:email", 1)
+        await settled_rows(bot, "user:email", 1)
 
     notices = smtp.mailbox.to(ALICE_MAIL)[mails_before:]
     assert len(notices) == 1, [m["Subject"] for m in notices]
@@ -274,26 +210,18 @@ def alice(emulator: DiscordEmulator) -> int:
 
 @pytest.mark.discord_emulator(interaction_ttl_s=4.0)
 async def test_with_channel_and_dms_closed_a_verified_user_is_mailed_the_retrieval_command(
-    emulator: DiscordEmulator, tmp_path: Path, smtp: Smtp
+    emulator: DiscordEmulator, tmp_path: Path, smtp: SmtpServer
 ) -> None:
     """The issue's acceptance: the result is persisted, the mail says how to get it, and
     `/retrieve_results` gives it."""
-    async with project_bot(emulator, tmp_path / "data", smtp.mail_config()) as bot:
+    async with project_bot(emulator, tmp_path / "data", mail_config(smtp)) as bot:
         assert "Verified" in await verify_email(emulator, smtp)
         emulator.forbid_channel(emulator.channel_id)  # 403/50013
         emulator.close_dms("alice")  # 403/50007
-        steered = SteeredWorkflow()
-        steered.install(bot)
-        handle = await emulator.trigger_command("autointel", {"url": "http://x/"}, user="alice")
-        await steered.started.wait()
-        record = await new_record(bot)
         # It outlasts the token: the bot hands off while it lives, then the token dies.
-        await handle.wait_for_message(lambda m: "Still working" in m.content, timeout_s=10)
-        handle.expire()
-        steered.release.set()
-        stored = await settled_record(bot, record.workflow_id)
-        assert stored.status is WorkflowStatus.COMPLETED
-        assert stored.delivery_state is DeliveryState.UNDELIVERABLE
+        record = await run_steered(emulator, bot, outlast_token=True)
+        assert record.status is WorkflowStatus.COMPLETED
+        assert record.delivery_state is DeliveryState.UNDELIVERABLE
 
         retrieval = f"/retrieve_results workflow_id:{record.workflow_id}"
         await wait_until(
@@ -328,7 +256,7 @@ async def test_forget_leaves_nothing_naming_the_user_and_the_cli_confirms(
         secret_answer = await notify(emulator, "secret rotate")
         assert "whsec_" in secret_answer.content
         await run_steered(emulator, bot)
-        await user_rows_settled(bot, "user:dm", 1)
+        await settled_rows(bot, "user:dm", 1)
         named = [r for r in await bot.fanout.outbox.rows(limit=None) if r.notice.user_id]
         assert {r.notifier for r in named} == {"ops", "user:dm"}
 
@@ -341,30 +269,14 @@ async def test_forget_leaves_nothing_naming_the_user_and_the_cli_confirms(
 
         config = tmp_path / "config.yaml"
         config.write_text(yaml.safe_dump({"storage": {"path": str(data)}}), encoding="utf-8")
-        shown = await cli(config, "users", "show", str(alice(emulator)))
-        exported = json.loads(await cli(config, "users", "show", str(alice(emulator)), "--json"))
-    assert shown.strip() == f"nothing is stored about user {alice(emulator)}"
+        shown = await run_cli(config, "users", "show", str(alice(emulator)))
+        as_json = await run_cli(config, "users", "show", str(alice(emulator)), "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert as_json.returncode == 0, as_json.stderr
+    assert shown.stdout.strip() == f"nothing is stored about user {alice(emulator)}"
+    exported = json.loads(as_json.stdout)
     assert exported["channels"] == [] and exported["webhook_secret"] is None
     assert exported["notes"] == [] and exported["pending_code"] is None
-
-
-async def cli(config: Path, *args: str) -> str:
-    """``python -m notifier --config CONFIG ARGS`` as a process (awaited: the emulator and the
-    bot run on this loop); its stdout, after checking it exited 0."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifier",
-        "--config",
-        str(config),
-        *args,
-        cwd=PROJECT_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), STEP_LIMIT_S)
-    assert process.returncode == 0, err.decode()
-    return out.decode()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,8 +290,7 @@ async def test_a_closed_dm_turns_dm_notices_off_and_the_next_command_says_so_onc
     emulator.close_dms("alice")  # 403/50007
     record = await run_steered(emulator, bot)
     assert record.delivered_via == "interaction"
-    await user_rows_settled(bot, "user:dm", 1)
-    (row,) = await bot.fanout.outbox.rows(notifier="user:dm", limit=None)
+    (row,) = await settled_rows(bot, "user:dm", 1)
     assert row.status is OutboxStatus.FAILED
 
     # Bob's next command shows him nothing of alice's; alice's shows her answer, then the note.
@@ -435,29 +346,13 @@ async def test_a_note_waits_while_a_public_answer_is_still_thinking(
 # kill -9
 
 
-def write_config(tmp_path: Path, emulator: DiscordEmulator, extra: Mapping[str, Any]) -> Path:
-    config: dict[str, Any] = {
-        "discord": {"token": "${TEST_BOT_TOKEN}", "api_base": emulator.api_base},
-        "storage": {"path": str(tmp_path / "data")},
-        "autointel": {"allow_private_networks": True},
-        "progress": {"min_interval": 0.2},
-        "fanout": {"plugin_dirs": [str(PROJECT_ROOT / "plugins")], "backoff_initial": 0.2},
-        "runner": {"shutdown_grace": 5.0},
-        "logging": {"level": "DEBUG"},
-        **extra,
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    return path
-
-
 async def test_settings_a_pending_code_and_a_queued_callback_survive_kill_9(
-    discord_emulator: DiscordEmulator, tmp_path: Path, smtp: Smtp
+    discord_emulator: DiscordEmulator, tmp_path: Path, smtp: SmtpServer
 ) -> None:
     emulator = discord_emulator
     commands = ("autointel", "retrieve_results", "notify")
     async with HttpSink() as receiver, DemoSite(pages=6) as site:
-        config = write_config(tmp_path, emulator, smtp.mail_config())
+        config = write_bot_config(tmp_path, emulator, mail_config(smtp))
 
         # 1. Settings, a code on its way and a callback the receiver holds; then kill -9.
         async with bot_process(config, emulator, commands=commands) as first:
@@ -468,7 +363,7 @@ async def test_settings_a_pending_code_and_a_queued_callback_survive_kill_9(
             secret = re.search(r"whsec_[A-Za-z0-9+/=]+", hook.content)
             assert secret, hook.content
             await notify(emulator, "set", {"via": "email", "target": ALICE_MAIL})
-            code = await smtp.code_for(ALICE_MAIL)
+            code = await mailed_code(smtp, ALICE_MAIL)
 
             receiver.holding = True
             await emulator.trigger_command(
@@ -519,7 +414,7 @@ async def test_a_worker_sends_the_dm_a_user_chose_on_the_gateway(
         "distributed": {"fetch_polling": 0.2},
         "logging": {"level": "INFO"},
     }
-    config = str(write_config(tmp_path, emulator, extra))
+    config = str(write_bot_config(tmp_path, emulator, extra))
     env = child_env(TEST_BOT_TOKEN=emulator.bot_token)
 
     def process(*args: str) -> Any:

@@ -9,9 +9,7 @@ ones the store keeps, whichever way the result reaches someone.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from notifier.records import StoredResult, WorkflowRecord, WorkflowStatus
 from notifier.store import ResultQuery
 from notifier.testing import DiscordEmulator, HttpSink, text_of, wait_until
 from notifier.testing.model import Message
+from notifier.testing.processes import run_cli
 from notifier.testing.project_bot import SteeredWorkflow, project_bot
 
 TITLE = "Same everywhere"
@@ -101,21 +100,9 @@ async def _record_of(bot: NotifierBot, message: Message) -> WorkflowRecord:
 
 async def _export(config: Path, workflow_id: str) -> Any:
     """`python -m notifier results export ID`, run as an operator runs it."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifier",
-        "--config",
-        str(config),
-        "results",
-        "export",
-        workflow_id,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err.decode()
-    return json.loads(out)
+    exported = await run_cli(config, "results", "export", workflow_id)
+    assert exported.returncode == 0, exported.stderr
+    return json.loads(exported.stdout)
 
 
 @pytest.mark.discord_emulator(interaction_ttl_s=4.0)

@@ -1,5 +1,6 @@
 """bot.py as a real process against the emulator in the test process, killed and restarted
-(`notifier.testing.bot_process`): its config file, and its files read from outside.
+(`notifier.testing.bot_process`): its config file (`write_config`, which is
+`notifier.testing.processes.write_bot_config`), and its files read from outside.
 
 The emulator (and any local site or sink) runs on the test's event loop, so everything here
 awaits: polls of the bot's files are read with plain sqlite3 in a worker thread, read-only.
@@ -14,40 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from notifier.store.step_log import STEPS_DIR, latest, read_frames
 from notifier.testing import DiscordEmulator, HttpSink
+from notifier.testing.processes import write_bot_config as write_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------------------------------
 # Config
-
-
-def write_config(
-    tmp_path: Path, emulator: DiscordEmulator, extra: Mapping[str, Any] | None = None
-) -> Path:
-    """config.yaml for bot.py: the token from the environment (`${TEST_BOT_TOKEN}`), the data
-    folder in tmp_path, DEBUG logging to stderr."""
-    config: dict[str, Any] = {
-        "discord": {"token": "${TEST_BOT_TOKEN}", "api_base": emulator.api_base},
-        "storage": {"path": str(tmp_path / "data")},
-        "autointel": {"allow_private_networks": True},
-        "progress": {"min_interval": 0.2},
-        "fanout": {"plugin_dirs": [str(PROJECT_ROOT / "plugins")], "backoff_initial": 0.2},
-        "runner": {"shutdown_grace": 5.0},
-        "logging": {"level": "DEBUG"},
-    }
-    for section, values in (extra or {}).items():
-        if isinstance(values, Mapping) and isinstance(config.get(section), dict):
-            config[section] = {**config[section], **values}
-        else:
-            config[section] = values
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    return path
 
 
 def workflow_file(tmp_path: Path, name: str, source: str) -> dict[str, Any]:

@@ -9,13 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 import pytest
-from aiosmtpd.controller import Controller
 from loguru import logger
 
 from notifier.plugins import PluginContext
-from notifier.testing import HttpSink, free_port
+from notifier.testing import HttpSink
+from notifier.testing.smtp import SmtpServer, serve_smtp
 
-from .support import DMRecorder, SmtpServer, _Mailbox
+from .support import DMRecorder
 
 
 @pytest.fixture
@@ -37,14 +37,8 @@ async def sinks() -> AsyncIterator[Callable[..., Awaitable[HttpSink]]]:
 
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
-    mailbox = _Mailbox()
-    port = free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield SmtpServer(port=port, mailbox=mailbox)
-    finally:
-        controller.stop()
+    with serve_smtp() as server:
+        yield server
 
 
 @pytest.fixture

@@ -1,16 +1,13 @@
-"""Helpers for the fanout tests: an aiosmtpd mailbox on 127.0.0.1, a recording `send_dm`, settings
-and notice builders, and the outbox settling (HTTP sinks and waits: `notifier.testing`)."""
+"""Helpers for the fanout tests: a recording `send_dm`, settings and notice builders, and the outbox
+settling (HTTP sinks and waits: `notifier.testing`; the SMTP server: `notifier.testing.smtp`)."""
 
 from __future__ import annotations
 
 import dataclasses
-import email
-import email.policy
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -20,41 +17,10 @@ from notifier.fanout.dispatch import Fanout
 from notifier.fanout.outbox import OutboxRow, OutboxStatus
 from notifier.plugins import PluginContext
 from notifier.testing import HttpSink, wait_until
+from notifier.testing.fanout_settings import fast_fanout
 
 WEBHOOK_ID = "112233445566778899"
 WEBHOOK_TOKEN = "wHk-T0ken_abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGH"
-
-
-# ---------------------------------------------------------------------------------------------
-# SMTP
-
-
-class _Mailbox:
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.envelopes: list[tuple[str, list[str]]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        content = envelope.original_content or envelope.content
-        message = email.message_from_bytes(content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        self.messages.append(message)
-        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-        return "250 Message accepted for delivery"
-
-
-@dataclass
-class SmtpServer:
-    port: int
-    mailbox: _Mailbox
-
-    @property
-    def messages(self) -> list[EmailMessage]:
-        return self.mailbox.messages
-
-    def url(self, *, to: str = "ops@example.com", userinfo: str = "") -> str:
-        auth = f"{userinfo}@" if userinfo else ""
-        return f"mailto://{auth}127.0.0.1:{self.port}?from=bot@example.com&to={to}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,17 +69,12 @@ def with_api_base(context: PluginContext, sink: HttpSink) -> PluginContext:
 def make_settings(tmp_path: Path, notifiers: list[dict[str, Any]], **fanout: Any) -> Settings:
     """Settings with fast retries, an outbox in tmp_path, and only the built-in plugins unless
     `plugin_dirs` is given."""
-    section: dict[str, Any] = {
-        "plugin_dirs": [],
-        "timeout": 5.0,
-        "max_attempts": 3,
-        "backoff_initial": 0.01,
-        "backoff_max": 0.05,
-        "outbox_path": str(tmp_path / "outbox.sqlite3"),
-    }
-    section.update(fanout)
     return Settings.model_validate(
-        {"storage": {"path": str(tmp_path / "data")}, "fanout": section, "notifiers": notifiers}
+        {
+            "storage": {"path": str(tmp_path / "data")},
+            "fanout": fast_fanout(tmp_path, **fanout),
+            "notifiers": notifiers,
+        }
     )
 
 

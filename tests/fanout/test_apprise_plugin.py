@@ -12,8 +12,9 @@ from notifier.events import Event
 from notifier.fanout.outbox import OutboxStatus
 from notifier.plugins import PluginContext
 from notifier.testing import HttpSink
+from notifier.testing.smtp import SmtpServer
 
-from .support import SmtpServer, make_notice, make_settings, open_fanout, settled
+from .support import make_notice, make_settings, open_fanout, settled
 
 
 async def test_native_json_body_is_the_body_apprise_sends(

@@ -8,8 +8,9 @@ from notifier.events import Event
 from notifier.fanout.outbox import OutboxStatus
 from notifier.plugins import PluginContext
 from notifier.testing import wait_until
+from notifier.testing.smtp import SmtpServer
 
-from .support import SmtpServer, make_notice, make_settings, open_fanout, settled
+from .support import make_notice, make_settings, open_fanout, settled
 
 
 async def test_email_arrives_with_the_configured_subject_and_body(

@@ -13,8 +13,9 @@ import yaml
 
 from notifier.testing import HttpSink
 from notifier.testing.processes import CapturedProcess, child_env
+from notifier.testing.smtp import SmtpServer
 
-from .support import NTFY_PLUGIN, SmtpServer
+from .support import NTFY_PLUGIN
 
 BUILTIN = ["apprise", "discord_webhook", "dm", "email", "timeout_warning"]
 

@@ -40,6 +40,7 @@ from notifier.fanout.outbox import (
 from notifier.logs import MASK, redactor
 from notifier.plugins import PluginContext
 from notifier.testing import HttpSink, free_port, wait_until
+from notifier.testing.fanout_settings import fast_fanout
 
 from .support import make_notice
 
@@ -62,14 +63,7 @@ def settings_for(
     return Settings.model_validate(
         {
             "storage": storage,
-            "fanout": {
-                "plugin_dirs": [],
-                "timeout": 5.0,
-                "max_attempts": 3,
-                "backoff_initial": 0.01,
-                "backoff_max": 0.05,
-                "outbox_path": str(tmp_path / "outbox.sqlite3"),
-            },
+            "fanout": fast_fanout(tmp_path),
             "notifiers": list(notifiers),
         }
     )

@@ -14,11 +14,11 @@ from notifier.fanout.outbox import OutboxStatus
 from notifier.fanout.transports.common import mask_url
 from notifier.plugins import PluginContext
 from notifier.testing import HttpSink, Received, free_port
+from notifier.testing.smtp import SmtpServer
 
 from .support import (
     WEBHOOK_ID,
     WEBHOOK_TOKEN,
-    SmtpServer,
     make_notice,
     make_settings,
     open_fanout,

@@ -1,7 +1,7 @@
 """The parts every cell of the fault matrix uses beside `notifier.testing` (whose `HttpSink` is the
 ops sink): an SMTP sink that can go down and come back on the same port, a loguru capture, metric
-snapshots, the operator CLI as a real process, and a size-limited tmpfs for a disk that really
-fills up.
+snapshots, the operator CLI as a real process (`notifier.testing.processes.run_cli`, passed on),
+and a size-limited tmpfs for a disk that really fills up.
 
 Only 127.0.0.1 is ever contacted.
 """
@@ -25,6 +25,7 @@ from loguru import logger
 from prometheus_client import REGISTRY
 
 from notifier.testing import free_port
+from notifier.testing.processes import run_cli
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -182,36 +183,6 @@ class MetricSnapshot:
 
     def moved(self, before: MetricSnapshot, name: str, **labels: str) -> float:
         return self.total(name, **labels) - before.total(name, **labels)
-
-
-# ---------------------------------------------------------------------------------------------
-# The operator CLI, as the operator runs it
-
-
-@dataclass(frozen=True)
-class CliResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-async def run_cli(config: Path, *args: str) -> CliResult:
-    """`python -m notifier --config FILE ARGS...` as a separate process (the store is read from
-    disk, beside the running bot, as an operator would)."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifier",
-        "--config",
-        str(config),
-        *args,
-        cwd=PROJECT_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return CliResult(proc.returncode, out.decode(), err.decode())
 
 
 # ---------------------------------------------------------------------------------------------

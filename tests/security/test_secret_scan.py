@@ -35,9 +35,10 @@ from notifier.testing.project_bot import (
     project_bot,
     settled_record,
 )
+from notifier.testing.smtp import serve_smtp
 
 from .conftest import CapturedLogs, SecretScan
-from .support import PROJECT_ROOT, smtp_server
+from .support import PROJECT_ROOT
 
 SMTP_PASSWORD = "Smtp-Pa55word-never-logged"
 SINK_PASSWORD = "Sink-Pa55word-never-logged"
@@ -74,7 +75,7 @@ async def test_no_configured_secret_is_ever_logged_shown_or_stored(
     emulator.inject_fault("POST", f"/webhooks/{hook_id}/*", "status", count=2, status=500)
     data_dir = tmp_path / "data"
     config_path = tmp_path / "config.yaml"
-    with smtp_server() as smtp:
+    with serve_smtp() as smtp:  # offers no AUTH: the password in its mailto:// fails to log in
         async with HttpSink() as sink:
             # A hostile sink: its first answer is a 500 whose body repeats the path and the
             # credentials it was sent.
@@ -90,7 +91,7 @@ async def test_no_configured_secret_is_ever_logged_shown_or_stored(
                     "name": "mail",
                     "plugin": "email",
                     "on": ["failed"],
-                    "options": {"urls": [smtp.url(f"bot:{SMTP_PASSWORD}")]},
+                    "options": {"urls": [smtp.url(userinfo=f"bot:{SMTP_PASSWORD}")]},
                 },
                 {
                     "name": "hook",

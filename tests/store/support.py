@@ -1,10 +1,14 @@
-"""Helpers for the store tests: record builders, a settable clock, metric reads, and a look at what
-a store holds on either backend (files for SQLite, rows for PostgreSQL)."""
+"""Helpers for the store tests: record builders, a settable clock, metric reads, a look at what
+a store holds on either backend (files for SQLite, rows for PostgreSQL), and a writer killed with
+SIGKILL in a process of its own."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -236,3 +240,24 @@ async def raw_bytes(settings: StorageSettings) -> bytes:
             for row in await _rows(settings, f"SELECT * FROM {table}"):
                 found += b"".join(v if isinstance(v, bytes) else str(v).encode() for v in row)
     return found
+
+
+# -- a writer killed with SIGKILL ---------------------------------------------------------------
+
+
+async def run_killed(script: str, settings: StorageSettings, *args: str) -> None:
+    """Run `script` (``python -c``) in a process of its own and wait until it has killed itself
+    with SIGKILL (no close, no flush: only what reached the disk is left). Its arguments say where
+    the store is, on either backend: ``sys.argv[1:4]`` are the path, the backend and the DSN
+    ("" for none); `args` follow."""
+    dsn = settings.postgres_dsn
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        str(settings.path),
+        settings.backend,
+        "" if dsn is None else dsn.get_secret_value(),
+        *args,
+    )
+    assert await process.wait() == -signal.SIGKILL

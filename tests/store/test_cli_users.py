@@ -4,9 +4,7 @@ SQLite files in tmp_path, and a PostgreSQL database of the test's own)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,11 +19,11 @@ from notifier.store.user_settings import (
     PendingCode,
     open_user_settings,
 )
+from notifier.testing.processes import run_cli
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 ALICE, BOB = 123_456_789_012_345_678, 987_654_321_098_765_432  # Discord snowflakes (> 2**53)
 SECRET = "whsec_c2VjcmV0LWtleS1vZi1hbGljZQ=="
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _config(tmp_path: Path, storage: StorageSettings) -> Path:
@@ -35,23 +33,6 @@ def _config(tmp_path: Path, storage: StorageSettings) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({"storage": section}), encoding="utf-8")
     return path
-
-
-async def notifier(config: Path, *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifier",
-        "--config",
-        str(config),
-        *args,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 120)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 def _notice(user_id: int, workflow_id: str) -> Notice:
@@ -103,7 +84,7 @@ async def test_list_show_and_forget_answer_a_data_request(
     await _fill(store_settings)
     config = _config(tmp_path, store_settings)
 
-    code, listed, _ = await notifier(config, "users", "list")
+    code, listed, _ = await run_cli(config, "users", "list")
     assert code == 0
     lines = listed.splitlines()
     assert lines[0].split()[:4] == ["USER", "CHANNELS", "CODE", "NOTES"]
@@ -111,7 +92,7 @@ async def test_list_show_and_forget_answer_a_data_request(
     assert rows == {str(ALICE): ["email,webhook", "pending", "1"], str(BOB): ["dm", "-", "0"]}
     assert lines[-1] == "(2 user(s))"
 
-    code, shown, _ = await notifier(config, "users", "show", str(ALICE))
+    code, shown, _ = await run_cli(config, "users", "show", str(ALICE))
     assert code == 0
     assert "email: on, alice@example.com" in shown
     assert "webhook: on, https://hooks.example/alice" in shown
@@ -120,27 +101,27 @@ async def test_list_show_and_forget_answer_a_data_request(
     assert "notices counted per day (UTC): 2027-01-15: 1" in shown
     assert "your e-mail address refused mail" in shown
 
-    code, exported, _ = await notifier(config, "users", "show", str(ALICE), "--json")
+    code, exported, _ = await run_cli(config, "users", "show", str(ALICE), "--json")
     assert code == 0
     document = json.loads(exported)
     assert document["user_id"] == ALICE
     assert [c["via"] for c in document["channels"]] == ["email", "webhook"]
 
-    code, forgot, _ = await notifier(config, "users", "forget", str(ALICE))
+    code, forgot, _ = await run_cli(config, "users", "forget", str(ALICE))
     assert code == 0
     assert forgot.startswith(f"forgot user {ALICE}: 2 channels, 1 webhook secret, 1 pending codes")
     assert forgot.rstrip().endswith("; 2 outbox notice(s)")
 
-    code, after, _ = await notifier(config, "users", "show", str(ALICE))
+    code, after, _ = await run_cli(config, "users", "show", str(ALICE))
     assert (code, after.strip()) == (0, f"nothing is stored about user {ALICE}")
-    code, again, _ = await notifier(config, "users", "forget", str(ALICE))
+    code, again, _ = await run_cli(config, "users", "forget", str(ALICE))
     assert (code, again.strip()) == (0, f"nothing was stored about user {ALICE}; nothing deleted")
     # Bob is untouched: his settings and his queued notice.
     outbox = await open_outbox(Settings(storage=store_settings))
     async with outbox:
         left = await outbox.rows(limit=None)
     assert [(r.notifier, r.notice.user_id) for r in left] == [("user:dm", BOB)]
-    code, listed, _ = await notifier(config, "users", "list")
+    code, listed, _ = await run_cli(config, "users", "list")
     assert [line.split()[0] for line in listed.splitlines()[1:-1]] == [str(BOB)]
 
 
@@ -162,11 +143,11 @@ async def test_looking_at_a_store_nobody_used_creates_nothing(tmp_path: Path) ->
     config = tmp_path / "config.yaml"
     config.write_text(f"storage:\n  path: {data}\n", encoding="utf-8")
 
-    code, listed, _ = await notifier(config, "users", "list")
+    code, listed, _ = await run_cli(config, "users", "list")
     assert code == 0 and "nobody has used /notify there" in listed
-    code, shown, _ = await notifier(config, "users", "show", str(ALICE))
+    code, shown, _ = await run_cli(config, "users", "show", str(ALICE))
     assert (code, shown.strip()) == (0, f"nothing is stored about user {ALICE}")
-    code, forgot, _ = await notifier(config, "users", "forget", str(ALICE))
+    code, forgot, _ = await run_cli(config, "users", "forget", str(ALICE))
     assert (code, forgot.strip()) == (0, f"nothing was stored about user {ALICE}; nothing deleted")
     assert not data.exists()
     assert not (data / USERS_FILE).exists()

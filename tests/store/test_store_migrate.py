@@ -191,6 +191,28 @@ def _table(stdout: str) -> dict[str, tuple[int, int]]:
     return found
 
 
+async def _one_more_workflow(source: Source) -> str:
+    """A workflow finished in the SQLite store after the first copy; a refused run must not
+    copy it."""
+    async with await ResultStore.open(StorageSettings(path=source.data)) as store:
+        return (await finished(store, make_record(user_id=7))).workflow_id
+
+
+def _in_postgres(dsn: str, workflow_id: str) -> bool:
+    return _rows(dsn, "SELECT 1 FROM workflows WHERE workflow_id = %s", workflow_id) != []
+
+
+def _dry_run_changing_nothing(source: Source, dsn: str) -> subprocess.CompletedProcess[str]:
+    """`store migrate --dry-run`, after checking it ended well and left both sides as they were:
+    no table in PostgreSQL, the SQLite store's files byte for byte."""
+    files_before = _contents(source.data)
+    done = migrate(source, "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert _tables(dsn) == []
+    assert _contents(source.data) == files_before
+    return done
+
+
 def _outbox(dsn: str) -> dict[str, tuple[Any, ...]]:
     rows = _rows(
         dsn,
@@ -297,8 +319,7 @@ async def test_an_id_held_with_other_content_is_refused_by_name_and_nothing_is_c
         "WHERE workflow_id = %s RETURNING 1",
         source.pending,
     )
-    async with await ResultStore.open(StorageSettings(path=source.data)) as store:
-        later = await finished(store, make_record(user_id=7))
+    later = await _one_more_workflow(source)
 
     done = migrate(source)
 
@@ -313,10 +334,7 @@ async def test_an_id_held_with_other_content_is_refused_by_name_and_nothing_is_c
         "SELECT delivery_state, delivered_via FROM workflows WHERE workflow_id = %s",
         source.pending,
     ) == [("delivered", "channel")]
-    assert (
-        _rows(postgres_dsn, "SELECT 1 FROM workflows WHERE workflow_id = %s", later.workflow_id)
-        == []
-    )
+    assert not _in_postgres(postgres_dsn, later)
 
 
 async def test_an_outbox_row_held_with_other_content_is_refused_by_its_key(
@@ -355,19 +373,14 @@ async def test_a_bot_holding_the_store_is_a_one_line_refusal(
 async def test_a_dry_run_says_what_it_would_copy_and_changes_nothing(
     source: Source, postgres_dsn: str
 ) -> None:
-    files_before = _contents(source.data)
+    done = _dry_run_changing_nothing(source, postgres_dsn)
 
-    done = migrate(source, "--dry-run")
-
-    assert done.returncode == 0, done.stderr
     assert "dry run: nothing is changed" in done.stdout
     assert "store: no schema yet (would be created" in done.stdout
     assert (
         "would copy 4 workflow(s) (2 completed, 1 failed, 1 running) with 3 result(s) and 2 "
         "recorded step(s), and 3 outbox row(s) (1 failed, 1 pending, 1 sent)"
     ) in done.stdout
-    assert _tables(postgres_dsn) == []
-    assert _contents(source.data) == files_before
     assert "no users' settings to copy" in done.stdout
 
 
@@ -591,8 +604,7 @@ async def test_a_users_row_held_with_other_content_is_refused_by_user_and_kept(
         "RETURNING 1",
         BEN,
     )
-    async with await ResultStore.open(StorageSettings(path=source.data)) as store:
-        later = await finished(store, make_record(user_id=7))
+    later = await _one_more_workflow(source)
 
     done = migrate(source)
 
@@ -607,24 +619,17 @@ async def test_a_users_row_held_with_other_content_is_refused_by_user_and_kept(
     assert _rows(postgres_dsn, "SELECT webhook_secret FROM user_secrets") == [
         ("whsec_bmV3LW9uZQ==",)
     ]
-    assert (
-        _rows(postgres_dsn, "SELECT 1 FROM workflows WHERE workflow_id = %s", later.workflow_id)
-        == []
-    )
+    assert not _in_postgres(postgres_dsn, later)
 
 
 async def test_a_dry_run_counts_the_users_settings_and_changes_nothing(
     source: Source, postgres_dsn: str
 ) -> None:
     await _fill_users(source.data)
-    files_before = _contents(source.data)
 
-    done = migrate(source, "--dry-run")
+    done = _dry_run_changing_nothing(source, postgres_dsn)
 
-    assert done.returncode == 0, done.stderr
     assert (
         "would copy 10 users' settings row(s) (2 channels, 1 webhook secret, 1 pending codes, "
         "3 codes sent, 1 notice counts, 2 notes)"
     ) in done.stdout
-    assert _tables(postgres_dsn) == []
-    assert _contents(source.data) == files_before

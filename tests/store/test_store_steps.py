@@ -8,12 +8,10 @@ torn step files are cut (sqlite_only)."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import errno
 import os
 import sqlite3
-import sys
 import textwrap
 import uuid
 
@@ -35,6 +33,7 @@ from .support import (
     make_record,
     opened,
     raw_bytes,
+    run_killed,
     sqlite_root,
 )
 
@@ -83,10 +82,10 @@ _KILLED_AFTER_RECORDING = textwrap.dedent(
     from notifier.store import open_store
 
     async def main() -> None:
-        backend, dsn = sys.argv[3], sys.argv[4] or None
+        backend, dsn = sys.argv[2], sys.argv[3] or None
         settings = StorageSettings(path=Path(sys.argv[1]), backend=backend, postgres_dsn=dsn)
         store = await open_store(settings)
-        workflow_id = sys.argv[2]
+        workflow_id = sys.argv[4]
         await store.create(WorkflowRecord(workflow_id=workflow_id, command="crawl", user_id=1))
         for index in range(3):
             await store.record_step(workflow_id, index, f"page:{index}", {"page": index})
@@ -101,17 +100,7 @@ async def test_a_step_is_on_disk_when_record_step_returns(
     store_settings: StorageSettings,
 ) -> None:
     workflow_id = uuid.uuid4().hex
-    dsn = store_settings.postgres_dsn
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _KILLED_AFTER_RECORDING,
-        str(store_settings.path),
-        workflow_id,
-        store_settings.backend,
-        "" if dsn is None else dsn.get_secret_value(),
-    )
-    assert await process.wait() == -9
+    await run_killed(_KILLED_AFTER_RECORDING, store_settings, workflow_id)
 
     async with opened(store_settings) as store:
         steps = await store.steps(workflow_id)

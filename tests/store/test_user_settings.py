@@ -7,11 +7,9 @@ is refused in words with the file left where it was."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import sqlite3
-import sys
 import textwrap
 from collections.abc import AsyncIterator
 
@@ -29,6 +27,8 @@ from notifier.store.user_settings import (
     UserSummary,
     open_user_settings,
 )
+
+from .support import run_killed
 
 NOW = 1_800_000_000.0
 DAY_S = 86_400.0
@@ -110,16 +110,7 @@ _KILLED_AFTER_WRITING = textwrap.dedent(
 
 
 async def test_what_a_call_stored_survives_kill_9(store_settings: StorageSettings) -> None:
-    dsn = store_settings.postgres_dsn
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        _KILLED_AFTER_WRITING,
-        str(store_settings.path),
-        store_settings.backend,
-        "" if dsn is None else dsn.get_secret_value(),
-    )
-    assert await process.wait() == -9
+    await run_killed(_KILLED_AFTER_WRITING, store_settings)
 
     users = await open_user_settings(store_settings)
     try:

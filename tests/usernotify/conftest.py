@@ -5,82 +5,29 @@ recording `send_dm`, a clock the test moves, and every log line."""
 
 from __future__ import annotations
 
-import email
-import email.policy
-import re
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiosmtpd.controller import Controller
 from loguru import logger
 
 from notifier.config import Settings, StorageSettings
 from notifier.fanout.plugin import PluginContext
 from notifier.store.user_settings import UserSettingsStore, open_user_settings
-from notifier.testing import free_port
+from notifier.testing.fanout_settings import fast_fanout
+from notifier.testing.smtp import SmtpServer, serve_smtp
 
 NOW = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 
 
-class Mailbox:
-    """aiosmtpd handler: keeps every accepted mail; answers RCPT with `refusal` for `refused`
-    (``{address}`` in it becomes the address as the bot sent it)."""
-
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
-        self.refused: set[str] = set()
-        self.refusal = "550 5.1.1 mailbox unavailable"
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
-        if address in self.refused:
-            return self.refusal.replace("{address}", address)
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        self.messages.append(message)
-        return "250 Message accepted for delivery"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for m in self.messages if m["To"] == address]
-
-    def code_for(self, address: str) -> str:
-        """The code in the last mail to `address`."""
-        text = self.to(address)[-1].get_content()
-        found = re.search(r"Your code is (\d{6})\.", text)
-        assert found, text
-        return found.group(1)
-
-
-@dataclass
-class SmtpServer:
-    port: int
-    mailbox: Mailbox
-
-    def url(self) -> str:
-        return f"mailto://127.0.0.1:{self.port}?from=bot@example.com&to=ops@example.com"
-
-
 @pytest.fixture
 def smtp() -> Iterator[SmtpServer]:
-    mailbox = Mailbox()
-    port = free_port()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield SmtpServer(port, mailbox)
-    finally:
-        controller.stop()
+    with serve_smtp() as server:
+        yield server
 
 
 class DiscordRefusal(Exception):
@@ -160,14 +107,7 @@ def make_settings(
         {
             "storage": {"path": str(tmp_path / "data")},
             "autointel": {"allow_private_networks": allow_private},
-            "fanout": {
-                "plugin_dirs": [],
-                "timeout": 5.0,
-                "max_attempts": 3,
-                "backoff_initial": 0.01,
-                "backoff_max": 0.05,
-                "outbox_path": str(tmp_path / "outbox.sqlite3"),
-            },
+            "fanout": fast_fanout(tmp_path),
             "user_notifications": section,
             "notifiers": notifiers,
         }

@@ -12,13 +12,14 @@ import pytest
 from notifier.config import StorageSettings
 from notifier.events import Event, Notice
 from notifier.fanout.dispatch import Fanout
-from notifier.fanout.outbox import OutboxStatus
+from notifier.fanout.outbox import OutboxRow, OutboxStatus
 from notifier.fanout.plugin import PluginContext
 from notifier.store.user_settings import UserSettingsStore, open_user_settings
 from notifier.testing import wait_until
+from notifier.testing.smtp import SmtpServer
 from notifier.usernotify import MailServer, UserNotifications
 
-from .conftest import DMs, SmtpServer, make_settings
+from .conftest import DMs, make_settings
 
 ALICE, BOB = 111, 222
 ADDRESS = "alice@example.com"
@@ -148,6 +149,18 @@ def completed(user_id: int) -> Notice:
     )
 
 
+async def failed_for_good(fanout: Fanout) -> OutboxRow:
+    """The outbox's one row, once it failed for good."""
+
+    async def failed() -> bool:
+        rows = await fanout.outbox.rows(limit=None)
+        return bool(rows) and rows[0].status is OutboxStatus.FAILED
+
+    await wait_until(failed, what="the row failed for good")
+    [row] = await fanout.outbox.rows(limit=None)
+    return row
+
+
 async def test_the_next_completed_workflow_mails_the_user_once(
     tmp_path: Path, smtp: SmtpServer, users: UserSettingsStore, context: PluginContext
 ) -> None:
@@ -188,13 +201,7 @@ async def test_a_550_turns_email_off_and_tells_the_user(
     fanout = await Fanout.open(settings, context, users=notify.routes)
     try:
         await fanout.emit(completed(ALICE))
-
-        async def failed() -> bool:
-            rows = await fanout.outbox.rows(limit=None)
-            return bool(rows) and rows[0].status is OutboxStatus.FAILED
-
-        await wait_until(failed, what="the row failed for good")
-        [row] = await fanout.outbox.rows(limit=None)
+        row = await failed_for_good(fanout)
         assert row.attempts == 1  # permanent: not retried
         assert ADDRESS not in (row.last_error or "")
     finally:
@@ -310,13 +317,7 @@ async def test_no_address_the_server_quotes_reaches_a_log_line(
     fanout = await Fanout.open(settings, context, users=notify.routes)
     try:
         await fanout.emit(completed(ALICE))
-
-        async def failed() -> bool:
-            rows = await fanout.outbox.rows(limit=None)
-            return bool(rows) and rows[0].status is OutboxStatus.FAILED
-
-        await wait_until(failed, what="the row failed for good")
-        [row] = await fanout.outbox.rows(limit=None)
+        row = await failed_for_good(fanout)
         # A server that only defers (4xx) while Bob asks for a code there: logged as a warning.
         smtp.mailbox.refusal = f"450 4.2.1 <{quoted}>: Recipient address rejected: try later"
         deferred = await notify.set_email(BOB, MIXED_CASE, None, None)
