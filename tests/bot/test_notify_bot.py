@@ -261,7 +261,8 @@ async def test_forget_leaves_nothing_naming_the_user_and_the_cli_confirms(
         assert {r.notifier for r in named} == {"ops", "user:dm"}
 
         forgot = await notify(emulator, "forget")
-        assert "Deleted everything stored about you" in forgot.content
+        assert "Deleted everything stored about your notifications" in forgot.content
+        assert "Your workflow results are kept until retention" in forgot.content
         assert "channels (1)" in forgot.content
         assert "queued notices (2)" in forgot.content
         remaining = await bot.fanout.outbox.rows(limit=None)
