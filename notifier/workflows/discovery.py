@@ -59,7 +59,7 @@ __all__ = [
 ENTRY_POINT_GROUP: Final = "notifier.workflows"
 
 #: The bot's own slash commands (cogs/): a workflow by one of these names would replace one.
-RESERVED_NAMES: Final = frozenset({"workflow", "retrieve_results", "results", "notifier"})
+RESERVED_NAMES: Final = frozenset({"workflow", "retrieve_results", "results", "notifier", "notify"})
 
 
 @dataclass(frozen=True, slots=True)
