@@ -80,24 +80,17 @@ async def run(
 
 def _register_every_part() -> None:
     """Register the migration sets of the parts the store does not import: the outbox and the
-    REST budget (the fanout and `discord` may not import the store, so they cannot register
-    themselves with the store's engine) and the distributed mode's job queue (registered when
-    its module is imported)."""
-    from ..discord.rest_budget import REST_BUDGET_COMPONENT, REST_BUDGET_MIGRATIONS
+    REST budget (registered here, not at their import, so that a read-only store opened beside
+    them does not ask for their tables), the distributed mode's job queue and the users'
+    settings (registered when their modules are imported)."""
+    from ..discord.rest_budget import REST_BUDGET_SET
     from ..distributed import queue  # noqa: F401 - registers the "queue" set
-    from ..fanout.outbox_postgres import OUTBOX_COMPONENT, OUTBOX_MIGRATIONS
+    from ..fanout.outbox_postgres import OUTBOX_SET
+    from ..schema_migrations import register
     from ..store.postgres import user_settings  # noqa: F401 - registers the "users" set
-    from ..store.postgres.migrations import Migration, MigrationSet, register
 
-    for component, statements in (
-        (OUTBOX_COMPONENT, OUTBOX_MIGRATIONS),
-        (REST_BUDGET_COMPONENT, REST_BUDGET_MIGRATIONS),
-    ):
-        steps = tuple(
-            Migration(version, f"{component}, step {version}", statement)
-            for version, statement in enumerate(statements, start=1)
-        )
-        register(MigrationSet(component, steps))
+    register(OUTBOX_SET)
+    register(REST_BUDGET_SET)
 
 
 async def _migrate(storage: StorageSettings, out: TextIO) -> int:

@@ -43,10 +43,10 @@ bucket again as soon as a statement succeeds.
 
 The schema: the table is the migration set ``rest_budget`` (`REST_BUDGET_MIGRATIONS`), with its
 version row in ``notifier_schema_versions`` like the store's and the outbox's sets. `open`
-applies it (`apply_rest_budget_migrations`: one transaction under the advisory lock every
-notifier migration takes, so processes starting together apply each step once); a database at a
-newer version is refused in words. This package may not import the store, so ``notifier db
-migrate`` registers the steps the way it registers the outbox's.
+applies it (`apply_rest_budget_migrations`, through the one migration engine,
+`notifier.schema_migrations`: one transaction under its advisory lock, so processes starting
+together apply each step once); a database at a newer version is refused in words. ``notifier db
+migrate`` registers `REST_BUDGET_SET` as it registers the outbox's.
 
 The hook: `install_rest_budget(client, budget)` makes every bot-token request of a nextcord
 client wait for its turn right before it goes out (`compat.before_bot_requests`): after
@@ -73,6 +73,7 @@ from loguru import logger
 from ..config import DiscordSettings, dsn_secrets
 from ..errors import StoreError
 from ..logs import MASK, redactor
+from ..schema_migrations import VERSION_TABLE, SchemaNewer, migrate, numbered
 
 if TYPE_CHECKING:
     import nextcord
@@ -109,10 +110,8 @@ CONNECT_TIMEOUT_S: Final = 5
 # tried again this often (one request then waits up to POOL_WAIT_S to find out).
 RETRY_AWAY_S: Final = 5.0
 APPLICATION_NAME: Final = "notifier-rest-budget"
-SCHEMA_VERSIONS_TABLE: Final = "notifier_schema_versions"
+SCHEMA_VERSIONS_TABLE: Final = VERSION_TABLE
 REST_BUDGET_COMPONENT: Final = "rest_budget"
-# The advisory lock every notifier migration takes ('noti', as the store's and the outbox's).
-SCHEMA_LOCK_KEY: Final = 0x6E6F7469
 
 # Step N brings the budget's table from version N-1 to N. Never edit a released step: append one.
 REST_BUDGET_MIGRATIONS: Final[tuple[str, ...]] = (
@@ -127,6 +126,7 @@ REST_BUDGET_MIGRATIONS: Final[tuple[str, ...]] = (
     )
     """,
 )
+REST_BUDGET_SET: Final = numbered(REST_BUDGET_COMPONENT, REST_BUDGET_MIGRATIONS)
 # A new bot starts with a full bucket; a process started with other settings changes the row's
 # rate and burst (the last one started wins, and every process then follows the row).
 _UPSERT: Final = f"""
@@ -236,37 +236,18 @@ class _Masked:
 
 
 async def apply_rest_budget_migrations(connection: psycopg.AsyncConnection[Any]) -> int:
-    """Bring the budget's table to the newest version this code knows, in one transaction under
-    the schema advisory lock; return that version. StoreError if the database is at a newer one
-    (a newer notifier migrated it)."""
-    async with connection.transaction():
-        await connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-        await connection.execute(
-            f"CREATE TABLE IF NOT EXISTS {SCHEMA_VERSIONS_TABLE} ("
-            " component text PRIMARY KEY, version integer NOT NULL)"
-        )
-        cursor = await connection.execute(
-            f"SELECT version FROM {SCHEMA_VERSIONS_TABLE} WHERE component = %s",
-            (REST_BUDGET_COMPONENT,),
-        )
-        found = await cursor.fetchone()
-        current = int(found[0]) if found is not None else 0
-        known = len(REST_BUDGET_MIGRATIONS)
-        if current > known:
-            raise StoreError(
-                f"the REST budget's table in this database is at schema version {current}, newer "
-                f"than this notifier knows ({known}): a newer notifier migrated it; run that "
-                "version (or newer) here"
-            )
-        for step in REST_BUDGET_MIGRATIONS[current:]:
-            await connection.execute(step)
-        if current < known:
-            await connection.execute(
-                f"INSERT INTO {SCHEMA_VERSIONS_TABLE} (component, version) VALUES (%s, %s)"
-                " ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
-                (REST_BUDGET_COMPONENT, known),
-            )
-    return known
+    """Bring the budget's table to the newest version this code knows, through the one migration
+    engine (`notifier.schema_migrations`: one transaction under the schema advisory lock); return
+    that version. StoreError if the database is at a newer one (a newer notifier migrated it)."""
+    try:
+        await migrate(connection, [REST_BUDGET_SET])
+    except SchemaNewer as exc:
+        raise StoreError(
+            f"the REST budget's table in this database is at schema version {exc.found}, newer "
+            f"than this notifier knows ({exc.latest}): a newer notifier migrated it; run that "
+            "version (or newer) here"
+        ) from None
+    return REST_BUDGET_SET.latest
 
 
 class RestBudget:

@@ -37,7 +37,7 @@ import procrastinate
 from procrastinate.exceptions import AlreadyEnqueued
 from procrastinate.schema import SchemaManager
 
-from ..store.postgres.migrations import Migration, MigrationSet, register
+from ..schema_migrations import Migration, MigrationSet, register
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection

@@ -53,9 +53,10 @@ Times.
     clocks in step (NTP): one running ahead retries a little early, nothing worse.
 
 Schema.
-    The table comes from `OUTBOX_MIGRATIONS` (ordered; each step idempotent SQL), applied at open
-    inside one transaction under `pg_advisory_xact_lock(SCHEMA_LOCK_KEY)`, which also creates
-    `notifier_schema_versions (component, version)`; the outbox's row is ``outbox``. Processes
+    The table comes from `OUTBOX_MIGRATIONS` (ordered; each step idempotent SQL), the set
+    `OUTBOX_SET`, applied at open by the one migration engine (`notifier.schema_migrations`: one
+    transaction under its advisory lock, the version row ``outbox`` in
+    ``notifier_schema_versions``). Processes
     starting together wait for each other's migration instead of racing it. A database whose
     outbox version is newer than `OUTBOX_MIGRATIONS` knows is refused at open, in words.
 
@@ -98,6 +99,7 @@ from ..config import dsn_secrets
 from ..errors import StoreError
 from ..logs import redactor
 from ..metrics import OUTBOX_PENDING
+from ..schema_migrations import VERSION_TABLE, SchemaNewer, migrate, numbered
 from .outbox import (
     _COLUMNS,
     NewNotice,
@@ -115,7 +117,6 @@ __all__ = [
     "OUTBOX_COMPONENT",
     "OUTBOX_MIGRATIONS",
     "OUTBOX_TABLE",
-    "SCHEMA_LOCK_KEY",
     "SCHEMA_VERSIONS_TABLE",
     "OutboxImport",
     "PostgresOutbox",
@@ -134,10 +135,8 @@ DEFAULT_POOL_MAX_SIZE: Final = 8
 POOL_WAIT_S: Final = 30.0
 
 OUTBOX_TABLE: Final = "notifier_outbox"
-SCHEMA_VERSIONS_TABLE: Final = "notifier_schema_versions"
+SCHEMA_VERSIONS_TABLE: Final = VERSION_TABLE
 OUTBOX_COMPONENT: Final = "outbox"
-# The advisory lock every notifier migration takes (a constant all versions agree on: 'noti').
-SCHEMA_LOCK_KEY: Final = 0x6E6F7469
 
 # Step N brings the outbox from version N-1 to N. Never edit a released step: append one.
 OUTBOX_MIGRATIONS: Final[tuple[str, ...]] = (
@@ -170,6 +169,7 @@ OUTBOX_MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX IF NOT EXISTS {OUTBOX_TABLE}_workflow ON {OUTBOX_TABLE} (workflow_id);
     """,
 )
+OUTBOX_SET: Final = numbered(OUTBOX_COMPONENT, OUTBOX_MIGRATIONS)
 
 # A row this process may take: nobody holds it, this process does, or the holder's lease ran out.
 _FREE_OR_MINE: Final = (
@@ -210,37 +210,19 @@ def _claimer_id() -> str:
 
 
 async def apply_outbox_migrations(connection: psycopg.AsyncConnection[Any]) -> int:
-    """Bring the outbox's tables to the newest version this code knows, in one transaction under
-    the schema advisory lock; return the version now in the database. Raises StoreError if the
-    database is at a version newer than this code knows (a newer notifier migrated it)."""
-    async with connection.transaction():
-        await connection.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
-        await connection.execute(
-            f"CREATE TABLE IF NOT EXISTS {SCHEMA_VERSIONS_TABLE} ("
-            " component text PRIMARY KEY, version integer NOT NULL)"
-        )
-        cursor = await connection.execute(
-            f"SELECT version FROM {SCHEMA_VERSIONS_TABLE} WHERE component = %s",
-            (OUTBOX_COMPONENT,),
-        )
-        found = await cursor.fetchone()
-        current = int(found[0]) if found is not None else 0
-        known = len(OUTBOX_MIGRATIONS)
-        if current > known:
-            raise StoreError(
-                f"the outbox's tables in this database are at schema version {current}, newer "
-                f"than this notifier knows ({known}): a newer notifier migrated them; run that "
-                "version (or newer) here"
-            )
-        for step in OUTBOX_MIGRATIONS[current:]:
-            await connection.execute(step)
-        if current < known:
-            await connection.execute(
-                f"INSERT INTO {SCHEMA_VERSIONS_TABLE} (component, version) VALUES (%s, %s)"
-                " ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
-                (OUTBOX_COMPONENT, known),
-            )
-    return known
+    """Bring the outbox's tables to the newest version this code knows, through the one migration
+    engine (`notifier.schema_migrations`: one transaction under the schema advisory lock); return
+    the version now in the database. Raises StoreError if the database is at a version newer
+    than this code knows (a newer notifier migrated it)."""
+    try:
+        await migrate(connection, [OUTBOX_SET])
+    except SchemaNewer as exc:
+        raise StoreError(
+            f"the outbox's tables in this database are at schema version {exc.found}, newer "
+            f"than this notifier knows ({exc.latest}): a newer notifier migrated them; run that "
+            "version (or newer) here"
+        ) from None
+    return OUTBOX_SET.latest
 
 
 class PostgresOutbox(Outbox):

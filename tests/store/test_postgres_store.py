@@ -42,7 +42,7 @@ from notifier.store.postgres import (
     SchemaNewer,
     migrate,
 )
-from notifier.store.postgres.migrations import VERSION_TABLE
+from notifier.schema_migrations import VERSION_TABLE
 from notifier.testing import wait_until
 from notifier.testing.loopback import free_port
 from notifier.testing.postgres import (

@@ -6,15 +6,13 @@ This package is the only part of `notifier` that imports psycopg (besides the te
 ``scripts/run-bot``) runs without psycopg installed.
 
 `PostgresStore` keeps the `notifier.store.Store` methods' semantics (its module docstring says
-how); `migrations` holds the schema's named migration sets and the version table; `schema` the
+how); `notifier.schema_migrations` holds the migration engine and the version table; `schema` the
 store's own tables.
 """
 
 from __future__ import annotations
 
-from .admin import database_status, migrate_database
-from .connection import DatabaseAddress
-from .migrations import (
+from ...schema_migrations import (
     Migration,
     MigrationSet,
     SchemaNewer,
@@ -25,6 +23,8 @@ from .migrations import (
     registered,
     status,
 )
+from .admin import database_status, migrate_database
+from .connection import DatabaseAddress
 from .schema import STORE_SCHEMA
 from .store import PostgresStore, UserLimitReached
 

@@ -11,9 +11,9 @@ import contextlib
 
 from ...config import StorageSettings
 from ...errors import StoreError
+from ...schema_migrations import SetStatus, migrate, status
 from . import schema as _schema  # noqa: F401 - registers the store's migration set
 from .connection import Connection, DatabaseAddress, connect
-from .migrations import SetStatus, migrate, status
 
 __all__ = ["database_status", "migrate_database"]
 

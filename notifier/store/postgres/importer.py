@@ -64,6 +64,7 @@ from psycopg import errors as pg_errors
 from ...config import StorageSettings
 from ...errors import StoreError
 from ...records import WorkflowRecord, WorkflowStatus
+from ...schema_migrations import SetStatus, status
 from .. import files
 from ..document import DocumentError, decode_document
 from ..result_store import INDEX_NAME
@@ -75,7 +76,6 @@ from . import schema as _schema  # noqa: F401 - registers the store's migration 
 from .connection import Connection, DatabaseAddress, connect
 from .index import _COLUMN_LIST, _row_values, _text
 from .index import _record as _postgres_record
-from .migrations import SetStatus, status
 
 __all__ = [
     "PAGE_ROWS",

@@ -1,4 +1,4 @@
-"""The store's tables in PostgreSQL: the ``store`` migration set (`migrations` applies it).
+"""The store's tables in PostgreSQL: the ``store`` migration set (`notifier.schema_migrations` applies it).
 
 Tables
 ------
@@ -38,14 +38,14 @@ duration history and running rows (partial), plus a ``pg_trgm`` GIN index on ``u
 role that migrates: it is a trusted extension since PostgreSQL 13, so a database owner can).
 
 Later versions are new `Migration` entries appended to `STORE_SCHEMA`; never edit a step that
-has shipped. The outbox and the users' settings are sets of their own (`migrations` says how).
+has shipped. The outbox and the users' settings are sets of their own (`notifier.schema_migrations` says how).
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-from .migrations import Migration, MigrationSet, register
+from ...schema_migrations import Migration, MigrationSet, register
 
 __all__ = ["STORE_SCHEMA"]
 

@@ -113,6 +113,7 @@ from ...records import (
     WorkflowStatus,
     validate_workflow_id,
 )
+from ...schema_migrations import check_current, migrate
 from ..clock_check import (
     LAST_SWEEP_NOTE,
     HostTime,
@@ -157,7 +158,6 @@ from .connection import (
     error_name,
 )
 from .index import PostgresIndex, UnknownWorkflow
-from .migrations import check_current, migrate
 
 __all__ = ["DEFAULT_MAX_STEP_BYTES", "PostgresStore", "StorageErrorHook", "UserLimitReached"]
 

@@ -44,6 +44,7 @@ from loguru import logger
 from psycopg.types.json import Jsonb
 
 from ...errors import StoreError
+from ...schema_migrations import Migration, MigrationSet, migrate, register
 from ..user_settings import (
     CODES_SENT_KEPT_S,
     DUMP_COLUMNS,
@@ -61,7 +62,6 @@ from ..user_settings import (
 from . import schema as _schema  # noqa: F401 - the store's set registered first (`registered` order)
 from .connection import Connection, Database, DatabaseAddress, connect
 from .index import _text
-from .migrations import Migration, MigrationSet, migrate, register
 
 __all__ = [
     "POOL_MAX_SIZE",

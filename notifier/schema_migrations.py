@@ -15,9 +15,11 @@ each step exactly once: the first takes the lock and migrates, the others wait f
 it, then find every set current and change nothing. A failed step rolls back the whole
 transaction: the database is at the versions it had, never half-way. The version table itself is
 created only once the lock is held (two concurrent ``CREATE TABLE IF NOT EXISTS`` can both try to
-create it, and one fails). The table and the lock are the ones the PostgreSQL outbox's own
-migrations use (`notifier.fanout.outbox_postgres`, which may not import the store): one version
-table per database, and one lock serialising every part's migrations.
+create it, and one fails). Every part's set goes through this one engine: the store's
+(`store.postgres.schema`), the users' settings, the job queue, the outbox
+(`fanout.outbox_postgres`) and the REST budget (`discord.rest_budget`); it sits below all of
+them (the fanout and `discord` may not import the store), so there is one version table per
+database and one lock serialising every part's migrations.
 
 A database whose version of a set is newer than this program's is refused, in words: "database
 schema version N is newer than this program's M: upgrade the program". Nothing is changed then
@@ -32,10 +34,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final
 
-from ...errors import StoreError
-from .connection import Connection
+from .errors import StoreError
+
+if TYPE_CHECKING:
+    import psycopg
+
+    Connection = psycopg.AsyncConnection[Any]
 
 __all__ = [
     "MIGRATION_LOCK_KEY",
@@ -46,13 +52,13 @@ __all__ = [
     "SetStatus",
     "check_current",
     "migrate",
+    "numbered",
     "register",
     "registered",
     "status",
 ]
 
-# The same table and lock key as the outbox's migrations (fanout.outbox_postgres: "noti" in
-# ASCII): whichever part migrates first creates the table, the same way.
+# One table and one lock key ("noti" in ASCII) for every part's sets.
 VERSION_TABLE: Final = "notifier_schema_versions"
 MIGRATION_LOCK_KEY: Final = 0x6E6F7469
 
@@ -60,7 +66,12 @@ _CREATE_VERSION_TABLE: Final = f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (com
 
 
 class SchemaNewer(StoreError):
-    """The database holds a set at a version this program does not know: upgrade the program."""
+    """The database holds a set at a version this program does not know: upgrade the program.
+    `name`, `found` and `latest` say which set, at which version, and this program's."""
+
+    def __init__(self, name: str, found: int, latest: int) -> None:
+        super().__init__(_newer_message(name, found, latest))
+        self.name, self.found, self.latest = name, found, latest
 
 
 @dataclass(frozen=True)
@@ -107,6 +118,18 @@ class SetStatus:
 
 
 _REGISTRY: dict[str, MigrationSet] = {}
+
+
+def numbered(name: str, statements: Sequence[str]) -> MigrationSet:
+    """A set from plain SQL steps, step N bringing it from version N-1 to N (the outbox's and the
+    REST budget's, whose steps are a tuple of statements)."""
+    return MigrationSet(
+        name,
+        tuple(
+            Migration(version, f"{name}, step {version}", sql)
+            for version, sql in enumerate(statements, start=1)
+        ),
+    )
 
 
 def register(migration_set: MigrationSet) -> MigrationSet:
@@ -190,7 +213,7 @@ async def check_current(conn: Connection, sets: Sequence[MigrationSet] | None = 
                 f"{entry.latest}): run `notifier db migrate`"
             )
         if entry.found > entry.latest:
-            raise SchemaNewer(_newer_message(entry.name, entry.found, entry.latest))
+            raise SchemaNewer(entry.name, entry.found, entry.latest)
         raise StoreError(
             f"database schema version {entry.found} of {entry.name} is older than this "
             f"program's {entry.latest}: run `notifier db migrate`"
@@ -212,7 +235,7 @@ async def migrate(
         for migration_set in chosen:
             before = found.get(migration_set.name, 0)
             if before > migration_set.latest:
-                raise SchemaNewer(_newer_message(migration_set.name, before, migration_set.latest))
+                raise SchemaNewer(migration_set.name, before, migration_set.latest)
         for migration_set in chosen:
             before = found.get(migration_set.name, 0)
             for step in migration_set.migrations[before:]:
