@@ -452,24 +452,13 @@ class Runner:
                 exc,
             )
         discord = self._settings.discord
-        lease = None
-        if request.token is not None:
-            lease = InteractionLease(
-                created_at=request.interaction_created_at,
-                ttl_s=discord.interaction_ttl,
-                safety_margin_s=discord.safety_margin,
-                handoff_before_s=discord.handoff_before,
-            )
-        target = DeliveryTarget(
-            workflow_id=record.workflow_id,
-            user_id=request.user_id,
-            channel_id=self._results_channel(record),
-            ephemeral=request.ephemeral,
+        delivery = self._delivery(
+            record,
             token=request.token,
+            interaction_created_at=request.interaction_created_at,
             attachment_limit_bytes=request.attachment_limit_bytes,
         )
-
-        delivery = Delivery(self._io, target, lease, on_event=self._ladder_events(record))
+        target = delivery.target
         journal = StoreJournal(self._store, record.workflow_id)
         running = self._launch(record, body, delivery, journal)
         slot.release()  # the running workflow counts now, in the same step
@@ -1007,7 +996,12 @@ class Runner:
             await self._conclude_left_over(record, WorkflowStatus.FAILED, error)
             return True
         steps = await self._store.steps(record.workflow_id) if spec.resumable else []
-        delivery = self._job_delivery(record, ticket)
+        delivery = self._delivery(
+            record,
+            token=ticket.token,
+            interaction_created_at=ticket.interaction_created_at,
+            attachment_limit_bytes=ticket.attachment_limit_bytes,
+        )
         if steps or ticket.attempt > 0:
             limit = self._settings.runner.max_resumes
             resumes = await self._store.note_resume(record.workflow_id)
@@ -1038,14 +1032,22 @@ class Runner:
         current = await self._store.get(record.workflow_id)
         return current is None or current.status is not WorkflowStatus.RUNNING
 
-    def _job_delivery(self, record: WorkflowRecord, ticket: JobTicket) -> Delivery:
-        """The ladder for a job: from the stored interaction token while it lives."""
+    def _delivery(
+        self,
+        record: WorkflowRecord,
+        *,
+        token: str | None,
+        interaction_created_at: float | None,
+        attachment_limit_bytes: int,
+    ) -> Delivery:
+        """The ladder for `record`: from its interaction token while the token lives (a lease
+        from when the interaction was created), then the channel and DM rungs. A started
+        workflow's request and a worker's job ticket both come here."""
         discord = self._settings.discord
         lease = None
-        token = ticket.token
-        if token is not None and ticket.interaction_created_at is not None:
+        if token is not None and interaction_created_at is not None:
             lease = InteractionLease(
-                created_at=ticket.interaction_created_at,
+                created_at=interaction_created_at,
                 ttl_s=discord.interaction_ttl,
                 safety_margin_s=discord.safety_margin,
                 handoff_before_s=discord.handoff_before,
@@ -1056,7 +1058,7 @@ class Runner:
             channel_id=self._results_channel(record),
             ephemeral=record.ephemeral,
             token=token if lease is not None else None,
-            attachment_limit_bytes=ticket.attachment_limit_bytes,
+            attachment_limit_bytes=attachment_limit_bytes,
         )
         return Delivery(self._io, target, lease, on_event=self._ladder_events(record))
 
