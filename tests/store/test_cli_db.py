@@ -22,8 +22,8 @@ from notifier.config import StorageSettings
 from notifier.discord.rest_budget import TABLE as REST_BUDGET_TABLE
 from notifier.fanout.outbox_postgres import OUTBOX_MIGRATIONS, OUTBOX_TABLE, apply_outbox_migrations
 from notifier.records import WorkflowStatus
-from notifier.store import ResultStore
 from notifier.schema_migrations import MIGRATION_LOCK_KEY, VERSION_TABLE
+from notifier.store import ResultStore
 from notifier.store.postgres.schema import STORE_SCHEMA
 from notifier.testing import wait_until
 from notifier.testing.loopback import free_port

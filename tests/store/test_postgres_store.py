@@ -33,6 +33,7 @@ from psycopg import sql as pg_sql
 from notifier.config import StorageSettings
 from notifier.errors import StoreError
 from notifier.records import DeliveryState, WorkflowStatus
+from notifier.schema_migrations import VERSION_TABLE
 from notifier.store import ResultQuery, Store
 from notifier.store.postgres import (
     STORE_SCHEMA,
@@ -42,7 +43,6 @@ from notifier.store.postgres import (
     SchemaNewer,
     migrate,
 )
-from notifier.schema_migrations import VERSION_TABLE
 from notifier.testing import wait_until
 from notifier.testing.loopback import free_port
 from notifier.testing.postgres import (
