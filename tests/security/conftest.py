@@ -14,49 +14,20 @@ every message the emulator holds (content, embeds, attachments) is searched for 
 from __future__ import annotations
 
 import json
-import logging
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-from loguru import logger
 
-from notifier.logs import setup_logging
 from notifier.testing import DiscordEmulator, every_message, message_texts
-
-
-@dataclass
-class CapturedLogs:
-    lines: list[str] = field(default_factory=list)
-
-    def write(self, message: str) -> None:
-        self.lines.append(str(message))
-
-    def text(self) -> str:
-        return "".join(self.lines)
+from notifier.testing.logs import CapturedLogs
+from notifier.testing.logs import production_logs as captured_production_logs
 
 
 @pytest.fixture(autouse=True)
 def production_logs() -> Iterator[CapturedLogs]:
-    captured = CapturedLogs()
-    root = logging.getLogger()
-    saved_handlers, saved_level = list(root.handlers), root.level
-    saved_patcher = logger._core.patcher  # type: ignore[attr-defined]
-    setup_logging("DEBUG", sink=captured.write)
-    # A second, plain copy on stderr: pytest shows it when a test fails.
-    logger.add(sys.stderr, level="INFO", format="{time:HH:mm:ss.SSS} {level} {name}: {message}")
-    try:
+    with captured_production_logs() as captured:
         yield captured
-    finally:
-        logger.remove()
-        logger.configure(patcher=saved_patcher)
-        logger.add(sys.stderr, level="DEBUG")
-        for handler in list(root.handlers):
-            root.removeHandler(handler)
-        for handler in saved_handlers:
-            root.addHandler(handler)
-        root.setLevel(saved_level)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from notifier.logs import redactor
 from notifier.records import WorkflowStatus
 from notifier.store import ResultQuery
 from notifier.testing import DiscordEmulator, HttpSink, Received, wait_until
+from notifier.testing.logs import CapturedLogs
 from notifier.testing.project_bot import (
     SteeredWorkflow,
     new_record,
@@ -37,7 +38,7 @@ from notifier.testing.project_bot import (
 )
 from notifier.testing.smtp import serve_smtp
 
-from .conftest import CapturedLogs, SecretScan
+from .conftest import SecretScan
 from .support import PROJECT_ROOT
 
 SMTP_PASSWORD = "Smtp-Pa55word-never-logged"
