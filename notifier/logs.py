@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ from loguru import logger
 if TYPE_CHECKING:
     from loguru import Record
 
-__all__ = ["Redactor", "redactor", "setup_logging"]
+__all__ = ["Redactor", "redactor", "register_outage", "setup_logging"]
 
 MASK = "***"
 
@@ -76,10 +76,43 @@ class Redactor:
 redactor = Redactor()
 
 
+OutageExplainer = Callable[[BaseException], "str | None"]
+"""Says in words why an exception is an outage the process rides out, or None if it is not."""
+
+_outages: list[OutageExplainer] = []
+
+
+def register_outage(explain: OutageExplainer) -> None:
+    """Teach the stdlib bridge an outage that a library logs with a traceback though the process
+    survives it: procrastinate logs a PostgreSQL connection lost to a restart or a failover (its
+    abort poll, a job whose status could not be written) as an error with the whole chain, and
+    the notifier worker rides it out. Such a record becomes one WARNING line, the library's
+    message and `explain`'s reason, so that a traceback in an operator's log still means a bug.
+    Registering the same function again is a no-op."""
+    if explain not in _outages:
+        _outages.append(explain)
+
+
+def _outage_reason(record: logging.LogRecord) -> str | None:
+    error = record.exc_info[1] if record.exc_info else None
+    if error is None:
+        return None
+    for explain in _outages:
+        reason = explain(error)
+        if reason:
+            return reason
+    return None
+
+
 class _InterceptHandler(logging.Handler):
     """Routes stdlib logging (nextcord, aiohttp, apprise) into loguru, so one redactor sees all."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        reason = _outage_reason(record)
+        if reason is not None:
+            message = " ".join(record.getMessage().split())  # procrastinate's span lines
+            logger.opt(depth=6).warning("{}: {}", message, reason)
+            return
         try:
             level: str | int = logger.level(record.levelname).name
         except ValueError:

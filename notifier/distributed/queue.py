@@ -24,6 +24,17 @@ Theory of operation
   ``distributed.stall_timeout``. The worker that takes the retried job resumes the workflow from its last
   recorded step (`Runner.run_job`). Worst case from a kill to the resume: stall_timeout +
   sweep_interval + fetch_polling.
+- **A lost database connection** (PostgreSQL restarting, a failover) under procrastinate's
+  worker: its heartbeat is a side task, and procrastinate 3.10 stops watching its side tasks as
+  soon as one of them returns, which its periodic deferrer does at once when no periodic task is
+  registered (ours; procrastinate issue #1597). A heartbeat update that failed would end that
+  task unseen: the worker would run on with no heartbeat, its live jobs retried by the sweep
+  after ``stall_timeout``, and the error logged with its traceback only at shutdown. So the app's
+  job manager is `SteadyHeartbeat`: an update that fails for want of the database is tried
+  again until it is recorded. Where procrastinate does stop (its job fetch failing), the notifier
+  worker starts it again (`Worker._queue_worker`); and `build_app` registers
+  `database_unavailable` with the log bridge, so procrastinate's tracebacks of a lost database
+  are one warning line each.
 - **A stopping worker** (SIGTERM) lets its workflows reach a step boundary within
   ``runner.shutdown_grace``, leaves them running with their steps, and defers each again: another
   worker takes it over at once instead of after the stall timeout.
@@ -31,12 +42,17 @@ Theory of operation
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, Final
 
 import procrastinate
-from procrastinate.exceptions import AlreadyEnqueued
+import psycopg
+from loguru import logger
+from procrastinate.exceptions import AlreadyEnqueued, ConnectorException
+from procrastinate.manager import JobManager
 from procrastinate.schema import SchemaManager
 
+from ..logs import register_outage
 from ..schema_migrations import Migration, MigrationSet, register
 
 if TYPE_CHECKING:
@@ -46,7 +62,9 @@ __all__ = [
     "QUEUE",
     "QUEUE_SCHEMA",
     "RUN_WORKFLOW",
+    "SteadyHeartbeat",
     "build_app",
+    "database_unavailable",
     "defer_workflow",
 ]
 
@@ -87,16 +105,78 @@ QUEUE_SCHEMA: Final = register(
 )
 
 
-def build_app(dsn: str, *, pool_max_size: int = 10) -> procrastinate.App:
+def database_unavailable(error: BaseException) -> str | None:
+    """Why `error` is PostgreSQL being out of reach (its chain holds a psycopg
+    ``OperationalError``: a refused or terminated connection, a server shutting down), in the
+    server's first line of words; None for anything else, which stays a traceback."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, psycopg.OperationalError):
+            words = str(current).strip().splitlines()
+            return (
+                f"PostgreSQL unreachable ({words[0].strip() if words else type(current).__name__})"
+            )
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class SteadyHeartbeat(JobManager):
+    """procrastinate's job manager whose worker heartbeat outlasts a database outage: an update
+    that fails for want of PostgreSQL (`database_unavailable`) is tried again every `retry_s`
+    (each try also waits for the pool, up to its timeout) until it is recorded, instead of ending
+    the worker's heartbeat task for good (see the module docstring). Other errors are raised."""
+
+    def __init__(self, connector: procrastinate.PsycopgConnector, *, retry_s: float) -> None:
+        super().__init__(connector)
+        self.retry_s = retry_s
+
+    async def update_heartbeat(self, worker_id: int) -> None:
+        failed = 0
+        while True:
+            try:
+                await super().update_heartbeat(worker_id)
+            except ConnectorException as exc:
+                reason = database_unavailable(exc)
+                if reason is None:
+                    raise
+                if not failed:
+                    logger.warning(
+                        "queue: heartbeat of worker {} not recorded: {}; trying again every {} s",
+                        worker_id,
+                        reason,
+                        self.retry_s,
+                    )
+                failed += 1
+                await asyncio.sleep(self.retry_s)
+                continue
+            if failed:
+                logger.info(
+                    "queue: heartbeat of worker {} recorded again after {} failed tries",
+                    worker_id,
+                    failed,
+                )
+            return
+
+
+def build_app(
+    dsn: str, *, pool_max_size: int = 10, heartbeat_retry_s: float = 1.0
+) -> procrastinate.App:
     """The procrastinate app on `dsn` with our task registered (its function is set per
-    process: the worker's `Runner`). Open it with ``async with app.open_async():``."""
+    process: the worker's `Runner`). Open it with ``async with app.open_async():``. Its worker's
+    heartbeat rides out a lost database (`SteadyHeartbeat`), and its logs of one are a warning
+    line each (`database_unavailable`)."""
+    register_outage(database_unavailable)
     connector = procrastinate.PsycopgConnector(
         conninfo=dsn,
         min_size=1,
         max_size=pool_max_size,
         kwargs={"application_name": "notifier-queue"},
     )
-    return procrastinate.App(connector=connector)
+    app = procrastinate.App(connector=connector)
+    app.job_manager = SteadyHeartbeat(connector, retry_s=heartbeat_retry_s)
+    return app
 
 
 async def defer_workflow(

@@ -201,9 +201,9 @@ class Worker:
                     await task
 
     async def _queue_worker(self, app: procrastinate.App) -> None:
-        """procrastinate's worker, started again if it stops on its own (a side task of its, such
-        as its heartbeat, fails while PostgreSQL restarts, and it stops itself). Jobs it was
-        running are not lost: their workflows resume through the stalled-job sweep.
+        """procrastinate's worker, started again if it stops on its own (its job fetch fails
+        while PostgreSQL restarts; its heartbeat rides that out, `queue.SteadyHeartbeat`). Jobs
+        it was running are not lost: their workflows resume through the stalled-job sweep.
 
         LISTEN/NOTIFY is off: its listener needs a standing connection, and one lost to a
         restart stops the whole worker; polling every ``distributed.fetch_polling`` seconds
