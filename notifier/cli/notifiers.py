@@ -22,18 +22,16 @@ import difflib
 import sys
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from loguru import logger
 
 from ..config import ConfigDocument, NotifierEntry, Settings, read_config_document, secret_values
 from ..events import Event, Notice
 from ..fanout.discovery import BUILTIN_PLUGIN_DIR, PluginRegistry, discover_plugins
-from ..fanout.dispatch import check_notifier
+from ..fanout.dispatch import Notifier, check_notifier
 from ..fanout.plugin import (
     PermanentSendError,
-    Plugin,
-    RenderedNotice,
     SendError,
     SendOutcome,
     SendStatus,
@@ -170,11 +168,14 @@ def _targets(targets: tuple[TargetResult, ...]) -> list[str]:
 
 
 async def _send(
-    plugin: Plugin[Any], notice: Notice, message: RenderedNotice, timeout_s: float
+    notifier: Notifier, notice: Notice, timeout_s: float
 ) -> tuple[SendOutcome | None, str, tuple[TargetResult, ...]]:
     """The plugin's answer: its outcome, or (None, what went wrong, per-target results)."""
     try:
-        return await asyncio.wait_for(plugin.send(notice, message), timeout_s), "", ()
+        outcome = await notifier.send_once(
+            notice, idempotency_key=f"test-{uuid.uuid4().hex}", timeout_s=timeout_s
+        )
+        return outcome, "", ()
     except SendError as exc:
         later = (
             "retrying cannot help"
@@ -230,16 +231,8 @@ async def _test_command(args: argparse.Namespace, _defaults: Settings) -> int:
         if not entry.enabled:
             _out(f"note: {entry.name!r} is disabled (enabled: false); testing it anyway")
         notice = sample_notice(event)
-        timeout_s = settings.fanout.timeout
-        message = notifier.render(
-            notice,
-            idempotency_key=f"test-{uuid.uuid4().hex}",
-            attempt=1,
-            timeout_s=timeout_s,
-            settled_targets=frozenset(),
-        )
         try:
-            outcome, failure, targets = await _send(notifier.plugin, notice, message, timeout_s)
+            outcome, failure, targets = await _send(notifier, notice, settings.fanout.timeout)
         finally:
             await notifier.plugin.close()
         if offline.dm_refused:

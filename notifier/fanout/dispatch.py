@@ -66,6 +66,7 @@ from .plugin import (
     PluginContext,
     RenderedNotice,
     SendError,
+    SendOutcome,
     SendStatus,
     TargetResult,
     TargetStatus,
@@ -173,6 +174,21 @@ class Notifier:
             timeout_s=timeout_s,
             settled_targets=settled_targets,
         )
+
+    async def send_once(
+        self, notice: Notice, *, idempotency_key: str, timeout_s: float
+    ) -> SendOutcome:
+        """Render `notice` as a first attempt and send it now, outside the outbox (a test
+        notice: ``notifier notifiers test``, ``/notify test``). Raises what the plugin raises
+        (`SendError`), or TimeoutError after `timeout_s`."""
+        message = self.render(
+            notice,
+            idempotency_key=idempotency_key,
+            attempt=1,
+            timeout_s=timeout_s,
+            settled_targets=frozenset(),
+        )
+        return await asyncio.wait_for(self.plugin.send(notice, message), timeout_s)
 
 
 # ---------------------------------------------------------------------------------------------

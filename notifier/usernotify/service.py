@@ -385,15 +385,10 @@ class UserNotifications:
     async def _test_one(self, via: str, notice: Notice, tag: str) -> str:
         notifier = self._channels.notifiers()[notifier_name(via)]
         timeout_s = self._settings.fanout.timeout
-        message = notifier.render(
-            notice,
-            idempotency_key=f"test-{tag}-{via}",
-            attempt=1,
-            timeout_s=timeout_s,
-            settled_targets=frozenset(),
-        )
         try:
-            outcome = await asyncio.wait_for(notifier.plugin.send(notice, message), timeout_s)
+            outcome = await notifier.send_once(
+                notice, idempotency_key=f"test-{tag}-{via}", timeout_s=timeout_s
+            )
         except SendError as exc:
             return f"- {_WORDS[via]}: failed ({exc.message})"
         except TimeoutError:
