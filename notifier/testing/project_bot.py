@@ -23,15 +23,18 @@ if TYPE_CHECKING:
 
     from ..app import NotifierBot
     from ..config import Settings
+    from ..fanout.outbox import OutboxRow
     from ..store import ResultStore
 
 __all__ = [
     "SteeredWorkflow",
     "bot_settings",
     "new_record",
+    "outbox_rows",
     "project_bot",
     "running_bot",
     "settled_record",
+    "settled_rows",
     "stored_workflow",
 ]
 
@@ -194,6 +197,23 @@ async def settled_record(bot: NotifierBot, workflow_id: str) -> WorkflowRecord:
 
     await wait_until(decided, what=f"the delivery of workflow {workflow_id} decided")
     return settled[-1]
+
+
+async def outbox_rows(bot: NotifierBot, notifier: str) -> list[OutboxRow]:
+    """Every outbox row of `notifier`, oldest first."""
+    return await bot.fanout.outbox.rows(notifier=notifier, limit=None)
+
+
+async def settled_rows(bot: NotifierBot, notifier: str, count: int) -> list[OutboxRow]:
+    """Wait until `notifier` has `count` rows and none of them is pending any more; all its rows."""
+    from ..fanout.outbox import OutboxStatus
+
+    async def settled() -> bool:
+        rows = await outbox_rows(bot, notifier)
+        return len(rows) >= count and all(r.status is not OutboxStatus.PENDING for r in rows)
+
+    await wait_until(settled, what=f"{count} settled row(s) of {notifier}")
+    return await outbox_rows(bot, notifier)
 
 
 async def stored_workflow(

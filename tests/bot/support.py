@@ -1,5 +1,6 @@
 """Helpers for the bot tests: an /autointel run with a body the test steers, taken to its settled
-record (outlasting its interaction token when asked), and the outbox rows the run left, settled."""
+record (outlasting its interaction token when asked). The outbox rows a run left, settled, are
+`notifier.testing.project_bot.settled_rows`."""
 
 from __future__ import annotations
 
@@ -7,10 +8,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from notifier.app import NotifierBot
-from notifier.fanout.outbox import OutboxRow, OutboxStatus
 from notifier.records import WorkflowRecord
 from notifier.store import ResultQuery
-from notifier.testing import DiscordEmulator, wait_until
+from notifier.testing import DiscordEmulator
 from notifier.testing.project_bot import SteeredWorkflow, new_record, settled_record
 
 
@@ -38,18 +38,3 @@ async def run_steered(
     steered.release.set()
     record = await new_record(bot, known)
     return await settled_record(bot, record.workflow_id)
-
-
-async def outbox_rows(bot: NotifierBot, notifier: str) -> list[OutboxRow]:
-    return await bot.fanout.outbox.rows(notifier=notifier, limit=None)
-
-
-async def settled_rows(bot: NotifierBot, notifier: str, count: int) -> list[OutboxRow]:
-    """Wait until `notifier` has `count` rows and none of them is pending any more; all its rows."""
-
-    async def settled() -> bool:
-        rows = await outbox_rows(bot, notifier)
-        return len(rows) >= count and all(r.status is not OutboxStatus.PENDING for r in rows)
-
-    await wait_until(settled, what=f"{count} settled row(s) of {notifier}")
-    return await outbox_rows(bot, notifier)

@@ -28,9 +28,9 @@ from notifier.testing import (
     text_of,
 )
 from notifier.testing.model import Message
-from notifier.testing.project_bot import project_bot
+from notifier.testing.project_bot import outbox_rows, project_bot, settled_rows
 
-from .support import outbox_rows, run_steered, settled_rows
+from .support import run_steered
 
 TTL = pytest.mark.discord_emulator(interaction_ttl_s=4.0)
 SINK_PASSWORD = "s3cretpass"

@@ -44,12 +44,13 @@ from notifier.testing.project_bot import (
     new_record,
     project_bot,
     settled_record,
+    settled_rows,
 )
 from notifier.testing.site import DemoSite
 from notifier.testing.smtp import SmtpServer, body_of, serve_smtp
 from notifier.testing.workflow_sources import STEPPER
 
-from .support import run_steered, settled_rows
+from .support import run_steered
 
 ALICE_MAIL = "alice@example.com"
 # A limit that only stops a broken run from hanging the suite; nothing here measures speed.

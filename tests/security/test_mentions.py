@@ -21,18 +21,19 @@ import pytest
 from notifier.app import NotifierBot
 from notifier.discord.text import ZERO_WIDTH_SPACE, allowed_mentions, inert
 from notifier.events import Event, Notice
-from notifier.fanout.outbox import OutboxRow, OutboxStatus
+from notifier.fanout.outbox import OutboxStatus
 from notifier.fanout.templates import notice_field_names
 from notifier.plugins import MessageTemplate, RenderedNotice
 from notifier.records import WorkflowRecord, WorkflowStatus
 from notifier.store import ResultQuery
-from notifier.testing import DiscordEmulator, HttpSink, every_message, text_of, wait_until
+from notifier.testing import DiscordEmulator, HttpSink, every_message, text_of
 from notifier.testing.model import Message, MessageVersion
 from notifier.testing.project_bot import (
     SteeredWorkflow,
     new_record,
     project_bot,
     settled_record,
+    settled_rows,
 )
 
 ZW = ZERO_WIDTH_SPACE
@@ -197,15 +198,6 @@ async def _run(
     return await settled_record(bot, record.workflow_id)
 
 
-async def _settled_rows(bot: NotifierBot, notifier: str) -> list[OutboxRow]:
-    async def settled() -> bool:
-        rows = await bot.fanout.outbox.rows(notifier=notifier, limit=None)
-        return len(rows) == RUNS and all(r.status is not OutboxStatus.PENDING for r in rows)
-
-    await wait_until(settled, timeout_s=30, what=f"{RUNS} notices of {notifier!r} settled")
-    return await bot.fanout.outbox.rows(notifier=notifier, limit=None)
-
-
 def _with_text(message: Message) -> list[MessageVersion]:
     """The versions of a message that showed something (not a "thinking" placeholder)."""
     return [v for v in message.versions if v.content or v.embeds or v.attachments]
@@ -263,7 +255,8 @@ async def test_page_text_pings_nobody_and_links_nowhere_in_any_message_the_bot_s
             )
             await reply.wait_for_message(lambda m: "evil.example" in text_of(m), timeout_s=10)
             for name in [*WEBHOOK_NOTIFIERS, "dm", "json"]:
-                rows = await _settled_rows(bot, name)
+                rows = await settled_rows(bot, name, RUNS)
+                assert len(rows) == RUNS, (name, rows)
                 assert {r.status for r in rows} == {OutboxStatus.SENT}, (name, rows)
 
     # Every rung and sink was really used, and showed the page's words.
