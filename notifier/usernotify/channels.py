@@ -31,8 +31,6 @@ words as they are: it is their own address.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,8 +54,8 @@ from ..fanout.plugin import (
     TransientSendError,
 )
 from ..fanout.templates import MessageTemplate
-from ..fanout.transports.common import discord_embed, mask_url, target_timeout_s
-from ..fanout.transports.dm import dm_nonce
+from ..fanout.transports.common import discord_embed, mask_url, target_id, target_timeout_s
+from ..fanout.transports.dm import PERMANENT_DM_CODES, accepts_nonce, dm_nonce
 from ..fanout.user_routes import USER_NOTIFIER_PREFIX
 from ..logs import redactor
 from ..metrics import USER_NOTIFICATIONS
@@ -68,7 +66,6 @@ from .verification import mask_addresses_in
 from .webhook import CallbackFailed, CallbackSender, callback_body, signed_headers, webhook_id
 
 __all__ = [
-    "DM_CLOSED_CODES",
     "USER_TEMPLATES",
     "VIAS",
     "ResultLoader",
@@ -82,8 +79,6 @@ __all__ = [
 
 #: Every kind of channel a user may choose, in the order they are shown.
 VIAS: Final = ("dm", "email", "webhook")
-#: Discord's answers that mean "this user cannot be DMed by the bot": the DM channel goes off.
-DM_CLOSED_CODES: Final = frozenset({codes.CANNOT_DM_USER, codes.NO_MUTUAL_GUILDS})
 #: Seconds a DM telling the user that a channel went off may take before a note is left instead.
 TELL_DM_TIMEOUT_S: Final = 10.0
 
@@ -130,18 +125,6 @@ def notifier_name(via: str) -> str:
 def utc_day(now: float) -> str:
     """``YYYY-MM-DD`` of `now` in UTC: the day the daily limits count."""
     return time.strftime("%Y-%m-%d", time.gmtime(now))
-
-
-def _target_id(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _takes_nonce(func: Any) -> bool:
-    try:
-        parameters = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == "nonce" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 class _NoOptions(BaseModel):
@@ -204,7 +187,7 @@ class _UserPlugin(Plugin[_NoOptions]):
     @staticmethod
     def _sent(target: str) -> SendOutcome:
         return SendOutcome.sent(
-            [TargetResult(target=target, target_id=_target_id(target), status=TargetStatus.SENT)]
+            [TargetResult(target=target, target_id=target_id(target), status=TargetStatus.SENT)]
         )
 
 
@@ -216,7 +199,7 @@ class UserDMPlugin(_UserPlugin):
 
     def __init__(self, options: _NoOptions, context: PluginContext, *, kit: _Kit) -> None:
         super().__init__(options, context, kit=kit)
-        self._nonce = context.send_dm is not None and _takes_nonce(context.send_dm)
+        self._nonce = context.send_dm is not None and accepts_nonce(context.send_dm)
 
     async def send(self, notice: Notice, message: RenderedNotice) -> SendOutcome:
         current = await self._current(notice.user_id)
@@ -242,7 +225,7 @@ class UserDMPlugin(_UserPlugin):
         except Exception as exc:  # noqa: BLE001 - the bot's send_dm may raise anything; classify it
             status, code = getattr(exc, "status", None), getattr(exc, "code", None)
             detail = f"{type(exc).__name__}: {exc}" + (f" (code {code})" if code else "")
-            if code in DM_CLOSED_CODES:
+            if code in PERMANENT_DM_CODES:
                 await self._turn_off(
                     user_id,
                     "Discord does not let the bot DM you (DMs closed, or no server in common)",
@@ -276,7 +259,7 @@ class UserEmailPlugin(_UserPlugin):
             )
         address, shown = channel.target, mask_address(channel.target)
         domain = server.sender.rpartition("@")[2] or "notifier.invalid"
-        key = message.idempotency_key or _target_id(f"{notice.workflow_id}{time.time_ns()}")
+        key = message.idempotency_key or target_id(f"{notice.workflow_id}{time.time_ns()}")
         try:
             await send_mail(
                 server,
@@ -337,7 +320,7 @@ class UserWebhookPlugin(_UserPlugin):
         if include and self._kit.load_result is not None:
             result = await self._kit.load_result(notice.workflow_id)
         body = callback_body(notice, include_result=include, result=result)
-        key = message.idempotency_key or _target_id(f"{notice.workflow_id}{time.time_ns()}")
+        key = message.idempotency_key or target_id(f"{notice.workflow_id}{time.time_ns()}")
         headers = signed_headers(
             settings.webhook_secret, msg_id=webhook_id(key), body=body, now_s=self._kit.clock()
         )

@@ -17,12 +17,12 @@ from ...events import Notice
 from ..plugin import PermanentSendError, PluginContext, RenderedNotice, TargetResult, TargetStatus
 from .common import _result, discord_embed
 
-__all__ = ["DMTarget", "dm_nonce"]
+__all__ = ["PERMANENT_DM_CODES", "DMTarget", "accepts_nonce", "dm_nonce"]
 
 # Discord accepts a nonce of at most 25 characters.
 DM_NONCE_CHARS: Final = 25
 # Discord JSON error codes that mean "never going to work for this target".
-_PERMANENT_DM_CODES: Final = frozenset({codes.CANNOT_DM_USER, codes.NO_MUTUAL_GUILDS})
+PERMANENT_DM_CODES: Final = frozenset({codes.CANNOT_DM_USER, codes.NO_MUTUAL_GUILDS})
 
 
 def dm_nonce(idempotency_key: str, user_id: int) -> str:
@@ -32,7 +32,7 @@ def dm_nonce(idempotency_key: str, user_id: int) -> str:
     return hashlib.sha256(f"{idempotency_key}:{user_id}".encode()).hexdigest()[:DM_NONCE_CHARS]
 
 
-def _accepts_nonce(func: Any) -> bool:
+def accepts_nonce(func: Any) -> bool:
     try:
         parameters = inspect.signature(func).parameters.values()
     except (TypeError, ValueError):
@@ -76,7 +76,7 @@ class DMTarget:
             content = f"{message.title}\n{message.body}"[: codes.CONTENT_MAX]
         send_dm: Any = context.send_dm
         extra: dict[str, str] = {}
-        if message.idempotency_key and _accepts_nonce(send_dm):
+        if message.idempotency_key and accepts_nonce(send_dm):
             extra["nonce"] = dm_nonce(message.idempotency_key, self.user_id)
         try:
             async with asyncio.timeout(timeout_s):
@@ -89,7 +89,7 @@ class DMTarget:
             return _result(self, TargetStatus.FAILED, exc.message, permanent=True)
         except Exception as exc:  # noqa: BLE001 - the bot's send_dm may raise anything; classify it
             status, code = getattr(exc, "status", None), getattr(exc, "code", None)
-            permanent = code in _PERMANENT_DM_CODES or (
+            permanent = code in PERMANENT_DM_CODES or (
                 isinstance(status, int) and 400 <= status < 500 and status not in {408, 429}
             )
             detail = f"{type(exc).__name__}: {exc}" + (f" (code {code})" if code else "")
