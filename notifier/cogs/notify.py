@@ -33,13 +33,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol
 
-import aiohttp
 import nextcord
 from loguru import logger
 from nextcord.ext import commands
 
 from ..config import Settings
-from ..discord.replies import defer, reply_ephemeral
+from ..discord.codes import CONTENT_MAX
+from ..discord.replies import TRANSPORT_ERRORS, defer, reply_ephemeral
 from ..errors import StoreError
 from ..store.user_settings import UserSettingsStore
 from ..usernotify.service import UserNotifications
@@ -62,8 +62,6 @@ TARGET_MAX_CHARS: Final = 2048  # a webhook URL; an address is held to 254 by th
 LIST_MAX_CHARS: Final = 400
 LIST_MAX_ITEMS: Final = 25
 CODE_MAX_CHARS: Final = 16
-# A message holds at most 2000 characters.
-_MESSAGE_MAX_CHARS: Final = 2000
 ALL_VIAS: Final = ("dm", "email", "webhook")
 _EVENTS_HELP: Final = (
     "Comma-separated: completed, failed, persisted, handoff, resumed (default: the first three)"
@@ -77,8 +75,6 @@ _NOT_READY: Final = "❌ The bot is still starting; please try again in a moment
 _NOTES_HEADER: Final = "📬 About your notifications:"
 # The notes are out of the store while they are being shown: no call may hold them for long.
 _CALL_TIMEOUT_S: Final = 10.0
-# What a lost connection raises on a follow-up (the replies module treats them alike).
-_TRANSPORT_ERRORS: Final = (aiohttp.ClientError, ConnectionError, RuntimeError, TimeoutError)
 
 
 class NotifyServices(Protocol):
@@ -120,7 +116,7 @@ def parse_list(text: str | None, *, what: str) -> tuple[str, ...] | None:
 
 
 def _cut(text: str) -> str:
-    return text if len(text) <= _MESSAGE_MAX_CHARS else text[: _MESSAGE_MAX_CHARS - 1] + "…"
+    return text if len(text) <= CONTENT_MAX else text[: CONTENT_MAX - 1] + "…"
 
 
 def notes_messages(notes: Sequence[str]) -> list[list[str]]:
@@ -130,7 +126,7 @@ def notes_messages(notes: Sequence[str]) -> list[list[str]]:
     size = 0
     for note in notes:
         line = _bullet(note)
-        if not groups or size + len(line) > _MESSAGE_MAX_CHARS:
+        if not groups or size + len(line) > CONTENT_MAX:
             groups.append([])
             size = len(_NOTES_HEADER)
         groups[-1].append(note)
@@ -139,7 +135,7 @@ def notes_messages(notes: Sequence[str]) -> list[list[str]]:
 
 
 def _bullet(note: str) -> str:
-    room = _MESSAGE_MAX_CHARS - len(_NOTES_HEADER) - 3
+    room = CONTENT_MAX - len(_NOTES_HEADER) - 3
     text = note if len(note) <= room else note[: room - 1] + "…"
     return f"\n• {text}"
 
@@ -189,7 +185,7 @@ class NotesAfterCommands(commands.Cog):
         except nextcord.HTTPException as exc:
             logger.debug("notes held back: original response unreadable (code {})", exc.code)
             return False
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             logger.debug("notes held back: {}", type(exc).__name__)
             return False
         return not original.flags.loading
@@ -201,7 +197,7 @@ class NotesAfterCommands(commands.Cog):
         except nextcord.HTTPException as exc:
             logger.warning("notes not shown: follow-up refused: {} (code {})", exc.status, exc.code)
             return False
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             logger.warning("notes not shown: the connection was lost ({})", type(exc).__name__)
             return False
         return True

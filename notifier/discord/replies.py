@@ -9,7 +9,7 @@ first one did.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import nextcord
@@ -20,12 +20,12 @@ from . import codes
 from .compat import recreate_session
 from .session import FailureKind, classify
 
-__all__ = ["attachment_limit", "defer", "reply_ephemeral"]
+__all__ = ["TRANSPORT_ERRORS", "attachment_limit", "defer", "reply_ephemeral"]
 
 _CONNECTION_LOST = frozenset({FailureKind.SESSION_CLOSED, FailureKind.TRANSIENT})
 # What a lost connection raises: aiohttp's errors, "Session is closed", a timeout (`classify`
 # tells them from other errors of these types, which are re-raised).
-_TRANSPORT_ERRORS = (aiohttp.ClientError, ConnectionError, RuntimeError, TimeoutError)
+TRANSPORT_ERRORS: Final = (aiohttp.ClientError, ConnectionError, RuntimeError, TimeoutError)
 
 
 def _connection_lost(exc: BaseException) -> bool:
@@ -46,7 +46,7 @@ async def _retry_once(interaction: nextcord.Interaction, action: Any) -> bool:
                 return True  # the first try landed; only its answer was lost
             logger.warning("initial response failed: {} (code {})", exc.status, exc.code)
             return False
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             if not _connection_lost(exc):
                 raise
             if classify(exc) is FailureKind.SESSION_CLOSED:
@@ -76,7 +76,7 @@ async def reply_ephemeral(interaction: nextcord.Interaction, text: str) -> bool:
         except nextcord.HTTPException as exc:
             logger.warning("ephemeral followup failed: {} (code {})", exc.status, exc.code)
             return False
-        except _TRANSPORT_ERRORS as exc:
+        except TRANSPORT_ERRORS as exc:
             if not _connection_lost(exc):
                 raise
             logger.warning("ephemeral followup lost with the connection: {}", exc)
