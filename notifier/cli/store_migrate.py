@@ -51,13 +51,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
 
-from ..config import Settings, StorageSettings
+from ..config import Settings, StorageSettings, postgres_dsn_of, postgres_extra_missing
 from ..errors import StoreLocked
 from ..fanout.outbox import OutboxStatus, outbox_path
 from ..records import DeliveryState, WorkflowStatus
 from ..store import ResultStore
 from ..store.result_store import INDEX_NAME
-from ..store.user_settings import FORGET_KINDS, USERS_FILE, SettingsDump
+from ..store.sqlite.user_settings import read_dump
+from ..store.user_settings import FORGET_KINDS, USERS_FILE
 from .common import EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, CommandError
 from .db import _register_every_part
 
@@ -130,7 +131,7 @@ def _load_postgres_parts() -> None:
 
         _register_every_part()
     except ModuleNotFoundError as exc:
-        if (exc.name or "").partition(".")[0] not in ("psycopg", "psycopg_pool", "procrastinate"):
+        if postgres_extra_missing(exc) is None:
             raise
         raise CommandError(
             f"copying into PostgreSQL needs the postgres extra ({exc}): "
@@ -172,7 +173,7 @@ async def _dry_run(
         walk = await importer.walk(write=False, read_documents=True)
         outbox = await import_outbox(importer.connection, outbox_file, write=False)
     users: SettingsImport | None = None
-    if (dump := await _read_users(users_file)) is not None:
+    if (dump := await read_dump(users_file)) is not None:
         users_target = await _open_users_target(target)
         try:
             users = await users_target.load(dump, write=False)
@@ -205,7 +206,7 @@ async def _migrate(
         for name, before, after in changes:
             outcome = "migrated" if after != before else "already current"
             print(f"{name}: schema version {before} -> {after} ({outcome})", file=out)
-        dump = await _read_users(users_file)
+        dump = await read_dump(users_file)
         users: SettingsImport | None = None
         if dump is not None:
             users_target = await _open_users_target(target)
@@ -276,27 +277,12 @@ async def _lock(storage: StorageSettings) -> ResultStore:
         ) from None
 
 
-async def _read_users(users_file: Path) -> SettingsDump | None:
-    """Every row of the SQLite users' settings; None when there is no such file (none is made:
-    opening the settings would create it)."""
-    if not await asyncio.to_thread(users_file.is_file):
-        return None
-    from ..store.sqlite.user_settings import SQLiteUserSettings
-
-    settings = await SQLiteUserSettings.open(users_file)
-    try:
-        return await settings.dump()
-    finally:
-        await settings.close()
-
-
 async def _open_users_target(target: StorageSettings) -> PostgresUserSettings:
     """The PostgreSQL users' settings, not migrated here: a real run has migrated every part
     already, and a dry run changes nothing (`load` then reads missing tables as empty)."""
     from ..store.postgres.user_settings import PostgresUserSettings
 
-    assert target.postgres_dsn is not None  # `_target` refused a config without one
-    return await PostgresUserSettings.open(target.postgres_dsn.get_secret_value(), migrate=False)
+    return await PostgresUserSettings.open(postgres_dsn_of(target), migrate=False)
 
 
 def _progress() -> Callable[[int], None]:

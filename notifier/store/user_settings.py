@@ -33,9 +33,9 @@ written: the limits are daily and never look further back.
 
 `open_user_settings` opens the backend ``storage.backend`` names (see its docstring).
 
-Moving the settings between backends (``notifier store migrate``): the SQLite backend's `dump`
-gives every row of every kind as plain values (`SettingsDump`, the columns `DUMP_COLUMNS` names),
-and the PostgreSQL backend's `load` compares them with what it holds and copies the missing
+Moving the settings between backends (``notifier store migrate``): the SQLite backend's
+`read_dump` gives every row of every kind as plain values (`SettingsDump`, the columns
+`DUMP_COLUMNS` names; read only), and the PostgreSQL backend's `load` compares them with what it holds and copies the missing
 ones. The kinds are `FORGET_KINDS`. A row is known by its key (`DUMP_KEY_COLUMNS`: the user, and
 the via or the day where a user has several); the codes sent and the notes are logs with no key
 that survives a copy (their ids are each database's own), so one of those is "the same row" when
@@ -167,15 +167,11 @@ class UserSettings:
 @dataclass(frozen=True, slots=True)
 class SettingsDump:
     """Every row of a settings store, by kind (`FORGET_KINDS`), each a tuple of the columns
-    `DUMP_COLUMNS` names: what the SQLite backend's `dump` gives and the PostgreSQL backend's
-    `load` takes. Settings are small (a few rows per user who used ``/notify``; the codes sent
+    `DUMP_COLUMNS` names: what the SQLite backend's `read_dump` gives and the PostgreSQL
+    backend's `load` takes. Settings are small (a few rows per user who used ``/notify``; the codes sent
     and the notice counts are pruned to two days), so they are held in memory whole."""
 
     rows: Mapping[str, Sequence[tuple[Any, ...]]]
-
-    def counts(self) -> dict[str, int]:
-        """Rows by kind, every kind present (0 included), in `FORGET_KINDS` order."""
-        return {kind: len(self.rows.get(kind, ())) for kind in FORGET_KINDS}
 
 
 @dataclass(frozen=True, slots=True)

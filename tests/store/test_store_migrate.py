@@ -633,3 +633,17 @@ async def test_a_dry_run_counts_the_users_settings_and_changes_nothing(
         "would copy 10 users' settings row(s) (2 channels, 1 webhook secret, 1 pending codes, "
         "3 codes sent, 1 notice counts, 2 notes)"
     ) in done.stdout
+
+
+async def test_a_users_file_the_bot_never_set_up_is_read_as_empty_and_left_as_it_was(
+    source: Source, postgres_dsn: str
+) -> None:
+    users = source.data / USERS_FILE
+    users.write_bytes(b"")
+    users.chmod(0o644)
+
+    done = _dry_run_changing_nothing(source, postgres_dsn)
+
+    assert "would copy 0 users' settings row(s) (none)" in done.stdout
+    assert users.read_bytes() == b""
+    assert users.stat().st_mode & 0o777 == 0o644

@@ -58,7 +58,7 @@ from ..user_settings import (
     oldest_notice_day,
 )
 
-__all__ = ["SCHEMA_VERSION", "SQLiteUserSettings"]
+__all__ = ["SCHEMA_VERSION", "SQLiteUserSettings", "read_dump"]
 
 SCHEMA_VERSION: Final = 1
 BUSY_TIMEOUT_MS: Final = 5000
@@ -174,6 +174,13 @@ def _damaged(path: Path, problem: str) -> StoreError:
     )
 
 
+def _newer(path: Path, version: int) -> StoreError:
+    return StoreError(
+        f"the users' settings file {path}: schema version {version} is newer than this "
+        f"program's {SCHEMA_VERSION} (a newer notifier wrote it): upgrade the program"
+    )
+
+
 class SQLiteUserSettings:
     """Users' settings in one SQLite file (see the module docstring). Open with
     ``await SQLiteUserSettings.open(path)``; close with ``await settings.close()``."""
@@ -210,11 +217,7 @@ class SQLiteUserSettings:
                 raise _damaged(path, problem)
             version = int(next(iter(await db.execute_fetchall("PRAGMA user_version")))[0])
             if version > SCHEMA_VERSION:
-                raise StoreError(
-                    f"the users' settings file {path}: schema version {version} is newer than "
-                    f"this program's {SCHEMA_VERSION} (a newer notifier wrote it): upgrade the "
-                    "program"
-                )
+                raise _newer(path, version)
             await db.execute("PRAGMA journal_mode=WAL")
             await db.execute("PRAGMA synchronous=FULL")
             if version < SCHEMA_VERSION:
@@ -514,47 +517,6 @@ class SQLiteUserSettings:
             notes=[(str(text), float(at)) for text, at in notes],
         )
 
-    async def dump(self) -> SettingsDump:
-        """Every row of every kind as plain values (`SettingsDump`: the columns `DUMP_COLUMNS`
-        names), read in one transaction so the kinds agree with one another: what
-        ``notifier store migrate`` copies into PostgreSQL."""
-        action = "read the users' settings"
-        queries = {
-            "channels": f"SELECT user_id, {_CHANNEL_COLUMNS} FROM channels ORDER BY user_id, via",
-            "webhook secret": "SELECT user_id, webhook_secret, updated_at FROM secrets"
-            " ORDER BY user_id",
-            "pending codes": "SELECT user_id, address, code_hash, expires_at, attempts, events,"
-            " workflows, created_at FROM pending_codes ORDER BY user_id",
-            "codes sent": "SELECT user_id, address_hash, sent_at FROM codes_sent ORDER BY id",
-            "notice counts": "SELECT user_id, day, count FROM notice_counts ORDER BY user_id, day",
-            "notes": "SELECT user_id, text, created_at FROM notes ORDER BY id",
-        }
-        read: dict[str, list[tuple[Any, ...]]] = {}
-        try:
-            await self._db.execute("BEGIN")
-        except sqlite3.Error as exc:
-            raise self._error(action, exc) from exc
-        try:
-            for kind, sql in queries.items():
-                read[kind] = await self._read(action, sql)
-        finally:
-            with contextlib.suppress(sqlite3.Error):
-                await self._db.execute("COMMIT")
-        rows: dict[str, list[tuple[Any, ...]]] = {
-            "channels": [(int(r[0]), *_dumped_channel(_channel(r[1:]))) for r in read["channels"]],
-            "webhook secret": [(int(u), str(s), float(t)) for u, s, t in read["webhook secret"]],
-            "pending codes": [
-                (int(u), str(a), str(h), float(e), int(n), *_lists(ev, wf), float(t))
-                for u, a, h, e, n, ev, wf, t in read["pending codes"]
-            ],
-            "codes sent": [
-                (None if u is None else int(u), str(h), float(t)) for u, h, t in read["codes sent"]
-            ],
-            "notice counts": [(int(u), str(d), int(n)) for u, d, n in read["notice counts"]],
-            "notes": [(int(u), str(text), float(t)) for u, text, t in read["notes"]],
-        }
-        return SettingsDump(rows)
-
     async def forget(self, user_id: int) -> ForgetReport:
         def forget(conn: sqlite3.Connection) -> dict[str, int]:
             def run(sql: str) -> int:
@@ -577,3 +539,70 @@ class SQLiteUserSettings:
         except sqlite3.Error as exc:
             raise self._error("forget a user", exc) from exc
         return ForgetReport(deleted)
+
+
+_DUMP_QUERIES: Final = {
+    "channels": f"SELECT user_id, {_CHANNEL_COLUMNS} FROM channels ORDER BY user_id, via",
+    "webhook secret": "SELECT user_id, webhook_secret, updated_at FROM secrets ORDER BY user_id",
+    "pending codes": "SELECT user_id, address, code_hash, expires_at, attempts, events,"
+    " workflows, created_at FROM pending_codes ORDER BY user_id",
+    "codes sent": "SELECT user_id, address_hash, sent_at FROM codes_sent ORDER BY id",
+    "notice counts": "SELECT user_id, day, count FROM notice_counts ORDER BY user_id, day",
+    "notes": "SELECT user_id, text, created_at FROM notes ORDER BY id",
+}
+
+
+async def read_dump(path: Path) -> SettingsDump | None:
+    """Every row of the settings file at `path` as plain values (`SettingsDump`: the columns
+    `DUMP_COLUMNS` names), read in one transaction so the kinds agree with one another: what
+    ``notifier store migrate`` copies into PostgreSQL. None when there is no file.
+
+    Read only (``mode=ro``), unlike `SQLiteUserSettings.open`: a dry run changes nothing, so
+    the file is neither created, migrated, switched to WAL nor re-moded here; a file the bot never
+    gave its schema holds no rows. StoreError naming the file if it is damaged, from a newer
+    program, or cannot be read."""
+    executor = ThreadPoolExecutor(1, thread_name_prefix="users-dump")
+    try:
+        return await asyncio.get_running_loop().run_in_executor(executor, _read_dump, path)
+    finally:
+        executor.shutdown(wait=False)
+
+
+def _read_dump(path: Path) -> SettingsDump | None:
+    if not path.is_file():
+        return None
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open the users' settings file {path}: {exc}") from exc
+    with contextlib.closing(conn):
+        try:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if problem := integrity_problem(conn.execute(QUICK_CHECK).fetchall()):
+                raise _damaged(path, problem)
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > SCHEMA_VERSION:
+                raise _newer(path, version)
+            if version == 0:
+                return SettingsDump({kind: [] for kind in _DUMP_QUERIES})
+            conn.execute("BEGIN")
+            read = {kind: conn.execute(sql).fetchall() for kind, sql in _DUMP_QUERIES.items()}
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if is_damaged(exc):
+                raise _damaged(path, str(exc)) from exc
+            raise StoreError(f"cannot read the users' settings file {path}: {exc}") from exc
+    rows: dict[str, list[tuple[Any, ...]]] = {
+        "channels": [(int(r[0]), *_dumped_channel(_channel(r[1:]))) for r in read["channels"]],
+        "webhook secret": [(int(u), str(s), float(t)) for u, s, t in read["webhook secret"]],
+        "pending codes": [
+            (int(u), str(a), str(h), float(e), int(n), *_lists(ev, wf), float(t))
+            for u, a, h, e, n, ev, wf, t in read["pending codes"]
+        ],
+        "codes sent": [
+            (None if u is None else int(u), str(h), float(t)) for u, h, t in read["codes sent"]
+        ],
+        "notice counts": [(int(u), str(d), int(n)) for u, d, n in read["notice counts"]],
+        "notes": [(int(u), str(text), float(t)) for u, text, t in read["notes"]],
+    }
+    return SettingsDump(rows)
