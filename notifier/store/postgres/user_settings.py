@@ -314,12 +314,11 @@ async def prepare_users_schema(dsn: str, address: DatabaseAddress) -> None:
 
 class PostgresUserSettings:
     """Users' settings in PostgreSQL (see the module docstring). Open with
-    ``await PostgresUserSettings.open(dsn)`` (a pool of its own, closed by `close`), or build one
-    on an open `Database` whose schema is current (`close` then leaves the pool alone)."""
+    ``await PostgresUserSettings.open(dsn)`` (a pool of its own, closed by `close`)."""
 
-    def __init__(self, db: Database, *, owns_pool: bool = False) -> None:
+    def __init__(self, db: Database) -> None:
+        """Use `open`; this only assembles the open pool."""
         self._db = db
-        self._owns_pool = owns_pool
         self._pruned_day = ""  # the last day whose older notice counts this process pruned
 
     @classmethod
@@ -332,11 +331,10 @@ class PostgresUserSettings:
         if migrate:
             await prepare_users_schema(dsn, address)
         db = await Database.open(dsn, address, min_size=POOL_MIN_SIZE, max_size=POOL_MAX_SIZE)
-        return cls(db, owns_pool=True)
+        return cls(db)
 
     async def close(self) -> None:
-        if self._owns_pool:
-            await self._db.close()
+        await self._db.close()
 
     # -- plumbing ---------------------------------------------------------------------------
 
