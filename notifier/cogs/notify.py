@@ -42,10 +42,10 @@ from ..discord.codes import CONTENT_MAX
 from ..discord.replies import TRANSPORT_ERRORS, defer, reply_ephemeral
 from ..errors import StoreError
 from ..store.user_settings import UserSettingsStore
+from ..usernotify.channels import VIAS
 from ..usernotify.service import UserNotifications
 
 __all__ = [
-    "ALL_VIAS",
     "CODE_MAX_CHARS",
     "LIST_MAX_CHARS",
     "LIST_MAX_ITEMS",
@@ -62,7 +62,6 @@ TARGET_MAX_CHARS: Final = 2048  # a webhook URL; an address is held to 254 by th
 LIST_MAX_CHARS: Final = 400
 LIST_MAX_ITEMS: Final = 25
 CODE_MAX_CHARS: Final = 16
-ALL_VIAS: Final = ("dm", "email", "webhook")
 _EVENTS_HELP: Final = (
     "Comma-separated: completed, failed, persisted, handoff, resumed (default: the first three)"
 )
@@ -256,7 +255,7 @@ class _NotifyBase(NotesAfterCommands):
         """`/notify set`: the options checked for shape here (lengths, lists, a target where
         one is needed), their meaning by the service (addresses, URLs, event names)."""
         target = (target or "").strip()
-        if via not in ALL_VIAS:
+        if via not in VIAS:
             await self.refuse(interaction, "via: dm, email or webhook.")
             return
         if len(target) > TARGET_MAX_CHARS:
@@ -358,10 +357,10 @@ def notify_cog(services: NotifyServices) -> commands.Cog:
                 description="Which one (default: all)",
                 required=False,
                 default=None,
-                choices=list(ALL_VIAS),
+                choices=list(VIAS),
             ),
         ) -> None:
-            if via is not None and via not in ALL_VIAS:
+            if via is not None and via not in VIAS:
                 await self.refuse(interaction, "via: dm, email or webhook.")
                 return
             await self.answer(interaction, lambda s, uid: s.off(uid, via), what="off")
