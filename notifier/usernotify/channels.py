@@ -386,7 +386,6 @@ class UserChannels:
             tuple(via for via in VIAS if via in own.allow and usable[via]) if own.enabled else ()
         )
         kit = _Kit(settings, store, clock, mail, load_result)
-        templates = {event: USER_TEMPLATES[event] for event in USER_EVENTS}
         notifiers: dict[str, Notifier] = {}
         for via in self.vias:
             cls = _PLUGINS[via]
@@ -404,7 +403,7 @@ class UserChannels:
                 templates={},
                 options={},
             )
-            notifiers[entry.name] = Notifier(-1, entry, plugin, templates)
+            notifiers[entry.name] = Notifier(-1, entry, plugin, USER_TEMPLATES)
         self._notifiers: Mapping[str, Notifier] = notifiers
 
     def notifiers(self) -> Mapping[str, Notifier]:
