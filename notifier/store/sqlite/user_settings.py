@@ -452,6 +452,11 @@ class SQLiteUserSettings:
         )
 
     async def take_notes(self, user_id: int) -> list[str]:
+        # Asked after every command a user runs; most owe no note: a read on the reader's
+        # connection, not a statement queued behind the writer's commits.
+        owed = "SELECT 1 FROM notes WHERE user_id = ? LIMIT 1"
+        if not await self._read("look for notes", owed, (user_id,)):
+            return []
         _, rows = await self._write(
             "take the notes", "DELETE FROM notes WHERE user_id = ? RETURNING id, text", (user_id,)
         )
