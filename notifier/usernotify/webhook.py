@@ -140,12 +140,10 @@ class CallbackFailed(NotifierError):
         reason: str,
         *,
         permanent: bool,
-        status: int | None = None,
         retry_after_s: float | None = None,
     ) -> None:
         self.reason = reason
         self.permanent = permanent
-        self.status = status
         self.retry_after_s = retry_after_s
         super().__init__(reason)
 
@@ -226,6 +224,5 @@ class CallbackSender:
         raise CallbackFailed(
             f"the callback answered HTTP {status}{where}",
             permanent=not transient,
-            status=status,
             retry_after_s=retry_after_s if transient else None,
         )
