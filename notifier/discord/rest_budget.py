@@ -292,11 +292,14 @@ class RestBudget:
         import psycopg
         from psycopg_pool import AsyncConnectionPool
 
+        from ..pg_pool import IdleCheckedConnection, check_if_idle, note_returned
+
         settings = settings or RestBudgetSettings()
         masked = _Masked(dsn)
         redactor.add(dsn_secrets(dsn))
         pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             dsn,
+            connection_class=IdleCheckedConnection,
             kwargs={
                 "autocommit": True,
                 "connect_timeout": CONNECT_TIMEOUT_S,
@@ -305,7 +308,9 @@ class RestBudget:
             min_size=1,
             max_size=pool_max_size,
             open=False,
-            check=AsyncConnectionPool.check_connection,
+            # A connection used moments ago goes out without a ping of its own (`pg_pool`).
+            check=check_if_idle,
+            reset=note_returned,
             timeout=POOL_WAIT_S,
             name="notifier-rest-budget",
         )

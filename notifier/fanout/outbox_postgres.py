@@ -99,6 +99,7 @@ from ..config import dsn_secrets
 from ..errors import StoreError
 from ..logs import redactor
 from ..metrics import OUTBOX_PENDING
+from ..pg_pool import IdleCheckedConnection, check_if_idle, note_returned
 from ..schema_migrations import VERSION_TABLE, SchemaNewer, migrate, numbered
 from .outbox import (
     _COLUMNS,
@@ -280,11 +281,14 @@ class PostgresOutbox(Outbox):
             ) from None
         pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] = AsyncConnectionPool(
             dsn,
+            connection_class=IdleCheckedConnection,
             min_size=1,
             max_size=max(1, pool_max_size),
             kwargs={"autocommit": True, "connect_timeout": connect_timeout_s},
-            # A connection the server dropped (a restart) is replaced before use, not failed on.
-            check=AsyncConnectionPool.check_connection,
+            # A connection the server dropped (a restart) is replaced before use, not failed on;
+            # one used moments ago goes out without a ping of its own (`notifier.pg_pool`).
+            check=check_if_idle,
+            reset=note_returned,
             timeout=POOL_WAIT_S,
             name="notifier-outbox",
             open=False,

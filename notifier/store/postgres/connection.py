@@ -9,14 +9,11 @@ and the user, never the password; the mask is for the cases that quote the conne
 back (a DSN libpq cannot parse). The password is also given to the process-wide redactor
 (`notifier.logs`), so a line from psycopg's own logger, routed into loguru, is masked too.
 
-Reconnecting: the pool checks a connection that sat idle for more than `CHECK_IDLE_S` before
-handing it out (one empty query), so a connection a server restart cut is dropped and replaced
-instead of failing the caller's statement. A connection used moments ago is handed out unchecked:
-the check is a round trip of its own, and on a busy bot it doubled a lookup by id (two round trips
-instead of one, each waiting for a CPU when the machine is loaded); a restart that cuts it in that
-moment is still caught when the server said goodbye on it (a restart, a terminated backend: its
-socket has input, a poll with no round trip); only a connection cut silently in that second fails
-one call, as it would between the check and the query. A read that fails anyway is
+Reconnecting: the pool checks a connection that sat idle for more than a second before handing
+it out (one empty query), so a connection a server restart cut is dropped and replaced instead of
+failing the caller's statement; a connection used moments ago is handed out unchecked unless the
+server said goodbye on it (`notifier.pg_pool`: the check the outbox and the REST budget use too,
+and why it spares the round trip per checkout). A read that fails anyway is
 tried once more on a fresh connection (`Database.fetch`); writes decide for themselves whether a
 second try is safe (`Database.run`, ``retry=``).
 
@@ -33,9 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import select
 import socket
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -48,6 +43,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from ...config import dsn_secrets
 from ...errors import StoreError
 from ...logs import MASK, redactor
+from ...pg_pool import IdleCheckedConnection, check_if_idle, note_returned
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
@@ -63,8 +59,6 @@ __all__ = [
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
-# A connection idle longer than this is checked (an empty query) before the pool hands it out.
-CHECK_IDLE_S: Final = 1.0
 # How long a new connection may take (libpq's connect_timeout; its smallest honoured value is 2).
 CONNECT_TIMEOUT_S: Final = 5
 # How long a caller waits for a pooled connection before its call fails (the server is away): a
@@ -188,10 +182,7 @@ class _LastFailure:
 def _remembering(last: _LastFailure) -> type[Connection]:
     """A connection class that notes in `last` why a connection could not be made."""
 
-    class RememberingConnection(psycopg.AsyncConnection[tuple[Any, ...]]):
-        # When the pool last took it back (`_returned`); a new connection is fresh.
-        returned_at: float = float("inf")
-
+    class RememberingConnection(IdleCheckedConnection):
         @classmethod
         async def connect(cls, conninfo: str = "", **kwargs: Any) -> RememberingConnection:
             try:
@@ -203,32 +194,6 @@ def _remembering(last: _LastFailure) -> type[Connection]:
             return connection
 
     return RememberingConnection
-
-
-async def _returned(conn: Connection) -> None:
-    """The pool's ``reset`` hook: note when the connection went idle (for `_check_if_idle`)."""
-    conn.returned_at = time.monotonic()  # type: ignore[attr-defined]
-
-
-def _has_unread_input(conn: Connection) -> bool:
-    """Whether the server sent something to an idle connection: on an idle session that is its
-    goodbye (a restart's or ``pg_terminate_backend``'s FATAL, then the close). A poll of the
-    socket, no round trip; a socket psycopg cannot name counts as suspect."""
-    try:
-        fd = conn.pgconn.socket
-    except psycopg.Error:
-        return True
-    poller = select.poll()
-    poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
-    return bool(poller.poll(0))
-
-
-async def _check_if_idle(conn: Connection) -> None:
-    """The pool's ``check`` hook: ping a connection idle for over `CHECK_IDLE_S`, or one the
-    server spoke to while it was idle (see above)."""
-    idle_s = time.monotonic() - getattr(conn, "returned_at", float("-inf"))
-    if idle_s > CHECK_IDLE_S or _has_unread_input(conn):
-        await AsyncConnectionPool.check_connection(conn)
 
 
 class Database:
@@ -275,8 +240,8 @@ class Database:
             min_size=min_size,
             max_size=max_size,
             open=False,
-            check=_check_if_idle,
-            reset=_returned,
+            check=check_if_idle,
+            reset=note_returned,
             timeout=wait_s,
             name=f"notifier-store {address.where}",
         )
