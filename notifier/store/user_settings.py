@@ -73,6 +73,7 @@ __all__ = [
     "mask_secret",
     "oldest_notice_day",
     "open_user_settings",
+    "user_summaries",
 ]
 
 # The SQLite file under storage.path (beside the index, not in it: see the module docstring).
@@ -279,6 +280,32 @@ def mask_secret(secret: str | None) -> str | None:
     if secret is None:
         return None
     return "whsec_***" if secret.startswith("whsec_") else "***"
+
+
+def user_summaries(
+    latest: Iterable[Sequence[Any]],
+    channel_vias: Iterable[Sequence[Any]],
+    pending_users: Iterable[Sequence[Any]],
+    note_counts: Iterable[Sequence[Any]],
+) -> list[UserSummary]:
+    """``notifier users list`` from the four reads each backend makes, as rows: (user, latest
+    time) per user in order, (user, via) per channel, (user,) per pending code, (user, count)
+    of notes."""
+    vias: dict[int, list[str]] = {}
+    for user_id, via in channel_vias:
+        vias.setdefault(int(user_id), []).append(str(via))
+    pending = {int(row[0]) for row in pending_users}
+    notes = {int(user_id): int(count) for user_id, count in note_counts}
+    return [
+        UserSummary(
+            user_id=int(user_id),
+            vias=tuple(vias.get(int(user_id), ())),
+            pending_code=int(user_id) in pending,
+            notes=notes.get(int(user_id), 0),
+            updated_at=float(at),
+        )
+        for user_id, at in latest
+    ]
 
 
 def export_document(

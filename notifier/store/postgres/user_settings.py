@@ -58,6 +58,7 @@ from ..user_settings import (
     UserSummary,
     export_document,
     oldest_notice_day,
+    user_summaries,
 )
 from . import schema as _schema  # noqa: F401 - the store's set registered first (`registered` order)
 from .connection import Connection, Database, DatabaseAddress, connect
@@ -567,31 +568,16 @@ class PostgresUserSettings:
             " UNION ALL SELECT user_id, 0.0 FROM user_notice_counts"
             ") AS every_row GROUP BY user_id ORDER BY user_id",
         )
-        vias: dict[int, list[str]] = {}
-        for user_id, via in await self._db.fetch(
-            action, "SELECT user_id, via FROM user_channels ORDER BY user_id, via"
-        ):
-            vias.setdefault(int(user_id), []).append(str(via))
-        pending = {
-            int(r[0])
-            for r in await self._db.fetch(action, "SELECT user_id FROM user_pending_codes")
-        }
-        notes = {
-            int(user_id): int(count)
-            for user_id, count in await self._db.fetch(
+        return user_summaries(
+            latest,
+            await self._db.fetch(
+                action, "SELECT user_id, via FROM user_channels ORDER BY user_id, via"
+            ),
+            await self._db.fetch(action, "SELECT user_id FROM user_pending_codes"),
+            await self._db.fetch(
                 action, "SELECT user_id, count(*) FROM user_notes GROUP BY user_id"
-            )
-        }
-        return [
-            UserSummary(
-                user_id=int(user_id),
-                vias=tuple(vias.get(int(user_id), ())),
-                pending_code=int(user_id) in pending,
-                notes=notes.get(int(user_id), 0),
-                updated_at=float(at),
-            )
-            for user_id, at in latest
-        ]
+            ),
+        )
 
     async def export(self, user_id: int) -> dict[str, Any]:
         action = "export a user's settings"

@@ -56,6 +56,7 @@ from ..user_settings import (
     UserSummary,
     export_document,
     oldest_notice_day,
+    user_summaries,
 )
 
 __all__ = ["SCHEMA_VERSION", "SQLiteUserSettings", "read_dump"]
@@ -477,25 +478,12 @@ class SQLiteUserSettings:
             " UNION ALL SELECT user_id, 0.0 FROM notice_counts"
             ") GROUP BY user_id ORDER BY user_id",
         )
-        vias: dict[int, list[str]] = {}
-        for user_id, via in await self._read(
-            action, "SELECT user_id, via FROM channels ORDER BY user_id, via"
-        ):
-            vias.setdefault(int(user_id), []).append(str(via))
-        pending = {int(r[0]) for r in await self._read(action, "SELECT user_id FROM pending_codes")}
-        notes = dict(
-            await self._read(action, "SELECT user_id, COUNT(*) FROM notes GROUP BY user_id")
+        return user_summaries(
+            latest,
+            await self._read(action, "SELECT user_id, via FROM channels ORDER BY user_id, via"),
+            await self._read(action, "SELECT user_id FROM pending_codes"),
+            await self._read(action, "SELECT user_id, COUNT(*) FROM notes GROUP BY user_id"),
         )
-        return [
-            UserSummary(
-                user_id=int(user_id),
-                vias=tuple(vias.get(int(user_id), ())),
-                pending_code=int(user_id) in pending,
-                notes=int(notes.get(user_id, 0)),
-                updated_at=float(at),
-            )
-            for user_id, at in latest
-        ]
 
     async def export(self, user_id: int) -> dict[str, Any]:
         action = "export a user's settings"
