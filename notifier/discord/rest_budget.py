@@ -73,7 +73,7 @@ from loguru import logger
 from ..config import DiscordSettings, dsn_secrets
 from ..errors import StoreError
 from ..logs import MASK, redactor
-from ..schema_migrations import VERSION_TABLE, SchemaNewer, migrate, numbered
+from ..schema_migrations import SchemaNewer, migrate, numbered
 
 if TYPE_CHECKING:
     import nextcord
@@ -86,6 +86,7 @@ __all__ = [
     "DEFAULT_RATE_PER_S",
     "REST_BUDGET_COMPONENT",
     "REST_BUDGET_MIGRATIONS",
+    "REST_BUDGET_SET",
     "TABLE",
     "RestBudget",
     "RestBudgetSettings",
@@ -93,6 +94,7 @@ __all__ = [
     "apply_rest_budget_migrations",
     "budget_key",
     "install_rest_budget",
+    "share_rest_budget",
 ]
 
 # Discord's 50 requests/s less headroom: at most rate + burst = 46 requests in any second.
@@ -110,7 +112,6 @@ CONNECT_TIMEOUT_S: Final = 5
 # tried again this often (one request then waits up to POOL_WAIT_S to find out).
 RETRY_AWAY_S: Final = 5.0
 APPLICATION_NAME: Final = "notifier-rest-budget"
-SCHEMA_VERSIONS_TABLE: Final = VERSION_TABLE
 REST_BUDGET_COMPONENT: Final = "rest_budget"
 
 # Step N brings the budget's table from version N-1 to N. Never edit a released step: append one.

@@ -117,6 +117,7 @@ __all__ = [
     "IMPORT_PAGE_ROWS",
     "OUTBOX_COMPONENT",
     "OUTBOX_MIGRATIONS",
+    "OUTBOX_SET",
     "OUTBOX_TABLE",
     "SCHEMA_VERSIONS_TABLE",
     "OutboxImport",
