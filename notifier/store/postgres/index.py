@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Final, NamedTuple
@@ -438,8 +439,11 @@ class PostgresIndex:
         return _where(query, self._lookup(query))
 
     async def read_url_counts(self) -> None:
-        """Read the trigram counts now and wait for them (tools, benchmarks, tests)."""
-        await self._read_url_counts()
+        """Read the trigram counts now and wait for them (tools, benchmarks, tests). A read a
+        search already started in the background (`_lookup`) is waited for, not sampled twice."""
+        if self._counting is None or self._counting.done():
+            self._counting = asyncio.create_task(self._read_url_counts(), name="pg-url-trigrams")
+        await asyncio.shield(self._counting)
 
     async def _read_url_counts(self) -> None:
         try:
@@ -447,9 +451,12 @@ class PostgresIndex:
                 "sample the URLs' trigrams", _sample_url_trigrams, retry=True
             )
         except StoreError as exc:
-            # Searches stay exact without them, only slower; the next search asks again.
+            # Searches stay exact without new ones; the counts read before (if any) stay in use,
+            # and a search a minute from now asks again.
             logger.warning("store: URL trigram counts not read ({}); URL search still exact", exc)
-            self._url_counts = UrlTrigramCounts(read_at=time.monotonic() - REFRESH_S + 60)
+            self._url_counts = dataclasses.replace(
+                self._url_counts, read_at=time.monotonic() - REFRESH_S + 60
+            )
 
     async def search(self, query: ResultQuery) -> list[WorkflowRecord]:
         where, params = self.where(query)
