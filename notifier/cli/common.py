@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ __all__ = [
     "Handler",
     "parse_duration_s",
     "parse_moment",
+    "utc_minute",
 ]
 
 EXIT_OK: Final = 0
@@ -67,3 +69,11 @@ def parse_moment(text: str, *, now: float) -> float:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
+
+
+def utc_minute(timestamp: float | None) -> str:
+    """A stored time as ``YYYY-MM-DD HH:MM`` (UTC), or "-" when there is none (unset, not a
+    number, or 0)."""
+    if timestamp is None or not math.isfinite(timestamp) or timestamp <= 0:
+        return "-"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +41,7 @@ from .common import (
     CommandError,
     parse_duration_s,
     parse_moment,
+    utc_minute,
 )
 
 if TYPE_CHECKING:
@@ -57,12 +57,6 @@ def _workflow_id(text: str) -> str:
         return validate_workflow_id(text)
     except InvalidWorkflowId as exc:
         raise CommandError(f"invalid workflow id: {exc}", EXIT_USAGE) from None
-
-
-def _when(timestamp: float | None) -> str:
-    if timestamp is None or not math.isfinite(timestamp):
-        return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def _clip(text: str, limit: int) -> str:
@@ -136,7 +130,7 @@ async def _results_list(args: argparse.Namespace, settings: Settings) -> int:
             r.command,
             str(r.user_id),
             _clip(" ".join(r.url.split()), _URL_COLUMN_MAX) or "-",
-            _when(r.created_at),
+            utc_minute(r.created_at),
             r.delivery_state.value,
         )
         for r in records
@@ -154,7 +148,7 @@ async def _results_list(args: argparse.Namespace, settings: Settings) -> int:
 def _metadata_lines(record: WorkflowRecord) -> list[str]:
     delivery = record.delivery_state.value
     if record.delivered_via:
-        delivery += f" ({record.delivered_via}, {_when(record.delivered_at)} UTC)"
+        delivery += f" ({record.delivered_via}, {utc_minute(record.delivered_at)} UTC)"
     rows = [
         ("workflow", record.workflow_id),
         ("status", record.status.value),
@@ -163,8 +157,8 @@ def _metadata_lines(record: WorkflowRecord) -> list[str]:
         ("user", f"{record.user_id} {record.user_name}".strip()),
         ("guild", str(record.guild_id) if record.guild_id is not None else "-"),
         ("channel", str(record.channel_id) if record.channel_id is not None else "-"),
-        ("created", f"{_when(record.created_at)} UTC"),
-        ("finished", f"{_when(record.finished_at)} UTC" if record.finished_at else "-"),
+        ("created", f"{utc_minute(record.created_at)} UTC"),
+        ("finished", f"{utc_minute(record.finished_at)} UTC" if record.finished_at else "-"),
         ("stage", f"{record.stage or '-'} ({record.progress:.0%})"),
         ("delivery", delivery),
         ("size", f"{record.size_bytes} bytes" if record.size_bytes is not None else "-"),
@@ -179,7 +173,7 @@ def _step_lines(steps: list[RecordedStep]) -> list[str]:
     if not steps:
         return [f"{'steps':<9} -"]
     lines = [f"{'steps':<9} {len(steps)} recorded"]
-    lines += [f"  {s.index:>4}  {s.name}  ({_when(s.recorded_at)} UTC)" for s in steps]
+    lines += [f"  {s.index:>4}  {s.name}  ({utc_minute(s.recorded_at)} UTC)" for s in steps]
     return lines
 
 
@@ -224,7 +218,7 @@ async def _results_purge(args: argparse.Namespace, settings: Settings) -> int:
             include_undelivered=args.include_undelivered,
             dry_run=args.dry_run,
         )
-    cutoff = _when(datetime.now(UTC).timestamp() - older_than_s)
+    cutoff = utc_minute(datetime.now(UTC).timestamp() - older_than_s)
     verb = "would purge" if args.dry_run else "purged"
     noun = "result" if count == 1 else "results"
     print(f"{verb} {count} {noun} finished before {cutoff} UTC")

@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import sys
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from ..config import Settings
@@ -34,7 +32,7 @@ from ..store.user_settings import (
     export_document,
     open_user_settings,
 )
-from .common import EXIT_OK
+from .common import EXIT_OK, utc_minute
 
 if TYPE_CHECKING:
     from .common import SubParsers
@@ -79,12 +77,6 @@ def register(subparsers: SubParsers) -> None:
     users.set_defaults(handler=run)
 
 
-def _when(timestamp: float | None) -> str:
-    if timestamp is None or not math.isfinite(timestamp) or timestamp <= 0:
-        return "-"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M")
-
-
 def _nothing_stored(exported: Mapping[str, Any]) -> bool:
     return not any(value for key, value in exported.items() if key != "user_id")
 
@@ -105,7 +97,7 @@ def export_text(exported: Mapping[str, Any]) -> str:
         lines.append(f"  {channel.get('via')}: {state}, {target}")
         lines.append(f"    events: {events}; workflows: {workflows}")
         detail = f"    failed deliveries in a row: {channel.get('failures', 0)}"
-        detail += f"; changed {_when(channel.get('updated_at'))}"
+        detail += f"; changed {utc_minute(channel.get('updated_at'))}"
         lines.append(detail)
         if channel.get("disabled_reason"):
             lines.append(f"    turned off: {channel['disabled_reason']}")
@@ -115,19 +107,19 @@ def export_text(exported: Mapping[str, Any]) -> str:
     if pending:
         lines.append(
             f"pending e-mail code: for {pending.get('address')}, expires "
-            f"{_when(pending.get('expires_at'))}, {pending.get('attempts', 0)} wrong attempt(s)"
+            f"{utc_minute(pending.get('expires_at'))}, {pending.get('attempts', 0)} wrong attempt(s)"
         )
     else:
         lines.append("pending e-mail code: none")
     sent = exported.get("codes_sent") or []
-    last = f" (last {_when(max(sent))})" if sent else ""
+    last = f" (last {utc_minute(max(sent))})" if sent else ""
     lines.append(f"codes sent (kept for the daily limits): {len(sent)}{last}")
     counts = exported.get("notice_counts") or {}
     listed = ", ".join(f"{day}: {count}" for day, count in counts.items()) or "none"
     lines.append(f"notices counted per day (UTC): {listed}")
     notes = exported.get("notes") or []
     lines.append(f"notes owed: {len(notes)}")
-    lines += [f"  {_when(n.get('created_at'))}  {n.get('text', '')}" for n in notes]
+    lines += [f"  {utc_minute(n.get('created_at'))}  {n.get('text', '')}" for n in notes]
     return "\n".join(lines)
 
 
@@ -139,7 +131,7 @@ async def _list(store: UserSettingsStore, out: TextIO) -> int:
         code = "pending" if summary.pending_code else "-"
         print(
             f"{summary.user_id:<20}  {channels:<18}  {code:<7}  {summary.notes:>5}  "
-            f"{_when(summary.updated_at)}",
+            f"{utc_minute(summary.updated_at)}",
             file=out,
         )
     print(f"({len(summaries)} user(s))", file=out)
