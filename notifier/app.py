@@ -76,6 +76,7 @@ from .metrics import (
 from .runner.runner import Runner
 from .store import Store, open_store
 from .store.user_settings import UserSettingsStore, open_user_settings
+from .usernotify.channels import stored_result_loader
 from .usernotify.service import UserNotifications
 from .workflows import Workflow, WorkflowSpec, bind_workflows, close_workflows, load_workflows
 
@@ -387,7 +388,7 @@ class Notifier:
                 settings,
                 self._user_settings,
                 context,
-                load_result=_stored_result_of(self._store),
+                load_result=stored_result_loader(self._store),
             )
             users = self._user_notifications.routes
         self._fanout = await Fanout.open(settings, context, users=users)
@@ -661,20 +662,6 @@ class Notifier:
             "❌ Something went wrong on our side; it has been logged. Any workflow result is "
             "safe in the store (`/retrieve_results`).",
         )
-
-
-def _stored_result_of(store: Store) -> Callable[[str], Awaitable[Any]]:
-    """What a user's webhook callback carries as its result (``webhook_include_result``): the
-    stored document's result, or None when there is none to read (a test notice, a lost file)."""
-
-    async def stored_result(workflow_id: str) -> Any:
-        try:
-            return (await store.read_result(workflow_id)).get("result")
-        except NotifierError as exc:
-            logger.debug("no stored result for a callback of {}: {}", workflow_id, exc)
-            return None
-
-    return stored_result
 
 
 def _client_options(settings: Settings, guild_ready_timeout_s: float) -> dict[str, Any]:

@@ -38,13 +38,14 @@ from ..discord.delivery import send_notice_dm
 from ..discord.io import DiscordIO
 from ..discord.rest_budget import share_rest_budget
 from ..discord.rest_client import rest_only_client
-from ..errors import ConfigError, NotifierError, StoreError
+from ..errors import ConfigError, StoreError
 from ..fanout.dispatch import Fanout
 from ..fanout.plugin import PluginContext
 from ..records import validate_workflow_id
 from ..runner import JobTicket, Runner
 from ..store.postgres import PostgresStore
 from ..store.user_settings import UserSettingsStore, open_user_settings
+from ..usernotify.channels import stored_result_loader
 from ..usernotify.service import UserNotifications
 from ..workflows import WorkflowSpec, bind_workflows, close_workflows, load_workflows
 from . import tokens
@@ -127,7 +128,7 @@ class Worker:
             if settings.user_notifications.enabled:
                 user_settings = await open_user_settings(settings.storage)
                 users = UserNotifications(
-                    settings, user_settings, context, load_result=self._stored_result
+                    settings, user_settings, context, load_result=stored_result_loader(store)
                 )
             fanout = await Fanout.open(
                 settings, context, users=None if users is None else users.routes
@@ -157,16 +158,6 @@ class Worker:
                 await stop_sharing()
             await http.close()
             executor.shutdown(wait=False, cancel_futures=True)
-
-    async def _stored_result(self, workflow_id: str) -> Any:
-        """A user's webhook callback's result (``webhook_include_result``): the stored
-        document's, or None when there is none to read (a test notice, a lost file)."""
-        assert self.store is not None
-        try:
-            return (await self.store.read_result(workflow_id)).get("result")
-        except NotifierError as exc:
-            logger.debug("no stored result for a callback of {}: {}", workflow_id, exc)
-            return None
 
     async def _take_jobs(self) -> None:
         app = build_app(self._dsn, pool_max_size=max(4, self.settings.runner.max_concurrent // 2))

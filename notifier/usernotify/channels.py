@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ..config import USER_EVENTS, NotifierEntry, NotifierFilter, Settings
 from ..discord import codes
+from ..errors import NotifierError
 from ..events import Event, Notice
 from ..fanout.dispatch import Notifier
 from ..fanout.plugin import (
@@ -59,6 +60,7 @@ from ..fanout.transports.dm import PERMANENT_DM_CODES, accepts_nonce, dm_nonce
 from ..fanout.user_routes import USER_NOTIFIER_PREFIX
 from ..logs import redactor
 from ..metrics import USER_NOTIFICATIONS
+from ..store import Store
 from ..store.user_settings import ChannelSetting, UserSettings, UserSettingsStore, mask_address
 from ..workflows.netguard import Resolver
 from .mailer import MailFailed, MailRefused, MailServer, send_mail
@@ -74,6 +76,7 @@ __all__ = [
     "UserEmailPlugin",
     "UserWebhookPlugin",
     "notifier_name",
+    "stored_result_loader",
     "utc_day",
 ]
 
@@ -83,8 +86,23 @@ VIAS: Final = ("dm", "email", "webhook")
 TELL_DM_TIMEOUT_S: Final = 10.0
 
 #: The stored result of a workflow by id (None when there is none): for webhook bodies with
-#: ``webhook_include_result``. The app passes one reading the result store.
+#: ``webhook_include_result``. The app and workers pass `stored_result_loader`'s.
 type ResultLoader = Callable[[str], Awaitable[Any]]
+
+
+def stored_result_loader(store: Store) -> ResultLoader:
+    """What a user's webhook callback carries as its result (``webhook_include_result``): the
+    stored document's result, or None when there is none to read (a test notice, a lost file)."""
+
+    async def stored_result(workflow_id: str) -> Any:
+        try:
+            return (await store.read_result(workflow_id)).get("result")
+        except NotifierError as exc:
+            logger.debug("no stored result for a callback of {}: {}", workflow_id, exc)
+            return None
+
+    return stored_result
+
 
 _T = MessageTemplate
 USER_TEMPLATES: Mapping[Event, MessageTemplate] = {
