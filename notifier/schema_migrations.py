@@ -56,6 +56,7 @@ __all__ = [
     "register",
     "registered",
     "status",
+    "table_exists",
 ]
 
 # One table and one lock key ("noti" in ASCII) for every part's sets.
@@ -180,11 +181,17 @@ def _newer_message(name: str, found: int, latest: int) -> str:
     )
 
 
+async def table_exists(conn: Connection, name: str) -> bool:
+    """Whether table `name` exists (on the connection's search path): a look that creates
+    nothing, for dry runs and for readers of a database no migration has reached yet."""
+    cursor = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", [name])
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
 async def _versions(conn: Connection) -> dict[str, int] | None:
     """Each set's applied version, or None when the version table does not exist yet."""
-    cursor = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", [VERSION_TABLE])
-    row = await cursor.fetchone()
-    if row is None or not row[0]:
+    if not await table_exists(conn, VERSION_TABLE):
         return None
     cursor = await conn.execute(f"SELECT component, version FROM {VERSION_TABLE}")
     return {str(name): int(version) for name, version in await cursor.fetchall()}

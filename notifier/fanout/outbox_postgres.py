@@ -100,7 +100,7 @@ from ..errors import StoreError
 from ..logs import redactor
 from ..metrics import OUTBOX_PENDING
 from ..pg_pool import IdleCheckedConnection, check_if_idle, note_returned
-from ..schema_migrations import VERSION_TABLE, SchemaNewer, migrate, numbered
+from ..schema_migrations import VERSION_TABLE, SchemaNewer, migrate, numbered, table_exists
 from .outbox import (
     _COLUMNS,
     NewNotice,
@@ -801,12 +801,6 @@ async def _sqlite_pages(path: Path) -> AsyncIterator[list[tuple[Any, ...]]]:
         await asyncio.to_thread(db.close)
 
 
-async def _has_table(connection: psycopg.AsyncConnection[Any]) -> bool:
-    cursor = await connection.execute("SELECT to_regclass(%s) IS NOT NULL", (OUTBOX_TABLE,))
-    found = await cursor.fetchone()
-    return bool(found and found[0])
-
-
 def _conflict(row: tuple[Any, ...], there: tuple[Any, ...]) -> str:
     differs = [name for name, a, b in zip(_IMPORTED, row, there, strict=True) if a != b]
     verb = "differs" if len(differs) == 1 else "differ"
@@ -827,7 +821,7 @@ async def import_outbox(
     is in autocommit mode (each page its own transaction). StoreError (redacted) on failure."""
     found = OutboxImport()
     try:
-        table = write or await _has_table(connection)
+        table = write or await table_exists(connection, OUTBOX_TABLE)
         async for page in _sqlite_pages(sqlite_path):
             held: dict[str, tuple[Any, ...]] = {}
             if table:
@@ -870,7 +864,7 @@ async def imported_counts(
     rows it holds in all (the SQLite outbox's or not)."""
     counts: Counter[str] = Counter()
     try:
-        if not await _has_table(connection):
+        if not await table_exists(connection, OUTBOX_TABLE):
             return counts, 0
         async for page in _sqlite_pages(sqlite_path):
             cursor = await connection.execute(

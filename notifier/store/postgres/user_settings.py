@@ -44,7 +44,7 @@ from loguru import logger
 from psycopg.types.json import Jsonb
 
 from ...errors import StoreError
-from ...schema_migrations import Migration, MigrationSet, migrate, register
+from ...schema_migrations import Migration, MigrationSet, migrate, register, table_exists
 from ..user_settings import (
     CODES_SENT_KEPT_S,
     DUMP_COLUMNS,
@@ -279,12 +279,6 @@ async def _fetchall(
 async def _rowcount(conn: Connection, query: str, params: Sequence[Any] | None = None) -> int:
     cursor = await conn.execute(query, params)
     return cursor.rowcount
-
-
-async def _has_tables(conn: Connection) -> bool:
-    """Whether the ``users`` set's tables exist (created together, so one answers for all)."""
-    rows = await _fetchall(conn, "SELECT to_regclass('user_channels') IS NOT NULL")
-    return bool(rows and rows[0][0])
 
 
 async def prepare_users_schema(dsn: str, address: DatabaseAddress) -> None:
@@ -617,7 +611,8 @@ class PostgresUserSettings:
 
         async def look(conn: Connection) -> SettingsImport:
             found = SettingsImport()
-            if not write and not await _has_tables(conn):
+            # The set's tables are created together: one answers for all.
+            if not write and not await table_exists(conn, "user_channels"):
                 for kind, rows in source.items():
                     found.source[kind] = found.new[kind] = len(rows)
                 return found
